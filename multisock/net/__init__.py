@@ -1,0 +1,1 @@
+"""The in-process virtual network: hosts, links, impairments, capture, driver."""

@@ -1,0 +1,1 @@
+"""Sans-IO protocol machinery: IP, routing, fragments, ICMP, UDP, TCP."""
