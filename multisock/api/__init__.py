@@ -1,0 +1,1 @@
+"""The socket facade's machinery: cores behind ``multisock.socket.socket``."""

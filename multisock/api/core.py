@@ -1,0 +1,183 @@
+"""The part of a userspace socket every protocol shares: blocking, timeouts, waking.
+
+A core is to ``multisock.socket.socket`` what ``_socket.socket`` is to the
+stdlib's: the object that does the work, driven through the host's driver lock.
+Waiting uses a ``threading.Condition`` on that lock, notified by the stack's
+``on_change`` callback, so a blocked ``recv`` costs nothing until data arrives,
+and ``close()`` from another thread wakes it with EBADF.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from multisock.api.errors import bad_fd, oserror, timed_out, would_block
+from multisock.api.readiness import ReadinessFd
+from multisock.api.sockaddr import format_address, parse_address
+
+if TYPE_CHECKING:
+    from multisock.net.host import Host
+
+MSG_PEEK = _socket.MSG_PEEK
+MSG_DONTWAIT = _socket.MSG_DONTWAIT
+MSG_WAITALL = _socket.MSG_WAITALL
+MSG_TRUNC = _socket.MSG_TRUNC
+SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
+SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
+
+_default_timeout: float | None = None
+
+
+def get_default_timeout() -> float | None:
+    return _default_timeout
+
+
+def set_default_timeout(value: float | None) -> None:
+    global _default_timeout
+    _default_timeout = check_timeout(value)
+
+
+def check_timeout(value: Any) -> float | None:
+    """Validate a timeout exactly like CPython (TypeError / ValueError)."""
+    if value is None:
+        return None
+    try:
+        timeout = float(value)
+    except TypeError:
+        raise TypeError("Timeout value must be int, float or None") from None
+    if timeout != timeout:
+        raise ValueError("Invalid value NaN (not a number)")
+    if timeout < 0:
+        raise ValueError("Timeout value out of range")
+    return timeout
+
+
+class Core:
+    """Shared state and helpers; protocol subclasses fill in the operations."""
+
+    def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
+        self.host = host
+        self.driver = host.driver
+        self.family = family
+        self.type = type
+        self.proto = proto
+        self.timeout: float | None = _default_timeout
+        self.closed = False
+        self.cond = threading.Condition(self.driver.lock)
+        self._fd: ReadinessFd | None = None
+        self.rcvtimeo: float | None = None
+        self.sndtimeo: float | None = None
+        self.refs = 1  # wrappers sharing this core (dup, fromfd)
+
+    # -------------------------------------------------------------- blocking
+
+    def settimeout(self, value: Any) -> None:
+        self.timeout = check_timeout(value)
+
+    def gettimeout(self) -> float | None:
+        return self.timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self.timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self.timeout != 0.0
+
+    def wait(self, ready: Callable[[], bool], flags: int = 0, timeout: Any = "default") -> None:
+        """Wait (lock held) until ``ready()``; BlockingIOError / TimeoutError / EBADF."""
+        if ready():
+            return
+        self.driver.drain()
+        if ready():
+            return
+        limit = self.timeout if timeout == "default" else timeout
+        if flags & MSG_DONTWAIT or limit == 0.0:
+            raise would_block()
+        driver = self.driver
+        deadline = None if limit is None else driver.now() + limit
+        while not ready():
+            if self.closed:
+                raise bad_fd()
+            if deadline is None:
+                self.cond.wait()
+            else:
+                remaining = deadline - driver.now()
+                if remaining <= 0:
+                    raise timed_out()
+                self.cond.wait(remaining)
+            driver.drain()
+
+    def changed(self) -> None:
+        """The stack says readiness may have changed (lock held)."""
+        self.cond.notify_all()
+        fd = self._fd
+        if fd is not None:
+            fd.update(self.readable())
+
+    def readable(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        if self.closed:
+            return -1
+        with self.driver.lock:
+            if self._fd is None:
+                from multisock.socket import _cores_by_fd
+
+                self._fd = ReadinessFd()
+                self._fd.update(self.readable())
+                _cores_by_fd[self._fd.fd] = self
+            return self._fd.fd
+
+    def check_open(self) -> None:
+        if self.closed:
+            raise bad_fd()
+
+    def close(self) -> None:
+        with self.driver.operation():
+            if self.closed:
+                return
+            self.refs -= 1
+            if self.refs > 0:
+                return
+            self.closed = True
+            self.close_protocol()
+            self.cond.notify_all()
+            self.host.touch()
+        if self._fd is not None:
+            from multisock.socket import _cores_by_fd
+
+            _cores_by_fd.pop(self._fd.fd, None)
+            self._fd.close()
+
+    def close_protocol(self) -> None:
+        """Release protocol state (subclasses)."""
+
+    # ------------------------------------------------------------- addresses
+
+    def resolve(self, host: str, family: int) -> bytes:
+        from multisock.api.resolve import resolve_for_socket
+
+        return resolve_for_socket(self.host, host, family)
+
+    def parse(self, address: Any, caller: str) -> tuple[bytes, int]:
+        addr, port, _flow, _scope = parse_address(self.family, address, caller, self.resolve)
+        return addr, port
+
+    def format(self, addr: bytes, port: int) -> tuple[Any, ...]:
+        return format_address(self.family, addr, port)
+
+    # ---------------------------------------------------------------- options
+
+    def unsupported_option(self, level: int, option: int) -> OSError:
+        return oserror(errno.ENOPROTOOPT)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} on {self.host.name}>"

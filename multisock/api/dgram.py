@@ -1,0 +1,350 @@
+"""UDP and ICMP-echo ("ping") sockets over the userspace stack."""
+
+from __future__ import annotations
+
+import _socket
+import errno
+from typing import TYPE_CHECKING, Any
+
+from multisock.api import options as O
+from multisock.api.core import MSG_PEEK, MSG_TRUNC, Core
+from multisock.api.errors import oserror
+from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
+from multisock.stack.datagram import DatagramEndpoint
+
+if TYPE_CHECKING:
+    from multisock.net.host import Host
+
+
+class DatagramCore(Core):
+    """SOCK_DGRAM: UDP, or ping sockets when proto is IPPROTO_ICMP/ICMPV6."""
+
+    def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
+        super().__init__(host, family, type, proto)
+        self.is_ping = proto in (_socket.IPPROTO_ICMP, _socket.IPPROTO_ICMPV6)
+        self.ep = DatagramEndpoint(family)
+        self.ep.on_change = self.changed
+        if family == AF_INET6:
+            self.ep.v6only = False
+
+    @property
+    def _stack(self) -> Any:
+        return self.host.ip.ping if self.is_ping else self.host.ip.udp
+
+    def readable(self) -> bool:
+        return self.ep.readable or self.closed
+
+    def writable(self) -> bool:
+        return not self.closed
+
+    # --------------------------------------------------------------- binding
+
+    def bind(self, address: Any) -> None:
+        self.check_open()
+        addr, port = self.parse(address, "bind")
+        with self.driver.operation():
+            if self.ep.local is not None:
+                raise oserror(errno.EINVAL)
+            self._stack.bind(self.ep, addr, port)
+
+    def connect(self, address: Any) -> None:
+        self.check_open()
+        addr, port = self.parse(address, "connect")
+        with self.driver.operation():
+            if self.is_ping:
+                self._stack.autobind(self.ep)
+                self.ep.remote = (addr, port)
+            else:
+                self._stack.connect(self.ep, addr, port)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            self.connect(address)
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+        return 0
+
+    def listen(self, backlog: int = 0) -> None:
+        raise oserror(errno.EOPNOTSUPP)
+
+    def accept(self) -> Any:
+        raise oserror(errno.EOPNOTSUPP)
+
+    def getsockname(self) -> tuple[Any, ...]:
+        self.check_open()
+        local = self.ep.local
+        if local is None:
+            return self.format(bytes(4) if self.family == AF_INET else bytes(16), 0)
+        return self.format(*local)
+
+    def getpeername(self) -> tuple[Any, ...]:
+        self.check_open()
+        if self.ep.remote is None:
+            raise oserror(errno.ENOTCONN)
+        return self.format(*self.ep.remote)
+
+    # --------------------------------------------------------------- sending
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.check_open()
+        if self.ep.remote is None:
+            raise oserror(errno.EDESTADDRREQ)
+        return self._send(data, self.ep.remote)
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        self.check_open()
+        if address is None:
+            address, flags = flags_or_address, 0
+        else:
+            flags = flags_or_address
+        if not isinstance(flags, int):
+            raise TypeError(f"'{type(flags).__name__}' object cannot be interpreted as an integer")
+        view = memoryview(data)
+        target = self.parse(address, "sendto")
+        return self._send(view, target)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self.send(data, flags)
+
+    def sendmsg(
+        self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
+    ) -> int:
+        self.check_open()
+        data = b"".join(bytes(memoryview(b)) for b in buffers)
+        if list(ancdata):
+            raise oserror(errno.EINVAL)
+        if address is None:
+            return self.send(data, flags)
+        return self.sendto(data, flags, address)
+
+    def _send(self, data: Any, target: tuple[bytes, int]) -> int:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        with self.driver.operation():
+            if self.ep.shut_wr:
+                raise oserror(errno.EPIPE)
+            err = self.ep.take_error()
+            if err:
+                raise oserror(err)
+            addr, port = target
+            if self.is_ping:
+                sent = int(self._stack.sendto(self.ep, view, addr))
+            else:
+                if is_wildcard(addr):
+                    # Linux sends to the wildcard as to the loopback address
+                    addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
+                sent = int(self._stack.sendto(self.ep, view, addr, port))
+            self.host.touch()
+            return sent
+
+    # ------------------------------------------------------------- receiving
+
+    def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int]]:
+        self.check_open()
+        with self.driver.operation():
+            self.wait(lambda: self.ep.readable or self.closed, flags, self._recv_timeout())
+            if self.closed:
+                raise oserror(errno.EBADF)
+            err = self.ep.take_error()
+            if err:
+                raise oserror(err)
+            item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            if item is None:
+                return b"", (b"", 0)
+            return item
+
+    def _recv_timeout(self) -> Any:
+        return "default"
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        data, _ = self._recv(flags)
+        return data[:bufsize]
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        data, (addr, port) = self._recv(flags)
+        return data[:bufsize], self.format(addr, port) if addr else None
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes == 0 or nbytes > len(view):
+            if nbytes > len(view):
+                raise ValueError("buffer too small for requested bytes")
+            nbytes = len(view)
+        data, _ = self._recv(flags)
+        n = min(nbytes, len(data))
+        view[:n] = data[:n]
+        return len(data) if flags & MSG_TRUNC else n
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recvfrom_into")
+        if nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        nbytes = nbytes or len(view)
+        data, (addr, port) = self._recv(flags)
+        n = min(nbytes, len(data))
+        view[:n] = data[:n]
+        return n, self.format(addr, port) if addr else None
+
+    def recvmsg(
+        self, bufsize: int, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[bytes, list[Any], int, Any]:
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        data, (addr, port) = self._recv(flags)
+        msg_flags = MSG_TRUNC if len(data) > bufsize else 0
+        return data[:bufsize], [], msg_flags, self.format(addr, port) if addr else None
+
+    def recvmsg_into(
+        self, buffers: Any, ancbufsize: int = 0, flags: int = 0
+    ) -> tuple[int, list[Any], int, Any]:
+        views = [memoryview(b).cast("B") for b in buffers]
+        data, (addr, port) = self._recv(flags)
+        offset = 0
+        for view in views:
+            chunk = data[offset : offset + len(view)]
+            view[: len(chunk)] = chunk
+            offset += len(chunk)
+        msg_flags = MSG_TRUNC if len(data) > offset else 0
+        return offset, [], msg_flags, self.format(addr, port) if addr else None
+
+    # --------------------------------------------------------------- closing
+
+    def shutdown(self, how: int) -> None:
+        self.check_open()
+        if how not in (0, 1, 2):
+            raise oserror(errno.EINVAL)
+        with self.driver.operation():
+            if self.ep.remote is None:
+                raise oserror(errno.ENOTCONN)
+            if how in (0, 2):
+                self.ep.shut_rd = True
+            if how in (1, 2):
+                self.ep.shut_wr = True
+            self.ep.changed()
+
+    def close_protocol(self) -> None:
+        self._stack.close(self.ep)
+
+    # --------------------------------------------------------------- options
+
+    def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
+        self.check_open()
+        ep = self.ep
+        with self.driver.lock:
+            if level == O.SOL_SOCKET:
+                if option == _socket.SO_REUSEADDR:
+                    ep.reuseaddr = O.as_bool(value)
+                elif option == _socket.SO_REUSEPORT:
+                    ep.reuseport = O.as_bool(value)
+                elif option == _socket.SO_BROADCAST:
+                    ep.broadcast = O.as_bool(value)
+                elif option == _socket.SO_RCVBUF:
+                    ep.rcvbuf = O.buf_size(value, O.MIN_RCVBUF)
+                elif option == _socket.SO_SNDBUF:
+                    ep.sndbuf = O.buf_size(value, O.MIN_SNDBUF)
+                elif option == _socket.SO_RCVTIMEO:
+                    self.rcvtimeo = O.timeval_decode(value)
+                elif option == _socket.SO_SNDTIMEO:
+                    self.sndtimeo = O.timeval_decode(value)
+                elif option in (_socket.SO_KEEPALIVE, _socket.SO_LINGER, _socket.SO_OOBINLINE):
+                    pass  # accepted and meaningless for datagrams, as on Linux
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IP and self.family == AF_INET or (
+                level == O.IPPROTO_IP and not ep.v6only
+            ):
+                if option == _socket.IP_TTL:
+                    ttl = O.as_int(value)
+                    if not (1 <= ttl <= 255 or ttl == -1):
+                        raise oserror(errno.EINVAL)
+                    ep.ttl = None if ttl == -1 else ttl
+                elif option == _socket.IP_TOS:
+                    ep.tos = O.as_int(value) & 0xFF
+                elif option == _socket.IP_MULTICAST_TTL:
+                    ep.multicast_ttl = O.as_int(value)
+                elif option == _socket.IP_MULTICAST_LOOP:
+                    ep.multicast_loop = O.as_bool(value)
+                elif option in (_socket.IP_ADD_MEMBERSHIP, _socket.IP_DROP_MEMBERSHIP,
+                                _socket.IP_MULTICAST_IF):
+                    pass  # every host hears every group on our links: membership is a no-op
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
+                if option == _socket.IPV6_V6ONLY:
+                    if ep.local is not None:
+                        raise oserror(errno.EINVAL)
+                    ep.v6only = O.as_bool(value)
+                elif option == _socket.IPV6_UNICAST_HOPS:
+                    hops = O.as_int(value)
+                    ep.ttl = None if hops == -1 else hops
+                elif option in (_socket.IPV6_MULTICAST_HOPS, _socket.IPV6_MULTICAST_LOOP,
+                                _socket.IPV6_JOIN_GROUP, _socket.IPV6_LEAVE_GROUP,
+                                _socket.IPV6_MULTICAST_IF):
+                    pass
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            else:
+                raise oserror(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
+        self.check_open()
+        ep = self.ep
+        value: int | bytes
+        with self.driver.lock:
+            if level == O.SOL_SOCKET:
+                table: dict[int, Any] = {
+                    _socket.SO_TYPE: self.type,
+                    _socket.SO_DOMAIN: self.family,
+                    _socket.SO_PROTOCOL: self.proto or _socket.IPPROTO_UDP,
+                    _socket.SO_REUSEADDR: int(ep.reuseaddr),
+                    _socket.SO_REUSEPORT: int(ep.reuseport),
+                    _socket.SO_BROADCAST: int(ep.broadcast),
+                    _socket.SO_RCVBUF: ep.rcvbuf,
+                    _socket.SO_SNDBUF: ep.sndbuf,
+                    _socket.SO_ACCEPTCONN: 0,
+                    _socket.SO_KEEPALIVE: 0,
+                }
+                if option == _socket.SO_ERROR:
+                    value = ep.take_error()
+                elif option == _socket.SO_LINGER:
+                    value = O.linger_encode(None)
+                elif option == _socket.SO_RCVTIMEO:
+                    value = O.timeval_encode(self.rcvtimeo)
+                elif option == _socket.SO_SNDTIMEO:
+                    value = O.timeval_encode(self.sndtimeo)
+                elif option in table:
+                    value = table[option]
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IP:
+                if option == _socket.IP_TTL:
+                    value = ep.ttl if ep.ttl is not None else self.host.ip.default_ttl
+                elif option == _socket.IP_TOS:
+                    value = ep.tos
+                elif option == _socket.IP_MULTICAST_TTL:
+                    value = ep.multicast_ttl
+                elif option == _socket.IP_MULTICAST_LOOP:
+                    value = int(ep.multicast_loop)
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
+                if option == _socket.IPV6_V6ONLY:
+                    value = int(ep.v6only)
+                elif option == _socket.IPV6_UNICAST_HOPS:
+                    value = ep.ttl if ep.ttl is not None else self.host.ip.default_ttl
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            else:
+                raise oserror(errno.ENOPROTOOPT)
+        return O.reply(value, buflen)

@@ -1,0 +1,468 @@
+"""TCP sockets over the userspace stack: the stdlib's blocking semantics on a sans-IO engine."""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import struct
+from typing import TYPE_CHECKING, Any
+
+from multisock.api import options as O
+from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
+from multisock.api.errors import oserror, timed_out, would_block
+from multisock.stack.addresses import AF_INET, AF_INET6
+
+if TYPE_CHECKING:
+    from multisock.net.host import Host
+
+SOMAXCONN = min(_socket.SOMAXCONN, 128)
+TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
+_TCP_INFO = struct.Struct("=8B24I4Q")
+
+
+class StreamCore(Core):
+    """SOCK_STREAM over the host's TCP engine (a ``TcpSocket`` control block)."""
+
+    def __init__(
+        self, host: Host, family: int, type: int, proto: int, tcb: Any = None
+    ) -> None:
+        super().__init__(host, family, type, proto)
+        self.tcb = tcb if tcb is not None else host.ip.tcp.socket(family)
+        self.tcb.on_change = self.changed
+        self.connecting = False
+
+    def readable(self) -> bool:
+        return bool(self.tcb.readable) or self.closed
+
+    def writable(self) -> bool:
+        return bool(self.tcb.writable) or self.closed
+
+    # ------------------------------------------------------------ connection
+
+    def bind(self, address: Any) -> None:
+        self.check_open()
+        addr, port = self.parse(address, "bind")
+        with self.driver.operation():
+            self.host.touch()
+            self.tcb.bind(addr, port)
+
+    def listen(self, backlog: int = SOMAXCONN) -> None:
+        self.check_open()
+        if not isinstance(backlog, int):
+            raise TypeError(f"'{type(backlog).__name__}' object cannot be interpreted as an integer")
+        backlog = max(0, min(backlog, _socket.SOMAXCONN))
+        with self.driver.operation():
+            now = self.host.touch()
+            self.tcb.listen(backlog, now)
+
+    def accept(self) -> tuple[StreamCore, tuple[Any, ...]]:
+        self.check_open()
+        with self.driver.operation():
+            self.host.touch()
+            if self.tcb.state.name != "LISTEN":
+                raise oserror(errno.EINVAL)
+            child = None
+
+            def ready() -> bool:
+                nonlocal child
+                if self.closed:
+                    return True
+                if child is None:
+                    child = self.tcb.accept()
+                return child is not None
+
+            self.wait(ready)
+            if child is None:
+                raise oserror(errno.EBADF)
+            core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
+            remote = child.remote
+            return core, self.format(*remote)
+
+    def connect(self, address: Any) -> None:
+        self.check_open()
+        addr, port = self.parse(address, "connect")
+        with self.driver.operation():
+            now = self.host.touch()
+            tcb = self.tcb
+            state = tcb.state.name
+            if self.connecting and state in ("SYN_SENT", "SYN_RECEIVED"):
+                raise oserror(errno.EALREADY)
+            if self.connecting:
+                # a non-blocking connect finished: report like Linux's second connect()
+                self.connecting = False
+                err = tcb.take_error()
+                if err:
+                    raise oserror(err)
+                raise oserror(errno.EISCONN)
+            tcb.connect(addr, port, now)
+            if self.timeout == 0.0:
+                self.connecting = True
+                raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
+            try:
+                self.wait(lambda: tcb.state.name != "SYN_SENT" or bool(tcb.pending_error))
+            except TimeoutError:
+                self.connecting = True
+                raise
+            err = tcb.take_error()
+            if err:
+                raise oserror(err)
+            if tcb.state.name in ("CLOSED",):
+                raise oserror(errno.ECONNREFUSED)
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            self.connect(address)
+        except TimeoutError:
+            return errno.EWOULDBLOCK
+        except OSError as exc:
+            if exc.errno is None:
+                raise
+            return exc.errno
+        return 0
+
+    def getsockname(self) -> tuple[Any, ...]:
+        self.check_open()
+        local = self.tcb.local
+        if local is None:
+            return self.format(bytes(4) if self.family == AF_INET else bytes(16), 0)
+        return self.format(*local)
+
+    def getpeername(self) -> tuple[Any, ...]:
+        self.check_open()
+        remote = self.tcb.remote
+        state = self.tcb.state.name
+        if remote is None or state in ("CLOSED", "LISTEN", "SYN_SENT"):
+            raise oserror(errno.ENOTCONN)
+        return self.format(*remote)
+
+    # ------------------------------------------------------------------- data
+
+    def _buffer(self, data: Any) -> memoryview:
+        view = data if isinstance(data, memoryview) else memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1 or not view.contiguous:
+            view = memoryview(view.tobytes())
+        return view
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self.check_open()
+        view = self._buffer(data)
+        with self.driver.operation():
+            now = self.host.touch()
+            tcb = self.tcb
+            if not len(view):
+                tcb.send(view, now)
+                return 0
+            self.wait(lambda: bool(tcb.writable) or self.closed, flags, self._send_timeout())
+            self.check_open()
+            n = int(tcb.send(view, now))
+            if n == 0:
+                raise would_block()
+            return n
+
+    def _send_timeout(self) -> Any:
+        return self.sndtimeo if self.sndtimeo is not None and self.timeout is None else "default"
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        self.check_open()
+        view = self._buffer(data)
+        total = len(view)
+        sent = 0
+        with self.driver.operation():
+            tcb = self.tcb
+            deadline = None if not self.timeout else self.driver.now() + self.timeout
+            while sent < total:
+                now = self.host.touch()
+                remaining: Any = "default"
+                if deadline is not None:
+                    remaining = deadline - now
+                    if remaining <= 0:
+                        raise timed_out()
+                self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                self.check_open()
+                n = int(tcb.send(view[sent:], now))
+                if n == 0 and self.timeout == 0.0:
+                    raise would_block()
+                sent += n
+                self.driver.drain()
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        if address is None and isinstance(flags_or_address, int):
+            raise TypeError("sendto() takes 2 or 3 arguments (2 given)")
+        self.check_open()
+        state = self.tcb.state.name
+        if state in ("CLOSED", "LISTEN"):
+            raise oserror(errno.EPIPE if state == "CLOSED" and self.tcb.remote else errno.ENOTCONN)
+        raise oserror(errno.EISCONN)
+
+    def sendmsg(
+        self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
+    ) -> int:
+        if list(ancdata):
+            raise oserror(errno.EINVAL)
+        if address is not None:
+            raise oserror(errno.EISCONN)
+        data = b"".join(bytes(memoryview(b)) for b in buffers)
+        return self.send(data, flags)
+
+    def _recv_into(self, view: memoryview, flags: int) -> int:
+        """Receive into ``view`` (lock not held); honours PEEK, DONTWAIT and WAITALL."""
+        self.check_open()
+        want = len(view)
+        if want == 0:
+            return 0
+        with self.driver.operation():
+            now = self.host.touch()
+            tcb = self.tcb
+            peek = bool(flags & MSG_PEEK)
+            got = 0
+            while True:
+                try:
+                    self.wait(lambda: bool(tcb.readable) or self.closed, flags, self._recv_timeout())
+                except (BlockingIOError, TimeoutError):
+                    if got:
+                        return got
+                    raise
+                self.check_open()
+                try:
+                    n = int(tcb.recv_into(view[got:], now, peek))
+                except BlockingIOError:
+                    n = -1
+                if n == 0:
+                    return got
+                if n > 0:
+                    got += n
+                    if not (flags & MSG_WAITALL) or got >= want or peek:
+                        return got
+                now = self.host.touch()
+                self.driver.drain()
+
+    def _recv_timeout(self) -> Any:
+        return self.rcvtimeo if self.rcvtimeo is not None and self.timeout is None else "default"
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recv")
+        buf = bytearray(bufsize)
+        n = self._recv_into(memoryview(buf), flags)
+        del buf[n:]
+        return bytes(buf)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        if nbytes < 0:
+            raise ValueError("negative buffersize in recv_into")
+        if nbytes > len(view):
+            raise ValueError("buffer too small for requested bytes")
+        return self._recv_into(view[: nbytes or len(view)], flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        return self.recv_into(buffer, nbytes, flags), None
+
+    def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> tuple[bytes, list[Any], int, Any]:
+        if bufsize < 0:
+            raise ValueError("negative buffer size in recvmsg()")
+        return self.recv(bufsize, flags), [], 0, None
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> tuple[int, list[Any], int, Any]:
+        total = 0
+        for buf in buffers:
+            view = memoryview(buf).cast("B")
+            n = self._recv_into(view, flags if total == 0 else flags | MSG_DONTWAIT) if len(view) else 0
+            total += n
+            if n < len(view):
+                break
+        return total, [], 0, None
+
+    # ---------------------------------------------------------------- closing
+
+    def shutdown(self, how: int) -> None:
+        self.check_open()
+        if how not in (0, 1, 2):
+            raise oserror(errno.EINVAL)
+        with self.driver.operation():
+            now = self.host.touch()
+            self.tcb.shutdown(how, now)
+            self.cond.notify_all()
+
+    def close_protocol(self) -> None:
+        now = self.host.touch()
+        self.tcb.on_change = None
+        self.tcb.close(now)
+
+    # ---------------------------------------------------------------- options
+
+    _SOCKET_ATTRS = {
+        _socket.SO_REUSEADDR: "reuseaddr",
+        _socket.SO_REUSEPORT: "reuseport",
+        _socket.SO_KEEPALIVE: "keepalive",
+    }
+    _TCP_ATTRS = {
+        _socket.TCP_NODELAY: "nodelay",
+        _socket.TCP_KEEPIDLE: "keepidle",
+        _socket.TCP_KEEPINTVL: "keepintvl",
+        _socket.TCP_KEEPCNT: "keepcnt",
+        _socket.TCP_USER_TIMEOUT: "user_timeout",
+        _socket.TCP_QUICKACK: "quickack",
+        _socket.TCP_MAXSEG: "maxseg",
+    }
+
+    def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
+        self.check_open()
+        tcb = self.tcb
+        with self.driver.operation():
+            self.host.touch()
+            if level == O.SOL_SOCKET:
+                if option in self._SOCKET_ATTRS:
+                    setattr(tcb, self._SOCKET_ATTRS[option], O.as_bool(value))
+                elif option == _socket.SO_RCVBUF:
+                    tcb.rcvbuf = O.buf_size(value, O.MIN_RCVBUF)
+                elif option == _socket.SO_SNDBUF:
+                    tcb.sndbuf = O.buf_size(value, O.MIN_SNDBUF)
+                elif option == _socket.SO_LINGER:
+                    tcb.linger = O.linger_decode(value)
+                elif option == _socket.SO_RCVTIMEO:
+                    self.rcvtimeo = O.timeval_decode(value)
+                elif option == _socket.SO_SNDTIMEO:
+                    self.sndtimeo = O.timeval_decode(value)
+                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                    pass
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_TCP:
+                if option in self._TCP_ATTRS:
+                    number = O.as_int(value)
+                    if option in (_socket.TCP_KEEPIDLE, _socket.TCP_KEEPINTVL) and not 1 <= number <= 32767:
+                        raise oserror(errno.EINVAL)
+                    if option == _socket.TCP_KEEPCNT and not 1 <= number <= 127:
+                        raise oserror(errno.EINVAL)
+                    if option == _socket.TCP_USER_TIMEOUT and number < 0:
+                        raise oserror(errno.EINVAL)
+                    if option in (_socket.TCP_NODELAY, _socket.TCP_QUICKACK):
+                        setattr(tcb, self._TCP_ATTRS[option], number != 0)
+                    else:
+                        setattr(tcb, self._TCP_ATTRS[option], number)
+                elif option == TCP_CONGESTION:
+                    name = bytes(memoryview(value)).split(b"\0", 1)[0].decode()
+                    try:
+                        tcb.congestion = name
+                    except (KeyError, ValueError):
+                        raise oserror(errno.ENOENT) from None
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IP:
+                if option == _socket.IP_TTL:
+                    ttl = O.as_int(value)
+                    if not (1 <= ttl <= 255 or ttl == -1):
+                        raise oserror(errno.EINVAL)
+                    tcb.ttl = None if ttl == -1 else ttl
+                elif option == _socket.IP_TOS:
+                    tcb.tos = O.as_int(value) & 0xFF
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
+                if option == _socket.IPV6_V6ONLY:
+                    if tcb.local is not None:
+                        raise oserror(errno.EINVAL)
+                    tcb.v6only = O.as_bool(value)
+                elif option == _socket.IPV6_UNICAST_HOPS:
+                    hops = O.as_int(value)
+                    tcb.ttl = None if hops == -1 else hops
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            else:
+                raise oserror(errno.ENOPROTOOPT)
+
+    def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
+        self.check_open()
+        tcb = self.tcb
+        value: int | bytes
+        with self.driver.operation():
+            self.host.touch()
+            if level == O.SOL_SOCKET:
+                if option in self._SOCKET_ATTRS:
+                    value = int(bool(getattr(tcb, self._SOCKET_ATTRS[option])))
+                elif option == _socket.SO_ERROR:
+                    value = tcb.take_error()
+                elif option == _socket.SO_TYPE:
+                    value = _socket.SOCK_STREAM
+                elif option == _socket.SO_DOMAIN:
+                    value = self.family
+                elif option == _socket.SO_PROTOCOL:
+                    value = _socket.IPPROTO_TCP
+                elif option == _socket.SO_ACCEPTCONN:
+                    value = int(tcb.state.name == "LISTEN")
+                elif option == _socket.SO_RCVBUF:
+                    value = tcb.rcvbuf
+                elif option == _socket.SO_SNDBUF:
+                    value = tcb.sndbuf
+                elif option == _socket.SO_LINGER:
+                    value = O.linger_encode(tcb.linger)
+                elif option == _socket.SO_RCVTIMEO:
+                    value = O.timeval_encode(self.rcvtimeo)
+                elif option == _socket.SO_SNDTIMEO:
+                    value = O.timeval_encode(self.sndtimeo)
+                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                    value = 0
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_TCP:
+                if option in self._TCP_ATTRS:
+                    value = int(getattr(tcb, self._TCP_ATTRS[option]) or 0)
+                    if option == _socket.TCP_MAXSEG and not value:
+                        value = int(tcb.info().get("snd_mss", 536)) if tcb.remote else 536
+                elif option == _socket.TCP_INFO:
+                    value = self._tcp_info()
+                    return value[: buflen if buflen is not None else len(value)]
+                elif option == TCP_CONGESTION:
+                    value = str(tcb.congestion).encode().ljust(16, b"\0")
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IP:
+                if option == _socket.IP_TTL:
+                    value = getattr(tcb, "ttl", None) or self.host.ip.default_ttl
+                elif option == _socket.IP_TOS:
+                    value = getattr(tcb, "tos", 0) or 0
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
+                if option == _socket.IPV6_V6ONLY:
+                    value = int(bool(tcb.v6only))
+                elif option == _socket.IPV6_UNICAST_HOPS:
+                    value = getattr(tcb, "ttl", None) or self.host.ip.default_ttl
+                else:
+                    raise oserror(errno.ENOPROTOOPT)
+            else:
+                raise oserror(errno.ENOPROTOOPT)
+        return O.reply(value, buflen)
+
+    def _tcp_info(self) -> bytes:
+        """``struct tcp_info`` as Linux lays it out (times in µs, windows in segments)."""
+        info = self.tcb.info()
+        mss = max(1, int(info.get("snd_mss", 1) or 1))
+
+        def us(key: str) -> int:
+            return int(float(info.get(key, 0) or 0) * 1e6) & 0xFFFFFFFF
+
+        def u32(key: str) -> int:
+            return int(info.get(key, 0) or 0) & 0xFFFFFFFF
+
+        state_numbers = {
+            "ESTABLISHED": 1, "SYN_SENT": 2, "SYN_RECEIVED": 3, "FIN_WAIT_1": 4, "FIN_WAIT_2": 5,
+            "TIME_WAIT": 6, "CLOSED": 7, "CLOSE_WAIT": 8, "LAST_ACK": 9, "LISTEN": 10,
+            "CLOSING": 11,
+        }
+        state = state_numbers.get(str(self.tcb.state.name), 7)
+        cwnd_segments = int(info.get("snd_cwnd", 0) or 0) // mss
+        ssthresh = int(info.get("snd_ssthresh", 0) or 0)
+        ssthresh_segments = min(ssthresh // mss, 0x7FFFFFFF)
+        head = (state, 0, u32("retransmits") & 0xFF, 0, 0, 0, 0, 0)
+        words = (
+            us("rto"), 0, mss, u32("rcv_mss"), u32("unacked"), u32("sacked"), u32("lost"),
+            u32("retrans"), 0, 0, 0, 0, 0, 0, 0, us("rtt"), us("rttvar"), ssthresh_segments,
+            cwnd_segments, mss, 3, 0, 0, u32("total_retrans"),
+        )
+        tail = (0, 0, int(info.get("bytes_acked", 0) or 0), int(info.get("bytes_received", 0) or 0))
+        return _TCP_INFO.pack(*head, *words, *tail)

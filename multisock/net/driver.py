@@ -1,0 +1,173 @@
+"""The driver: one lock, one timer queue and a ready queue per network.
+
+Run-to-completion: a socket call takes the lock, works on the stack, and before
+releasing drains the ready queue — so a ``send()`` over an ideal link pushes the
+segment into the peer's receive buffer, and the peer's ACK back, inside the
+same call. Deliveries are queued rather than called recursively, so a long
+exchange never deepens the Python stack.
+
+Timers (link delays, TCP timers, reassembly expiry) live in one heap; a daemon
+thread sleeps until the earliest one or until woken because an earlier one was
+added. The driver is the only place that reads the clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+
+class Timed(Protocol):
+    def on_deadline(self, now: float) -> None: ...
+
+
+class TimerHandle:
+    __slots__ = ("when", "callback", "args", "cancelled")
+
+    def __init__(self, when: float, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        self.when = when
+        self.callback = callback
+        self.args = args
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Driver:
+    """Owns time and concurrency for one network."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
+        self.clock = clock
+        self.name = name
+        self.lock = threading.RLock()
+        self._wakeup = threading.Condition(self.lock)
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._seq = itertools.count()
+        self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
+        self._draining = False
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._after_drain: list[Callable[[], None]] = []
+        self._after_drain_set: set[int] = set()
+        self.errors: list[BaseException] = []
+
+    # ----------------------------------------------------------------- queues
+
+    def now(self) -> float:
+        return self.clock()
+
+    def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback`` before the current locked operation returns."""
+        self._ready.append((callback, args))
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
+        handle = TimerHandle(when, callback, args)
+        earliest = self._timers[0][0] if self._timers else None
+        heapq.heappush(self._timers, (when, next(self._seq), handle))
+        if earliest is None or when < earliest:
+            self._ensure_thread()
+            self._wakeup.notify()
+        return handle
+
+    def after_drain(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
+        key = id(callback.__self__) if hasattr(callback, "__self__") else id(callback)
+        if key not in self._after_drain_set:
+            self._after_drain_set.add(key)
+            self._after_drain.append(callback)
+
+    def drain(self) -> None:
+        """Run everything ready; safe to call re-entrantly (the outer call does the work)."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            ready = self._ready
+            while True:
+                while ready:
+                    callback, args = ready.popleft()
+                    self._guarded(callback, *args)
+                if not self._after_drain:
+                    break
+                pending, self._after_drain = self._after_drain, []
+                self._after_drain_set.clear()
+                for callback in pending:
+                    self._guarded(callback)
+        finally:
+            self._draining = False
+
+    def _guarded(self, callback: Callable[..., None], *args: Any) -> None:
+        """A bug in one callback must not kill the driver: record it and go on."""
+        try:
+            callback(*args)
+        except Exception as exc:  # noqa: BLE001 - the driver must survive; errors are kept
+            self.errors.append(exc)
+            if len(self.errors) > 100:
+                del self.errors[:50]
+            import traceback
+
+            traceback.print_exc()
+
+    @contextmanager
+    def operation(self) -> Iterator[None]:
+        """Hold the lock for one socket call, draining deliveries before release."""
+        with self.lock:
+            try:
+                yield
+            finally:
+                self.drain()
+
+    # ----------------------------------------------------------------- timers
+
+    def run_due(self) -> float | None:
+        """Fire due timers (lock held); returns the next deadline or None."""
+        timers = self._timers
+        while timers:
+            when, _, handle = timers[0]
+            if handle.cancelled:
+                heapq.heappop(timers)
+                continue
+            now = self.clock()
+            if when > now:
+                return when
+            heapq.heappop(timers)
+            self._guarded(handle.callback, *handle.args)
+            self.drain()
+        return None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        with self.lock:
+            while not self._closed:
+                deadline = self.run_due()
+                if self._closed:
+                    break
+                timeout = None if deadline is None else max(0.0, deadline - self.clock())
+                self._wakeup.wait(timeout)
+
+    def close(self) -> None:
+        with self.lock:
+            self._closed = True
+            self._timers.clear()
+            self._wakeup.notify_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def pending_timers(self) -> int:
+        return sum(1 for _, _, h in self._timers if not h.cancelled)

@@ -1,0 +1,207 @@
+"""A virtual host: an IP stack plus its place in a :class:`~multisock.net.network.Network`.
+
+The host is where sans-IO meets the driver: received packets and timer expiries
+enter the stack with the driver's ``now``, and after every operation the host
+re-arms one driver timer at the stack's earliest deadline.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import TYPE_CHECKING, Any
+
+from multisock.net.impairments import Impairment
+from multisock.stack import addresses as A
+from multisock.stack.interface import Interface
+from multisock.stack.ip import IPStack
+
+if TYPE_CHECKING:
+    from multisock.net.driver import TimerHandle
+    from multisock.net.network import Network
+    from multisock.net.pcap import PcapWriter
+
+
+def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
+    """Attach the TCP engine (kept import-light so the IP layer has no hard dependency)."""
+    from multisock.stack.tcp import TcpStack
+
+    return TcpStack(ip, rng=rng)
+
+
+class Host:
+    def __init__(
+        self,
+        net: Network,
+        name: str,
+        addresses: tuple[str, ...],
+        *,
+        forwarding: bool = False,
+        mtu: int | None = None,
+    ) -> None:
+        self.net = net
+        self.name = name
+        self.driver = net.driver
+        self.ip = IPStack(name, rng=net.derive_rng("host", name))
+        self.ip.forwarding = forwarding
+        self.ip.now = self.driver.now()
+        self.ip.tcp = _make_tcp(self.ip, net.derive_rng("tcp", name))
+        self.loopback = self.ip.interfaces[0]
+        self.loopback_impairment = Impairment(net.derive_rng("lo", name))
+        self.loopback.transmit = self._loopback_transmit
+        self._loopback_taps: list[Any] = []
+        self._armed: TimerHandle | None = None
+        self._armed_at: float | None = None
+        self._attached: set[str] = set()
+        eth0 = self.ip.add_interface("eth0", mtu=mtu or net.default_mtu)
+        for cidr in addresses:
+            self.ip.add_address(eth0, cidr)
+
+    # ------------------------------------------------------------ the network
+
+    @property
+    def interfaces(self) -> list[Interface]:
+        return self.ip.interfaces
+
+    def free_interface(self, mtu: int) -> Interface:
+        """The first interface not yet plugged into a link (a new ``ethN`` if none)."""
+        for iface in self.ip.interfaces:
+            if not iface.loopback and iface.name not in self._attached:
+                iface.mtu = mtu
+                self._attached.add(iface.name)
+                return iface
+        iface = self.ip.add_interface(f"eth{len(self.ip.interfaces) - 1}", mtu=mtu)
+        self._attached.add(iface.name)
+        return iface
+
+    def receive(self, packet: bytes, iface: Interface, now: float) -> None:
+        """A packet arrives from a link (driver lock held)."""
+        self.ip.input(packet, iface, now)
+        self.driver.after_drain(self.rearm)
+
+    def _loopback_transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
+        for tap in self._loopback_taps:
+            tap(packet)
+        impairment = self.loopback_impairment
+        if impairment.is_ideal:
+            self.driver.call_soon(self._loop_arrive, packet)
+            return
+        for when, copy in impairment.offer(packet, now):
+            if when <= now:
+                self.driver.call_soon(self._loop_arrive, copy)
+            else:
+                self.driver.call_at(when, self._loop_arrive, copy)
+
+    def _loop_arrive(self, packet: bytes) -> None:
+        self.receive(packet, self.loopback, self.driver.now())
+
+    def impair_loopback(self, **impairments: Any) -> None:
+        """Give this host's loopback the same impairments a link can have."""
+        with self.driver.lock:
+            self.loopback_impairment.set(**impairments)
+            self.loopback.trusted = self.loopback_impairment.corrupt == 0
+
+    def capture_loopback(self, writer: PcapWriter) -> None:
+        import time
+
+        self._loopback_taps.append(lambda packet: writer.write(packet, time.time()))
+
+    # ----------------------------------------------------------------- timers
+
+    def touch(self) -> float:
+        """Called by every socket operation (lock held): sets the stack's clock and
+        makes sure the host's timer is re-armed once the operation's work drains."""
+        now = self.ip.now = self.driver.now()
+        self.driver.after_drain(self.rearm)
+        return now
+
+    def rearm(self) -> None:
+        deadline = self.ip.next_deadline()
+        if deadline is None:
+            return
+        if self._armed_at is not None and self._armed_at <= deadline:
+            return
+        if self._armed is not None:
+            self._armed.cancel()
+        self._armed_at = deadline
+        self._armed = self.driver.call_at(deadline, self._fire)
+
+    def _fire(self) -> None:
+        self._armed = None
+        self._armed_at = None
+        now = self.driver.now()
+        self.ip.on_timer(now)
+        self.driver.after_drain(self.rearm)
+
+    # ------------------------------------------------------------------ config
+
+    def add_address(self, cidr: str, iface: str = "eth0") -> None:
+        with self.driver.lock:
+            self.ip.add_address(self.ip.interface(iface), cidr)
+
+    def add_route(self, cidr: str, *, via: str | None = None, dev: str | None = None,
+                  metric: int = 0) -> None:
+        with self.driver.lock:
+            self.ip.add_route(cidr, via=via, dev=dev, metric=metric)
+
+    @property
+    def forwarding(self) -> bool:
+        return self.ip.forwarding
+
+    @forwarding.setter
+    def forwarding(self, value: bool) -> None:
+        self.ip.forwarding = value
+
+    def addresses(self) -> list[str]:
+        return [A.unpack(a) for iface in self.ip.interfaces if not iface.loopback
+                for a, _ in iface.addresses]
+
+    # ----------------------------------------------------------------- sockets
+
+    def socket(self, family: int = A.AF_INET, type: int = 1, proto: int = 0) -> Any:
+        """A socket living on this host: the same class ``multisock.socket.socket`` is."""
+        from multisock.socket import socket
+
+        return socket(family, type, proto, host=self)
+
+    def ping(self, dst: str, timeout: float = 1.0, size: int = 56) -> float:
+        """One ICMP echo to ``dst``; returns the round-trip time in seconds.
+
+        Raises ``TimeoutError`` when no reply arrives in ``timeout`` seconds and
+        ``OSError`` (ENETUNREACH...) when the request cannot be sent.
+        """
+        from multisock import socket as msock
+
+        target = A.pack(dst)
+        family = A.family_of(target)
+        proto = 1 if family == A.AF_INET else 58
+        echo_type = 8 if family == A.AF_INET else 128
+        with msock.socket(family, msock.SOCK_DGRAM, proto, host=self) as sock:
+            sock.settimeout(timeout)
+            seq = self.ip.rng.randrange(65536)
+            payload = bytes(range(256)) * (size // 256 + 1)
+            message = struct.pack("!BBHHH", echo_type, 0, 0, 0, seq) + payload[:size]
+            start = self.driver.now()
+            sock.sendto(message, (dst, 0))
+            deadline = start + timeout
+            while True:
+                remaining = deadline - self.driver.now()
+                if remaining <= 0:
+                    raise TimeoutError("ping timed out")
+                sock.settimeout(remaining)
+                try:
+                    data = sock.recv(65535)
+                except TimeoutError:
+                    raise TimeoutError("ping timed out") from None
+                if len(data) >= 8 and int.from_bytes(data[6:8], "big") == seq:
+                    return self.driver.now() - start
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ip": dict(self.ip.counters), "udp": dict(self.ip.udp.counters)}
+        if self.ip.tcp is not None:
+            out["tcp"] = dict(self.ip.tcp.counters)
+        out["interfaces"] = {i.name: dict(i.counters) for i in self.ip.interfaces}
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Host {self.name} {' '.join(self.addresses())}>"

@@ -1,0 +1,155 @@
+"""Links: a point-to-point wire between two ends, each direction impaired on its own.
+
+An end is anything with ``deliver(packet, next_hop, now)``: a host's interface
+(:class:`HostPort`) or a switch port. A direction with no impairment configured
+takes the fast path — the packet is queued for delivery in the same locked
+operation (run-to-completion), without touching the impairment model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from multisock.net.impairments import Impairment
+from multisock.net.units import parse_size
+
+if TYPE_CHECKING:
+    from multisock.net.driver import Driver
+    from multisock.net.host import Host
+    from multisock.net.pcap import PcapWriter
+    from multisock.stack.interface import Interface
+
+
+class LinkEnd(Protocol):
+    name: str
+
+    def deliver(self, packet: bytes, next_hop: bytes, now: float) -> None: ...
+
+
+class HostPort:
+    """A host interface seen from the link: delivering means IP input on that host."""
+
+    __slots__ = ("host", "interface", "name")
+
+    def __init__(self, host: Host, interface: Interface) -> None:
+        self.host = host
+        self.interface = interface
+        self.name = f"{host.name}:{interface.name}"
+
+    def deliver(self, packet: bytes, next_hop: bytes, now: float) -> None:
+        self.host.receive(packet, self.interface, now)
+
+
+class Direction:
+    """One direction of a link: impairment, capture taps and counters."""
+
+    __slots__ = ("driver", "impairment", "target", "taps", "label")
+
+    def __init__(self, driver: Driver, impairment: Impairment, target: LinkEnd, label: str) -> None:
+        self.driver = driver
+        self.impairment = impairment
+        self.target = target
+        self.taps: list[Callable[[bytes], None]] = []
+        self.label = label
+
+    def send(self, packet: bytes, next_hop: bytes, now: float) -> None:
+        for tap in self.taps:
+            tap(packet)
+        impairment = self.impairment
+        if impairment.is_ideal:
+            impairment.counters["offered"] += 1
+            impairment.counters["delivered"] += 1
+            self.driver.call_soon(self._arrive, packet, next_hop)
+            return
+        for when, copy in impairment.offer(packet, now):
+            if when <= now:
+                self.driver.call_soon(self._arrive, copy, next_hop)
+            else:
+                self.driver.call_at(when, self._arrive, copy, next_hop)
+
+    def _arrive(self, packet: bytes, next_hop: bytes) -> None:
+        self.target.deliver(packet, next_hop, self.driver.now())
+
+
+_IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue")
+
+
+class Link:
+    """A point-to-point link. ``set()`` changes both directions; ``a_to_b``/``b_to_a`` one each."""
+
+    def __init__(
+        self,
+        driver: Driver,
+        end_a: LinkEnd,
+        end_b: LinkEnd,
+        rng_a: random.Random,
+        rng_b: random.Random,
+        mtu: int,
+        impairments: dict[str, Any],
+        interfaces: tuple[Interface | None, Interface | None],
+    ) -> None:
+        self.driver = driver
+        self.end_a = end_a
+        self.end_b = end_b
+        self.mtu = mtu
+        self._interfaces = interfaces
+        self.a_to_b = Direction(driver, Impairment(rng_a), end_b, f"{end_a.name}->{end_b.name}")
+        self.b_to_a = Direction(driver, Impairment(rng_b), end_a, f"{end_b.name}->{end_a.name}")
+        self.set(**impairments)
+
+    @property
+    def directions(self) -> tuple[Direction, Direction]:
+        return self.a_to_b, self.b_to_a
+
+    def set(self, **impairments: Any) -> None:
+        """Change impairments at run time (both directions), e.g. ``link.set(loss=0.1)``."""
+        unknown = set(impairments) - set(_IMPAIRMENT_KEYS)
+        if unknown:
+            raise TypeError(f"unknown impairment(s): {', '.join(sorted(unknown))}")
+        if "queue" in impairments and impairments["queue"] is not None:
+            impairments["queue"] = int(parse_size(impairments["queue"]))
+        with self.driver.lock:
+            for direction in self.directions:
+                direction.impairment.set(**impairments)
+            self._update_trust()
+
+    def _update_trust(self) -> None:
+        """A link that corrupts must carry real checksums, or corruption goes unnoticed."""
+        trusted = all(d.impairment.corrupt == 0 for d in self.directions)
+        for iface in self._interfaces:
+            if iface is not None and not iface.loopback:
+                iface.trusted = trusted
+
+    def down(self) -> None:
+        """Partition: every packet in either direction is dropped until :meth:`up`."""
+        with self.driver.lock:
+            for direction in self.directions:
+                direction.impairment.set(up=False)
+
+    def up(self) -> None:
+        with self.driver.lock:
+            for direction in self.directions:
+                direction.impairment.set(up=True)
+
+    def capture(self, writer: PcapWriter) -> None:
+        """Record both directions into ``writer`` (each packet once, when it enters the link)."""
+        tap = _pcap_tap(writer)
+        for direction in self.directions:
+            direction.taps.append(tap)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {d.label: dict(d.impairment.counters) for d in self.directions}
+
+    def __repr__(self) -> str:
+        return f"<Link {self.end_a.name} <-> {self.end_b.name} mtu={self.mtu}>"
+
+
+def _pcap_tap(writer: PcapWriter) -> Callable[[bytes], None]:
+    import time
+
+    def tap(packet: bytes) -> None:
+        writer.write(packet, time.time())
+
+    return tap

@@ -1,0 +1,55 @@
+"""Parsing the packet quoted inside an ICMP error.
+
+The quote is a truncated copy of a packet we sent: its IP header claims a total
+length the quote does not have, so the normal parsers (which insist on complete
+packets) do not fit. Only addresses, protocol and the first transport bytes
+(ports) are needed to find the socket the error is about.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from multisock.wire.errors import MalformedPacket
+
+_V6_EXTENSIONS = {0, 43, 60}
+_V6_FRAGMENT = 44
+
+
+@dataclass(slots=True)
+class Quoted:
+    src: bytes
+    dst: bytes
+    proto: int
+
+
+def parse_quoted4(body: memoryview | bytes) -> tuple[Quoted, memoryview]:
+    view = memoryview(body)
+    if len(view) < 20 or view[0] >> 4 != 4:
+        raise MalformedPacket("icmp-quote", "short or not IPv4")
+    ihl = (view[0] & 0x0F) * 4
+    if ihl < 20 or len(view) < ihl:
+        raise MalformedPacket("icmp-quote", "bad header length")
+    return Quoted(bytes(view[12:16]), bytes(view[16:20]), view[9]), view[ihl:]
+
+
+def parse_quoted6(body: memoryview | bytes) -> tuple[Quoted, memoryview]:
+    view = memoryview(body)
+    if len(view) < 40 or view[0] >> 4 != 6:
+        raise MalformedPacket("icmp-quote", "short or not IPv6")
+    next_header = view[6]
+    offset = 40
+    for _ in range(8):
+        if next_header in _V6_EXTENSIONS:
+            if len(view) < offset + 2:
+                raise MalformedPacket("icmp-quote", "truncated extension header")
+            next_header, offset = view[offset], offset + (view[offset + 1] + 1) * 8
+        elif next_header == _V6_FRAGMENT:
+            if len(view) < offset + 8:
+                raise MalformedPacket("icmp-quote", "truncated fragment header")
+            next_header, offset = view[offset], offset + 8
+        else:
+            break
+    if offset > len(view):
+        raise MalformedPacket("icmp-quote", "extension headers past the quote")
+    return Quoted(bytes(view[8:24]), bytes(view[24:40]), next_header), view[offset:]

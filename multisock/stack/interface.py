@@ -1,0 +1,69 @@
+"""Network interfaces of a host: addresses, MTU, link attachment, counters.
+
+An interface does not know what it is plugged into: the link that attaches it
+sets :attr:`Interface.transmit`. That keeps the IP layer free of link details
+(in-process wire, switch port, TUN device, loopback) — it only hands a packet and
+the next hop to ``transmit``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from multisock.stack.addresses import family_of, same_prefix, unpack
+
+Transmit = Callable[[bytes, bytes, float], None]
+
+
+def _not_attached(packet: bytes, next_hop: bytes, now: float) -> None:
+    """Default transmit of an unplugged interface: the packet is lost, like a cable pulled."""
+
+
+class Interface:
+    """One network interface; ``trusted`` links skip checksums (like checksum offload)."""
+
+    __slots__ = (
+        "name",
+        "index",
+        "mtu",
+        "up",
+        "addresses",
+        "loopback",
+        "trusted",
+        "transmit",
+        "counters",
+    )
+
+    def __init__(
+        self, name: str, index: int, mtu: int = 65535, *, loopback: bool = False, trusted: bool = True
+    ) -> None:
+        self.name = name
+        self.index = index
+        self.mtu = mtu
+        self.up = True
+        self.addresses: list[tuple[bytes, int]] = []
+        self.loopback = loopback
+        self.trusted = trusted
+        self.transmit: Transmit = _not_attached
+        self.counters = {
+            "rx_packets": 0,
+            "rx_bytes": 0,
+            "tx_packets": 0,
+            "tx_bytes": 0,
+            "rx_dropped": 0,
+            "tx_dropped": 0,
+        }
+
+    def has_address(self, addr: bytes) -> bool:
+        return any(a == addr for a, _ in self.addresses)
+
+    def addresses_of(self, family: int) -> list[bytes]:
+        return [a for a, _ in self.addresses if family_of(a) == family]
+
+    def on_link(self, addr: bytes) -> bool:
+        """Is ``addr`` inside one of this interface's prefixes?"""
+        return any(same_prefix(a, addr, length) for a, length in self.addresses)
+
+    def __repr__(self) -> str:
+        addrs = ", ".join(f"{unpack(a)}/{n}" for a, n in self.addresses)
+        return f"<Interface {self.name} mtu={self.mtu} {'up' if self.up else 'down'} [{addrs}]>"

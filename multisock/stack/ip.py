@@ -1,0 +1,644 @@
+"""The IP layer of one host: input validation, demultiplexing, output, forwarding.
+
+Sans-IO: every entry point takes ``now`` (or runs inside one that did and left it
+in :attr:`IPStack.now`), and packets leave through :attr:`Interface.transmit`.
+Nothing here raises on received bytes: a bad packet is counted and dropped.
+
+Checksums are handled like NIC checksum offload: transport layers leave their
+checksum field zero and :meth:`IPStack.output` fills it only when the outgoing
+interface is untrusted; input verifies only what arrived on an untrusted one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from collections.abc import Callable
+from typing import Any
+
+from multisock.stack import addresses as A
+from multisock.stack.fragments import Reassembler, fragment_sizes
+from multisock.stack.icmp_limit import TokenBucket
+from multisock.stack.icmp_quote import parse_quoted4, parse_quoted6
+from multisock.stack.interface import Interface
+from multisock.stack.ping import PingStack
+from multisock.stack.routing import Route, RoutingTable
+from multisock.stack.udp import UdpStack
+from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
+from multisock.wire.checksum import transport_checksum, verify_transport_checksum
+from multisock.wire.errors import MalformedPacket
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+PROTO_ICMPV6 = 58
+DEFAULT_TTL = 64
+
+_ICMP4_UNREACH_ERRNO = {
+    icmpv4.NET_UNREACH: errno.ENETUNREACH,
+    icmpv4.HOST_UNREACH: errno.EHOSTUNREACH,
+    icmpv4.PROTO_UNREACH: errno.ENOPROTOOPT,
+    icmpv4.PORT_UNREACH: errno.ECONNREFUSED,
+    icmpv4.FRAG_NEEDED: errno.EMSGSIZE,
+}
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class IPStack:
+    """IPv4 + IPv6 for one host, with ICMP, UDP, ping sockets and a TCP engine slot."""
+
+    def __init__(self, name: str, rng: random.Random | None = None) -> None:
+        self.name = name
+        self.rng = rng or random.Random()
+        self.now = 0.0
+        self.interfaces: list[Interface] = []
+        self.routes = RoutingTable()
+        self.forwarding = False
+        self.default_ttl = DEFAULT_TTL
+        self.reassembly4 = Reassembler(timeout=30.0)
+        self.reassembly6 = Reassembler(timeout=60.0)
+        self.icmp_limiter = TokenBucket()
+        self._ident = self.rng.randrange(65536)
+        self._pmtu: dict[bytes, int] = {}
+        self.udp = UdpStack(self, self.rng)
+        self.ping = PingStack(self, self.rng)
+        self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
+        self.raw_listeners: list[Callable[[bytes, bytes, int, bytes], None]] = []
+        self.counters: dict[str, int] = {
+            "in_packets": 0,
+            "in_delivered": 0,
+            "in_malformed": 0,
+            "in_bad_checksum": 0,
+            "in_not_for_us": 0,
+            "in_unknown_proto": 0,
+            "out_packets": 0,
+            "out_no_route": 0,
+            "out_fragments": 0,
+            "forwarded": 0,
+            "ttl_exceeded": 0,
+            "icmp_in": 0,
+            "icmp_out": 0,
+            "icmp_errors_sent": 0,
+            "icmp_rate_limited": 0,
+            "echo_replies_sent": 0,
+        }
+        self.malformed_reasons: dict[str, int] = {}
+        lo = self.add_interface("lo", mtu=65536, loopback=True, trusted=True)
+        self.add_address(lo, "127.0.0.1/8")
+        self.add_address(lo, "::1/128")
+
+    # ----------------------------------------------------------- configuration
+
+    def add_interface(
+        self, name: str, mtu: int = 65535, *, loopback: bool = False, trusted: bool = True
+    ) -> Interface:
+        iface = Interface(name, len(self.interfaces) + 1, mtu, loopback=loopback, trusted=trusted)
+        self.interfaces.append(iface)
+        return iface
+
+    def interface(self, name: str) -> Interface:
+        for iface in self.interfaces:
+            if iface.name == name:
+                return iface
+        raise KeyError(name)
+
+    def add_address(self, iface: Interface, cidr: str) -> tuple[bytes, int]:
+        addr, length = A.parse_cidr(cidr)
+        iface.addresses.append((addr, length))
+        self.routes.add(Route(addr, length, iface, source=addr))
+        return addr, length
+
+    def add_route(
+        self, cidr: str, *, via: str | None = None, dev: str | None = None, metric: int = 0,
+        mtu: int | None = None,
+    ) -> Route:
+        """Add a route; ``via`` a gateway (its interface found by lookup) and/or ``dev``."""
+        prefix, length = A.parse_cidr(cidr)
+        gateway = A.pack(via) if via is not None else None
+        if dev is not None:
+            iface = self.interface(dev)
+        elif gateway is not None:
+            hop = self.routes.lookup(gateway)
+            if hop is None:
+                raise _oserror(errno.ENETUNREACH)
+            iface = hop.interface
+        else:
+            raise ValueError("a route needs via= or dev=")
+        if gateway is not None and len(gateway) != len(prefix):
+            raise ValueError("gateway family differs from the prefix's")
+        return self.routes.add(Route(prefix, length, iface, gateway=gateway, metric=metric, mtu=mtu))
+
+    def local_addresses(self) -> list[bytes]:
+        return [a for iface in self.interfaces for a, _ in iface.addresses]
+
+    def is_local_address(self, addr: bytes) -> bool:
+        if A.is_wildcard(addr):
+            return True
+        if len(addr) == 4 and addr[0] == 127:
+            return True
+        return any(iface.has_address(addr) for iface in self.interfaces)
+
+    def check_bind_address(self, family: int, addr: bytes, v6only: bool) -> None:
+        """EADDRNOTAVAIL for an address this host does not own (multicast allowed)."""
+        check = addr[12:] if A.is_v4mapped(addr) else addr
+        if A.is_multicast(check) or A.is_v4_broadcast(check):
+            return
+        if not self.is_local_address(check):
+            raise _oserror(errno.EADDRNOTAVAIL)
+
+    # ----------------------------------------------------------------- routing
+
+    def route(self, dst: bytes) -> Route | None:
+        """Local destinations go over loopback (Linux's ``local`` table), others by LPM."""
+        if self.is_local_address(dst) and not A.is_wildcard(dst):
+            return self._loopback_route(dst)
+        return self.routes.lookup(dst)
+
+    def _loopback_route(self, dst: bytes) -> Route:
+        lo = self.interfaces[0]
+        return Route(dst, len(dst) * 8, lo, source=dst)
+
+    def select_source(self, dst: bytes) -> bytes | None:
+        """RFC 6724-ish: the route's preferred source, else the interface's first of the family."""
+        if self.is_local_address(dst) and not A.is_wildcard(dst):
+            return dst
+        route = self.routes.lookup(dst)
+        if route is None:
+            return None
+        if route.source is not None and len(route.source) == len(dst):
+            return route.source
+        own = route.interface.addresses_of(A.family_of(dst))
+        if own:
+            for addr in own:
+                if route.interface.on_link(dst) and A.same_prefix(addr, dst, 64 if len(dst) == 16 else 0):
+                    return addr
+            return own[0]
+        for iface in self.interfaces:
+            if not iface.loopback:
+                own = iface.addresses_of(A.family_of(dst))
+                if own:
+                    return own[0]
+        return None
+
+    def route_mtu(self, dst: bytes) -> int | None:
+        route = self.route(dst)
+        if route is None:
+            return None
+        mtu = route.path_mtu()
+        learned = self._pmtu.get(dst)
+        return min(mtu, learned) if learned else mtu
+
+    # ------------------------------------------------------------------ output
+
+    def output(
+        self,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        header: bytes,
+        payload: bytes | memoryview = b"",
+        *,
+        ttl: int | None = None,
+        tos: int = 0,
+        df: bool | None = None,
+        csum_offset: int | None = None,
+        broadcast_ok: bool = False,
+    ) -> None:
+        """Send one transport message; raises OSError for what the caller must report."""
+        if A.is_v4_broadcast(dst) and not broadcast_ok:
+            raise _oserror(errno.EACCES)
+        route = self.route(dst)
+        if route is None:
+            self.counters["out_no_route"] += 1
+            raise _oserror(errno.ENETUNREACH)
+        iface = route.interface
+        if not src:
+            chosen = self.select_source(dst)
+            if chosen is None:
+                raise _oserror(errno.EADDRNOTAVAIL)
+            src = chosen
+        if ttl is None:
+            ttl = self.default_ttl if not A.is_multicast(dst) else 1
+        if iface.trusted or csum_offset is None:
+            segment = header + payload if payload else header
+        else:
+            buf = bytearray(header)
+            buf += payload
+            value = transport_checksum(src, dst, proto, buf)
+            if value == 0 and proto == PROTO_UDP:
+                value = 0xFFFF
+            buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
+            segment = bytes(buf)
+        self._send(route, src, dst, proto, segment, ttl, tos, df)
+
+    def _send(
+        self,
+        route: Route,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        segment: bytes | memoryview,
+        ttl: int,
+        tos: int,
+        df: bool | None,
+    ) -> None:
+        iface = route.interface
+        mtu = route.path_mtu()
+        next_hop = route.next_hop(dst)
+        checksum = not iface.trusted
+        if len(dst) == 4:
+            total = 20 + len(segment)
+            if total <= mtu:
+                ident = self._next_ident()
+                hdr = ipv4.build(
+                    src, dst, proto, len(segment), ttl=ttl, tos=tos, ident=ident,
+                    df=bool(df) if df is not None else proto == PROTO_TCP, checksum=checksum,
+                )
+                self._transmit(iface, hdr + segment, next_hop)
+                return
+            if df:
+                raise _oserror(errno.EMSGSIZE)
+            ident = self._next_ident()
+            view = memoryview(segment)
+            pieces = fragment_sizes(len(segment), mtu, 20)
+            for i, (offset, size) in enumerate(pieces):
+                hdr = ipv4.build(
+                    src, dst, proto, size, ttl=ttl, tos=tos, ident=ident, mf=i < len(pieces) - 1,
+                    frag_offset=offset, checksum=checksum,
+                )
+                self.counters["out_fragments"] += 1
+                self._transmit(iface, hdr + view[offset : offset + size], next_hop)
+            return
+        total = 40 + len(segment)
+        if total <= mtu:
+            hdr = ipv6.build(src, dst, proto, len(segment), hop_limit=ttl, traffic_class=tos)
+            self._transmit(iface, hdr + segment, next_hop)
+            return
+        if df is False or proto != PROTO_TCP:
+            ident = self.rng.getrandbits(32)
+            view = memoryview(segment)
+            pieces = fragment_sizes(len(segment), mtu, 48)
+            for i, (offset, size) in enumerate(pieces):
+                frag = ipv6.build_fragment_header(proto, offset, i < len(pieces) - 1, ident)
+                hdr = ipv6.build(
+                    src, dst, ipv6.FRAGMENT, size + 8, hop_limit=ttl, traffic_class=tos
+                )
+                self.counters["out_fragments"] += 1
+                self._transmit(iface, hdr + frag + view[offset : offset + size], next_hop)
+            return
+        raise _oserror(errno.EMSGSIZE)
+
+    def _next_ident(self) -> int:
+        self._ident = (self._ident + 1) & 0xFFFF
+        return self._ident
+
+    def _transmit(self, iface: Interface, packet: bytes, next_hop: bytes) -> None:
+        counters = iface.counters
+        counters["tx_packets"] += 1
+        counters["tx_bytes"] += len(packet)
+        self.counters["out_packets"] += 1
+        iface.transmit(packet, next_hop, self.now)
+
+    # ------------------------------------------------------------------- input
+
+    def input(self, packet: bytes, iface: Interface, now: float) -> None:
+        """One packet arrived on ``iface``. Never raises."""
+        self.now = now
+        self.counters["in_packets"] += 1
+        counters = iface.counters
+        counters["rx_packets"] += 1
+        counters["rx_bytes"] += len(packet)
+        try:
+            if not packet:
+                raise MalformedPacket("ip", "empty packet")
+            version = packet[0] >> 4
+            if version == 4:
+                self._input4(packet, iface, now)
+            elif version == 6:
+                self._input6(packet, iface, now)
+            else:
+                raise MalformedPacket("ip", "unknown version")
+        except MalformedPacket as exc:
+            self._malformed(exc)
+
+    def _malformed(self, exc: MalformedPacket) -> None:
+        self.counters["in_malformed"] += 1
+        key = f"{exc.layer}: {exc.reason}"
+        self.malformed_reasons[key] = self.malformed_reasons.get(key, 0) + 1
+
+    def _for_us4(self, dst: bytes) -> tuple[bool, bool]:
+        """(accept, broadcast) for an IPv4 destination."""
+        if A.is_v4_broadcast(dst) or A.is_multicast(dst):
+            return True, True
+        for iface in self.interfaces:
+            for addr, length in iface.addresses:
+                if len(addr) != 4:
+                    continue
+                if addr == dst:
+                    return True, False
+                if length < 31 and A.same_prefix(addr, dst, length):
+                    host_bits = 32 - length
+                    if int.from_bytes(dst, "big") & ((1 << host_bits) - 1) == (1 << host_bits) - 1:
+                        return True, True
+        if dst[0] == 127:
+            return True, False
+        return False, False
+
+    def _input4(self, packet: bytes, iface: Interface, now: float) -> None:
+        header, payload = ipv4.parse(packet, verify_checksum=not iface.trusted)
+        dst = header.dst
+        accept, broadcast = self._for_us4(dst)
+        if not accept:
+            self._forward(packet, header.src, dst, header.ttl, iface, now, header)
+            return
+        if header.mf or header.frag_offset:
+            key = (header.src, dst, header.proto, header.ident)
+            whole = self.reassembly4.add(
+                key, header.frag_offset, header.mf, payload, now,
+                header=bytes(packet[: header.header_length + 8]) if header.frag_offset == 0 else None,
+            )
+            if whole is None:
+                return
+            payload = memoryview(whole)
+        self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet, header.ttl)
+
+    def _input6(self, packet: bytes, iface: Interface, now: float) -> None:
+        header, payload = ipv6.parse(packet)
+        dst = header.dst
+        multicast = A.is_multicast(dst)
+        if not multicast and not self.is_local_address(dst):
+            self._forward(packet, header.src, dst, header.hop_limit, iface, now, header)
+            return
+        proto = header.next_header
+        frag = header.fragment
+        if frag is not None:
+            key = (header.src, dst, frag.ident)
+            whole = self.reassembly6.add(key, frag.offset, frag.more, payload, now)
+            if whole is None:
+                return
+            proto, payload = ipv6.walk_extensions(frag.next_header, memoryview(whole))
+        self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet, header.hop_limit)
+
+    def _deliver(
+        self,
+        src: bytes,
+        dst: bytes,
+        proto: int,
+        payload: memoryview,
+        iface: Interface,
+        now: float,
+        broadcast: bool,
+        packet: bytes,
+        ttl: int,
+    ) -> None:
+        verify = not iface.trusted
+        for listener in self.raw_listeners:
+            listener(src, dst, proto, packet)
+        if proto == PROTO_TCP:
+            if self.tcp is None or broadcast:
+                self.counters["in_unknown_proto"] += 1
+                return
+            if verify and not verify_transport_checksum(src, dst, proto, payload):
+                self.counters["in_bad_checksum"] += 1
+                return
+            self.counters["in_delivered"] += 1
+            self.tcp.input(src, dst, payload, now)
+        elif proto == PROTO_UDP:
+            if verify and len(payload) >= 8:
+                zero = payload[6] == 0 and payload[7] == 0
+                if not (zero and len(src) == 4) and not verify_transport_checksum(
+                    src, dst, proto, payload
+                ):
+                    self.counters["in_bad_checksum"] += 1
+                    return
+            self.counters["in_delivered"] += 1
+            if not self.udp.input(src, dst, payload, broadcast) and not broadcast:
+                self._icmp_port_unreachable(src, dst, packet, now)
+        elif proto == PROTO_ICMP and len(src) == 4:
+            self.counters["in_delivered"] += 1
+            self._icmp4_input(src, dst, payload, verify, broadcast, now)
+        elif proto == PROTO_ICMPV6 and len(src) == 16:
+            self.counters["in_delivered"] += 1
+            self._icmp6_input(src, dst, payload, verify, now)
+        else:
+            self.counters["in_unknown_proto"] += 1
+            if not broadcast:
+                if len(src) == 4:
+                    self._icmp_error4(packet, icmpv4.DEST_UNREACH, icmpv4.PROTO_UNREACH, now)
+                else:
+                    self._icmp_error6(packet, icmpv6.PARAM_PROBLEM, 1, now, rest=6)
+
+    # -------------------------------------------------------------- forwarding
+
+    def _forward(
+        self, packet: bytes, src: bytes, dst: bytes, ttl: int, iface: Interface, now: float,
+        header: Any,
+    ) -> None:
+        if not self.forwarding or A.is_multicast(dst):
+            self.counters["in_not_for_us"] += 1
+            return
+        if ttl <= 1:
+            self.counters["ttl_exceeded"] += 1
+            if len(dst) == 4:
+                self._icmp_error4(packet, icmpv4.TIME_EXCEEDED, 0, now)
+            else:
+                self._icmp_error6(packet, icmpv6.TIME_EXCEEDED, 0, now)
+            return
+        route = self.routes.lookup(dst)
+        if route is None:
+            self.counters["out_no_route"] += 1
+            if len(dst) == 4:
+                self._icmp_error4(packet, icmpv4.DEST_UNREACH, icmpv4.NET_UNREACH, now)
+            else:
+                self._icmp_error6(packet, icmpv6.DEST_UNREACH, 0, now)
+            return
+        mtu = route.path_mtu()
+        buf = bytearray(packet)
+        if len(dst) == 4:
+            buf[8] = ttl - 1
+            # incremental checksum update (RFC 1624) is not worth it at this rate: recompute
+            if not route.interface.trusted or not iface.trusted:
+                buf[10:12] = b"\x00\x00"
+                from multisock.wire.checksum import internet_checksum
+
+                buf[10:12] = internet_checksum(buf[: header.header_length]).to_bytes(2, "big")
+            if len(buf) > mtu:
+                if header.df:
+                    self._icmp_error4(
+                        packet, icmpv4.DEST_UNREACH, icmpv4.FRAG_NEEDED, now, rest=mtu & 0xFFFF
+                    )
+                    return
+                self.counters["forwarded"] += 1
+                payload = packet[header.header_length : header.total_length]
+                self._send(
+                    route, src, dst, header.proto, payload, ttl - 1, header.tos, False
+                )
+                return
+        else:
+            buf[7] = ttl - 1
+            if len(buf) > mtu:
+                self._icmp_error6(packet, icmpv6.PACKET_TOO_BIG, 0, now, rest=mtu)
+                return
+        self.counters["forwarded"] += 1
+        self._transmit(route.interface, bytes(buf), route.next_hop(dst))
+
+    # -------------------------------------------------------------------- ICMP
+
+    def _icmp4_input(
+        self, src: bytes, dst: bytes, payload: memoryview, verify: bool, broadcast: bool, now: float
+    ) -> None:
+        self.counters["icmp_in"] += 1
+        msg = icmpv4.parse(payload, verify_checksum=verify)
+        if msg.type == icmpv4.ECHO_REQUEST:
+            if broadcast:
+                return  # like Linux icmp_echo_ignore_broadcasts=1
+            reply = icmpv4.build_echo(icmpv4.ECHO_REPLY, msg.ident, msg.seq, bytes(msg.body))
+            self.counters["echo_replies_sent"] += 1
+            self._quiet_output(dst, src, PROTO_ICMP, reply)
+        elif msg.type == icmpv4.ECHO_REPLY:
+            self.ping.echo_reply(src, dst, msg.ident, bytes(payload))
+        elif msg.type in (icmpv4.DEST_UNREACH, icmpv4.TIME_EXCEEDED, icmpv4.PARAM_PROBLEM):
+            self._icmp4_error_input(msg, now)
+
+    def _icmp4_error_input(self, msg: Any, now: float) -> None:
+        try:
+            inner, quoted = parse_quoted4(msg.body)
+        except MalformedPacket:
+            return
+        if msg.type == icmpv4.DEST_UNREACH:
+            err = _ICMP4_UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
+            mtu = msg.mtu if msg.code == icmpv4.FRAG_NEEDED else None
+        elif msg.type == icmpv4.TIME_EXCEEDED:
+            err, mtu = errno.EHOSTUNREACH, None
+        else:
+            err, mtu = errno.EPROTO, None
+        if mtu:
+            self._pmtu[inner.dst] = max(68, mtu)
+        self._dispatch_error(inner.src, inner.dst, inner.proto, quoted, err, mtu, now)
+
+    def _dispatch_error(
+        self, src: bytes, dst: bytes, proto: int, quoted: memoryview, err: int, mtu: int | None,
+        now: float,
+    ) -> None:
+        if proto == PROTO_UDP:
+            self.udp.icmp_error(src, dst, quoted, err)
+        elif proto == PROTO_TCP and self.tcp is not None:
+            self.tcp.icmp_unreachable(src, dst, quoted, err, now, mtu)
+
+    def _icmp6_input(
+        self, src: bytes, dst: bytes, payload: memoryview, verify: bool, now: float
+    ) -> None:
+        self.counters["icmp_in"] += 1
+        msg = icmpv6.parse(payload, src if verify else None, dst if verify else None)
+        if msg.type == icmpv6.ECHO_REQUEST:
+            reply_src = dst if not A.is_multicast(dst) else b""
+            reply = icmpv6.build_echo(icmpv6.ECHO_REPLY, msg.ident, msg.seq, bytes(msg.body))
+            self.counters["echo_replies_sent"] += 1
+            self._quiet_output(reply_src, src, PROTO_ICMPV6, reply, icmpv6.CHECKSUM_OFFSET)
+        elif msg.type == icmpv6.ECHO_REPLY:
+            self.ping.echo_reply(src, dst, msg.ident, bytes(payload))
+        elif msg.type in (icmpv6.DEST_UNREACH, icmpv6.PACKET_TOO_BIG, icmpv6.TIME_EXCEEDED,
+                          icmpv6.PARAM_PROBLEM):
+            try:
+                inner, quoted = parse_quoted6(msg.body)
+            except MalformedPacket:
+                return
+            mtu = None
+            if msg.type == icmpv6.DEST_UNREACH:
+                err = errno.ECONNREFUSED if msg.code == 4 else errno.EHOSTUNREACH
+            elif msg.type == icmpv6.PACKET_TOO_BIG:
+                mtu = max(1280, msg.mtu)
+                self._pmtu[inner.dst] = mtu
+                err = errno.EMSGSIZE
+            elif msg.type == icmpv6.TIME_EXCEEDED:
+                err = errno.EHOSTUNREACH
+            else:
+                err = errno.EPROTO
+            self._dispatch_error(inner.src, inner.dst, inner.proto, quoted, err, mtu, now)
+
+    def _quiet_output(
+        self, src: bytes, dst: bytes, proto: int, message: bytes, csum_offset: int | None = None
+    ) -> None:
+        """Output for stack-generated packets: a failure is counted, never raised."""
+        try:
+            self.output(src, dst, proto, message, csum_offset=csum_offset)
+            self.counters["icmp_out"] += 1
+        except OSError:
+            self.counters["out_no_route"] += 1
+
+    def _may_send_error(self, src: bytes, now: float) -> bool:
+        """RFC 1122 §3.2.2: never about broadcast/multicast sources or unspecified ones."""
+        if A.is_wildcard(src) or A.is_multicast(src) or A.is_v4_broadcast(src):
+            return False
+        if not self.icmp_limiter.allow(now):
+            self.counters["icmp_rate_limited"] += 1
+            return False
+        return True
+
+    def _icmp_error4(self, packet: bytes, type_: int, code: int, now: float, rest: int = 0) -> None:
+        src, dst = packet[12:16], packet[16:20]
+        if len(packet) > 9 and packet[9] == PROTO_ICMP:
+            # never an error about an ICMP error (RFC 1122 §3.2.2)
+            ihl = (packet[0] & 0x0F) * 4
+            if len(packet) > ihl and packet[ihl] not in (icmpv4.ECHO_REQUEST, icmpv4.ECHO_REPLY):
+                return
+        if not self._may_send_error(src, now):
+            return
+        message = icmpv4.build_error(type_, code, packet, rest)
+        self.counters["icmp_errors_sent"] += 1
+        reply_src = dst if self.is_local_address(dst) else b""
+        self._quiet_output(reply_src, src, PROTO_ICMP, message)
+
+    def _icmp_error6(self, packet: bytes, type_: int, code: int, now: float, rest: int = 0) -> None:
+        src, dst = packet[8:24], packet[24:40]
+        if len(packet) > 40 and packet[6] == PROTO_ICMPV6 and packet[40] < 128:
+            return
+        if not self._may_send_error(src, now):
+            return
+        message = icmpv6.build_error(type_, code, packet, rest)
+        self.counters["icmp_errors_sent"] += 1
+        reply_src = dst if self.is_local_address(dst) and not A.is_multicast(dst) else b""
+        self._quiet_output(reply_src, src, PROTO_ICMPV6, message, icmpv6.CHECKSUM_OFFSET)
+
+    def _icmp_port_unreachable(self, src: bytes, dst: bytes, packet: bytes, now: float) -> None:
+        if len(src) == 4:
+            self._icmp_error4(packet, icmpv4.DEST_UNREACH, icmpv4.PORT_UNREACH, now)
+        else:
+            self._icmp_error6(packet, icmpv6.DEST_UNREACH, 4, now)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d
+            for d in (
+                self.reassembly4.next_deadline(),
+                self.reassembly6.next_deadline(),
+                self.tcp.next_deadline() if self.tcp is not None else None,
+            )
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def on_timer(self, now: float) -> None:
+        self.now = now
+        for _key, first in self.reassembly4.expire(now):
+            if first is not None:
+                self._icmp_error4(first, icmpv4.TIME_EXCEEDED, 1, now)
+        self.reassembly6.expire(now)
+        if self.tcp is not None:
+            self.tcp.on_timer(now)
+
+    # ------------------------------------------------ the TCP engine's host side
+
+    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None:
+        """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
+        try:
+            self.output(src, dst, PROTO_TCP, bytes(segment) if not isinstance(segment, bytes) else segment,
+                        csum_offset=16, df=True)
+        except OSError:
+            self.counters["out_no_route"] += 1

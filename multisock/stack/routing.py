@@ -1,0 +1,115 @@
+"""Routing table with longest-prefix match, gateways and metrics.
+
+Routes are kept in one dictionary per (family, prefix length), keyed by the masked
+destination as an integer, so a lookup is at most 33 (IPv4) or 129 (IPv6)
+dictionary probes over the lengths actually present, longest first. Tables are
+small and change rarely; lookups happen per connection (the TCP engine caches the
+route's MTU) and per datagram, so this is plenty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from multisock.stack.addresses import mask_int, unpack
+
+if TYPE_CHECKING:
+    from multisock.stack.interface import Interface
+
+
+@dataclass(slots=True)
+class Route:
+    """One entry: ``prefix/length`` reached through ``interface``, directly or via ``gateway``."""
+
+    prefix: bytes
+    length: int
+    interface: Interface
+    gateway: bytes | None = None
+    metric: int = 0
+    source: bytes | None = None
+    mtu: int | None = None
+    _key: int = field(default=0, repr=False)
+
+    @property
+    def family_bits(self) -> int:
+        return len(self.prefix) * 8
+
+    def next_hop(self, dst: bytes) -> bytes:
+        """The neighbour a packet for ``dst`` is handed to on the interface."""
+        return self.gateway if self.gateway is not None else dst
+
+    def path_mtu(self) -> int:
+        return self.mtu if self.mtu is not None else self.interface.mtu
+
+    def describe(self) -> str:
+        via = f" via {unpack(self.gateway)}" if self.gateway else ""
+        return (
+            f"{unpack(self.prefix)}/{self.length}{via} dev {self.interface.name} metric {self.metric}"
+        )
+
+
+class RoutingTable:
+    """Longest-prefix match; among equal prefixes the lowest metric wins."""
+
+    __slots__ = ("_by_len", "_lengths")
+
+    def __init__(self) -> None:
+        # (bits, length) -> {masked prefix int: [routes sorted by metric]}
+        self._by_len: dict[tuple[int, int], dict[int, list[Route]]] = {}
+        # bits -> prefix lengths present, longest first
+        self._lengths: dict[int, list[int]] = {32: [], 128: []}
+
+    def add(self, route: Route) -> Route:
+        bits = route.family_bits
+        key = mask_int(int.from_bytes(route.prefix, "big"), route.length, bits)
+        route.prefix = key.to_bytes(bits // 8, "big")
+        route._key = key
+        table = self._by_len.setdefault((bits, route.length), {})
+        entries = table.setdefault(key, [])
+        entries.append(route)
+        entries.sort(key=lambda r: r.metric)
+        lengths = self._lengths[bits]
+        if route.length not in lengths:
+            lengths.append(route.length)
+            lengths.sort(reverse=True)
+        return route
+
+    def remove(self, route: Route) -> None:
+        bits = route.family_bits
+        table = self._by_len.get((bits, route.length))
+        if not table:
+            return
+        entries = table.get(route._key)
+        if entries and route in entries:
+            entries.remove(route)
+            if not entries:
+                del table[route._key]
+        if not table:
+            del self._by_len[(bits, route.length)]
+            self._lengths[bits].remove(route.length)
+
+    def remove_interface(self, interface: Interface) -> None:
+        for route in [r for r in self.routes() if r.interface is interface]:
+            self.remove(route)
+
+    def lookup(self, dst: bytes) -> Route | None:
+        """The best usable route to ``dst`` (routes over interfaces that are down are skipped)."""
+        bits = len(dst) * 8
+        value = int.from_bytes(dst, "big")
+        by_len = self._by_len
+        for length in self._lengths[bits]:
+            entries = by_len[(bits, length)].get(mask_int(value, length, bits))
+            if entries:
+                for route in entries:
+                    if route.interface.up:
+                        return route
+        return None
+
+    def routes(self) -> list[Route]:
+        out: list[Route] = []
+        for bits in (32, 128):
+            for length in self._lengths[bits]:
+                for entries in self._by_len[(bits, length)].values():
+                    out.extend(entries)
+        return out

@@ -1,0 +1,144 @@
+"""UDP (RFC 768): port demultiplexing, datagram endpoints, ICMP error delivery."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from typing import TYPE_CHECKING
+
+from multisock.stack.addresses import (
+    AF_INET6,
+    is_v4mapped,
+    is_wildcard,
+)
+from multisock.stack.datagram import DatagramEndpoint
+from multisock.stack.ports import PortTable, source_for_endpoint
+from multisock.wire import udp as udp_wire
+from multisock.wire.errors import MalformedPacket
+
+if TYPE_CHECKING:
+    from multisock.stack.ip import IPStack
+
+PROTO_UDP = 17
+MAX_PAYLOAD_V4 = 65535 - 20 - 8
+MAX_PAYLOAD_V6 = 65535 - 8
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def wire_address(ep: DatagramEndpoint, addr: bytes) -> bytes:
+    """Addresses a v6 socket gives in v4-mapped form travel as IPv4."""
+    return addr[12:] if is_v4mapped(addr) else addr
+
+
+class UdpStack:
+    __slots__ = ("ip", "ports", "counters")
+
+    def __init__(self, ip: IPStack, rng: random.Random) -> None:
+        self.ip = ip
+        self.ports = PortTable(rng)
+        self.counters = {
+            "in": 0,
+            "out": 0,
+            "no_port": 0,
+            "bad_header": 0,
+            "bad_checksum": 0,
+            "rcvbuf_errors": 0,
+        }
+
+    def endpoint(self, family: int) -> DatagramEndpoint:
+        return DatagramEndpoint(family)
+
+    def bind(self, ep: DatagramEndpoint, addr: bytes, port: int) -> None:
+        self.ip.check_bind_address(ep.family, addr, ep.v6only if ep.family == AF_INET6 else False)
+        self.ports.bind(ep, addr, port)
+
+    def autobind(self, ep: DatagramEndpoint) -> None:
+        if ep.local is None:
+            self.ports.bind(ep, bytes(16) if ep.family == AF_INET6 else bytes(4), 0)
+
+    def connect(self, ep: DatagramEndpoint, addr: bytes, port: int) -> None:
+        """Fix the peer; like Linux, also fixes the local address if it was a wildcard."""
+        target = wire_address(ep, addr)
+        route_src = self.ip.select_source(target)
+        if route_src is None:
+            raise _oserror(errno.ENETUNREACH)
+        self.autobind(ep)
+        assert ep.local is not None
+        if is_wildcard(ep.local[0]):
+            local = route_src
+            if ep.family == AF_INET6 and len(local) == 4:
+                local = bytes(10) + b"\xff\xff" + local
+            ep.local = (local, ep.local[1])
+        ep.remote = (addr, port)
+        ep.pending_error = 0
+
+    def disconnect(self, ep: DatagramEndpoint) -> None:
+        ep.remote = None
+
+    def sendto(self, ep: DatagramEndpoint, data: bytes | memoryview, addr: bytes, port: int) -> int:
+        size = len(data)
+        target = wire_address(ep, addr)
+        limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
+        if size > limit:
+            raise _oserror(errno.EMSGSIZE)
+        if port == 0:
+            raise _oserror(errno.EINVAL)
+        self.autobind(ep)
+        assert ep.local is not None
+        src = wire_address(ep, ep.local[0])
+        if is_wildcard(src):
+            src = b""
+        header = udp_wire.build(ep.local[1], port, size)
+        self.ip.output(
+            src,
+            target,
+            PROTO_UDP,
+            header,
+            data,
+            ttl=ep.ttl,
+            tos=ep.tos,
+            csum_offset=udp_wire.CHECKSUM_OFFSET,
+            broadcast_ok=ep.broadcast,
+        )
+        self.counters["out"] += 1
+        ep.counters["tx"] += 1
+        return size
+
+    def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool) -> bool:
+        """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
+        try:
+            header, payload = udp_wire.parse(segment)
+        except MalformedPacket:
+            self.counters["bad_header"] += 1
+            return True
+        self.counters["in"] += 1
+        receivers = self.ports.lookup(dst, header.dst_port, src, header.src_port)
+        if not receivers:
+            self.counters["no_port"] += 1
+            return False
+        data = bytes(payload)
+        targets = receivers if broadcast else receivers[:1]
+        for ep in targets:
+            if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port)):
+                self.counters["rcvbuf_errors"] += 1
+        return True
+
+    def icmp_error(self, src: bytes, dst: bytes, quoted: memoryview, err: int) -> None:
+        """An ICMP error about a datagram we sent from src to dst; only connected sockets hear it."""
+        if len(quoted) < 4:
+            return
+        sport = int.from_bytes(quoted[0:2], "big")
+        dport = int.from_bytes(quoted[2:4], "big")
+        for ep in self.ports.lookup(src, sport, dst, dport):
+            if ep.remote is not None:
+                ep.set_error(err)
+
+    def close(self, ep: DatagramEndpoint) -> None:
+        ep.closed = True
+        self.ports.unbind(ep)
+        ep.queue.clear()
+        ep.queued_bytes = 0
