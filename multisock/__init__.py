@@ -1,3 +1,40 @@
-"""multisock: Python's socket module, backed by a TCP/IP stack written in Python."""
+"""multisock: Python's socket module, backed by a TCP/IP stack written in Python.
+
+``multisock.Network`` builds an in-process virtual network (hosts, links with
+impairments, switches, routers, pcap capture); ``host.socket()`` gives sockets
+that live on a virtual host, with the stdlib ``socket`` API.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["Network", "Host", "Link", "Switch", "__version__"]
+
+if TYPE_CHECKING:
+    from multisock.net.host import Host
+    from multisock.net.link import Link
+    from multisock.net.network import Network
+    from multisock.net.switch import Switch
+
+
+def __getattr__(name: str) -> Any:
+    """Lazy: ``import multisock`` stays cheap until a network is actually built."""
+    if name == "Network":
+        from multisock.net.network import Network
+
+        return Network
+    if name == "Host":
+        from multisock.net.host import Host
+
+        return Host
+    if name == "Link":
+        from multisock.net.link import Link
+
+        return Link
+    if name == "Switch":
+        from multisock.net.switch import Switch
+
+        return Switch
+    raise AttributeError(f"module 'multisock' has no attribute {name!r}")

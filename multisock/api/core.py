@@ -72,6 +72,8 @@ class Core:
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
+        # extra callbacks run on every readiness change (select/poll shims register here)
+        self.watchers: set[Callable[[], None]] = set()
 
     # -------------------------------------------------------------- blocking
 
@@ -117,6 +119,8 @@ class Core:
         fd = self._fd
         if fd is not None:
             fd.update(self.readable())
+        for watcher in tuple(self.watchers):
+            watcher()
 
     def readable(self) -> bool:
         return False
@@ -150,6 +154,8 @@ class Core:
             self.closed = True
             self.close_protocol()
             self.cond.notify_all()
+            for watcher in tuple(self.watchers):
+                watcher()
             self.host.touch()
         if self._fd is not None:
             from multisock.socket import _cores_by_fd

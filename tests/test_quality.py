@@ -1,0 +1,29 @@
+"""The code stays ruff- and mypy-clean: checked in the suite so CI enforces it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (extra 'test' installs it)")
+def test_ruff_clean() -> None:
+    result = subprocess.run(
+        ["ruff", "check", "multisock", "tests", "bench", "examples", "compat_tests", "shims"],
+        cwd=ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_clean() -> None:
+    pytest.importorskip("mypy", reason="mypy is not installed (extra 'test' installs it)")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "multisock"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
