@@ -7,14 +7,18 @@ same call. Deliveries are queued rather than called recursively, so a long
 exchange never deepens the Python stack.
 
 Timers (link delays, TCP timers, reassembly expiry) live in one heap; a daemon
-thread sleeps until the earliest one or until woken because an earlier one was
-added. The driver is the only place that reads the clock.
+thread sleeps in ``select()`` — on a wake-up pipe plus any registered device fds
+(a TUN device) — until the earliest timer, a readable device, or a wake-up because
+an earlier timer was added. It never busy-waits, and it does not hold the lock
+while it sleeps. The driver is the only place that reads the clock.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import os
+import select
 import threading
 import time
 from collections import deque
@@ -47,7 +51,9 @@ class Driver:
         self.clock = clock
         self.name = name
         self.lock = threading.RLock()
-        self._wakeup = threading.Condition(self.lock)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._sleeping_until: float | None = None  # what the driver thread sleeps towards
+        self._readers: dict[int, Callable[[], None]] = {}
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -69,12 +75,30 @@ class Driver:
 
     def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle:
         handle = TimerHandle(when, callback, args)
-        earliest = self._timers[0][0] if self._timers else None
         heapq.heappush(self._timers, (when, next(self._seq), handle))
-        if earliest is None or when < earliest:
-            self._ensure_thread()
-            self._wakeup.notify()
+        self._ensure_thread()
+        sleeping = self._sleeping_until
+        if sleeping is None or when < sleeping:
+            self._wake()
         return handle
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending already) or closed
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (lock held) whenever ``fd`` is readable (e.g. a TUN device)."""
+        with self.lock:
+            self._readers[fd] = callback
+            self._ensure_thread()
+            self._wake()
+
+    def remove_reader(self, fd: int) -> None:
+        with self.lock:
+            self._readers.pop(fd, None)
+            self._wake()
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
@@ -148,22 +172,49 @@ class Driver:
             self._thread.start()
 
     def _run(self) -> None:
-        with self.lock:
-            while not self._closed:
-                deadline = self.run_due()
+        wake_r = self._wake_r
+        while True:
+            with self.lock:
                 if self._closed:
-                    break
-                timeout = None if deadline is None else max(0.0, deadline - self.clock())
-                self._wakeup.wait(timeout)
+                    return
+                deadline = self.run_due()
+                self._sleeping_until = deadline if deadline is not None else float("inf")
+                fds = [wake_r, *self._readers]
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            try:
+                readable, _, _ = select.select(fds, [], [], timeout)
+            except (OSError, ValueError):
+                readable = []  # a reader fd was closed under us; the next pass drops it
+            with self.lock:
+                self._sleeping_until = None
+                if self._closed:
+                    return
+                for fd in readable:
+                    if fd == wake_r:
+                        try:
+                            while os.read(wake_r, 4096):
+                                pass
+                        except BlockingIOError:
+                            pass
+                        continue
+                    callback = self._readers.get(fd)
+                    if callback is not None:
+                        self._guarded(callback)
+                        self.drain()
 
     def close(self) -> None:
         with self.lock:
+            if self._closed:
+                return
             self._closed = True
             self._timers.clear()
-            self._wakeup.notify_all()
+            self._readers.clear()
+            self._wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
     @property
     def closed(self) -> bool:

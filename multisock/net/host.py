@@ -152,6 +152,15 @@ class Host:
     def forwarding(self, value: bool) -> None:
         self.ip.forwarding = value
 
+    def attach_tun(
+        self, name: str, addrs: list[str], peers: list[str], *, mtu: int = 1500,
+        default_route: bool = True,
+    ) -> Any:
+        """Plug this host into the real kernel through TUN device ``name`` (needs root)."""
+        from multisock.net.tun import TunLink
+
+        return TunLink(self, name, addrs, peers, mtu=mtu, default_route=default_route)
+
     def addresses(self) -> list[str]:
         return [A.unpack(a) for iface in self.ip.interfaces if not iface.loopback
                 for a, _ in iface.addresses]

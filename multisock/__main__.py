@@ -1,0 +1,36 @@
+"""``python -m multisock``: ``demo`` (the main job) and ``run`` (the launcher)."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: python -m multisock <command> [...]
+
+commands:
+  demo [--seed N] [--loss P] [--delay D] [--pcap FILE]
+                       a web server and a client on two virtual hosts over a lossy link
+  run [options] script.py [args...] | run [options] -m module [args...]
+                       run a program with its sockets on multisock's stack
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "demo":
+        from multisock.demo import main as demo_main
+
+        return demo_main(rest)
+    if command == "run":
+        from multisock.cli import run_main
+
+        return run_main(rest)
+    print(f"multisock: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
