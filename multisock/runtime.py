@@ -25,7 +25,7 @@ _default_host: Host | None = None
 def default_host() -> Host:
     override = getattr(_local, "host", None)
     if override is not None:
-        return override  # type: ignore[no-any-return]
+        return override
     global _default_host
     with _lock:
         if _default_host is None:

@@ -152,7 +152,7 @@ class socket:
 
     @property
     def timeout(self) -> float | None:
-        return self._sock.gettimeout()  # type: ignore[no-any-return]
+        return self._sock.gettimeout()
 
     @property
     def _is_userspace(self) -> bool:
@@ -319,16 +319,16 @@ class socket:
         self._sock.listen(*backlog)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._sock.recv(bufsize, flags)  # type: ignore[no-any-return]
+        return self._sock.recv(bufsize, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Any]:
-        return self._sock.recvfrom(bufsize, flags)  # type: ignore[no-any-return]
+        return self._sock.recvfrom(bufsize, flags)
 
     def recv_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> int:
         return int(self._sock.recv_into(buffer, nbytes, flags))
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
-        return self._sock.recvfrom_into(buffer, nbytes, flags)  # type: ignore[no-any-return]
+        return self._sock.recvfrom_into(buffer, nbytes, flags)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
         return self._sock.recvmsg(bufsize, ancbufsize, flags)
@@ -367,7 +367,7 @@ class socket:
         self._sock.settimeout(value)
 
     def gettimeout(self) -> float | None:
-        return self._sock.gettimeout()  # type: ignore[no-any-return]
+        return self._sock.gettimeout()
 
     def setblocking(self, flag: bool) -> None:
         self._sock.setblocking(flag)
@@ -467,21 +467,19 @@ if _sys.platform != "win32":
     recv_fds = _stdlib.recv_fds
 
 
-from multisock.api.functions import (  # noqa: E402
-    create_connection,
-    create_server,
-    getaddrinfo,
-    getfqdn,
-    gethostbyaddr,
-    gethostbyname,
-    gethostbyname_ex,
-    gethostname,
-    getnameinfo,
-    has_dualstack_ipv6,
-    if_indextoname,
-    if_nameindex,
-    if_nametoindex,
-    socketpair,
+from multisock.api.functions import (  # noqa: E402 - they import this module's class lazily
+    create_connection as create_connection,
 )
-
-__all__ += []
+from multisock.api.functions import create_server as create_server  # noqa: E402
+from multisock.api.functions import getaddrinfo as getaddrinfo  # noqa: E402
+from multisock.api.functions import getfqdn as getfqdn  # noqa: E402
+from multisock.api.functions import gethostbyaddr as gethostbyaddr  # noqa: E402
+from multisock.api.functions import gethostbyname as gethostbyname  # noqa: E402
+from multisock.api.functions import gethostbyname_ex as gethostbyname_ex  # noqa: E402
+from multisock.api.functions import gethostname as gethostname  # noqa: E402
+from multisock.api.functions import getnameinfo as getnameinfo  # noqa: E402
+from multisock.api.functions import has_dualstack_ipv6 as has_dualstack_ipv6  # noqa: E402
+from multisock.api.functions import if_indextoname as if_indextoname  # noqa: E402
+from multisock.api.functions import if_nameindex as if_nameindex  # noqa: E402
+from multisock.api.functions import if_nametoindex as if_nametoindex  # noqa: E402
+from multisock.api.functions import socketpair as socketpair  # noqa: E402

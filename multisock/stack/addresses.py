@@ -38,7 +38,7 @@ def unpack(addr: bytes) -> str:
 
 
 def is_wildcard(addr: bytes) -> bool:
-    return addr == ANY4 or addr == ANY6
+    return addr in (ANY4, ANY6)
 
 
 def is_multicast(addr: bytes) -> bool:
