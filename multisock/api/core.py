@@ -45,6 +45,8 @@ def check_timeout(value: Any) -> float | None:
     """Validate a timeout exactly like CPython (TypeError / ValueError)."""
     if value is None:
         return None
+    if isinstance(value, (str, bytes, bytearray)):
+        raise TypeError("Timeout value must be int, float or None")
     try:
         timeout = float(value)
     except TypeError:

@@ -51,6 +51,7 @@ class DatagramCore(Core):
         self.check_open()
         addr, port = self.parse(address, "connect")
         with self.driver.operation():
+            self.host.touch()
             if self.is_ping:
                 self._stack.autobind(self.ep)
                 self.ep.remote = (addr, port)
@@ -124,6 +125,7 @@ class DatagramCore(Core):
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         with self.driver.operation():
+            self.host.touch()
             if self.ep.shut_wr:
                 raise oserror(errno.EPIPE)
             err = self.ep.take_error()
@@ -137,7 +139,6 @@ class DatagramCore(Core):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
                 sent = int(self._stack.sendto(self.ep, view, addr, port))
-            self.host.touch()
             return sent
 
     # ------------------------------------------------------------- receiving
