@@ -60,7 +60,9 @@ def test_udp_both_ways(family: tuple[list[str], str, str]) -> None:
             result = ns.run(*ns.python(PEER, "udp", stack_ip, "9000"), timeout=20)
             assert result.stdout.strip() == "REPLY=" + "hello stack"[::-1], result.stderr
         assert finish(agent)["ECHOED"] == "3"
-        echo = ns.popen(*ns.python(PEER, "udp-echo", kernel_ip, "9100"))
+        # the wildcard: the peer address only exists while the agent's TUN device does
+        wildcard = "::" if ":" in kernel_ip else "0.0.0.0"
+        echo = ns.popen(*ns.python(PEER, "udp-echo", wildcard, "9100"))
         assert echo.stdout is not None and echo.stdout.readline().strip() == "READY"
         agent = start_agent(ns, "send-udp", "--target", kernel_ip, "--port", "9100", *opts)
         assert finish(agent)["REPLY"] == "FROM THE STACK"
