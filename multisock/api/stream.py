@@ -72,6 +72,7 @@ class StreamCore(Core):
                 return child is not None
 
             self.wait(ready)
+            now = self.host.touch()  # the wait released the lock: time moved on
             if child is None:
                 raise oserror(errno.EBADF)
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
@@ -100,6 +101,7 @@ class StreamCore(Core):
                 raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             try:
                 self.wait(lambda: tcb.state.name != "SYN_SENT" or bool(tcb.pending_error))
+                now = self.host.touch()  # the wait released the lock: time moved on
             except TimeoutError:
                 self.connecting = True
                 raise
@@ -153,6 +155,7 @@ class StreamCore(Core):
                 tcb.send(view, now)
                 return 0
             self.wait(lambda: bool(tcb.writable) or self.closed, flags, self._send_timeout())
+            now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now))
             if n == 0:
@@ -178,6 +181,7 @@ class StreamCore(Core):
                     if remaining <= 0:
                         raise timed_out()
                 self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
                 n = int(tcb.send(view[sent:], now))
                 if n == 0 and self.timeout == 0.0:
@@ -218,6 +222,7 @@ class StreamCore(Core):
             while True:
                 try:
                     self.wait(lambda: bool(tcb.readable) or self.closed, flags, self._recv_timeout())
+                    now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
                         return got

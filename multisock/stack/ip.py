@@ -635,10 +635,10 @@ class IPStack:
 
     # ------------------------------------------------ the TCP engine's host side
 
-    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None:
+    def tcp_output(self, src: bytes, dst: bytes, header: bytes,
+                   payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
         try:
-            self.output(src, dst, PROTO_TCP, bytes(segment) if not isinstance(segment, bytes) else segment,
-                        csum_offset=16, df=True)
+            self.output(src, dst, PROTO_TCP, header, payload, csum_offset=16, df=True)
         except OSError:
             self.counters["out_no_route"] += 1

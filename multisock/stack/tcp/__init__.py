@@ -1,0 +1,11 @@
+"""The TCP engine (sans-IO): RFC 9293 state machine, SACK recovery, CUBIC/Reno, SYN cookies.
+
+``TcpStack`` is one host's TCP layer (demux, ports, listeners, timers); ``TcpSocket``
+is one control block; ``TcpConfig`` holds the tunables; ``TcpState`` the states.
+"""
+
+from multisock.stack.tcp.config import TcpConfig, TcpState
+from multisock.stack.tcp.control import TcpSocket
+from multisock.stack.tcp.stack import TcpStack
+
+__all__ = ["TcpConfig", "TcpSocket", "TcpStack", "TcpState"]

@@ -1,0 +1,49 @@
+"""Round-trip time estimation and the retransmission timeout (RFC 6298).
+
+Kept apart from the connection so that the arithmetic (and its corner cases: the
+first sample, the minimum, the backoff ceiling) can be tested on its own.
+"""
+
+from __future__ import annotations
+
+CLOCK_GRANULARITY = 0.001  # G: timestamps tick in milliseconds
+
+
+class RttEstimator:
+    __slots__ = ("srtt", "rttvar", "rto", "rto_min", "rto_max", "backoff", "latest", "min_rtt")
+
+    def __init__(self, rto_initial: float, rto_min: float, rto_max: float) -> None:
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = rto_initial
+        self.rto_min = rto_min
+        self.rto_max = rto_max
+        self.backoff = 0  # number of doublings since the last valid sample
+        self.latest = 0.0
+        self.min_rtt: float | None = None
+
+    def sample(self, rtt: float) -> None:
+        """Feed one measurement (Karn: never from a retransmitted segment)."""
+        rtt = max(rtt, 0.0)
+        self.latest = rtt
+        if self.min_rtt is None or rtt < self.min_rtt:
+            self.min_rtt = rtt
+        srtt = self.srtt
+        if srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar += (abs(srtt - rtt) - self.rttvar) * 0.25
+            self.srtt = srtt + (rtt - srtt) * 0.125
+        assert self.srtt is not None
+        rto = self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar)
+        self.rto = min(max(rto, self.rto_min), self.rto_max)
+        self.backoff = 0
+
+    def current(self) -> float:
+        """The timeout to arm now: the base RTO doubled once per unanswered expiry."""
+        return min(self.rto * (1 << self.backoff), self.rto_max)
+
+    def back_off(self) -> None:
+        if self.rto * (1 << self.backoff) < self.rto_max:
+            self.backoff += 1

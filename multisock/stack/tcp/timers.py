@@ -1,0 +1,58 @@
+"""One timer heap for a whole stack, with lazy invalidation.
+
+A connection has several logical timers (retransmission, delayed ACK, keepalive,
+TIME-WAIT) but holds at most one live heap entry: the earliest of them. Moving a
+deadline later leaves the old entry in place; when it fires early the connection
+finds nothing due and re-arms. That keeps restarting the RTO on every ACK at O(1).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from typing import Protocol
+
+
+class TimerOwner(Protocol):
+    armed_at: float | None
+
+    def on_timer(self, now: float) -> None: ...
+
+
+class TimerHeap:
+    __slots__ = ("_heap", "_count")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, TimerOwner]] = []
+        self._count = itertools.count()
+
+    def arm(self, owner: TimerOwner, when: float) -> None:
+        """Make sure ``owner.on_timer`` runs no later than ``when``."""
+        armed = owner.armed_at
+        if armed is not None and armed <= when:
+            return
+        owner.armed_at = when
+        heapq.heappush(self._heap, (when, next(self._count), owner))
+
+    def next_deadline(self) -> float | None:
+        heap = self._heap
+        while heap:
+            when, _, owner = heap[0]
+            if owner.armed_at == when:
+                return when
+            heapq.heappop(heap)
+        return None
+
+    def pop_due(self, now: float) -> list[TimerOwner]:
+        """Owners whose live entry is due; each is disarmed before being returned."""
+        heap = self._heap
+        due: list[TimerOwner] = []
+        while heap and heap[0][0] <= now:
+            when, _, owner = heapq.heappop(heap)
+            if owner.armed_at == when:
+                owner.armed_at = None
+                due.append(owner)
+        return due
+
+    def __len__(self) -> int:
+        return len(self._heap)
