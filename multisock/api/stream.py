@@ -72,7 +72,6 @@ class StreamCore(Core):
                 return child is not None
 
             self.wait(ready)
-            now = self.host.touch()  # the wait released the lock: time moved on
             if child is None:
                 raise oserror(errno.EBADF)
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
@@ -190,21 +189,15 @@ class StreamCore(Core):
                 self.driver.drain()
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
-        if address is None and isinstance(flags_or_address, int):
-            raise TypeError("sendto() takes 2 or 3 arguments (2 given)")
-        self.check_open()
-        state = self.tcb.state.name
-        if state in ("CLOSED", "LISTEN"):
-            raise oserror(errno.EPIPE if state == "CLOSED" and self.tcb.remote else errno.ENOTCONN)
-        raise oserror(errno.EISCONN)
+        """Linux ignores the address on a stream socket: it is a plain send."""
+        flags = 0 if address is None else flags_or_address
+        return self.send(data, flags)
 
     def sendmsg(
         self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
     ) -> int:
         if list(ancdata):
             raise oserror(errno.EINVAL)
-        if address is not None:
-            raise oserror(errno.EISCONN)
         data = b"".join(bytes(memoryview(b)) for b in buffers)
         return self.send(data, flags)
 

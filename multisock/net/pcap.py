@@ -21,7 +21,8 @@ class PcapWriter:
     def __init__(self, target: str | IO[bytes], linktype: int = LINKTYPE_RAW,
                  snaplen: int = 262144) -> None:
         self._owned = isinstance(target, str)
-        self._file: IO[bytes] = open(target, "wb") if isinstance(target, str) else target
+        # the writer owns the file for its whole life: no context manager can span that
+        self._file: IO[bytes] = open(target, "wb") if isinstance(target, str) else target  # noqa: SIM115
         self.snaplen = snaplen
         self.linktype = linktype
         self._lock = threading.Lock()

@@ -89,6 +89,7 @@ class TcpSocket:
         self.send_buf = SendBuffer()
         self.fin_queued = False
         self.fin_seq = -1
+        self.snd_sml = 0  # end of the last small segment sent (Nagle/Minshall)
         # receive sequence space
         self.irs = 0
         self.rcv_nxt = 0
@@ -231,7 +232,7 @@ class TcpSocket:
     def connect(self, addr: bytes, port: int, now: float) -> None:
         state = self.state
         if state is S.LISTEN:
-            raise _err(errno.EISCONN if False else errno.EINVAL)
+            raise _err(errno.EINVAL)
         if state in (S.SYN_SENT, S.SYN_RECEIVED):
             raise _err(errno.EALREADY)
         if state is not S.CLOSED:
@@ -268,9 +269,7 @@ class TcpSocket:
             raise _err(self.take_error())
         state = self.state
         if self.shut_wr or (state not in CAN_SEND and state is not S.SYN_SENT):
-            if state in (S.CLOSED, S.LISTEN) and self.remote is None:
-                raise _err(errno.ENOTCONN)
-            raise _err(errno.EPIPE)
+            raise _err(errno.EPIPE)  # Linux says EPIPE even when never connected
         if state is S.SYN_SENT:
             return 0
         room = self.sndbuf - self.send_buf.size
@@ -306,9 +305,7 @@ class TcpSocket:
             if self.remote is None:
                 raise _err(errno.ENOTCONN)
             return 0
-        if self.state in (S.LISTEN,):
-            raise _err(errno.ENOTCONN)
-        if self.state is S.SYN_SENT and False:
+        if self.state is S.LISTEN:
             raise _err(errno.ENOTCONN)
         raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
 
@@ -392,9 +389,8 @@ class TcpSocket:
     def _syn_options(self, now: float) -> dict[str, Any]:
         cfg = self.stack.config
         opts: dict[str, Any] = {"mss": self.rcv_mss}
-        if self.state is S.SYN_SENT or self.ts_ok:
-            if cfg.timestamps:
-                opts["ts"] = (self._ts_now(now), self.ts_recent if self.state is not S.SYN_SENT else 0)
+        if (self.state is S.SYN_SENT or self.ts_ok) and cfg.timestamps:
+            opts["ts"] = (self._ts_now(now), self.ts_recent if self.state is not S.SYN_SENT else 0)
         if cfg.sack and (self.state is S.SYN_SENT or self.sack_ok):
             opts["sack_permitted"] = True
         if cfg.window_scaling and (self.state is S.SYN_SENT or self.ws_ok):
@@ -448,11 +444,11 @@ class TcpSocket:
         seq = unwrap(hdr.seq, self.rcv_nxt)
         seg_len = len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         # PAWS (RFC 7323 §5)
-        if self.ts_ok and hdr.ts_val is not None and not flags & RST:
-            if ts_before(hdr.ts_val, self.ts_recent):
-                self.stack.counters["paws_rejected"] += 1
-                self._send_ack(now)
-                return
+        if (self.ts_ok and hdr.ts_val is not None and not flags & RST
+                and ts_before(hdr.ts_val, self.ts_recent)):
+            self.stack.counters["paws_rejected"] += 1
+            self._send_ack(now)
+            return
         if not self._acceptable(seq, seg_len):
             if not flags & RST:
                 if self.state is S.TIME_WAIT and flags & SYN:
@@ -862,13 +858,13 @@ class TcpSocket:
                     if room <= 0 and nxt == self.snd_una and self.persist_at == INF:
                         self.persist_at = now + max(self.rto, self.stack.config.rto_min)
                     break
-                if length < mss and length < data_end - nxt:
-                    # the window cuts the segment short: SWS avoidance (RFC 9293 §3.8.6.2.1)
-                    if length < self.max_snd_wnd // 2 and nxt != self.snd_una:
-                        break
-                if length < mss and nxt != self.snd_una and not self.nodelay and not (
-                        self.fin_queued and nxt + length == self.fin_seq):
-                    break  # Nagle: a small segment waits for outstanding data's ACK
+                if (length < mss and length < data_end - nxt and length < self.max_snd_wnd // 2
+                        and nxt != self.snd_una):
+                    break  # the window cuts the segment short: SWS avoidance (RFC 9293 §3.8.6.2.1)
+                if length < mss and not self.nodelay and self.snd_sml > self.snd_una:
+                    # Nagle, Minshall's variant (as Linux): a small segment waits only while
+                    # an earlier small segment is unacknowledged
+                    break
                 if self.limited_transmit and not self.in_recovery and cwnd_room <= mss:
                     self.limited_transmit -= 1
                 payload = self.send_buf.peek(nxt - self.buf_seq, length)
@@ -880,6 +876,8 @@ class TcpSocket:
                     flags |= FIN
                     end += 1
                 rexmit = nxt < self.snd_max
+                if length < mss:
+                    self.snd_sml = nxt + length
                 self._emit_data(nxt, flags, payload, now, rexmit)
                 self.snd_nxt = end
                 if end > self.snd_max:
