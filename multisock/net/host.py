@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
     """Attach the TCP engine (kept import-light so the IP layer has no hard dependency)."""
     try:
-        from multisock.stack.tcp import TcpStack
+        from multisock.stack.tcp_engine import TcpStack
     except ModuleNotFoundError:  # the engine is being integrated; hosts still do IP/UDP/ICMP
         return None
     return TcpStack(ip, rng=rng)

@@ -4,8 +4,8 @@
 is one control block; ``TcpConfig`` holds the tunables; ``TcpState`` the states.
 """
 
-from multisock.stack.tcp.config import TcpConfig, TcpState
-from multisock.stack.tcp.control import TcpSocket
-from multisock.stack.tcp.stack import TcpStack
+from multisock.stack.tcp_engine.config import TcpConfig, TcpState
+from multisock.stack.tcp_engine.control import TcpSocket
+from multisock.stack.tcp_engine.stack import TcpStack
 
 __all__ = ["TcpConfig", "TcpSocket", "TcpStack", "TcpState"]

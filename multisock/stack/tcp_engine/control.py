@@ -19,15 +19,15 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
-from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
-from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
-from multisock.stack.tcp.seq import MASK, ts_before, unwrap
+from multisock.stack.tcp_engine.buffers import OutOfOrder, ReceiveQueue, SendBuffer
+from multisock.stack.tcp_engine.config import CAN_SEND, SYNCHRONIZED, TcpState
+from multisock.stack.tcp_engine.congestion import CongestionControl, make_congestion_control
+from multisock.stack.tcp_engine.seq import MASK, ts_before, unwrap
 from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPHeader
 
 if TYPE_CHECKING:
-    from multisock.stack.tcp.stack import TcpStack
+    from multisock.stack.tcp_engine.stack import TcpStack
 
 S = TcpState
 INF = float("inf")

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 from multisock.stack import addresses as A
 from multisock.stack.icmp_limit import TokenBucket
-from multisock.stack.tcp.config import TcpConfig, TcpState
-from multisock.stack.tcp.control import INF, TcpSocket
-from multisock.stack.tcp.isn import check_cookie, initial_sequence, make_cookie
-from multisock.stack.tcp.seq import MASK, unwrap
+from multisock.stack.tcp_engine.config import TcpConfig, TcpState
+from multisock.stack.tcp_engine.control import INF, TcpSocket
+from multisock.stack.tcp_engine.isn import check_cookie, initial_sequence, make_cookie
+from multisock.stack.tcp_engine.seq import MASK, unwrap
 from multisock.wire import tcp as wire
 from multisock.wire.errors import MalformedPacket
 from multisock.wire.tcp import ACK, FIN, RST, SYN
@@ -395,7 +395,7 @@ class TcpStack:
         child.rcv_adv = child.rcv_nxt + min(child.rcvbuf, 65535)
         child.snd_wnd = hdr.window
         child.snd_wl1, child.snd_wl2 = hdr.seq, hdr.ack
-        from multisock.stack.tcp.congestion import make_congestion_control
+        from multisock.stack.tcp_engine.congestion import make_congestion_control
 
         child.cc = make_congestion_control(child._congestion_name, mss, now)
         child._set_state(S.SYN_RECEIVED, now)
