@@ -640,5 +640,6 @@ class IPStack:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
         try:
             self.output(src, dst, PROTO_TCP, header, payload, csum_offset=16, df=True)
-        except OSError:
-            self.counters["out_no_route"] += 1
+        except OSError as exc:
+            key = "out_no_route" if exc.errno == errno.ENETUNREACH else "out_tcp_errors"
+            self.counters[key] = self.counters.get(key, 0) + 1

@@ -833,7 +833,7 @@ class TcpSocket:
         if self.in_recovery and self.sack_ok:
             self._recovery_retransmits(now)
         cc = self.cc
-        mss = self.mss
+        mss = self.mss - self._sack_overhead()
         data_end = self.buf_seq + self.send_buf.size
         sent_any = False
         while True:
@@ -910,7 +910,7 @@ class TcpSocket:
             if hole is None:
                 return
             start, end = hole
-            length = min(self.mss, end - start)
+            length = min(self.mss - self._sack_overhead(), end - start)
             if self._pipe() + length > cc.cwnd and start != self.snd_una:
                 return
             self._retransmit(start, now, length)
@@ -923,7 +923,7 @@ class TcpSocket:
         """Resend the segment at ``seq`` (data and/or FIN)."""
         data_end = self.buf_seq + self.send_buf.size
         if length is None:
-            length = min(self.mss, max(0, data_end - seq))
+            length = min(self.mss - self._sack_overhead(), max(0, data_end - seq))
         length = min(length, max(0, data_end - seq))
         flags = ACK
         payload: bytes | memoryview = b""
@@ -960,6 +960,13 @@ class TcpSocket:
         self.bytes_sent += len(payload)
         self._ack_sent()
         self._emit(header, payload, now)
+
+    def _sack_overhead(self) -> int:
+        """Option bytes SACK blocks will take in our next segment (they shrink the payload)."""
+        if not self.sack_ok or not self.ooo.ranges:
+            return 0
+        blocks = min(len(self.ooo.sack_blocks(4)), 3 if self.ts_ok else 4)
+        return 4 + 8 * blocks
 
     def _sack_option(self) -> list[tuple[int, int]]:
         return [(s & MASK, e & MASK) for s, e in self.ooo.sack_blocks(3 if self.ts_ok else 4)]
