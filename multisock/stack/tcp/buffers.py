@@ -1,0 +1,181 @@
+"""Send and receive buffers: chunk lists, so bytes are copied once on the way in and once out.
+
+The send buffer keeps the user's data as ``bytes`` chunks from ``snd_una`` onwards;
+a segment is a memoryview slice when it falls inside one chunk (the common case
+for bulk writes), so building it costs no copy here. The receive queue keeps the
+payload memoryviews of arrived packets and copies only in ``read_into``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+
+class SendBuffer:
+    __slots__ = ("chunks", "head", "size")
+
+    def __init__(self) -> None:
+        self.chunks: deque[bytes] = deque()
+        self.head = 0  # offset of snd_una inside chunks[0]
+        self.size = 0  # bytes from snd_una to the end of the buffer
+
+    def append(self, data: bytes | memoryview) -> None:
+        chunk = bytes(data)
+        if chunk:
+            self.chunks.append(chunk)
+            self.size += len(chunk)
+
+    def peek(self, offset: int, length: int) -> bytes | memoryview:
+        """``length`` bytes starting ``offset`` bytes after snd_una."""
+        pos = offset + self.head
+        for chunk in self.chunks:
+            n = len(chunk)
+            if pos < n:
+                if pos + length <= n:
+                    return memoryview(chunk)[pos : pos + length]
+                parts = [memoryview(chunk)[pos:]]
+                got = n - pos
+                for nxt in self._after(chunk):
+                    take = min(len(nxt), length - got)
+                    parts.append(memoryview(nxt)[:take])
+                    got += take
+                    if got >= length:
+                        break
+                return b"".join(parts)
+            pos -= n
+        return b""
+
+    def _after(self, chunk: bytes) -> list[bytes]:
+        seen = False
+        out = []
+        for c in self.chunks:
+            if seen:
+                out.append(c)
+            elif c is chunk:
+                seen = True
+        return out
+
+    def consume(self, n: int) -> None:
+        """Drop ``n`` acknowledged bytes from the front."""
+        if n <= 0:
+            return
+        n = min(n, self.size)
+        self.size -= n
+        head = self.head + n
+        chunks = self.chunks
+        while chunks and head >= len(chunks[0]):
+            head -= len(chunks.popleft())
+        self.head = head if chunks else 0
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.head = 0
+        self.size = 0
+
+
+class ReceiveQueue:
+    __slots__ = ("chunks", "head", "size")
+
+    def __init__(self) -> None:
+        self.chunks: deque[memoryview | bytes] = deque()
+        self.head = 0
+        self.size = 0
+
+    def append(self, data: memoryview | bytes) -> None:
+        if len(data):
+            self.chunks.append(data)
+            self.size += len(data)
+
+    def read_into(self, buf: memoryview, peek: bool = False) -> int:
+        want = min(len(buf), self.size)
+        got = 0
+        head = self.head
+        index = 0
+        chunks = self.chunks
+        while got < want:
+            chunk = chunks[index]
+            take = min(len(chunk) - head, want - got)
+            buf[got : got + take] = chunk[head : head + take]
+            got += take
+            head += take
+            if head == len(chunk):
+                index += 1
+                head = 0
+        if not peek:
+            for _ in range(index):
+                chunks.popleft()
+            self.head = head
+            self.size -= got
+        return got
+
+    def clear(self) -> None:
+        self.chunks.clear()
+        self.head = 0
+        self.size = 0
+
+
+class OutOfOrder:
+    """Segments beyond rcv_nxt, merged into disjoint ranges, bounded in bytes."""
+
+    __slots__ = ("ranges", "size", "limit", "dropped")
+
+    def __init__(self, limit: int) -> None:
+        self.ranges: list[tuple[int, int, bytes]] = []  # (start, end, data), sorted, disjoint
+        self.size = 0
+        self.limit = limit
+        self.dropped = 0
+
+    def add(self, start: int, data: bytes | memoryview) -> bool:
+        """Keep what is new of [start, start+len); False when over the bound (dropped)."""
+        end = start + len(data)
+        new: list[tuple[int, int, bytes]] = []
+        pieces: list[tuple[int, int, bytes]] = []
+        cursor = start
+        payload = bytes(data)
+        for r_start, r_end, r_data in self.ranges:
+            if r_end <= start or r_start >= end:
+                new.append((r_start, r_end, r_data))
+                continue
+            if r_start > cursor:
+                pieces.append((cursor, r_start, payload[cursor - start : r_start - start]))
+            cursor = max(cursor, r_end)
+            new.append((r_start, r_end, r_data))
+        if cursor < end:
+            pieces.append((cursor, end, payload[cursor - start :]))
+        added = sum(e - s for s, e, _ in pieces)
+        if added == 0:
+            return True
+        if self.size + added > self.limit:
+            self.dropped += 1
+            return False
+        new.extend(pieces)
+        new.sort(key=lambda r: r[0])
+        self.ranges = new
+        self.size += added
+        return True
+
+    def pop_ready(self, rcv_nxt: int) -> list[bytes]:
+        """Data that now continues the in-order stream at ``rcv_nxt`` (in order)."""
+        out: list[bytes] = []
+        ranges = self.ranges
+        while ranges and ranges[0][0] <= rcv_nxt:
+            start, end, data = ranges.pop(0)
+            self.size -= end - start
+            if end > rcv_nxt:
+                out.append(data[rcv_nxt - start :])
+                rcv_nxt = end
+        return out
+
+    def sack_blocks(self, limit: int = 4) -> list[tuple[int, int]]:
+        """Merged ranges, most recent first would be ideal; highest first is a fine proxy."""
+        merged: list[list[int]] = []
+        for start, end, _ in self.ranges:
+            if merged and merged[-1][1] == start:
+                merged[-1][1] = end
+            else:
+                merged.append([start, end])
+        return [(s, e) for s, e in reversed(merged)][:limit]
+
+    def clear(self) -> None:
+        self.ranges = []
+        self.size = 0

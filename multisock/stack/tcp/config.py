@@ -1,0 +1,61 @@
+"""TCP tunables and the state enumeration."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class TcpState(enum.Enum):
+    CLOSED = "CLOSED"
+    LISTEN = "LISTEN"
+    SYN_SENT = "SYN_SENT"
+    SYN_RECEIVED = "SYN_RECEIVED"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN_WAIT_1"
+    FIN_WAIT_2 = "FIN_WAIT_2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+
+
+SYNCHRONIZED = frozenset({
+    TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.CLOSE_WAIT,
+    TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT,
+})
+CAN_SEND = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
+CAN_RECEIVE = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2})
+
+
+@dataclass
+class TcpConfig:
+    """Defaults follow Linux where Linux has a number; all in seconds and bytes."""
+
+    rto_min: float = 0.2  # TCP_RTO_MIN
+    rto_max: float = 120.0  # TCP_RTO_MAX
+    rto_initial: float = 1.0  # RFC 6298
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL (Linux: 60 s)
+    delayed_ack: float = 0.04  # Linux's minimum ATO
+    syn_retries: int = 6  # tcp_syn_retries (~127 s)
+    synack_retries: int = 5
+    retries2: int = 15  # tcp_retries2 (~15 min of backoff)
+    fin_timeout: float = 60.0  # tcp_fin_timeout for orphaned FIN-WAIT-2
+    rcvbuf: int = 4 * 1024 * 1024
+    sndbuf: int = 4 * 1024 * 1024
+    ooo_limit: int = 4 * 1024 * 1024  # bytes held out of order, per connection
+    somaxconn: int = 4096  # net.core.somaxconn caps listen()'s backlog
+    max_syn_backlog: int = 256  # half-open connections per listener before SYN cookies
+    syncookies: bool = True
+    timestamps: bool = True
+    sack: bool = True
+    window_scaling: bool = True
+    congestion: str = "cubic"
+    quickack_segments: int = 16  # ACK every segment at connection start (Linux quickack mode)
+    challenge_ack_limit: int = 1000  # per second, RFC 5961 §7
+    keepalive_time: float = 7200.0
+    keepalive_intvl: float = 75.0
+    keepalive_probes: int = 9
+    ephemeral_low: int = 32768
+    ephemeral_high: int = 60999
+    log_transitions: bool = False

@@ -1,0 +1,1390 @@
+"""The TCP control block: one connection (or listener) and its RFC 9293 state machine.
+
+Sequence numbers are unwrapped ints inside (see ``seq.py``); only the wire sees 32
+bits. Input handling follows RFC 9293 §3.10.7 in order (SYN-SENT; then sequence
+check with PAWS, RST, SYN, ACK, data, FIN), with RFC 5961's stricter RST/SYN/ACK
+rules. Output is one loop (``_output``) that decides what may be sent now under
+the peer's window, the congestion window, Nagle and sender-side SWS avoidance,
+and retransmits lost data first while in recovery.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import os
+import socket as _socket
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from multisock.stack.tcp import isn
+from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
+from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
+from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
+from multisock.stack.tcp.rtt import RttEstimator
+from multisock.stack.tcp.sack import Scoreboard
+from multisock.stack.tcp.seq import MASK, ts_before, unwrap
+from multisock.wire import tcp as wire
+from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPHeader
+
+if TYPE_CHECKING:
+    from multisock.stack.tcp.stack import TcpStack
+
+S = TcpState
+CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED
+ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = (
+    S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT)
+CLOSING, LAST_ACK, TIME_WAIT = S.CLOSING, S.LAST_ACK, S.TIME_WAIT
+
+#: states in which data or a FIN of ours may still be (re)sent
+_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+#: states in which the peer's data is still accepted
+_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_MAX_WSCALE = 14
+_DEFAULT_MSS = {4: 536, 16: 1220}
+_IP_OVERHEAD = {4: 40, 16: 60}
+
+#: socket options a child inherits from its listener
+OPTION_NAMES = (
+    "reuseaddr", "reuseport", "nodelay", "keepidle", "keepintvl", "keepcnt", "user_timeout",
+    "linger", "rcvbuf", "sndbuf", "quickack", "maxseg", "v6only", "congestion",
+)
+
+
+def oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class TcpSocket:
+    """A control block. Created CLOSED by ``TcpStack.socket``; lives on after ``close``."""
+
+    __slots__ = (
+        # identity and user-visible state
+        "stack", "family", "state", "local", "remote", "on_change", "armed_at", "error",
+        "soft_error", "closed", "shut_rd", "shut_wr", "was_connected", "_dirty", "bound",
+        # options
+        "reuseaddr", "reuseport", "nodelay", "_keepalive", "keepidle", "keepintvl", "keepcnt",
+        "user_timeout", "linger", "rcvbuf", "sndbuf", "quickack", "maxseg", "v6only",
+        "congestion",
+        # listener
+        "backlog", "accept_queue", "syn_count", "parent",
+        # send side
+        "sndq", "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2",
+        "max_sndwnd", "snd_wscale", "fin_seq", "mss", "peer_mss", "cc", "rtt", "rtt_seq",
+        "rtt_time", "last_send",
+        # recovery
+        "in_recovery", "recover", "dupacks", "rxt_next", "lost_end", "ndup", "board",
+        # receive side
+        "recvq", "ooo", "irs", "rcv_nxt", "rcv_adv", "rcv_wscale", "adv_mss", "rcv_mss",
+        "rcv_acked", "fin_received", "ooo_fin", "quick_left", "ack_now", "dsack",
+        # options negotiated
+        "ts_ok", "ts_recent", "ts_offset", "sack_ok", "ws_ok",
+        # timers
+        "t_rexmit", "persist", "t_dack", "t_keep", "t_misc", "retries", "rexmit_start",
+        "probes", "last_rcv",
+        # statistics
+        "bytes_sent", "bytes_acked", "bytes_received", "bytes_retrans", "segs_out", "segs_in",
+        "data_segs_out", "data_segs_in", "total_retrans", "created", "ooo_dropped",
+    )
+
+    def __init__(self, stack: TcpStack, family: int) -> None:
+        cfg = stack.config
+        self.stack = stack
+        self.family = family
+        self.state = CLOSED
+        self.local: tuple[bytes, int] | None = None
+        self.remote: tuple[bytes, int] | None = None
+        self.on_change: Callable[[], None] | None = None
+        self.armed_at: float | None = None
+        self.error = 0
+        self.soft_error = 0
+        self.closed = False
+        self.shut_rd = False
+        self.shut_wr = False
+        self.was_connected = False
+        self._dirty = False
+        self.bound = False
+        self.reuseaddr = False
+        self.reuseport = False
+        self.nodelay = False
+        self._keepalive = False
+        self.keepidle = cfg.keepalive_time
+        self.keepintvl = cfg.keepalive_intvl
+        self.keepcnt = cfg.keepalive_probes
+        self.user_timeout = 0
+        self.linger: float | None = None
+        self.rcvbuf = cfg.rcvbuf
+        self.sndbuf = cfg.sndbuf
+        self.quickack = False
+        self.maxseg = 0
+        self.v6only = False
+        self.congestion = cfg.congestion
+        self.backlog = 0
+        self.accept_queue: deque[TcpSocket] = deque()
+        self.syn_count = 0
+        self.parent: TcpSocket | None = None
+        self.sndq = SendBuffer()
+        self.iss = 0
+        self.snd_una = self.snd_nxt = self.snd_max = 0
+        self.snd_wnd = 0
+        self.snd_wl1 = self.snd_wl2 = 0
+        self.max_sndwnd = 0
+        self.snd_wscale = 0
+        self.fin_seq: int | None = None
+        self.mss = 536
+        self.peer_mss = 536
+        self.cc: CongestionControl | None = None
+        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self.rtt_seq: int | None = None
+        self.rtt_time = 0.0
+        self.last_send = 0.0
+        self.in_recovery = False
+        self.recover = 0
+        self.dupacks = 0
+        self.rxt_next = 0
+        self.lost_end = 0
+        self.ndup = 0
+        self.board = Scoreboard()
+        self.recvq = ReceiveQueue()
+        self.ooo = OutOfOrder(cfg.ooo_limit)
+        self.irs = 0
+        self.rcv_nxt = 0
+        self.rcv_adv = 0
+        self.rcv_wscale = 0
+        self.adv_mss = 536
+        self.rcv_mss = 536
+        self.rcv_acked = 0
+        self.fin_received = False
+        self.ooo_fin: int | None = None
+        self.quick_left = cfg.quickack_segments
+        self.ack_now = False
+        self.dsack: tuple[int, int] | None = None
+        self.ts_ok = False
+        self.ts_recent = 0
+        self.ts_offset = 0
+        self.sack_ok = False
+        self.ws_ok = False
+        self.t_rexmit: float | None = None
+        self.persist = False
+        self.t_dack: float | None = None
+        self.t_keep: float | None = None
+        self.t_misc: float | None = None
+        self.retries = 0
+        self.rexmit_start: float | None = None
+        self.probes = 0
+        self.last_rcv = 0.0
+        self.bytes_sent = self.bytes_acked = self.bytes_received = self.bytes_retrans = 0
+        self.segs_out = self.segs_in = self.data_segs_out = self.data_segs_in = 0
+        self.total_retrans = 0
+        self.created = 0.0
+        self.ooo_dropped = 0
+
+    def __repr__(self) -> str:
+        return f"<TcpSocket {self.state.name} {self.local} -> {self.remote}>"
+
+    # ------------------------------------------------------------------ options
+
+    @property
+    def keepalive(self) -> bool:
+        return self._keepalive
+
+    @keepalive.setter
+    def keepalive(self, value: bool) -> None:
+        self._keepalive = bool(value)
+        if self._keepalive and self.state in SYNCHRONIZED:
+            self.t_keep = self.last_rcv + self.keepidle
+            self._rearm()
+        elif not self._keepalive:
+            self.t_keep = None
+
+    # ------------------------------------------------------------------ readiness
+
+    @property
+    def readable(self) -> bool:
+        if self.state is LISTEN:
+            return bool(self.accept_queue)
+        return bool(
+            self.recvq.size or self.fin_received or self.error or self.shut_rd
+            or (self.state is CLOSED and self.was_connected)
+        )
+
+    @property
+    def writable(self) -> bool:
+        if self.error:
+            return True
+        state = self.state
+        if state in CAN_SEND:
+            return self.shut_wr or self.sndq.size < self.sndbuf
+        return self.was_connected and state not in (SYN_SENT, SYN_RECEIVED, LISTEN)
+
+    @property
+    def readable_bytes(self) -> int:
+        return self.recvq.size
+
+    @property
+    def pending_error(self) -> int:
+        return self.error
+
+    def take_error(self) -> int:
+        err, self.error = self.error, 0
+        return err
+
+    def _raise_error(self) -> None:
+        err = self.take_error()
+        if err:
+            raise oserror(err)
+
+    # ------------------------------------------------------------------ user API
+
+    def bind(self, addr: bytes, port: int) -> None:
+        if self.bound or self.state is not CLOSED or self.was_connected:
+            raise oserror(E.EINVAL)
+        self.stack.ports.bind(self, addr, port)
+
+    def listen(self, backlog: int, now: float) -> None:
+        if self.state is LISTEN:
+            self.backlog = max(0, min(backlog, self.stack.config.somaxconn))
+            return
+        if self.state is not CLOSED or self.was_connected:
+            raise oserror(E.EINVAL)
+        if not self.bound:
+            self.stack.ports.bind(self, bytes(4 if self.family == _socket.AF_INET else 16), 0)
+        self.stack.ports.check_listen(self)
+        self.backlog = max(0, min(backlog, self.stack.config.somaxconn))
+        self._set_state(LISTEN, now)
+        self.stack.add_listener(self)
+
+    def connect(self, addr: bytes, port: int, now: float) -> None:
+        state = self.state
+        if state is SYN_SENT:
+            raise oserror(E.EALREADY)
+        if state is not CLOSED or self.was_connected or self.closed:
+            raise oserror(E.EISCONN)  # Linux: also for a listener; no reconnect after a failure
+        if port == 0:
+            raise oserror(E.ECONNREFUSED)
+        stack = self.stack
+        mtu = stack.host.route_mtu(addr)
+        if mtu is None:
+            raise oserror(E.ENETUNREACH)
+        if self.bound and self.local is not None and any(self.local[0]):
+            src = self.local[0]
+        else:
+            chosen = stack.host.select_source(addr)
+            if chosen is None:
+                raise oserror(E.EADDRNOTAVAIL)
+            src = chosen
+        stack.ports.connect_bind(self, src, addr, port)
+        self.remote = (addr, port)
+        self.created = now
+        self._init_mss(mtu)
+        self.iss = isn.initial_sequence(stack.secret, src, self.local_port, addr, port, now)
+        self.snd_una = self.snd_nxt = self.snd_max = self.iss
+        self.ts_offset = stack.rng.getrandbits(32)
+        self._init_rcv_wscale()
+        self.was_connected = True
+        self._set_state(SYN_SENT, now)
+        stack.register(self)
+        self._send_syn(now)
+        self._arm_rexmit(now)
+        self._rearm()
+
+    def accept(self) -> TcpSocket | None:
+        if self.state is not LISTEN:
+            raise oserror(E.EINVAL)
+        if not self.accept_queue:
+            return None
+        child = self.accept_queue.popleft()
+        child.parent = None
+        return child
+
+    def send(self, data: bytes | memoryview, now: float) -> int:
+        if self.error:
+            self._raise_error()
+        state = self.state
+        if self.shut_wr or self.closed:
+            raise oserror(E.EPIPE)
+        if state not in CAN_SEND:
+            if state in (SYN_SENT, SYN_RECEIVED):
+                return 0
+            if state in (CLOSED, LISTEN) and not self.was_connected:
+                raise oserror(E.ENOTCONN)
+            raise oserror(E.EPIPE)
+        space = self.sndbuf - self.sndq.size
+        if space <= 0 or not len(data):
+            return 0
+        n = min(len(data), space)
+        self.sndq.append(data if n == len(data) else memoryview(data)[:n])
+        with self.stack.busy(now):
+            self._output(now)
+        return n
+
+    def push(self, now: float) -> None:
+        """Send what Nagle was holding (used after TCP_NODELAY is switched on)."""
+        if self.state in _SENDING:
+            with self.stack.busy(now):
+                self._output(now)
+
+    def recv_into(self, buf: memoryview, now: float, peek: bool = False) -> int:
+        recvq = self.recvq
+        if recvq.size and len(buf) and not self.shut_rd:
+            n = recvq.read_into(buf, peek)
+            if not peek and self.state in _RECEIVING:
+                self._maybe_window_update(now)
+            return n
+        if self.error:
+            self._raise_error()
+        if self.fin_received or self.shut_rd or not len(buf):
+            return 0
+        state = self.state
+        if state is CLOSED:
+            if self.was_connected:
+                return 0
+            raise oserror(E.ENOTCONN)
+        if state is LISTEN:
+            raise oserror(E.ENOTCONN)
+        raise BlockingIOError(E.EAGAIN, os.strerror(E.EAGAIN))
+
+    def shutdown(self, how: int, now: float) -> None:
+        """Linux's inet_shutdown: CLOSED -> ENOTCONN; SYN-SENT (or a listener told SHUT_RD)
+        is disconnected; otherwise the direction is shut and SHUT_WR queues a FIN."""
+        if how not in (_socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR):
+            raise oserror(E.EINVAL)
+        state = self.state
+        if state is CLOSED:
+            raise oserror(E.ENOTCONN)
+        if state is LISTEN or state is SYN_SENT:
+            if state is LISTEN and how == _socket.SHUT_WR:
+                raise oserror(E.ENOTCONN)
+            self.close(now)
+            self.closed = False
+            return
+        if how in (_socket.SHUT_RD, _socket.SHUT_RDWR):
+            self.shut_rd = True
+            self.stack.touch(self)
+        if how in (_socket.SHUT_WR, _socket.SHUT_RDWR) and not self.shut_wr:
+            self.shut_wr = True
+            with self.stack.busy(now):
+                self._queue_fin(now)
+            self.stack.touch(self)
+
+    def close(self, now: float) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        state = self.state
+        stack = self.stack
+        with stack.busy(now):
+            if state is LISTEN:
+                stack.remove_listener(self)
+                for child in list(self.accept_queue):
+                    child._send_rst_to_peer(now)
+                    child._finish(now, 0)
+                self.accept_queue.clear()
+                for child in stack.children_of(self):
+                    child._send_rst_to_peer(now)
+                    child._finish(now, 0)
+                self._finish(now, 0)
+                return
+            if state is CLOSED or state is SYN_SENT:
+                self._finish(now, 0)
+                return
+            if self.recvq.size or (self.linger is not None and self.linger == 0):
+                # Linux: unread data or SO_LINGER{1,0} turns close() into an abort (RFC 2525 §2.17)
+                if state not in (TIME_WAIT,):
+                    self._send_rst_to_peer(now)
+                    stack.counters["rst_on_close"] += 1
+                self._finish(now, 0)
+                return
+            self.shut_rd = True
+            if not self.shut_wr:
+                self.shut_wr = True
+                self._queue_fin(now)
+            if self.state is FIN_WAIT_2:
+                self.t_misc = now + stack.config.fin_timeout
+                self._rearm()
+
+    def abort(self, now: float) -> None:
+        with self.stack.busy(now):
+            if (self.state in SYNCHRONIZED or self.state is SYN_RECEIVED) \
+                    and self.state is not TIME_WAIT:
+                self._send_rst_to_peer(now)
+            if self.state is LISTEN:
+                self.closed = True
+                self.close(now)
+                return
+            self.closed = True
+            self._finish(now, 0)
+
+    def info(self) -> dict[str, Any]:
+        from multisock.stack.tcp.info import socket_info
+
+        return socket_info(self)
+
+    def path_mtu_changed(self, mtu: int, now: float) -> None:
+        """ICMP 'fragmentation needed' / 'packet too big': shrink segments and resend."""
+        overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
+        new = max(mtu - overhead - (12 if self.ts_ok else 0), 64)
+        if new >= self.mss:
+            return
+        self.mss = new
+        if self.cc is not None:
+            self.cc.set_mss(new)
+        self.stack.counters["pmtu_updates"] += 1
+        if self.state in _SENDING and self.snd_max > self.snd_una:
+            self.snd_nxt = self.snd_una
+            self._output(now)
+
+    # ------------------------------------------------------------------ helpers
+
+    @property
+    def local_port(self) -> int:
+        return self.local[1] if self.local is not None else 0
+
+    def _set_state(self, new: TcpState, now: float) -> None:
+        old = self.state
+        if old is new:
+            return
+        self.state = new
+        self.stack.transition(self, old, new, now)
+        self.stack.touch(self)
+
+    def _init_mss(self, mtu: int) -> None:
+        overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
+        adv = max(mtu - overhead, 88)
+        if self.maxseg:
+            adv = min(adv, self.maxseg)
+        self.adv_mss = min(adv, 0xFFFF)
+        self.rcv_mss = min(self.adv_mss, 536)
+
+    def _init_rcv_wscale(self) -> None:
+        shift = 0
+        while shift < _MAX_WSCALE and (0xFFFF << shift) < self.rcvbuf:
+            shift += 1
+        self.rcv_wscale = shift
+
+    def _negotiate(self, hdr: TCPHeader, now: float) -> None:
+        """Apply the peer's SYN options; our SYN offered everything the config enables."""
+        cfg = self.stack.config
+        fam = len(self.remote[0]) if self.remote else 4
+        self.peer_mss = hdr.mss if hdr.mss else _DEFAULT_MSS[fam]
+        self.ws_ok = cfg.window_scaling and hdr.wscale is not None
+        if self.ws_ok:
+            assert hdr.wscale is not None
+            self.snd_wscale = min(hdr.wscale, _MAX_WSCALE)
+        else:
+            self.snd_wscale = 0
+            self.rcv_wscale = 0
+        self.sack_ok = cfg.sack and hdr.sack_permitted
+        self.ts_ok = cfg.timestamps and hdr.ts_val is not None
+        if self.ts_ok:
+            assert hdr.ts_val is not None
+            self.ts_recent = hdr.ts_val
+        self._set_mss()
+        if self.cc is None:
+            self.cc = make_congestion_control(self.congestion, self.mss, now)
+        else:
+            self.cc.set_mss(self.mss)
+
+    def _set_mss(self) -> None:
+        mss = min(self.peer_mss, self.adv_mss)
+        if self.maxseg:
+            mss = min(mss, self.maxseg)
+        if self.ts_ok:
+            mss -= 12
+        self.mss = max(mss, 64)
+
+    def _ts_now(self, now: float) -> int:
+        return (int(now * 1000) + self.ts_offset) & MASK
+
+    def _rearm(self) -> None:
+        when = self.t_rexmit
+        for t in (self.t_dack, self.t_keep, self.t_misc):
+            if t is not None and (when is None or t < when):
+                when = t
+        if when is not None:
+            self.stack.timers.arm(self, when)
+
+    def _arm_rexmit(self, now: float) -> None:
+        self.persist = False
+        self.t_rexmit = now + self.rtt.current()
+        self._rearm()
+
+    # ------------------------------------------------------------------ output
+
+    def _window(self) -> int:
+        """The window field to send; moves the advertised right edge (RFC 9293 §3.8.6.2.2)."""
+        free = self.rcvbuf - self.recvq.size
+        if free < 0:
+            free = 0
+        rcv_nxt = self.rcv_nxt
+        edge = rcv_nxt + free
+        adv = self.rcv_adv
+        if edge > adv and (edge - adv >= min(self.rcvbuf >> 1, self.adv_mss) or adv < rcv_nxt):
+            shift = self.rcv_wscale
+            win = (edge - rcv_nxt) >> shift
+            if win > 0xFFFF:
+                win = 0xFFFF
+            new_adv = rcv_nxt + (win << shift)
+            if new_adv > adv:
+                self.rcv_adv = new_adv
+                return win
+        if adv < rcv_nxt:
+            self.rcv_adv = rcv_nxt
+            return 0
+        return (adv - rcv_nxt) >> self.rcv_wscale
+
+    def _sack_option(self) -> list[tuple[int, int]]:
+        blocks: list[tuple[int, int]] = []
+        if self.dsack is not None:
+            blocks.append(self.dsack)
+            self.dsack = None
+        if self.ooo.ranges:
+            blocks.extend(self.ooo.sack_blocks(4 - len(blocks)))
+        return [(s & MASK, e & MASK) for s, e in blocks]
+
+    def _xmit(self, seq: int, flags: int, payload: bytes | memoryview, now: float) -> None:
+        """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
+        win = self._window()
+        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        remote = self.remote
+        local = self.local
+        assert remote is not None and local is not None
+        if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
+            hdr = wire.build(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, flags, win,
+                             ts=ts, sack_blocks=self._sack_option())
+        elif ts is not None:
+            hdr = wire._HEADER_TS.pack(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK,
+                                       0x80, flags, win, 0, 0, 1, 1, 8, 10, ts[0], ts[1])
+        else:
+            hdr = wire._HEADER.pack(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK,
+                                    0x50, flags, win, 0, 0)
+        self.rcv_acked = self.rcv_nxt
+        self.ack_now = False
+        self.t_dack = None
+        self.segs_out += 1
+        self.stack.emit(local[0], remote[0], hdr + payload if len(payload) else hdr)
+
+    def _send_syn(self, now: float) -> None:
+        cfg = self.stack.config
+        local, remote = self.local, self.remote
+        assert local is not None and remote is not None
+        synack = self.state is SYN_RECEIVED
+        flags = SYN | ACK if synack else SYN
+        win = min(self.rcvbuf, 0xFFFF)
+        if synack:
+            ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+            wscale = self.rcv_wscale if self.ws_ok else None
+            sack = self.sack_ok
+        else:
+            ts = (self._ts_now(now), 0) if cfg.timestamps else None
+            wscale = self.rcv_wscale if cfg.window_scaling else None
+            sack = cfg.sack
+        hdr = wire.build(local[1], remote[1], self.iss & MASK, self.rcv_nxt & MASK if synack else 0,
+                         flags, win, mss=self.adv_mss, wscale=wscale, sack_permitted=sack, ts=ts)
+        self.rcv_adv = self.rcv_nxt + win
+        self.snd_nxt = self.iss + 1
+        self.snd_max = max(self.snd_max, self.snd_nxt)
+        self.segs_out += 1
+        self.stack.emit(local[0], remote[0], hdr)
+
+    def _send_ack(self, now: float) -> None:
+        self._xmit(self.snd_nxt, ACK, b"", now)
+
+    def _send_rst_to_peer(self, now: float) -> None:
+        if self.remote is None or self.local is None:
+            return
+        seq = self.snd_max if self.state is not SYN_RECEIVED else self.iss + 1
+        hdr = wire._HEADER.pack(self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK,
+                                0x50, RST | ACK, 0, 0, 0)
+        self.stack.counters["rst_sent"] += 1
+        self.stack.emit(self.local[0], self.remote[0], hdr)
+
+    def _queue_fin(self, now: float) -> None:
+        """The user is done writing: the FIN follows the last queued byte."""
+        state = self.state
+        if state is SYN_RECEIVED:
+            self.fin_seq = self.iss + 1  # sent once the handshake completes
+        elif state is ESTABLISHED:
+            self.fin_seq = self.snd_una + self.sndq.size
+            self._set_state(FIN_WAIT_1, now)
+            self._output(now)
+        elif state is CLOSE_WAIT:
+            self.fin_seq = self.snd_una + self.sndq.size
+            self._set_state(LAST_ACK, now)
+            self._output(now)
+
+    def _pipe(self) -> int:
+        """Bytes believed in the network (RFC 6675 §4 'pipe', simplified)."""
+        una = self.snd_una
+        if not self.in_recovery:
+            board = self.board
+            if board.ranges:
+                return self.snd_nxt - una - board.sacked_between(una, self.snd_nxt)
+            return self.snd_nxt - una
+        out = self.snd_max - una
+        board = self.board
+        if self.sack_ok and board.ranges:
+            start = max(self.rxt_next, una)
+            lost = 0
+            if self.lost_end > start:
+                lost = (self.lost_end - start) - board.sacked_between(start, self.lost_end)
+            return max(out - board.sacked - lost, 0)
+        lost = max(self.lost_end - max(self.rxt_next, una), 0)
+        return max(out - self.ndup * self.mss - lost, 0)
+
+    def _output(self, now: float) -> None:
+        """Send whatever may be sent now; ends with a pure ACK if one is owed and nothing went."""
+        if self.state not in _SENDING or self.cc is None:
+            if self.ack_now and self.state in SYNCHRONIZED:
+                self._send_ack(now)
+            return
+        cc = self.cc
+        mss = self.mss
+        una = self.snd_una
+        sndq = self.sndq
+        data_end = una + sndq.size
+        fin_seq = self.fin_seq
+        if fin_seq is not None and data_end > fin_seq:
+            data_end = fin_seq
+        if una == self.snd_max and now - self.last_send > self.rtt.current() and self.last_send:
+            cc.on_idle_restart(now)
+            self.last_send = now
+        pipe = self._pipe()
+        cwnd = cc.cwnd
+        if not self.in_recovery and 0 < self.dupacks < 3:
+            cwnd += self.dupacks * mss  # limited transmit (RFC 3042)
+        wnd_edge = una + self.snd_wnd
+        sent_any = False
+        board = self.board
+        while True:
+            if self.in_recovery and pipe < cwnd:
+                hole = board.next_hole(max(self.rxt_next, una), min(self.lost_end, self.snd_max))
+                if hole is not None:
+                    start, end = hole
+                    n = min(end - start, mss)
+                    self._send_data(start, n, now)
+                    self.rxt_next = start + n
+                    pipe += n
+                    sent_any = True
+                    continue
+            seq = self.snd_nxt
+            if board.ranges and seq < self.snd_max:
+                seq = board.skip_sacked(seq)
+                self.snd_nxt = seq
+            avail = data_end - seq
+            fin_now = fin_seq is not None and seq <= fin_seq and avail <= mss
+            if avail <= 0 and not fin_now:
+                break
+            budget = cwnd - pipe
+            room = wnd_edge - seq
+            n = avail
+            if n > mss:
+                n = mss
+            if n > room:
+                n = max(room, 0)
+            if n > budget:
+                n = max(budget, 0)
+            if n < avail:
+                fin_now = False
+            if n <= 0 and not fin_now:
+                break
+            if n < mss and n < avail:
+                # window- or cwnd-limited short segment: sender SWS avoidance (RFC 9293 §3.8.6.2.1)
+                if n < budget and n < (self.max_sndwnd >> 1):
+                    break
+                if n >= budget and n < mss:
+                    break
+            elif n < mss and not fin_now and not self.nodelay and seq >= self.snd_max \
+                    and self.snd_max > una:
+                break  # Nagle: a small segment waits while data is unacknowledged
+            flags = ACK
+            if n and n == avail:
+                flags |= PSH
+            if fin_now:
+                flags |= FIN
+            self._send_data(seq, n, now, flags)
+            pipe += n
+            sent_any = True
+            if flags & FIN:
+                break
+        if self.snd_max == una and data_end > una and self.t_rexmit is None:
+            # nothing in flight and nothing may be sent: probe the window (persist timer)
+            self.persist = True
+            self.t_rexmit = now + self.rtt.current()
+            self._rearm()
+        if not sent_any and self.ack_now:
+            self._send_ack(now)
+
+    def _send_data(self, seq: int, n: int, now: float, flags: int = ACK) -> None:
+        payload: bytes | memoryview = self.sndq.peek(seq - self.snd_una, n) if n else b""
+        end = seq + n + (1 if flags & FIN else 0)
+        retrans = seq < self.snd_max
+        self._xmit(seq, flags, payload, now)
+        if n:
+            self.data_segs_out += 1
+        if retrans:
+            self.total_retrans += 1
+            self.bytes_retrans += n
+            self.stack.counters["retransmits"] += 1
+            if self.rtt_seq is not None and self.rtt_seq > seq:
+                self.rtt_seq = None  # Karn: a retransmitted range is never timed
+        else:
+            self.bytes_sent += n
+            if self.rtt_seq is None and not self.ts_ok and n:
+                self.rtt_seq = end
+                self.rtt_time = now
+        if seq == self.snd_nxt:
+            self.snd_nxt = end  # a hole resent during recovery leaves snd_nxt alone
+        if end > self.snd_max:
+            self.snd_max = end
+        self.last_send = now
+        if self.t_rexmit is None or self.persist:
+            self._arm_rexmit(now)
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After the application read: tell the peer when the window has grown a lot."""
+        cur = self.rcv_adv - self.rcv_nxt
+        free = self.rcvbuf - self.recvq.size
+        if free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1) and free >= 2 * cur:
+            with self.stack.busy(now):
+                self._send_ack(now)
+
+    # ------------------------------------------------------------------ input
+
+    def segment(self, hdr: TCPHeader, payload: memoryview, now: float) -> None:
+        """One segment for this connection (4-tuple matched)."""
+        self.segs_in += 1
+        state = self.state
+        if state is SYN_SENT:
+            self._input_syn_sent(hdr, payload, now)
+            return
+        if state is CLOSED or state is LISTEN:
+            return
+        flags = hdr.flags
+        seq = unwrap(hdr.seq, self.rcv_nxt)
+        seglen = len(payload)
+        # PAWS (RFC 7323 §5): an old timestamp marks an old duplicate
+        if self.ts_ok and hdr.ts_val is not None and not flags & RST \
+                and ts_before(hdr.ts_val, self.ts_recent):
+            self.stack.counters["paws_dropped"] += 1
+            self._send_ack(now)
+            return
+        rcv_nxt = self.rcv_nxt
+        rwnd = self.rcv_adv - rcv_nxt
+        if rwnd < 0:
+            rwnd = 0
+        if flags & RST:
+            self._input_rst(seq, rwnd, now)
+            return
+        if state is TIME_WAIT:
+            self._input_time_wait(hdr, seq, seglen, now)
+            return
+        if flags & SYN and state is SYN_RECEIVED and seq == self.irs and not flags & ACK:
+            self._send_syn(now)  # our SYN-ACK was lost: repeat it
+            return
+        occupied = seglen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+        if occupied == 0:
+            ok = seq == rcv_nxt if rwnd == 0 else rcv_nxt <= seq < rcv_nxt + rwnd
+        elif rwnd == 0:
+            ok = False
+        else:
+            last = seq + occupied - 1
+            ok = rcv_nxt <= seq < rcv_nxt + rwnd or rcv_nxt <= last < rcv_nxt + rwnd
+        if not ok:
+            if seglen and seq + seglen <= rcv_nxt and self.sack_ok:
+                self.dsack = (seq, seq + seglen)  # RFC 2883 duplicate report
+            if flags & SYN and state is not SYN_RECEIVED:
+                self._challenge_ack(now)
+                return
+            if rwnd == 0 and seq == rcv_nxt and flags & ACK:
+                # a zero window still lets ACKs in (RFC 9293 §3.10.7.4)
+                payload = payload[:0]
+                flags &= ~FIN
+                seglen = 0
+                self.ack_now = True
+            else:
+                self.stack.counters["out_of_window"] += 1
+                self._send_ack(now)
+                return
+        if flags & SYN:
+            # RFC 5961 §4: any SYN in a synchronized state gets a challenge ACK
+            self._challenge_ack(now)
+            return
+        if not flags & ACK:
+            return
+        self.last_rcv = now
+        self.probes = 0
+        if self._keepalive:
+            self.t_keep = now + self.keepidle
+        if self.ts_ok and hdr.ts_val is not None and seq <= self.rcv_acked:
+            self.ts_recent = hdr.ts_val
+        if not self._input_ack(hdr, seq, seglen, now):
+            return
+        state = self.state
+        if state is CLOSED:
+            return
+        # trim what is already received or beyond the window
+        fin = bool(flags & FIN)
+        if seq < self.rcv_nxt:
+            cut = self.rcv_nxt - seq
+            if cut >= seglen:
+                if seglen and self.sack_ok:
+                    self.dsack = (seq, seq + seglen)
+                payload = payload[:0]
+                if seglen or fin:
+                    self.ack_now = True
+                if fin and seq + seglen < self.rcv_nxt:
+                    fin = False
+                seq = self.rcv_nxt if seglen else seq
+            else:
+                payload = payload[cut:]
+                seq = self.rcv_nxt
+            seglen = len(payload)
+        edge = self.rcv_adv if self.rcv_adv > self.rcv_nxt else self.rcv_nxt
+        if seq + seglen > edge:
+            payload = payload[: max(edge - seq, 0)]
+            seglen = len(payload)
+            fin = False
+            self.ack_now = True
+        if seglen:
+            if state in _RECEIVING:
+                if self.closed:
+                    # data for a socket the application closed: Linux answers RST
+                    self.stack.counters["rst_data_after_close"] += 1
+                    self._send_rst_to_peer(now)
+                    self._finish(now, 0)
+                    return
+                self._input_data(seq, payload, fin, now)
+            else:
+                self.ack_now = True
+        elif fin:
+            self._input_fin(seq, now)
+        self._output(now)
+        if self.t_dack is not None:
+            self._rearm()
+
+    def _challenge_ack(self, now: float) -> None:
+        stack = self.stack
+        if stack.challenge_ack_allowed(now):
+            stack.counters["challenge_acks"] += 1
+            self._send_ack(now)
+
+    def _input_rst(self, seq: int, rwnd: int, now: float) -> None:
+        """RFC 5961 §3: only an exact RST resets; an in-window one gets a challenge ACK."""
+        if seq == self.rcv_nxt or (self.state is SYN_RECEIVED and seq == self.irs + 1):
+            self.stack.counters["resets_received"] += 1
+            state = self.state
+            if state is SYN_RECEIVED:
+                err = E.ECONNREFUSED if self.parent is None else 0
+            elif state in (ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2):
+                err = E.ECONNRESET
+            elif state is CLOSE_WAIT:
+                err = E.EPIPE
+            else:
+                err = 0
+            if self.closed:
+                err = 0
+            self._finish(now, err)
+        elif self.rcv_nxt < seq < self.rcv_nxt + max(rwnd, 1):
+            self._challenge_ack(now)
+        else:
+            self.stack.counters["rst_ignored"] += 1
+
+    def _input_time_wait(self, hdr: TCPHeader, seq: int, seglen: int, now: float) -> None:
+        """Only a retransmitted FIN (or stray data) is answered: a pure ACK is not, or two
+        sockets that closed simultaneously would ACK each other's ACKs for ever."""
+        if hdr.flags & SYN:
+            self._challenge_ack(now)
+            return
+        if hdr.flags & FIN:
+            # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL
+            self.t_misc = now + 2 * self.stack.config.msl
+            self._rearm()
+            self._send_ack(now)
+        elif seglen:
+            self._send_ack(now)
+
+    def _input_ack(self, hdr: TCPHeader, seq: int, seglen: int, now: float) -> bool:
+        """RFC 9293 §3.10.7.4 fifth check; False when the segment is to be dropped."""
+        ack = unwrap(hdr.ack, self.snd_una)
+        state = self.state
+        if state is SYN_RECEIVED:
+            if not self.snd_una < ack <= self.snd_max:
+                self._send_rst(ack, now)
+                return False
+            if not self._established_from_syn_received(hdr, seq, now):
+                return False
+            state = self.state
+        una = self.snd_una
+        if ack > self.snd_max:
+            self.stack.counters["ack_too_new"] += 1
+            self._send_ack(now)
+            return False
+        if ack < una - self.max_sndwnd:
+            self.stack.counters["ack_too_old"] += 1
+            self._challenge_ack(now)
+            return False
+        window = hdr.window << self.snd_wscale
+        newly_sacked = 0
+        if self.sack_ok and hdr.sack_blocks:
+            newly_sacked = self._input_sack(hdr.sack_blocks, ack)
+        acked = ack - una
+        if acked > 0:
+            self._ack_new_data(ack, acked, hdr, now)
+        elif ack == una and self.snd_max > una and not seglen and not hdr.flags & (SYN | FIN) \
+                and (newly_sacked or window == self.snd_wnd):
+            self._dupack(newly_sacked, now)
+        # window update (RFC 9293: SND.WL1/WL2 ordering)
+        if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
+            old = self.snd_wnd
+            self.snd_wnd = window
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+            if window > self.max_sndwnd:
+                self.max_sndwnd = window
+            if window and not old and self.persist:
+                self.persist = False
+                self.t_rexmit = None
+                self.rtt.backoff = 0
+            if window > old:
+                self.stack.touch(self)
+        # our FIN acknowledged?
+        fin_seq = self.fin_seq
+        if fin_seq is not None and self.snd_una > fin_seq:
+            if state is FIN_WAIT_1:
+                self._set_state(FIN_WAIT_2, now)
+                if self.closed:
+                    self.t_misc = now + self.stack.config.fin_timeout
+                    self._rearm()
+            elif state is CLOSING:
+                self._enter_time_wait(now)
+                return False
+            elif state is LAST_ACK:
+                self._finish(now, 0)
+                return False
+        return True
+
+    def _input_sack(self, blocks: list[tuple[int, int]], ack: int) -> int:
+        una = self.snd_una
+        new = 0
+        for left, right in blocks:
+            start = unwrap(left, una)
+            end = unwrap(right, una)
+            if end <= ack or end <= start:
+                continue  # D-SACK or junk
+            if end > self.snd_max or end - start > self.snd_max - una:
+                continue
+            new += self.board.add(start, end, max(ack, una), self.snd_max)
+        return new
+
+    def _ack_new_data(self, ack: int, acked: int, hdr: TCPHeader, now: float) -> None:
+        una = self.snd_una
+        fin_seq = self.fin_seq
+        data_end = una + self.sndq.size
+        if una == self.iss:
+            una += 1  # the SYN
+        top = ack if fin_seq is None or ack <= fin_seq else fin_seq
+        if top > data_end:
+            top = data_end
+        if top > una:
+            self.sndq.consume(top - una)
+            self.bytes_acked += top - una
+        self.snd_una = ack
+        if self.snd_nxt < ack:
+            self.snd_nxt = ack
+        if self.board.ranges:
+            self.board.advance(ack)
+        # RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn)
+        sample: float | None = None
+        if self.ts_ok and hdr.ts_ecr:
+            delta = (self._ts_now(now) - hdr.ts_ecr) & MASK
+            if delta < 0x7FFFFFFF:
+                sample = delta / 1000.0
+        elif self.rtt_seq is not None and ack >= self.rtt_seq:
+            sample = now - self.rtt_time
+            self.rtt_seq = None
+        if sample is not None:
+            self.rtt.sample(sample)
+        else:
+            self.rtt.backoff = 0
+        self.retries = 0
+        self.rexmit_start = None
+        cc = self.cc
+        assert cc is not None
+        if self.in_recovery:
+            if ack >= self.recover:
+                self.in_recovery = False
+                self.ndup = 0
+                cc.on_recovery_exit(now)
+            else:
+                cc.on_recovery_ack(acked, self._pipe(), now)
+                if not self.sack_ok or not self.board.ranges:
+                    # NewReno partial ACK (RFC 6582 §3.2): resend the next hole at once
+                    self.ndup = max(self.ndup - acked // self.mss, 0)
+                    self.rxt_next = ack
+                    self.lost_end = ack + self.mss
+                    self._retransmit_head(now)
+                else:
+                    if self.rxt_next < ack:
+                        self.rxt_next = ack
+                    if self.board.high > self.lost_end:
+                        self.lost_end = self.board.high
+        else:
+            cc.on_ack(acked, sample, self.snd_max - una, now)
+        self.dupacks = 0
+        if self.snd_una >= self.snd_max:
+            self.t_rexmit = None
+            self.persist = False
+        elif not self.persist:
+            self._arm_rexmit(now)
+        self.stack.touch(self)
+
+    def _dupack(self, newly_sacked: int, now: float) -> None:
+        self.dupacks += 1
+        if self.in_recovery:
+            self.ndup += 1
+            if self.board.high > self.lost_end:
+                self.lost_end = self.board.high
+            return
+        if self.snd_nxt < self.snd_max:
+            return  # still resending after a timeout
+        lost = self.dupacks >= 3
+        if not lost and self.sack_ok and self.board.sacked >= 3 * self.mss:
+            lost = True  # RFC 6675 IsLost(): DupThresh segments sacked above snd_una
+        if not lost or self.snd_una < self.recover:
+            return
+        self._enter_recovery(now)
+
+    def _enter_recovery(self, now: float) -> None:
+        cc = self.cc
+        assert cc is not None
+        self.stack.counters["fast_retransmits"] += 1
+        cc.on_congestion_event(self.snd_max - self.snd_una, now)
+        self.in_recovery = True
+        self.recover = self.snd_max
+        self.ndup = self.dupacks
+        self.rxt_next = self.snd_una
+        self.lost_end = max(self.board.high, self.snd_una + self.mss)
+        self._retransmit_head(now)
+
+    def _retransmit_head(self, now: float) -> None:
+        """Resend the first unacknowledged segment regardless of the window (fast retransmit)."""
+        una = self.snd_una
+        hole = self.board.next_hole(una, self.snd_max)
+        if hole is None:
+            return
+        start, end = hole
+        n = min(end - start, self.mss)
+        fin_seq = self.fin_seq
+        flags = ACK
+        if fin_seq is not None and start + n >= fin_seq:
+            n = fin_seq - start
+            flags |= FIN
+        self._send_data(start, n, now, flags)
+        if start + n > self.rxt_next:
+            self.rxt_next = start + n
+
+    def _input_data(self, seq: int, payload: memoryview, fin: bool, now: float) -> None:
+        n = len(payload)
+        self.data_segs_in += 1
+        if n > self.rcv_mss:
+            self.rcv_mss = min(n, self.adv_mss)
+        if seq == self.rcv_nxt:
+            self.recvq.append(payload)
+            self.rcv_nxt = seq + n
+            self.bytes_received += n
+            ooo = self.ooo
+            if ooo.ranges:
+                for chunk in ooo.pop_ready(self.rcv_nxt):
+                    self.recvq.append(chunk)
+                    self.rcv_nxt += len(chunk)
+                    self.bytes_received += len(chunk)
+                self.ack_now = True  # a hole was filled: tell the sender at once
+            if fin:
+                self._input_fin(seq + n, now)
+            elif self.ooo_fin is not None and self.ooo_fin == self.rcv_nxt:
+                self._input_fin(self.rcv_nxt, now)
+            if not self.ack_now:
+                if self.quickack or self.quick_left > 0 or \
+                        self.rcv_nxt - self.rcv_acked >= 2 * self.rcv_mss:
+                    if self.quick_left > 0:
+                        self.quick_left -= 1
+                    self.ack_now = True
+                elif self.t_dack is None:
+                    self.t_dack = now + self.stack.config.delayed_ack
+            self.stack.touch(self)
+        else:
+            # out of order: keep it (bounded) and ACK at once with SACK (RFC 5681 §4.2)
+            if not self.ooo.add(seq, payload):
+                self.ooo_dropped += 1
+                self.stack.counters["ooo_dropped"] += 1
+            if fin:
+                self.ooo_fin = seq + n
+            self.ack_now = True
+
+    def _input_fin(self, seq: int, now: float) -> None:
+        if seq != self.rcv_nxt:
+            if seq > self.rcv_nxt:
+                self.ooo_fin = seq
+            return
+        self.ooo_fin = None
+        self.rcv_nxt += 1
+        self.fin_received = True
+        self.ack_now = True
+        state = self.state
+        if state is ESTABLISHED:
+            self._set_state(CLOSE_WAIT, now)
+        elif state is FIN_WAIT_1:
+            if self.fin_seq is not None and self.snd_una > self.fin_seq:
+                self._enter_time_wait(now)
+            else:
+                self._set_state(CLOSING, now)
+        elif state is FIN_WAIT_2:
+            self._enter_time_wait(now)
+        self.stack.touch(self)
+
+    def _enter_time_wait(self, now: float) -> None:
+        if self.ack_now:
+            self._send_ack(now)
+        self._set_state(TIME_WAIT, now)
+        self.t_rexmit = None
+        self.t_dack = None
+        self.t_keep = None
+        self.persist = False
+        self.t_misc = now + 2 * self.stack.config.msl
+        self.sndq.clear()
+        self._rearm()
+
+    def _send_rst(self, ack: int, now: float) -> None:
+        assert self.local is not None and self.remote is not None
+        hdr = wire._HEADER.pack(self.local[1], self.remote[1], ack & MASK, 0, 0x50, RST, 0, 0, 0)
+        self.stack.counters["rst_sent"] += 1
+        self.stack.emit(self.local[0], self.remote[0], hdr)
+
+    def _input_syn_sent(self, hdr: TCPHeader, payload: memoryview, now: float) -> None:
+        flags = hdr.flags
+        ack_ok = False
+        if flags & ACK:
+            ack = unwrap(hdr.ack, self.snd_una)
+            if ack <= self.iss or ack > self.snd_max:
+                if not flags & RST:
+                    self._send_rst(ack, now)
+                return
+            ack_ok = True
+        if flags & RST:
+            if ack_ok:
+                self.stack.counters["resets_received"] += 1
+                self._finish(now, E.ECONNREFUSED)
+            return
+        if not flags & SYN:
+            return
+        self.irs = hdr.seq
+        self.rcv_nxt = hdr.seq + 1
+        self.rcv_acked = self.rcv_nxt
+        self._negotiate(hdr, now)
+        self.snd_wl1 = self.rcv_nxt - 1
+        if ack_ok:
+            self.snd_una = self.iss + 1
+            self.snd_wnd = hdr.window  # never scaled in a SYN
+            self.max_sndwnd = self.snd_wnd
+            self.snd_wl2 = self.snd_una
+            if self.rtt_seq is None and self.retries == 0 and not self.ts_ok:
+                self.rtt.sample(now - self.created)
+            elif self.ts_ok and hdr.ts_ecr:
+                self.rtt.sample(((self._ts_now(now) - hdr.ts_ecr) & MASK) / 1000.0)
+            if self.retries:
+                self.rtt.backoff = 0
+            self.retries = 0
+            self.t_rexmit = None
+            self._established(now)
+            if len(payload):
+                self.rcv_adv = self.rcv_nxt + min(self.rcvbuf, 0xFFFF)
+                self._input_data(self.rcv_nxt, payload, bool(flags & FIN), now)
+            self.ack_now = True
+            self._output(now)
+        else:
+            # simultaneous open (RFC 9293 §3.5, figure 8)
+            self.snd_wnd = hdr.window
+            self._set_state(SYN_RECEIVED, now)
+            self._send_syn(now)
+            self._arm_rexmit(now)
+
+    def _established_from_syn_received(self, hdr: TCPHeader, seq: int, now: float) -> bool:
+        self.snd_una = self.iss + 1
+        self.snd_wnd = hdr.window << self.snd_wscale
+        self.max_sndwnd = self.snd_wnd
+        self.snd_wl1 = seq
+        self.snd_wl2 = self.snd_una
+        if self.retries == 0 and not self.ts_ok:
+            self.rtt.sample(now - self.created)
+        elif self.ts_ok and hdr.ts_ecr:
+            self.rtt.sample(((self._ts_now(now) - hdr.ts_ecr) & MASK) / 1000.0)
+        self.retries = 0
+        self.t_rexmit = None
+        parent = self.parent
+        if parent is not None:
+            parent.syn_count -= 1
+            if parent.state is not LISTEN:
+                self._send_rst_to_peer(now)
+                self._finish(now, 0)
+                return False
+            if len(parent.accept_queue) >= max(parent.backlog, 1):
+                self.stack.counters["listen_overflows"] += 1
+                parent.syn_count += 1
+                self.snd_una = self.iss
+                self.t_rexmit = now + self.rtt.current()
+                self._rearm()
+                return False  # like Linux: the ACK is dropped, our SYN-ACK is retried later
+        if self.fin_seq is not None:
+            self._established(now, set_state=False)
+            self._set_state(FIN_WAIT_1, now)
+        else:
+            self._established(now)
+        if parent is not None:
+            parent.accept_queue.append(self)
+            self.stack.touch(parent)
+        return True
+
+    def _established(self, now: float, set_state: bool = True) -> None:
+        self.was_connected = True
+        self.snd_nxt = max(self.snd_nxt, self.snd_una)
+        self.last_rcv = now
+        self.last_send = now
+        if set_state:
+            self._set_state(ESTABLISHED, now)
+        if self._keepalive:
+            self.t_keep = now + self.keepidle
+        self._rearm()
+
+    # ------------------------------------------------------------------ timers
+
+    def on_timer(self, now: float) -> None:
+        if self.t_misc is not None and now >= self.t_misc:
+            self.t_misc = None
+            if self.state is TIME_WAIT or (self.state is FIN_WAIT_2 and self.closed):
+                self._finish(now, 0)
+                return
+        if self.t_rexmit is not None and now >= self.t_rexmit:
+            self.t_rexmit = None
+            if self.persist:
+                self._persist_fire(now)
+            else:
+                self._rto_fire(now)
+            if self.state is CLOSED:
+                return
+        if self.t_dack is not None and now >= self.t_dack:
+            self.t_dack = None
+            if self.state in SYNCHRONIZED and self.rcv_acked != self.rcv_nxt:
+                self._send_ack(now)
+        if self.t_keep is not None and now >= self.t_keep:
+            self.t_keep = None
+            self._keepalive_fire(now)
+            if self.state is CLOSED:
+                return
+        self._rearm()
+
+    def _timed_out(self, now: float, limit: int) -> bool:
+        if self.user_timeout and self.rexmit_start is not None:
+            return now - self.rexmit_start >= self.user_timeout / 1000.0
+        return self.retries > limit
+
+    def _rto_fire(self, now: float) -> None:
+        cfg = self.stack.config
+        state = self.state
+        self.stack.counters["timeouts"] += 1
+        if self.rexmit_start is None:
+            self.rexmit_start = now - self.rtt.current()
+        self.retries += 1
+        if state is SYN_SENT or state is SYN_RECEIVED:
+            limit = cfg.syn_retries if state is SYN_SENT else cfg.synack_retries
+            if self._timed_out(now, limit):
+                if self.parent is not None:
+                    self.parent.syn_count -= 1
+                err = (self.soft_error or E.ETIMEDOUT) if state is SYN_SENT else 0
+                self._finish(now, err)
+                return
+            self.rtt.back_off()
+            self.total_retrans += 1
+            self.stack.counters["retransmits"] += 1
+            self._send_syn(now)
+            self._arm_rexmit(now)
+            return
+        if state not in _SENDING or self.snd_una >= self.snd_max:
+            return
+        if self._timed_out(now, cfg.retries2):
+            self._finish(now, self.soft_error or E.ETIMEDOUT)
+            return
+        cc = self.cc
+        assert cc is not None
+        cc.on_rto(self._pipe(), now)
+        self.in_recovery = False
+        self.dupacks = 0
+        self.ndup = 0
+        self.recover = self.snd_max
+        self.rtt.back_off()
+        self.rtt_seq = None
+        self.snd_nxt = self.snd_una
+        self._arm_rexmit(now)
+        self._output(now)
+        if self.snd_nxt == self.snd_una:
+            self._retransmit_head(now)
+
+    def _persist_fire(self, now: float) -> None:
+        self.persist = False
+        if self.state not in _SENDING:
+            return
+        if self.rexmit_start is None:
+            self.rexmit_start = now
+        if self.user_timeout and now - self.rexmit_start >= self.user_timeout / 1000.0:
+            self._finish(now, E.ETIMEDOUT)
+            return
+        if self.snd_wnd == 0:
+            self.probes += 1
+            self.stack.counters["window_probes"] += 1
+            self._xmit(self.snd_una - 1, ACK, b"", now)  # seq one below: forces an ACK
+            self.rtt.back_off()
+            self.persist = True
+            self.t_rexmit = now + self.rtt.current()
+        else:
+            # window open but too small for SWS rules: send what fits (override timer)
+            n = min(self.snd_wnd - (self.snd_nxt - self.snd_una), self.mss,
+                    self.snd_una + self.sndq.size - self.snd_nxt)
+            if n > 0:
+                self._send_data(self.snd_nxt, n, now, ACK | PSH)
+            else:
+                self._output(now)
+
+    def _keepalive_fire(self, now: float) -> None:
+        if not self._keepalive or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):
+            return
+        idle = now - self.last_rcv
+        if idle < self.keepidle and self.probes == 0:
+            self.t_keep = self.last_rcv + self.keepidle
+            return
+        if self.snd_max > self.snd_una or self.sndq.size:
+            self.t_keep = now + self.keepidle  # the retransmission timer watches this one
+            return
+        if (self.user_timeout and idle >= self.user_timeout / 1000.0 and self.probes) or \
+                (not self.user_timeout and self.probes >= self.keepcnt):
+            self._send_rst_to_peer(now)
+            self._finish(now, E.ETIMEDOUT)
+            return
+        self.probes += 1
+        self.stack.counters["keepalive_probes"] += 1
+        self._xmit(self.snd_una - 1, ACK, b"", now)
+        self.t_keep = now + self.keepintvl
+
+    # ------------------------------------------------------------------ teardown
+
+    def _finish(self, now: float, err: int) -> None:
+        """Enter CLOSED for good: report ``err`` (if any), leave every table."""
+        if err:
+            self.error = err
+        self.t_rexmit = self.t_dack = self.t_keep = self.t_misc = None
+        self.persist = False
+        self.sndq.clear()
+        self.ooo.clear()
+        self.board.clear()
+        self._set_state(CLOSED, now)
+        self.stack.unregister(self)
+        self.stack.touch(self)

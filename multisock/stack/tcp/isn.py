@@ -1,0 +1,46 @@
+"""Initial sequence numbers (RFC 6528) and SYN cookies.
+
+ISN = M + F(4-tuple, secret), where M is a 4 µs clock and F a keyed hash: hard to
+predict off-path, monotonic per 4-tuple across incarnations.
+
+A SYN cookie is an ISN that carries what a half-open connection would have held:
+a time counter (64 s units, 5 bits), an MSS index (3 bits) and a 24-bit keyed hash
+of the 4-tuple, the peer's ISN and the counter. When the final ACK comes back,
+``ack - 1`` is checked and the connection is created with no state kept before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+MSS_TABLE = (536, 1220, 1300, 1440, 1460, 4312, 8960, 65483)
+
+
+def _hash(secret: bytes, *parts: object) -> int:
+    digest = hashlib.blake2s(repr(parts).encode(), key=secret[:32], digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def initial_sequence(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, now: float) -> int:
+    return (int(now * 250_000) + _hash(secret, src, sport, dst, dport)) & 0xFFFFFFFF
+
+
+def make_cookie(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, peer_isn: int,
+                mss: int, now: float) -> int:
+    counter = int(now // 64) & 0x1F
+    index = max(i for i, value in enumerate(MSS_TABLE) if value <= max(mss, MSS_TABLE[0]))
+    mac = _hash(secret, src, sport, dst, dport, peer_isn, counter) & 0xFFFFFF
+    return (counter << 27) | (index << 24) | mac
+
+
+def check_cookie(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, peer_isn: int,
+                 cookie: int, now: float) -> int | None:
+    """The MSS the cookie encodes, or None when it is forged or older than ~2 minutes."""
+    counter = (cookie >> 27) & 0x1F
+    current = int(now // 64) & 0x1F
+    if (current - counter) & 0x1F > 2:
+        return None
+    mac = _hash(secret, src, sport, dst, dport, peer_isn, counter) & 0xFFFFFF
+    if mac != cookie & 0xFFFFFF:
+        return None
+    return MSS_TABLE[(cookie >> 24) & 0x7]

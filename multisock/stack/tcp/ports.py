@@ -1,0 +1,145 @@
+"""TCP port ownership: bind() conflicts, listen() conflicts, ephemeral ports.
+
+Linux's rules, which servers rely on:
+- two sockets on one port conflict when their local addresses overlap (equal, or
+  either is a wildcard; an IPv6 wildcard without IPV6_V6ONLY also covers IPv4);
+- SO_REUSEADDR on both lifts the conflict unless one of them is listening, and the
+  new socket may always rebind over a TIME-WAIT one when it sets SO_REUSEADDR;
+- SO_REUSEPORT on both lifts it completely (listeners then share the SYNs);
+- ephemeral ports are random (RFC 6056 §3.3.1) within 32768-60999.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import random
+import socket as _socket
+from typing import TYPE_CHECKING, Protocol
+
+from multisock.stack.tcp.config import TcpState
+
+if TYPE_CHECKING:
+    from multisock.stack.tcp.connection import TcpSocket
+
+
+class _Host(Protocol):
+    def is_local_address(self, addr: bytes) -> bool: ...
+
+
+def _error(code: int) -> OSError:
+    import os
+
+    return OSError(code, os.strerror(code))
+
+
+def _covers(sock: TcpSocket, addr: bytes) -> bool:
+    """Does ``sock``'s local address take traffic for ``addr``?"""
+    assert sock.local is not None
+    mine = sock.local[0]
+    if mine == addr:
+        return True
+    if not any(mine):
+        if len(mine) == len(addr):
+            return True
+        return len(mine) == 16 and len(addr) == 4 and not sock.v6only
+    return False
+
+
+def overlap(a: TcpSocket, b: TcpSocket) -> bool:
+    assert a.local is not None and b.local is not None
+    return _covers(a, b.local[0]) or _covers(b, a.local[0])
+
+
+class PortTable:
+    __slots__ = ("by_port", "rng", "low", "high", "host")
+
+    def __init__(self, rng: random.Random, low: int, high: int, host: _Host) -> None:
+        self.by_port: dict[int, list[TcpSocket]] = {}
+        self.rng = rng
+        self.low = low
+        self.high = high
+        self.host = host
+
+    def _conflict(self, sock: TcpSocket, other: TcpSocket) -> bool:
+        if not overlap(sock, other):
+            return False
+        if sock.reuseport and other.reuseport:
+            return False
+        if sock.reuseaddr and other.state is TcpState.TIME_WAIT:
+            return False
+        return not (sock.reuseaddr and other.reuseaddr and other.state is not TcpState.LISTEN)
+
+    def bind(self, sock: TcpSocket, addr: bytes, port: int) -> None:
+        if not 0 <= port <= 0xFFFF:
+            raise OverflowError("port must be 0-65535")
+        want = 4 if sock.family == _socket.AF_INET else 16
+        if len(addr) != want and not (want == 16 and len(addr) == 4):
+            raise _error(E.EINVAL)
+        if any(addr) and not self.host.is_local_address(addr):
+            raise _error(E.EADDRNOTAVAIL)
+        sock.local = (addr, port)
+        if port == 0:
+            sock.local = (addr, self._pick(sock, None))
+        else:
+            for other in self.by_port.get(port, ()):
+                if other is not sock and self._conflict(sock, other):
+                    sock.local = None
+                    raise _error(E.EADDRINUSE)
+        self._add(sock)
+
+    def connect_bind(self, sock: TcpSocket, src: bytes, dst: bytes, dport: int) -> None:
+        """Give a connecting socket its local address (and port, when it has none)."""
+        if sock.bound:
+            assert sock.local is not None
+            if not any(sock.local[0]):
+                self._remove(sock)
+                sock.local = (src, sock.local[1])
+                self._add(sock)
+            return
+        sock.local = (src, 0)
+        sock.local = (src, self._pick(sock, (dst, dport)))
+        self._add(sock)
+
+    def _pick(self, sock: TcpSocket, remote: tuple[bytes, int] | None) -> int:
+        span = self.high - self.low + 1
+        start = self.rng.randrange(span)
+        assert sock.local is not None
+        addr = sock.local[0]
+        for i in range(span):
+            port = self.low + (start + i) % span
+            users = self.by_port.get(port)
+            if not users:
+                return port
+            if remote is not None and not any(
+                o.remote is None or o.remote == remote and _covers(o, addr) for o in users
+            ):
+                return port  # RFC 6056: a port may be shared by connections to different peers
+        raise _error(E.EADDRNOTAVAIL if remote is not None else E.EADDRINUSE)
+
+    def check_listen(self, sock: TcpSocket) -> None:
+        assert sock.local is not None
+        for other in self.by_port.get(sock.local[1], ()):
+            if other is sock or other.state is not TcpState.LISTEN:
+                continue
+            if overlap(sock, other) and not (sock.reuseport and other.reuseport):
+                raise _error(E.EADDRINUSE)
+
+    def _add(self, sock: TcpSocket) -> None:
+        assert sock.local is not None
+        self.by_port.setdefault(sock.local[1], []).append(sock)
+        sock.bound = True
+
+    def add_child(self, child: TcpSocket) -> None:
+        self._add(child)
+
+    def _remove(self, sock: TcpSocket) -> None:
+        if sock.local is None:
+            return
+        users = self.by_port.get(sock.local[1])
+        if users and sock in users:
+            users.remove(sock)
+            if not users:
+                del self.by_port[sock.local[1]]
+
+    def release(self, sock: TcpSocket) -> None:
+        self._remove(sock)

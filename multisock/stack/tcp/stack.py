@@ -1,0 +1,440 @@
+"""The TCP layer of one host: demultiplexing, listeners, SYN cookies, timers, counters.
+
+``TcpStack`` is what the IP layer talks to (``input``, ``icmp_unreachable``,
+``on_timer``); the sockets facade creates control blocks with ``socket()``. Nothing
+here raises out of ``input`` or ``on_timer``: a bad segment is counted and dropped.
+"""
+
+from __future__ import annotations
+
+import errno as E
+import logging
+import os
+import random
+import socket as _socket
+import struct
+from collections import Counter, deque
+from typing import Any, Protocol
+
+from multisock.stack.tcp import isn
+from multisock.stack.tcp.config import SYNCHRONIZED, TcpConfig, TcpState
+from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket
+from multisock.stack.tcp.ports import PortTable
+from multisock.stack.tcp.seq import MASK
+from multisock.stack.tcp.timers import TimerHeap
+from multisock.wire import tcp as wire
+from multisock.wire.errors import MalformedPacket
+from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
+
+log = logging.getLogger("multisock.tcp")
+_PORTS_SEQ = struct.Struct("!HHI")
+Key = tuple[bytes, int, bytes, int]
+
+
+class TcpHost(Protocol):
+    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None: ...
+    def route_mtu(self, dst: bytes) -> int | None: ...
+    def select_source(self, dst: bytes) -> bytes | None: ...
+    def is_local_address(self, addr: bytes) -> bool: ...
+
+
+class _Busy:
+    """Context manager marking the stack as inside an operation (see ``TcpStack.busy``)."""
+
+    __slots__ = ("stack", "now")
+
+    def __init__(self, stack: TcpStack) -> None:
+        self.stack = stack
+        self.now = 0.0
+
+    def __enter__(self) -> None:
+        self.stack._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        stack = self.stack
+        stack._depth -= 1
+        if stack._depth == 0:
+            stack._drain(self.now)
+
+
+class TcpStack:
+    def __init__(self, host: TcpHost, config: TcpConfig | None = None,
+                 rng: random.Random | None = None, secret: bytes | None = None) -> None:
+        self.host = host
+        self.config = config or TcpConfig()
+        self.rng = rng or random.Random()
+        self.secret = secret if secret is not None else self.rng.randbytes(32)
+        self.counters: Counter[str] = Counter()
+        self.timers = TimerHeap()
+        self.ports = PortTable(self.rng, self.config.ephemeral_low, self.config.ephemeral_high,
+                               host)
+        self.conns: dict[Key, TcpSocket] = {}
+        self.listeners: dict[int, list[TcpSocket]] = {}
+        self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=1000)
+        self._depth = 0
+        self._busy = _Busy(self)
+        self._pending: deque[tuple[bytes, bytes, bytes, float]] = deque()
+        self._dirty: list[TcpSocket] = []
+        self._challenge_window = -1.0
+        self._challenge_count = 0
+        self.last_exception: BaseException | None = None
+
+    # ------------------------------------------------------------ host-facing API
+
+    def socket(self, family: int) -> TcpSocket:
+        if family not in (_socket.AF_INET, _socket.AF_INET6):
+            raise OSError(E.EAFNOSUPPORT, os.strerror(E.EAFNOSUPPORT))
+        return TcpSocket(self, family)
+
+    def input(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+        if self._depth:
+            # re-entered from our own output (loopback): handle after the current operation
+            self._pending.append((src, dst, bytes(segment), now))
+            return
+        self._depth += 1
+        try:
+            self._input(src, dst, segment, now)
+        except Exception as exc:  # never let a packet crash the driver
+            self.counters["internal_errors"] += 1
+            self.last_exception = exc
+            log.exception("TCP input failed")
+        finally:
+            self._depth -= 1
+            if not self._depth:
+                self._drain(now)
+
+    def on_timer(self, now: float) -> None:
+        with self.busy(now):
+            for owner in self.timers.pop_due(now):
+                try:
+                    owner.on_timer(now)
+                except Exception as exc:
+                    self.counters["internal_errors"] += 1
+                    self.last_exception = exc
+                    log.exception("TCP timer failed")
+
+    def next_deadline(self) -> float | None:
+        return self.timers.next_deadline()
+
+    def icmp_unreachable(self, src: bytes, dst: bytes, quoted: memoryview, errno: int,
+                         now: float, mtu: int | None = None) -> None:
+        """An ICMP error quoting a segment we sent (src = us, dst = the peer)."""
+        try:
+            if len(quoted) < 8:
+                return
+            sport, dport, seq = _PORTS_SEQ.unpack_from(quoted)
+            sock = self.conns.get((src, sport, dst, dport))
+            if sock is None:
+                return
+            una = sock.snd_una & MASK
+            if ((seq - una) & MASK) > ((sock.snd_max - sock.snd_una) & MASK):
+                self.counters["icmp_out_of_window"] += 1  # RFC 5927: not a segment in flight
+                return
+            self.counters["icmp_errors"] += 1
+            with self.busy(now):
+                if mtu is not None:
+                    sock.path_mtu_changed(mtu, now)
+                    return
+                if sock.state is TcpState.SYN_SENT and errno:
+                    sock._finish(now, errno)
+                elif sock.state is TcpState.SYN_RECEIVED and sock.parent is not None:
+                    if errno == E.ECONNREFUSED:
+                        sock.parent.syn_count -= 1
+                        sock._finish(now, 0)
+                else:
+                    sock.soft_error = errno  # RFC 5461: soft in synchronized states
+        except Exception as exc:
+            self.counters["internal_errors"] += 1
+            self.last_exception = exc
+
+    def connections(self) -> list[dict[str, Any]]:
+        from multisock.stack.tcp.info import connection_table
+
+        return connection_table(self)
+
+    # ------------------------------------------------------------ engine internals
+
+    def busy(self, now: float) -> _Busy:
+        """Hold input re-entry and on_change calls until the outermost operation ends."""
+        busy = self._busy
+        busy.now = now
+        return busy
+
+    def _drain(self, now: float) -> None:
+        pending = self._pending
+        while pending:
+            src, dst, seg, when = pending.popleft()
+            self.input(src, dst, memoryview(seg), when)
+        dirty = self._dirty
+        while dirty:
+            self._dirty = []
+            for sock in dirty:
+                sock._dirty = False
+                callback = sock.on_change
+                if callback is not None:
+                    try:
+                        callback()
+                    except Exception as exc:
+                        self.counters["callback_errors"] += 1
+                        self.last_exception = exc
+            dirty = self._dirty
+
+    def touch(self, sock: TcpSocket) -> None:
+        if sock._dirty:
+            return
+        if self._depth:
+            sock._dirty = True
+            self._dirty.append(sock)
+        elif sock.on_change is not None:
+            sock.on_change()
+
+    def emit(self, src: bytes, dst: bytes, segment: bytes) -> None:
+        self.counters["segments_out"] += 1
+        self.host.tcp_output(src, dst, segment)
+
+    def transition(self, sock: TcpSocket, old: TcpState, new: TcpState, now: float) -> None:
+        if self.config.log_transitions:
+            name = f"{sock.local}->{sock.remote}"
+            self.transitions.append((now, name, old.name, new.name))
+            log.info("%.6f %s %s -> %s", now, name, old.name, new.name)
+
+    def challenge_ack_allowed(self, now: float) -> bool:
+        """RFC 5961 §7: at most ``challenge_ack_limit`` challenge ACKs a second."""
+        second = float(int(now))
+        if second != self._challenge_window:
+            self._challenge_window = second
+            self._challenge_count = 0
+        self._challenge_count += 1
+        if self._challenge_count > self.config.challenge_ack_limit:
+            self.counters["challenge_acks_limited"] += 1
+            return False
+        return True
+
+    def register(self, sock: TcpSocket) -> None:
+        assert sock.local is not None and sock.remote is not None
+        self.conns[(sock.local[0], sock.local[1], sock.remote[0], sock.remote[1])] = sock
+
+    def unregister(self, sock: TcpSocket) -> None:
+        if sock.local is not None and sock.remote is not None:
+            key = (sock.local[0], sock.local[1], sock.remote[0], sock.remote[1])
+            if self.conns.get(key) is sock:
+                del self.conns[key]
+        if sock.state is TcpState.CLOSED:
+            self.remove_listener(sock)
+            self.ports.release(sock)
+
+    def add_listener(self, sock: TcpSocket) -> None:
+        assert sock.local is not None
+        self.listeners.setdefault(sock.local[1], []).append(sock)
+
+    def remove_listener(self, sock: TcpSocket) -> None:
+        if sock.local is None:
+            return
+        group = self.listeners.get(sock.local[1])
+        if group and sock in group:
+            group.remove(sock)
+            if not group:
+                del self.listeners[sock.local[1]]
+
+    def children_of(self, listener: TcpSocket) -> list[TcpSocket]:
+        return [s for s in self.conns.values()
+                if s.parent is listener and s.state is TcpState.SYN_RECEIVED]
+
+    def _find_listener(self, dst: bytes, dport: int, src: bytes, sport: int) -> TcpSocket | None:
+        group = self.listeners.get(dport)
+        if not group:
+            return None
+        best: list[TcpSocket] = []
+        rank = -1
+        for sock in group:
+            assert sock.local is not None
+            mine = sock.local[0]
+            if mine == dst:
+                r = 2
+            elif not any(mine) and (len(mine) == len(dst) or (len(dst) == 4 and not sock.v6only)):
+                r = 1 if len(mine) == len(dst) else 0
+            else:
+                continue
+            if r > rank:
+                best, rank = [sock], r
+            elif r == rank:
+                best.append(sock)
+        if not best:
+            return None
+        if len(best) == 1:
+            return best[0]
+        # SO_REUSEPORT group: spread connections by a hash of the 4-tuple
+        return best[hash((src, sport, dst, dport)) % len(best)]
+
+    # ------------------------------------------------------------ segment arrival
+
+    def _input(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+        counters = self.counters
+        counters["segments_in"] += 1
+        try:
+            hdr, payload = wire.parse(segment)
+        except MalformedPacket as exc:
+            counters["bad_segments"] += 1
+            counters["bad_" + exc.reason.replace(" ", "_")] += 1
+            return
+        flags = hdr.flags
+        if hdr.src_port == 0 or hdr.dst_port == 0 or (flags & SYN and flags & (FIN | RST)):
+            counters["bad_segments"] += 1
+            return
+        sock = self.conns.get((dst, hdr.dst_port, src, hdr.src_port))
+        if sock is not None:
+            if sock.state is TcpState.TIME_WAIT and flags & SYN and not flags & ACK \
+                    and self._time_wait_reuse(sock, hdr, now):
+                sock = None
+            else:
+                sock.segment(hdr, payload, now)
+                return
+        listener = self._find_listener(dst, hdr.dst_port, src, hdr.src_port)
+        if listener is not None and not listener.closed:
+            self._listen_input(listener, src, dst, hdr, payload, now)
+            return
+        self._reply_rst(src, dst, hdr, len(payload))
+
+    def _time_wait_reuse(self, sock: TcpSocket, hdr: TCPHeader, now: float) -> bool:
+        """A new SYN may end a TIME-WAIT early when it is clearly newer (RFC 6191 spirit)."""
+        newer = ((hdr.seq - sock.rcv_nxt) & MASK) < 0x80000000 and hdr.seq != sock.rcv_nxt & MASK
+        if sock.ts_ok and hdr.ts_val is not None:
+            newer = ((hdr.ts_val - sock.ts_recent) & MASK) < 0x80000000
+        if not newer:
+            return False
+        self.counters["time_wait_recycled"] += 1
+        sock._finish(now, 0)
+        return True
+
+    def _reply_rst(self, src: bytes, dst: bytes, hdr: TCPHeader, paylen: int) -> None:
+        """RFC 9293 §3.10.7.1: a segment for no connection is answered with a reset."""
+        flags = hdr.flags
+        if flags & RST:
+            return
+        self.counters["no_socket"] += 1
+        if flags & ACK:
+            out = wire.build(hdr.dst_port, hdr.src_port, hdr.ack, 0, RST, 0)
+        else:
+            seglen = paylen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
+            out = wire.build(hdr.dst_port, hdr.src_port, 0, (hdr.seq + seglen) & MASK,
+                             RST | ACK, 0)
+        self.counters["rst_sent"] += 1
+        self.emit(dst, src, out)
+
+    def _listen_input(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
+                      payload: memoryview, now: float) -> None:
+        flags = hdr.flags
+        if flags & RST:
+            return
+        if flags & ACK:
+            if not flags & SYN and self.config.syncookies:
+                child = self._cookie_ack(listener, src, dst, hdr, now)
+                if child is not None:
+                    child.segment(hdr, payload, now)
+                    return
+            self._reply_rst(src, dst, hdr, len(payload))
+            return
+        if not flags & SYN:
+            return
+        cfg = self.config
+        if len(listener.accept_queue) >= max(listener.backlog, 1):
+            self.counters["listen_overflows"] += 1
+            self.counters["listen_drops"] += 1
+            return
+        syn_limit = min(cfg.max_syn_backlog, max(listener.backlog, 1))
+        if listener.syn_count >= syn_limit:
+            if cfg.syncookies:
+                self._send_cookie(listener, src, dst, hdr, now)
+            else:
+                self.counters["listen_drops"] += 1
+            return
+        child = TcpSocket(self, listener.family)
+        for name in OPTION_NAMES:
+            setattr(child, name, getattr(listener, name))
+        child.keepalive = listener.keepalive
+        child.parent = listener
+        child.local = (dst, hdr.dst_port)
+        child.remote = (src, hdr.src_port)
+        child.created = now
+        mtu = self.host.route_mtu(src)
+        child._init_mss(mtu if mtu is not None else 576)
+        child._init_rcv_wscale()
+        child.iss = isn.initial_sequence(self.secret, dst, hdr.dst_port, src, hdr.src_port, now)
+        child.snd_una = child.snd_nxt = child.snd_max = child.iss
+        child.irs = hdr.seq
+        child.rcv_nxt = child.rcv_acked = hdr.seq + 1
+        child.ts_offset = self.rng.getrandbits(32)
+        child._negotiate(hdr, now)
+        child.snd_wnd = hdr.window
+        child.was_connected = True
+        child.state = TcpState.SYN_RECEIVED
+        self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
+        listener.syn_count += 1
+        self.register(child)
+        self.ports.add_child(child)
+        child._send_syn(now)
+        child._arm_rexmit(now)
+
+    def _send_cookie(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
+                     now: float) -> None:
+        """A stateless SYN-ACK: the ISN carries what the connection needs (MSS only)."""
+        mtu = self.host.route_mtu(src) or 576
+        ours = mtu - (40 if len(src) == 4 else 60)
+        mss = min(hdr.mss or 536, ours)
+        cookie = isn.make_cookie(self.secret, dst, hdr.dst_port, src, hdr.src_port, hdr.seq,
+                                 mss, now)
+        out = wire.build(hdr.dst_port, hdr.src_port, cookie, (hdr.seq + 1) & MASK, SYN | ACK,
+                         min(listener.rcvbuf, 0xFFFF), mss=ours)
+        self.counters["syncookies_sent"] += 1
+        self.emit(dst, src, out)
+
+    def _cookie_ack(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
+                    now: float) -> TcpSocket | None:
+        cookie = (hdr.ack - 1) & MASK
+        peer_isn = (hdr.seq - 1) & MASK
+        mss = isn.check_cookie(self.secret, dst, hdr.dst_port, src, hdr.src_port, peer_isn,
+                               cookie, now)
+        if mss is None:
+            self.counters["syncookies_failed"] += 1
+            return None
+        if len(listener.accept_queue) >= max(listener.backlog, 1):
+            self.counters["listen_overflows"] += 1
+            return None
+        self.counters["syncookies_recv"] += 1
+        child = TcpSocket(self, listener.family)
+        for name in OPTION_NAMES:
+            setattr(child, name, getattr(listener, name))
+        child.keepalive = listener.keepalive
+        child.parent = listener
+        child.local = (dst, hdr.dst_port)
+        child.remote = (src, hdr.src_port)
+        child.created = now
+        mtu = self.host.route_mtu(src)
+        child._init_mss(mtu if mtu is not None else 576)
+        child.rcv_wscale = 0
+        child.iss = cookie
+        child.snd_una = child.snd_nxt = child.snd_max = cookie + 1
+        child.irs = peer_isn
+        child.rcv_nxt = child.rcv_acked = peer_isn + 1
+        child.rcv_adv = child.rcv_nxt + min(child.rcvbuf, 0xFFFF)
+        child.peer_mss = mss
+        child._set_mss()
+        from multisock.stack.tcp.congestion import make_congestion_control
+
+        child.cc = make_congestion_control(child.congestion, child.mss, now)
+        child.snd_wnd = hdr.window
+        child.max_sndwnd = hdr.window
+        child.snd_wl1 = peer_isn
+        child.snd_wl2 = cookie + 1
+        child.was_connected = True
+        child.state = TcpState.SYN_RECEIVED
+        self.register(child)
+        self.ports.add_child(child)
+        child._established(now)
+        child.parent = None
+        listener.accept_queue.append(child)
+        self.touch(listener)
+        return child
+
+    def synchronized(self) -> int:
+        return sum(1 for s in self.conns.values() if s.state in SYNCHRONIZED)
