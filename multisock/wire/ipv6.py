@@ -132,7 +132,11 @@ def _walk(
             nh, frag, ident = _FRAGMENT.unpack_from(view, offset)
             if nh == FRAGMENT:
                 raise MalformedPacket(_LAYER, "nested fragment header")
-            return nh, offset + FRAGMENT_HEADER_LEN, FragmentHeader(nh, frag & 0xFFF8, bool(frag & 1), ident)
+            return (
+                nh,
+                offset + FRAGMENT_HEADER_LEN,
+                FragmentHeader(nh, frag & 0xFFF8, bool(frag & 1), ident),
+            )
         else:
             return next_header, offset, None
     raise MalformedPacket(_LAYER, "too many extension headers")
