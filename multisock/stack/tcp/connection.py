@@ -640,6 +640,10 @@ class TcpSocket:
             return
         cc = self.cc
         mss = self.mss
+        if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
+            # SACK blocks ride on data too: keep header + payload within the MTU
+            blocks = min(len(self.ooo.ranges) + (self.dsack is not None), 3 if self.ts_ok else 4)
+            mss -= 4 + 8 * blocks
         una = self.snd_una
         sndq = self.sndq
         data_end = una + sndq.size
@@ -779,9 +783,15 @@ class TcpSocket:
         if state is TIME_WAIT:
             self._input_time_wait(hdr, seq, seglen, now)
             return
-        if flags & SYN and state is SYN_RECEIVED and seq == self.irs and not flags & ACK:
-            self._send_syn(now)  # our SYN-ACK was lost: repeat it
-            return
+        if flags & SYN and state is SYN_RECEIVED and seq == self.irs:
+            if not flags & ACK:
+                self._send_syn(now)  # our SYN-ACK was lost: repeat it
+                return
+            if self.parent is None and unwrap(hdr.ack, self.snd_una) == self.iss + 1 \
+                    and not seglen:
+                # simultaneous open: the peer's SYN-ACK completes it (as Linux accepts it)
+                flags &= ~SYN
+                seq = self.rcv_nxt
         occupied = seglen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         if occupied == 0:
             ok = seq == rcv_nxt if rwnd == 0 else rcv_nxt <= seq < rcv_nxt + rwnd
