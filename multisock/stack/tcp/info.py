@@ -33,6 +33,7 @@ def socket_info(sock: TcpSocket) -> dict[str, Any]:
         "rtt": rtt.srtt or 0.0,
         "rttvar": rtt.rttvar,
         "min_rtt": rtt.min_rtt,
+        "last_rtt": rtt.latest,
         "snd_mss": sock.mss,
         "rcv_mss": sock.rcv_mss,
         "advmss": sock.adv_mss,
