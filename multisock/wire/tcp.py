@@ -40,13 +40,34 @@ _NO_SACK: list[tuple[int, int]] = []
 
 class TCPHeader:
     __slots__ = (
-        "src_port", "dst_port", "seq", "ack", "data_offset", "flags", "window", "checksum",
-        "urgent", "mss", "wscale", "sack_permitted", "sack_blocks", "ts_val", "ts_ecr",
+        "src_port",
+        "dst_port",
+        "seq",
+        "ack",
+        "data_offset",
+        "flags",
+        "window",
+        "checksum",
+        "urgent",
+        "mss",
+        "wscale",
+        "sack_permitted",
+        "sack_blocks",
+        "ts_val",
+        "ts_ecr",
     )
 
     def __init__(
-        self, src_port: int, dst_port: int, seq: int, ack: int, data_offset: int, flags: int,
-        window: int, checksum: int, urgent: int,
+        self,
+        src_port: int,
+        dst_port: int,
+        seq: int,
+        ack: int,
+        data_offset: int,
+        flags: int,
+        window: int,
+        checksum: int,
+        urgent: int,
     ) -> None:
         self.src_port = src_port
         self.dst_port = dst_port
@@ -69,8 +90,10 @@ class TCPHeader:
         return "".join(n for i, n in enumerate(names) if self.flags & (1 << i))
 
     def __repr__(self) -> str:
-        return (f"TCPHeader({self.src_port}->{self.dst_port} [{self.flag_names()}] "
-                f"seq={self.seq} ack={self.ack} win={self.window})")
+        return (
+            f"TCPHeader({self.src_port}->{self.dst_port} [{self.flag_names()}] "
+            f"seq={self.seq} ack={self.ack} win={self.window})"
+        )
 
 
 def _parse_options(header: TCPHeader, options: memoryview) -> None:
@@ -135,15 +158,25 @@ def parse(buf: bytes | bytearray | memoryview) -> tuple[TCPHeader, memoryview]:
 
 
 def build(
-    src_port: int, dst_port: int, seq: int, ack: int, flags: int, window: int, *,
-    mss: int | None = None, wscale: int | None = None, sack_permitted: bool = False,
+    src_port: int,
+    dst_port: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    *,
+    mss: int | None = None,
+    wscale: int | None = None,
+    sack_permitted: bool = False,
     sack_blocks: tuple[tuple[int, int], ...] | list[tuple[int, int]] = (),
-    ts: tuple[int, int] | None = None, urgent: int = 0,
+    ts: tuple[int, int] | None = None,
+    urgent: int = 0,
 ) -> bytes:
     """Header with options, padded to 4 bytes; checksum 0 (the IP layer fills it)."""
     if ts is not None and mss is None and wscale is None and not sack_permitted and not sack_blocks:
-        return _HEADER_TS.pack(src_port, dst_port, seq, ack, 0x80, flags, window, 0, urgent,
-                               1, 1, 8, 10, ts[0], ts[1])
+        return _HEADER_TS.pack(
+            src_port, dst_port, seq, ack, 0x80, flags, window, 0, urgent, 1, 1, 8, 10, ts[0], ts[1]
+        )
     if mss is None and wscale is None and not sack_permitted and not sack_blocks and ts is None:
         return _HEADER.pack(src_port, dst_port, seq, ack, 0x50, flags, window, 0, urgent)
     options = bytearray()
@@ -168,5 +201,6 @@ def build(
     if len(options) > 40:
         raise ValueError("TCP options longer than 40 bytes")
     offset = (HEADER_LEN + len(options)) // 4
-    return _HEADER.pack(src_port, dst_port, seq, ack, offset << 4, flags, window, 0,
-                        urgent) + bytes(options)
+    return _HEADER.pack(
+        src_port, dst_port, seq, ack, offset << 4, flags, window, 0, urgent
+    ) + bytes(options)

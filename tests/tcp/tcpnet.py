@@ -46,9 +46,17 @@ class RecordingHost:
 class Wire:
     """Two stacks, one link, a fake clock; ``run`` advances time until quiet."""
 
-    def __init__(self, config: TcpConfig | None = None, *, mtu: int = 1500, delay: float = 0.001,
-                 loss: float = 0.0, reorder: float = 0.0, seed: int = 1,
-                 rate: float | None = None) -> None:
+    def __init__(
+        self,
+        config: TcpConfig | None = None,
+        *,
+        mtu: int = 1500,
+        delay: float = 0.001,
+        loss: float = 0.0,
+        reorder: float = 0.0,
+        seed: int = 1,
+        rate: float | None = None,
+    ) -> None:
         self.now = 0.0
         self.delay = delay
         self.loss = loss

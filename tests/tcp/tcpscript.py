@@ -26,8 +26,16 @@ from tcpnet import A, B, RecordingHost
 from multisock.stack.tcp import TcpConfig, TcpSocket, TcpStack
 from multisock.wire import tcp as wire
 
-_FLAG_BITS = {"S": wire.SYN, "F": wire.FIN, "R": wire.RST, "P": wire.PSH, "U": wire.URG,
-              ".": wire.ACK, "E": wire.ECE, "W": wire.CWR}
+_FLAG_BITS = {
+    "S": wire.SYN,
+    "F": wire.FIN,
+    "R": wire.RST,
+    "P": wire.PSH,
+    "U": wire.URG,
+    ".": wire.ACK,
+    "E": wire.ECE,
+    "W": wire.CWR,
+}
 _LINE = re.compile(
     r"^(?P<flags>[SFRPUEW.]+)\s+(?P<seq>\*|\d+):(?P<end>\*|\d+)\((?P<len>\*|\d+)\)"
     r"(?:\s+ack\s+(?P<ack>\*|\d+))?(?:\s+win\s+(?P<win>\*|\d+))?(?:\s+<(?P<opts>[^>]*)>)?\s*$"
@@ -76,15 +84,30 @@ def parse_spec(text: str) -> Spec:
                 continue
             else:
                 raise ValueError(f"unknown option {item!r}")
-    return Spec(flags, _num(m["seq"]), _num(m["len"]), _num(m["ack"]), _num(m["win"]), options,
-                m["ack"] is not None, text)
+    return Spec(
+        flags,
+        _num(m["seq"]),
+        _num(m["len"]),
+        _num(m["ack"]),
+        _num(m["win"]),
+        options,
+        m["ack"] is not None,
+        text,
+    )
 
 
 class Script:
     """One stack under test (address A) and a scripted peer (address B)."""
 
-    def __init__(self, config: TcpConfig | None = None, *, mtu: int = 1500, peer_isn: int = 1000,
-                 peer_port: int = 40000, seed: int = 7) -> None:
+    def __init__(
+        self,
+        config: TcpConfig | None = None,
+        *,
+        mtu: int = 1500,
+        peer_isn: int = 1000,
+        peer_port: int = 40000,
+        seed: int = 7,
+    ) -> None:
         import random
 
         self.config = config or TcpConfig(quickack_segments=0)
@@ -132,8 +155,14 @@ class Script:
 
     # -------------------------------------------------------------- segments
 
-    def build(self, text: str, payload: bytes | None = None, *, sport: int | None = None,
-              absolute: bool = False) -> bytes:
+    def build(
+        self,
+        text: str,
+        payload: bytes | None = None,
+        *,
+        sport: int | None = None,
+        absolute: bool = False,
+    ) -> bytes:
         spec = parse_spec(text)
         seq = spec.seq or 0
         ack = spec.ack or 0
@@ -154,15 +183,25 @@ class Script:
             val, ecr = opts["ts"]  # type: ignore[misc]
             kwargs["ts"] = (val or 0, self.last_ts if ecr is None else ecr)
         if "sack" in opts:
-            kwargs["sack_blocks"] = [((s + (0 if absolute else self.local_isn or 0)) & 0xFFFFFFFF,
-                                      (e + (0 if absolute else self.local_isn or 0)) & 0xFFFFFFFF)
-                                     for s, e in opts["sack"]]  # type: ignore[attr-defined]
+            kwargs["sack_blocks"] = [
+                (
+                    (s + (0 if absolute else self.local_isn or 0)) & 0xFFFFFFFF,
+                    (e + (0 if absolute else self.local_isn or 0)) & 0xFFFFFFFF,
+                )
+                for s, e in opts["sack"]
+            ]  # type: ignore[attr-defined]
         length = spec.length or 0
         data = payload if payload is not None else bytes((seq + i) & 0xFF for i in range(length))
         assert len(data) == length
-        hdr = wire.build(sport or self.peer_port, self.local_port, seq & 0xFFFFFFFF,
-                         ack & 0xFFFFFFFF, spec.flags, spec.win if spec.win is not None else 65535,
-                         **kwargs)  # type: ignore[arg-type]
+        hdr = wire.build(
+            sport or self.peer_port,
+            self.local_port,
+            seq & 0xFFFFFFFF,
+            ack & 0xFFFFFFFF,
+            spec.flags,
+            spec.win if spec.win is not None else 65535,
+            **kwargs,
+        )  # type: ignore[arg-type]
         return hdr + data
 
     def inject(self, text: str, payload: bytes | None = None, **kw: object) -> None:
@@ -187,13 +226,15 @@ class Script:
         got = describe(hdr, len(payload), self.local_isn or 0, self.peer_isn)
         assert hdr.flags == spec.flags, f"expected {text!r}, got {got!r}"
         if spec.seq is not None:
-            assert ((hdr.seq - (self.local_isn or 0)) & 0xFFFFFFFF) == spec.seq, \
+            assert ((hdr.seq - (self.local_isn or 0)) & 0xFFFFFFFF) == spec.seq, (
                 f"expected {text!r}, got {got!r}"
+            )
         if spec.length is not None:
             assert len(payload) == spec.length, f"expected {text!r}, got {got!r}"
         if spec.ack is not None:
-            assert ((hdr.ack - self.peer_isn) & 0xFFFFFFFF) == spec.ack, \
+            assert ((hdr.ack - self.peer_isn) & 0xFFFFFFFF) == spec.ack, (
                 f"expected {text!r}, got {got!r}"
+            )
         if spec.win is not None:
             assert hdr.window == spec.win, f"expected {text!r}, got {got!r}"
         if spec.options is not None:
@@ -211,10 +252,13 @@ class Script:
                     assert hdr.ts_val == val, f"expected {text!r}, got {got!r}"
                 if ecr is not None:
                     assert hdr.ts_ecr == ecr, f"expected {text!r}, got {got!r}"
-            blocks = [((s - self.peer_isn) & 0xFFFFFFFF, (e - self.peer_isn) & 0xFFFFFFFF)
-                      for s, e in hdr.sack_blocks]
-            assert blocks == [tuple(b) for b in opts.get("sack", [])], \
-                f"expected {text!r}, got {got!r}"  # type: ignore[attr-defined]
+            blocks = [
+                ((s - self.peer_isn) & 0xFFFFFFFF, (e - self.peer_isn) & 0xFFFFFFFF)
+                for s, e in hdr.sack_blocks
+            ]
+            assert blocks == [tuple(b) for b in opts.get("sack", [])], (
+                f"expected {text!r}, got {got!r}"
+            )  # type: ignore[attr-defined]
         return hdr, payload
 
     def expect_none(self) -> None:
@@ -263,8 +307,11 @@ class Script:
 
 
 def describe(hdr: wire.TCPHeader, length: int, local_isn: int, peer_isn: int) -> str:
-    flags = "".join(ch for ch, bit in (("S", wire.SYN), ("F", wire.FIN), ("R", wire.RST),
-                                       ("P", wire.PSH)) if hdr.flags & bit)
+    flags = "".join(
+        ch
+        for ch, bit in (("S", wire.SYN), ("F", wire.FIN), ("R", wire.RST), ("P", wire.PSH))
+        if hdr.flags & bit
+    )
     if hdr.flags & wire.ACK:
         flags += "."
     seq = (hdr.seq - local_isn) & 0xFFFFFFFF
@@ -282,8 +329,13 @@ def describe(hdr: wire.TCPHeader, length: int, local_isn: int, peer_isn: int) ->
     if hdr.wscale is not None:
         opts.append(f"wscale {hdr.wscale}")
     if hdr.sack_blocks:
-        opts.append("sack " + " ".join(f"{(s - peer_isn) & 0xFFFFFFFF}:{(e - peer_isn) & 0xFFFFFFFF}"
-                                       for s, e in hdr.sack_blocks))
+        opts.append(
+            "sack "
+            + " ".join(
+                f"{(s - peer_isn) & 0xFFFFFFFF}:{(e - peer_isn) & 0xFFFFFFFF}"
+                for s, e in hdr.sack_blocks
+            )
+        )
     if opts:
         text += " <" + ",".join(opts) + ">"
     return text

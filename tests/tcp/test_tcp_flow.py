@@ -57,7 +57,7 @@ def test_sender_sws_avoidance_waits_for_a_useful_window() -> None:
     sock = s.active_open(synack_opts="<mss 1000>")
     s.inject(". 1:1(0) ack 1 win 4000")
     sock.send(b"x" * 4000, s.now)
-    for i in range(4):
+    for _i in range(4):
         s.pop()
     s.inject(". 1:1(0) ack 4001 win 0")
     sock.send(b"y" * 3000, s.now)

@@ -12,7 +12,7 @@ def _flight(s: Script, segments: int, sack: bool) -> None:
     sock = s.active_open(synack_opts="<mss 1000,sackOK>" if sack else "<mss 1000>")
     sock.nodelay = True
     assert sock.send(b"d" * (segments * 1000), s.now) == segments * 1000
-    for i in range(segments):
+    for _i in range(segments):
         hdr, payload = s.pop()
         assert len(payload) == 1000
     s.expect_none()

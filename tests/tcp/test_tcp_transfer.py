@@ -29,7 +29,7 @@ def transfer(w: Wire, size: int, *, both_ways: bool = False, chunk: int = 1 << 1
     while not (eof_s and (eof_c or not both_ways)):
         progressed = False
         if sent_up < len(up):
-            n = client.send(memoryview(up)[sent_up:sent_up + chunk], w.now)
+            n = client.send(memoryview(up)[sent_up : sent_up + chunk], w.now)
             sent_up += n
             progressed |= n > 0
         elif not closed_c:
@@ -37,7 +37,7 @@ def transfer(w: Wire, size: int, *, both_ways: bool = False, chunk: int = 1 << 1
             closed_c = True
         if both_ways:
             if sent_down < len(down):
-                n = server.send(memoryview(down)[sent_down:sent_down + chunk], w.now)
+                n = server.send(memoryview(down)[sent_down : sent_down + chunk], w.now)
                 sent_down += n
                 progressed |= n > 0
             elif not closed_s:
@@ -65,8 +65,12 @@ def transfer(w: Wire, size: int, *, both_ways: bool = False, chunk: int = 1 << 1
     assert w.a.counters["internal_errors"] == 0 and w.b.counters["internal_errors"] == 0
     if not both_ways:
         server.close(w.now)
-        w.run_until(lambda: client.state in (TcpState.TIME_WAIT, TcpState.CLOSED)
-                    and server.state is TcpState.CLOSED)
+        w.run_until(
+            lambda: (
+                client.state in (TcpState.TIME_WAIT, TcpState.CLOSED)
+                and server.state is TcpState.CLOSED
+            )
+        )
 
 
 def test_clean_transfer_large_mtu() -> None:
@@ -82,15 +86,29 @@ def test_clean_transfer_ethernet_mtu_both_ways() -> None:
 @pytest.mark.parametrize("cc", ["cubic", "reno"])
 @pytest.mark.parametrize("seed", [1, 2])
 def test_transfer_under_loss_and_reordering(cc: str, seed: int) -> None:
-    w = Wire(TcpConfig(congestion=cc), mtu=1500, delay=0.005, loss=0.05, reorder=0.05,
-             seed=seed, rate=12.5e6)
+    w = Wire(
+        TcpConfig(congestion=cc),
+        mtu=1500,
+        delay=0.005,
+        loss=0.05,
+        reorder=0.05,
+        seed=seed,
+        rate=12.5e6,
+    )
     transfer(w, 2 << 20)
     assert w.dropped > 50
 
 
 def test_transfer_under_loss_without_sack_or_timestamps() -> None:
-    w = Wire(TcpConfig(sack=False, timestamps=False), mtu=1500, delay=0.005, loss=0.05,
-             reorder=0.05, seed=5, rate=12.5e6)
+    w = Wire(
+        TcpConfig(sack=False, timestamps=False),
+        mtu=1500,
+        delay=0.005,
+        loss=0.05,
+        reorder=0.05,
+        seed=5,
+        rate=12.5e6,
+    )
     transfer(w, 1 << 20, both_ways=True)
 
 

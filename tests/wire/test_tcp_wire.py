@@ -14,7 +14,7 @@ from multisock.wire.errors import MalformedPacket
 
 def test_plain_header_roundtrip() -> None:
     raw = tcp.build(1234, 80, 0xDEADBEEF, 42, tcp.SYN | tcp.ACK, 65535, urgent=7)
-    assert len(raw) == 20 and raw[tcp.CHECKSUM_OFFSET:tcp.CHECKSUM_OFFSET + 2] == b"\0\0"
+    assert len(raw) == 20 and raw[tcp.CHECKSUM_OFFSET : tcp.CHECKSUM_OFFSET + 2] == b"\0\0"
     hdr, payload = tcp.parse(raw + b"data")
     assert (hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack) == (1234, 80, 0xDEADBEEF, 42)
     assert hdr.flags == tcp.SYN | tcp.ACK and hdr.window == 65535 and hdr.urgent == 7
@@ -31,8 +31,7 @@ def test_timestamp_fast_path_layout() -> None:
 
 
 def test_syn_options_roundtrip() -> None:
-    raw = tcp.build(1, 2, 3, 0, tcp.SYN, 65535, mss=1460, wscale=7, sack_permitted=True,
-                    ts=(9, 0))
+    raw = tcp.build(1, 2, 3, 0, tcp.SYN, 65535, mss=1460, wscale=7, sack_permitted=True, ts=(9, 0))
     assert len(raw) % 4 == 0 and len(raw) <= 60
     hdr, _ = tcp.parse(raw)
     assert hdr.mss == 1460 and hdr.wscale == 7 and hdr.sack_permitted
@@ -62,16 +61,19 @@ def test_unknown_options_are_skipped_and_eol_ends() -> None:
     assert hdr.wscale == 5
 
 
-@pytest.mark.parametrize("options", [
-    b"\x02\x03\x05",  # MSS of length 3
-    b"\x03\x04\x05\x00",  # window scale of length 4
-    b"\x04\x03\x00",  # SACK-permitted of length 3
-    b"\x08\x08" + b"\0" * 6,  # timestamps of length 8
-    b"\x05\x06" + b"\0" * 4,  # SACK with a partial block
-    b"\x1e\x01",  # length below 2
-    b"\x1e\x09abc",  # length past the end
-    b"\x01\x01\x01\x1e",  # length byte missing
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        b"\x02\x03\x05",  # MSS of length 3
+        b"\x03\x04\x05\x00",  # window scale of length 4
+        b"\x04\x03\x00",  # SACK-permitted of length 3
+        b"\x08\x08" + b"\0" * 6,  # timestamps of length 8
+        b"\x05\x06" + b"\0" * 4,  # SACK with a partial block
+        b"\x1e\x01",  # length below 2
+        b"\x1e\x09abc",  # length past the end
+        b"\x01\x01\x01\x1e",  # length byte missing
+    ],
+)
 def test_malformed_options(options: bytes) -> None:
     with pytest.raises(MalformedPacket) as info:
         tcp.parse(_with_options(options))
@@ -100,19 +102,41 @@ def test_parse_raises_only_malformed(data: bytes) -> None:
 
 
 @given(
-    st.integers(0, 65535), st.integers(0, 65535), st.integers(0, 2**32 - 1),
-    st.integers(0, 2**32 - 1), st.integers(0, 255), st.integers(0, 65535),
-    st.none() | st.integers(0, 65535), st.none() | st.integers(0, 14), st.booleans(),
+    st.integers(0, 65535),
+    st.integers(0, 65535),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 255),
+    st.integers(0, 65535),
+    st.none() | st.integers(0, 65535),
+    st.none() | st.integers(0, 14),
+    st.booleans(),
     st.none() | st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
 )
-def test_build_parse_roundtrip(sport: int, dport: int, seq: int, ack: int, flags: int, win: int,
-                               mss: int | None, ws: int | None, sack: bool,
-                               ts: tuple[int, int] | None) -> None:
-    raw = tcp.build(sport, dport, seq, ack, flags, win, mss=mss, wscale=ws, sack_permitted=sack,
-                    ts=ts)
+def test_build_parse_roundtrip(
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    win: int,
+    mss: int | None,
+    ws: int | None,
+    sack: bool,
+    ts: tuple[int, int] | None,
+) -> None:
+    raw = tcp.build(
+        sport, dport, seq, ack, flags, win, mss=mss, wscale=ws, sack_permitted=sack, ts=ts
+    )
     hdr, payload = tcp.parse(raw)
-    assert (hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack, hdr.flags, hdr.window) == \
-        (sport, dport, seq, ack, flags, win)
+    assert (hdr.src_port, hdr.dst_port, hdr.seq, hdr.ack, hdr.flags, hdr.window) == (
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        win,
+    )
     assert (hdr.mss, hdr.wscale, hdr.sack_permitted) == (mss, ws, sack)
     assert (hdr.ts_val, hdr.ts_ecr) == (ts if ts else (None, None))
     assert len(payload) == 0
@@ -120,8 +144,18 @@ def test_build_parse_roundtrip(sport: int, dport: int, seq: int, ack: int, flags
 
 def test_dpkt_reads_what_we_build() -> None:
     dpkt = pytest.importorskip("dpkt", reason="dpkt is a test extra")
-    raw = tcp.build(4000, 80, 1000, 2000, tcp.SYN | tcp.ACK, 29200, mss=1460, wscale=7,
-                    sack_permitted=True, ts=(5, 6))
+    raw = tcp.build(
+        4000,
+        80,
+        1000,
+        2000,
+        tcp.SYN | tcp.ACK,
+        29200,
+        mss=1460,
+        wscale=7,
+        sack_permitted=True,
+        ts=(5, 6),
+    )
     seg = dpkt.tcp.TCP(raw + b"xyz")
     assert (seg.sport, seg.dport, seg.seq, seg.ack, seg.win) == (4000, 80, 1000, 2000, 29200)
     assert seg.flags == tcp.SYN | tcp.ACK and seg.data == b"xyz"

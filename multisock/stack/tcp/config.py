@@ -20,10 +20,17 @@ class TcpState(enum.Enum):
     TIME_WAIT = "TIME_WAIT"
 
 
-SYNCHRONIZED = frozenset({
-    TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2, TcpState.CLOSE_WAIT,
-    TcpState.CLOSING, TcpState.LAST_ACK, TcpState.TIME_WAIT,
-})
+SYNCHRONIZED = frozenset(
+    {
+        TcpState.ESTABLISHED,
+        TcpState.FIN_WAIT_1,
+        TcpState.FIN_WAIT_2,
+        TcpState.CLOSE_WAIT,
+        TcpState.CLOSING,
+        TcpState.LAST_ACK,
+        TcpState.TIME_WAIT,
+    }
+)
 CAN_SEND = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 CAN_RECEIVE = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2})
 

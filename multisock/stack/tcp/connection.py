@@ -33,7 +33,11 @@ if TYPE_CHECKING:
 S = TcpState
 CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED
 ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = (
-    S.ESTABLISHED, S.FIN_WAIT_1, S.FIN_WAIT_2, S.CLOSE_WAIT)
+    S.ESTABLISHED,
+    S.FIN_WAIT_1,
+    S.FIN_WAIT_2,
+    S.CLOSE_WAIT,
+)
 CLOSING, LAST_ACK, TIME_WAIT = S.CLOSING, S.LAST_ACK, S.TIME_WAIT
 
 #: states in which data or a FIN of ours may still be (re)sent
@@ -46,8 +50,20 @@ _IP_OVERHEAD = {4: 40, 16: 60}
 
 #: socket options a child inherits from its listener
 OPTION_NAMES = (
-    "reuseaddr", "reuseport", "nodelay", "keepidle", "keepintvl", "keepcnt", "user_timeout",
-    "linger", "rcvbuf", "sndbuf", "quickack", "maxseg", "v6only", "congestion",
+    "reuseaddr",
+    "reuseport",
+    "nodelay",
+    "keepidle",
+    "keepintvl",
+    "keepcnt",
+    "user_timeout",
+    "linger",
+    "rcvbuf",
+    "sndbuf",
+    "quickack",
+    "maxseg",
+    "v6only",
+    "congestion",
 )
 
 
@@ -60,31 +76,112 @@ class TcpSocket:
 
     __slots__ = (
         # identity and user-visible state
-        "stack", "family", "state", "local", "remote", "on_change", "armed_at", "error",
-        "soft_error", "closed", "shut_rd", "shut_wr", "was_connected", "_dirty", "bound",
+        "stack",
+        "family",
+        "state",
+        "local",
+        "remote",
+        "on_change",
+        "armed_at",
+        "error",
+        "soft_error",
+        "closed",
+        "shut_rd",
+        "shut_wr",
+        "was_connected",
+        "_dirty",
+        "bound",
         # options
-        "reuseaddr", "reuseport", "nodelay", "_keepalive", "keepidle", "keepintvl", "keepcnt",
-        "user_timeout", "linger", "rcvbuf", "sndbuf", "quickack", "maxseg", "v6only",
+        "reuseaddr",
+        "reuseport",
+        "nodelay",
+        "_keepalive",
+        "keepidle",
+        "keepintvl",
+        "keepcnt",
+        "user_timeout",
+        "linger",
+        "rcvbuf",
+        "sndbuf",
+        "quickack",
+        "maxseg",
+        "v6only",
         "congestion",
         # listener
-        "backlog", "accept_queue", "syn_count", "parent",
+        "backlog",
+        "accept_queue",
+        "syn_count",
+        "parent",
         # send side
-        "sndq", "iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2",
-        "max_sndwnd", "snd_wscale", "fin_seq", "mss", "peer_mss", "cc", "rtt", "rtt_seq",
-        "rtt_time", "last_send",
+        "sndq",
+        "iss",
+        "snd_una",
+        "snd_nxt",
+        "snd_max",
+        "snd_wnd",
+        "snd_wl1",
+        "snd_wl2",
+        "max_sndwnd",
+        "snd_wscale",
+        "fin_seq",
+        "mss",
+        "peer_mss",
+        "cc",
+        "rtt",
+        "rtt_seq",
+        "rtt_time",
+        "last_send",
         # recovery
-        "in_recovery", "recover", "dupacks", "rxt_next", "lost_end", "ndup", "board",
+        "in_recovery",
+        "recover",
+        "dupacks",
+        "rxt_next",
+        "lost_end",
+        "ndup",
+        "board",
         # receive side
-        "recvq", "ooo", "irs", "rcv_nxt", "rcv_adv", "rcv_wscale", "adv_mss", "rcv_mss",
-        "rcv_acked", "fin_received", "ooo_fin", "quick_left", "ack_now", "dsack",
+        "recvq",
+        "ooo",
+        "irs",
+        "rcv_nxt",
+        "rcv_adv",
+        "rcv_wscale",
+        "adv_mss",
+        "rcv_mss",
+        "rcv_acked",
+        "fin_received",
+        "ooo_fin",
+        "quick_left",
+        "ack_now",
+        "dsack",
         # options negotiated
-        "ts_ok", "ts_recent", "ts_offset", "sack_ok", "ws_ok",
+        "ts_ok",
+        "ts_recent",
+        "ts_offset",
+        "sack_ok",
+        "ws_ok",
         # timers
-        "t_rexmit", "persist", "t_dack", "t_keep", "t_misc", "retries", "rexmit_start",
-        "probes", "last_rcv",
+        "t_rexmit",
+        "persist",
+        "t_dack",
+        "t_keep",
+        "t_misc",
+        "retries",
+        "rexmit_start",
+        "probes",
+        "last_rcv",
         # statistics
-        "bytes_sent", "bytes_acked", "bytes_received", "bytes_retrans", "segs_out", "segs_in",
-        "data_segs_out", "data_segs_in", "total_retrans", "created", "ooo_dropped",
+        "bytes_sent",
+        "bytes_acked",
+        "bytes_received",
+        "bytes_retrans",
+        "segs_out",
+        "segs_in",
+        "data_segs_out",
+        "data_segs_in",
+        "total_retrans",
+        "created",
+        "ooo_dropped",
     )
 
     def __init__(self, stack: TcpStack, family: int) -> None:
@@ -204,7 +301,10 @@ class TcpSocket:
         if self.state is LISTEN:
             return bool(self.accept_queue)
         return bool(
-            self.recvq.size or self.fin_received or self.error or self.shut_rd
+            self.recvq.size
+            or self.fin_received
+            or self.error
+            or self.shut_rd
             or (self.state is CLOSED and self.was_connected)
         )
 
@@ -405,8 +505,9 @@ class TcpSocket:
 
     def abort(self, now: float) -> None:
         with self.stack.busy(now):
-            if (self.state in SYNCHRONIZED or self.state is SYN_RECEIVED) \
-                    and self.state is not TIME_WAIT:
+            if (
+                self.state in SYNCHRONIZED or self.state is SYN_RECEIVED
+            ) and self.state is not TIME_WAIT:
                 self._send_rst_to_peer(now)
             if self.state is LISTEN:
                 self.closed = True
@@ -550,14 +651,38 @@ class TcpSocket:
         local = self.local
         assert remote is not None and local is not None
         if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
-            hdr = wire.build(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, flags, win,
-                             ts=ts, sack_blocks=self._sack_option())
+            hdr = wire.build(
+                local[1],
+                remote[1],
+                seq & MASK,
+                self.rcv_nxt & MASK,
+                flags,
+                win,
+                ts=ts,
+                sack_blocks=self._sack_option(),
+            )
         elif ts is not None:
-            hdr = wire._HEADER_TS.pack(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK,
-                                       0x80, flags, win, 0, 0, 1, 1, 8, 10, ts[0], ts[1])
+            hdr = wire._HEADER_TS.pack(
+                local[1],
+                remote[1],
+                seq & MASK,
+                self.rcv_nxt & MASK,
+                0x80,
+                flags,
+                win,
+                0,
+                0,
+                1,
+                1,
+                8,
+                10,
+                ts[0],
+                ts[1],
+            )
         else:
-            hdr = wire._HEADER.pack(local[1], remote[1], seq & MASK, self.rcv_nxt & MASK,
-                                    0x50, flags, win, 0, 0)
+            hdr = wire._HEADER.pack(
+                local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, flags, win, 0, 0
+            )
         self.rcv_acked = self.rcv_nxt
         self.ack_now = False
         self.t_dack = None
@@ -579,8 +704,18 @@ class TcpSocket:
             ts = (self._ts_now(now), 0) if cfg.timestamps else None
             wscale = self.rcv_wscale if cfg.window_scaling else None
             sack = cfg.sack
-        hdr = wire.build(local[1], remote[1], self.iss & MASK, self.rcv_nxt & MASK if synack else 0,
-                         flags, win, mss=self.adv_mss, wscale=wscale, sack_permitted=sack, ts=ts)
+        hdr = wire.build(
+            local[1],
+            remote[1],
+            self.iss & MASK,
+            self.rcv_nxt & MASK if synack else 0,
+            flags,
+            win,
+            mss=self.adv_mss,
+            wscale=wscale,
+            sack_permitted=sack,
+            ts=ts,
+        )
         self.rcv_adv = self.rcv_nxt + win
         self.snd_nxt = self.iss + 1
         self.snd_max = max(self.snd_max, self.snd_nxt)
@@ -594,8 +729,9 @@ class TcpSocket:
         if self.remote is None or self.local is None:
             return
         seq = self.snd_max if self.state is not SYN_RECEIVED else self.iss + 1
-        hdr = wire._HEADER.pack(self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK,
-                                0x50, RST | ACK, 0, 0, 0)
+        hdr = wire._HEADER.pack(
+            self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, RST | ACK, 0, 0, 0
+        )
         self.stack.counters["rst_sent"] += 1
         self.stack.emit(self.local[0], self.remote[0], hdr)
 
@@ -698,8 +834,13 @@ class TcpSocket:
                     break
                 if n >= budget and n < mss:
                     break
-            elif n < mss and not fin_now and not self.nodelay and seq >= self.snd_max \
-                    and self.snd_max > una:
+            elif (
+                n < mss
+                and not fin_now
+                and not self.nodelay
+                and seq >= self.snd_max
+                and self.snd_max > una
+            ):
                 break  # Nagle: a small segment waits while data is unacknowledged
             flags = ACK
             if n and n == avail:
@@ -768,8 +909,12 @@ class TcpSocket:
         seq = unwrap(hdr.seq, self.rcv_nxt)
         seglen = len(payload)
         # PAWS (RFC 7323 §5): an old timestamp marks an old duplicate
-        if self.ts_ok and hdr.ts_val is not None and not flags & RST \
-                and ts_before(hdr.ts_val, self.ts_recent):
+        if (
+            self.ts_ok
+            and hdr.ts_val is not None
+            and not flags & RST
+            and ts_before(hdr.ts_val, self.ts_recent)
+        ):
             self.stack.counters["paws_dropped"] += 1
             self._send_ack(now)
             return
@@ -787,8 +932,7 @@ class TcpSocket:
             if not flags & ACK:
                 self._send_syn(now)  # our SYN-ACK was lost: repeat it
                 return
-            if self.parent is None and unwrap(hdr.ack, self.snd_una) == self.iss + 1 \
-                    and not seglen:
+            if self.parent is None and unwrap(hdr.ack, self.snd_una) == self.iss + 1 and not seglen:
                 # simultaneous open: the peer's SYN-ACK completes it (as Linux accepts it)
                 flags &= ~SYN
                 seq = self.rcv_nxt
@@ -941,8 +1085,13 @@ class TcpSocket:
         acked = ack - una
         if acked > 0:
             self._ack_new_data(ack, acked, hdr, now)
-        elif ack == una and self.snd_max > una and not seglen and not hdr.flags & (SYN | FIN) \
-                and (newly_sacked or window == self.snd_wnd):
+        elif (
+            ack == una
+            and self.snd_max > una
+            and not seglen
+            and not hdr.flags & (SYN | FIN)
+            and (newly_sacked or window == self.snd_wnd)
+        ):
             self._dupack(newly_sacked, now)
         # window update (RFC 9293: SND.WL1/WL2 ordering)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
@@ -1115,8 +1264,11 @@ class TcpSocket:
             elif self.ooo_fin is not None and self.ooo_fin == self.rcv_nxt:
                 self._input_fin(self.rcv_nxt, now)
             if not self.ack_now:
-                if self.quickack or self.quick_left > 0 or \
-                        self.rcv_nxt - self.rcv_acked >= 2 * self.rcv_mss:
+                if (
+                    self.quickack
+                    or self.quick_left > 0
+                    or self.rcv_nxt - self.rcv_acked >= 2 * self.rcv_mss
+                ):
                     if self.quick_left > 0:
                         self.quick_left -= 1
                     self.ack_now = True
@@ -1357,8 +1509,11 @@ class TcpSocket:
             self.t_rexmit = now + self.rtt.current()
         else:
             # window open but too small for SWS rules: send what fits (override timer)
-            n = min(self.snd_wnd - (self.snd_nxt - self.snd_una), self.mss,
-                    self.snd_una + self.sndq.size - self.snd_nxt)
+            n = min(
+                self.snd_wnd - (self.snd_nxt - self.snd_una),
+                self.mss,
+                self.snd_una + self.sndq.size - self.snd_nxt,
+            )
             if n > 0:
                 self._send_data(self.snd_nxt, n, now, ACK | PSH)
             else:
@@ -1374,8 +1529,9 @@ class TcpSocket:
         if self.snd_max > self.snd_una or self.sndq.size:
             self.t_keep = now + self.keepidle  # the retransmission timer watches this one
             return
-        if (self.user_timeout and idle >= self.user_timeout / 1000.0 and self.probes) or \
-                (not self.user_timeout and self.probes >= self.keepcnt):
+        if (self.user_timeout and idle >= self.user_timeout / 1000.0 and self.probes) or (
+            not self.user_timeout and self.probes >= self.keepcnt
+        ):
             self._send_rst_to_peer(now)
             self._finish(now, E.ETIMEDOUT)
             return

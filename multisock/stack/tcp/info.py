@@ -21,8 +21,9 @@ def socket_info(sock: TcpSocket) -> dict[str, Any]:
         lost = max(sock.lost_end - max(sock.rxt_next, sock.snd_una), 0)
     return {
         "state": sock.state.name,
-        "ca_state": "recovery" if sock.in_recovery else ("loss" if sock.snd_nxt < sock.snd_max
-                                                           else "open"),
+        "ca_state": "recovery"
+        if sock.in_recovery
+        else ("loss" if sock.snd_nxt < sock.snd_max else "open"),
         "retransmits": sock.retries,
         "probes": sock.probes,
         "backoff": rtt.backoff,
@@ -77,17 +78,27 @@ def connection_table(stack: TcpStack) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for group in stack.listeners.values():
         for sock in group:
-            rows.append({
-                "state": sock.state.name, "recv_q": len(sock.accept_queue),
-                "send_q": sock.backlog, "local": _endpoint(sock.local), "remote": "*:*",
-                "info": None,
-            })
+            rows.append(
+                {
+                    "state": sock.state.name,
+                    "recv_q": len(sock.accept_queue),
+                    "send_q": sock.backlog,
+                    "local": _endpoint(sock.local),
+                    "remote": "*:*",
+                    "info": None,
+                }
+            )
     for sock in stack.conns.values():
-        rows.append({
-            "state": sock.state.name, "recv_q": sock.recvq.size, "send_q": sock.sndq.size,
-            "local": _endpoint(sock.local), "remote": _endpoint(sock.remote),
-            "info": socket_info(sock),
-        })
+        rows.append(
+            {
+                "state": sock.state.name,
+                "recv_q": sock.recvq.size,
+                "send_q": sock.sndq.size,
+                "local": _endpoint(sock.local),
+                "remote": _endpoint(sock.remote),
+                "info": socket_info(sock),
+            }
+        )
     return rows
 
 
@@ -95,8 +106,10 @@ def format_table(stack: TcpStack) -> str:
     """Text like ``ss -tni``: one line per socket, then an indented info line."""
     lines = [f"{'State':<12} {'Recv-Q':>7} {'Send-Q':>7} {'Local':<24} {'Peer':<24}"]
     for row in connection_table(stack):
-        lines.append(f"{row['state']:<12} {row['recv_q']:>7} {row['send_q']:>7} "
-                     f"{row['local']:<24} {row['remote']:<24}")
+        lines.append(
+            f"{row['state']:<12} {row['recv_q']:>7} {row['send_q']:>7} "
+            f"{row['local']:<24} {row['remote']:<24}"
+        )
         info = row["info"]
         if info:
             lines.append(
@@ -105,5 +118,6 @@ def format_table(stack: TcpStack) -> str:
                 f"cwnd:{info['snd_cwnd'] // max(info['snd_mss'], 1)} "
                 f"bytes_sent:{info['bytes_sent']} bytes_acked:{info['bytes_acked']} "
                 f"bytes_received:{info['bytes_received']} retrans:{info['retransmits']}/"
-                f"{info['total_retrans']}")
+                f"{info['total_retrans']}"
+            )
     return "\n".join(lines)

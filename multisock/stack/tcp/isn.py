@@ -21,20 +21,38 @@ def _hash(secret: bytes, *parts: object) -> int:
     return int.from_bytes(digest, "big")
 
 
-def initial_sequence(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, now: float) -> int:
+def initial_sequence(
+    secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, now: float
+) -> int:
     return (int(now * 250_000) + _hash(secret, src, sport, dst, dport)) & 0xFFFFFFFF
 
 
-def make_cookie(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, peer_isn: int,
-                mss: int, now: float) -> int:
+def make_cookie(
+    secret: bytes,
+    src: bytes,
+    sport: int,
+    dst: bytes,
+    dport: int,
+    peer_isn: int,
+    mss: int,
+    now: float,
+) -> int:
     counter = int(now // 64) & 0x1F
     index = max(i for i, value in enumerate(MSS_TABLE) if value <= max(mss, MSS_TABLE[0]))
     mac = _hash(secret, src, sport, dst, dport, peer_isn, counter) & 0xFFFFFF
     return (counter << 27) | (index << 24) | mac
 
 
-def check_cookie(secret: bytes, src: bytes, sport: int, dst: bytes, dport: int, peer_isn: int,
-                 cookie: int, now: float) -> int | None:
+def check_cookie(
+    secret: bytes,
+    src: bytes,
+    sport: int,
+    dst: bytes,
+    dport: int,
+    peer_isn: int,
+    cookie: int,
+    now: float,
+) -> int | None:
     """The MSS the cookie encodes, or None when it is forged or older than ~2 minutes."""
     counter = (cookie >> 27) & 0x1F
     current = int(now // 64) & 0x1F

@@ -32,7 +32,9 @@ Key = tuple[bytes, int, bytes, int]
 
 
 class TcpHost(Protocol):
-    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None: ...
+    def tcp_output(
+        self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview
+    ) -> None: ...
     def route_mtu(self, dst: bytes) -> int | None: ...
     def select_source(self, dst: bytes) -> bytes | None: ...
     def is_local_address(self, addr: bytes) -> bool: ...
@@ -58,16 +60,22 @@ class _Busy:
 
 
 class TcpStack:
-    def __init__(self, host: TcpHost, config: TcpConfig | None = None,
-                 rng: random.Random | None = None, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        host: TcpHost,
+        config: TcpConfig | None = None,
+        rng: random.Random | None = None,
+        secret: bytes | None = None,
+    ) -> None:
         self.host = host
         self.config = config or TcpConfig()
         self.rng = rng or random.Random()
         self.secret = secret if secret is not None else self.rng.randbytes(32)
         self.counters: Counter[str] = Counter()
         self.timers = TimerHeap()
-        self.ports = PortTable(self.rng, self.config.ephemeral_low, self.config.ephemeral_high,
-                               host)
+        self.ports = PortTable(
+            self.rng, self.config.ephemeral_low, self.config.ephemeral_high, host
+        )
         self.conns: dict[Key, TcpSocket] = {}
         self.listeners: dict[int, list[TcpSocket]] = {}
         self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=1000)
@@ -116,8 +124,15 @@ class TcpStack:
     def next_deadline(self) -> float | None:
         return self.timers.next_deadline()
 
-    def icmp_unreachable(self, src: bytes, dst: bytes, quoted: memoryview, errno: int,
-                         now: float, mtu: int | None = None) -> None:
+    def icmp_unreachable(
+        self,
+        src: bytes,
+        dst: bytes,
+        quoted: memoryview,
+        errno: int,
+        now: float,
+        mtu: int | None = None,
+    ) -> None:
         """An ICMP error quoting a segment we sent (src = us, dst = the peer)."""
         try:
             if len(quoted) < 8:
@@ -237,8 +252,11 @@ class TcpStack:
                 del self.listeners[sock.local[1]]
 
     def children_of(self, listener: TcpSocket) -> list[TcpSocket]:
-        return [s for s in self.conns.values()
-                if s.parent is listener and s.state is TcpState.SYN_RECEIVED]
+        return [
+            s
+            for s in self.conns.values()
+            if s.parent is listener and s.state is TcpState.SYN_RECEIVED
+        ]
 
     def _find_listener(self, dst: bytes, dport: int, src: bytes, sport: int) -> TcpSocket | None:
         group = self.listeners.get(dport)
@@ -283,8 +301,12 @@ class TcpStack:
             return
         sock = self.conns.get((dst, hdr.dst_port, src, hdr.src_port))
         if sock is not None:
-            if sock.state is TcpState.TIME_WAIT and flags & SYN and not flags & ACK \
-                    and self._time_wait_reuse(sock, hdr, now):
+            if (
+                sock.state is TcpState.TIME_WAIT
+                and flags & SYN
+                and not flags & ACK
+                and self._time_wait_reuse(sock, hdr, now)
+            ):
                 sock = None
             else:
                 sock.segment(hdr, payload, now)
@@ -316,13 +338,19 @@ class TcpStack:
             out = wire.build(hdr.dst_port, hdr.src_port, hdr.ack, 0, RST, 0)
         else:
             seglen = paylen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
-            out = wire.build(hdr.dst_port, hdr.src_port, 0, (hdr.seq + seglen) & MASK,
-                             RST | ACK, 0)
+            out = wire.build(hdr.dst_port, hdr.src_port, 0, (hdr.seq + seglen) & MASK, RST | ACK, 0)
         self.counters["rst_sent"] += 1
         self.emit(dst, src, out)
 
-    def _listen_input(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
-                      payload: memoryview, now: float) -> None:
+    def _listen_input(
+        self,
+        listener: TcpSocket,
+        src: bytes,
+        dst: bytes,
+        hdr: TCPHeader,
+        payload: memoryview,
+        now: float,
+    ) -> None:
         flags = hdr.flags
         if flags & RST:
             return
@@ -375,25 +403,36 @@ class TcpStack:
         child._send_syn(now)
         child._arm_rexmit(now)
 
-    def _send_cookie(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
-                     now: float) -> None:
+    def _send_cookie(
+        self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader, now: float
+    ) -> None:
         """A stateless SYN-ACK: the ISN carries what the connection needs (MSS only)."""
         mtu = self.host.route_mtu(src) or 576
         ours = mtu - (40 if len(src) == 4 else 60)
         mss = min(hdr.mss or 536, ours)
-        cookie = isn.make_cookie(self.secret, dst, hdr.dst_port, src, hdr.src_port, hdr.seq,
-                                 mss, now)
-        out = wire.build(hdr.dst_port, hdr.src_port, cookie, (hdr.seq + 1) & MASK, SYN | ACK,
-                         min(listener.rcvbuf, 0xFFFF), mss=ours)
+        cookie = isn.make_cookie(
+            self.secret, dst, hdr.dst_port, src, hdr.src_port, hdr.seq, mss, now
+        )
+        out = wire.build(
+            hdr.dst_port,
+            hdr.src_port,
+            cookie,
+            (hdr.seq + 1) & MASK,
+            SYN | ACK,
+            min(listener.rcvbuf, 0xFFFF),
+            mss=ours,
+        )
         self.counters["syncookies_sent"] += 1
         self.emit(dst, src, out)
 
-    def _cookie_ack(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
-                    now: float) -> TcpSocket | None:
+    def _cookie_ack(
+        self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader, now: float
+    ) -> TcpSocket | None:
         cookie = (hdr.ack - 1) & MASK
         peer_isn = (hdr.seq - 1) & MASK
-        mss = isn.check_cookie(self.secret, dst, hdr.dst_port, src, hdr.src_port, peer_isn,
-                               cookie, now)
+        mss = isn.check_cookie(
+            self.secret, dst, hdr.dst_port, src, hdr.src_port, peer_isn, cookie, now
+        )
         if mss is None:
             self.counters["syncookies_failed"] += 1
             return None
