@@ -12,48 +12,65 @@ from collections import deque
 
 
 class SendBuffer:
-    __slots__ = ("chunks", "head", "size")
+    """Unacknowledged and unsent bytes as a list of immutable chunks.
+
+    ``peek`` is called once per segment, usually just past the previous call, so a
+    cursor remembers where the last one ended: finding the chunk is O(1) amortised
+    instead of a walk from the front. Small writes are merged into the last chunk so
+    that a stream of tiny ``send`` calls cannot make the list long.
+    """
+
+    __slots__ = ("chunks", "first", "head", "size", "cur_index", "cur_start")
+
+    MERGE_BELOW = 4096
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
-        self.head = 0  # offset of snd_una inside chunks[0]
+        self.chunks: list[bytes] = []
+        self.first = 0  # index of the chunk holding snd_una (chunks before it are dead)
+        self.head = 0  # offset of snd_una inside chunks[first]
         self.size = 0  # bytes from snd_una to the end of the buffer
+        self.cur_index = 0  # cursor: a chunk index ...
+        self.cur_start = 0  # ... and its offset from snd_una (may be negative: head)
 
     def append(self, data: bytes | memoryview) -> None:
-        chunk = bytes(data)
-        if chunk:
-            self.chunks.append(chunk)
-            self.size += len(chunk)
+        n = len(data)
+        if not n:
+            return
+        chunks = self.chunks
+        if n < self.MERGE_BELOW and len(chunks) > self.first:
+            last = chunks[-1]
+            if len(last) < self.MERGE_BELOW and (len(chunks) - 1 > self.first or self.head == 0):
+                chunks[-1] = last + bytes(data)
+                self.size += n
+                return
+        chunks.append(bytes(data))
+        self.size += n
 
     def peek(self, offset: int, length: int) -> bytes | memoryview:
-        """``length`` bytes starting ``offset`` bytes after snd_una."""
-        pos = offset + self.head
-        for chunk in self.chunks:
-            n = len(chunk)
-            if pos < n:
-                if pos + length <= n:
-                    return memoryview(chunk)[pos : pos + length]
-                parts = [memoryview(chunk)[pos:]]
-                got = n - pos
-                for nxt in self._after(chunk):
-                    take = min(len(nxt), length - got)
-                    parts.append(memoryview(nxt)[:take])
-                    got += take
-                    if got >= length:
-                        break
-                return b"".join(parts)
-            pos -= n
-        return b""
-
-    def _after(self, chunk: bytes) -> list[bytes]:
-        seen = False
-        out = []
-        for c in self.chunks:
-            if seen:
-                out.append(c)
-            elif c is chunk:
-                seen = True
-        return out
+        """``length`` bytes starting ``offset`` bytes after snd_una (one view when possible)."""
+        if offset >= self.size or length <= 0:
+            return b""
+        chunks = self.chunks
+        index, start = self.cur_index, self.cur_start
+        if index < self.first or offset < start:
+            index, start = self.first, -self.head
+        while start + len(chunks[index]) <= offset:
+            start += len(chunks[index])
+            index += 1
+        self.cur_index, self.cur_start = index, start
+        chunk = chunks[index]
+        pos = offset - start
+        if pos + length <= len(chunk):
+            return memoryview(chunk)[pos : pos + length]
+        parts = [memoryview(chunk)[pos:]]
+        got = len(chunk) - pos
+        while got < length and index + 1 < len(chunks):
+            index += 1
+            nxt = chunks[index]
+            take = min(len(nxt), length - got)
+            parts.append(memoryview(nxt)[:take])
+            got += take
+        return b"".join(parts)
 
     def consume(self, n: int) -> None:
         """Drop ``n`` acknowledged bytes from the front."""
@@ -61,16 +78,30 @@ class SendBuffer:
             return
         n = min(n, self.size)
         self.size -= n
-        head = self.head + n
         chunks = self.chunks
-        while chunks and head >= len(chunks[0]):
-            head -= len(chunks.popleft())
-        self.head = head if chunks else 0
+        head = self.head + n
+        first = self.first
+        while first < len(chunks) and head >= len(chunks[first]):
+            head -= len(chunks[first])
+            first += 1
+        self.cur_start -= n
+        if first >= len(chunks):
+            chunks.clear()
+            first = head = 0
+            self.cur_index = self.cur_start = 0
+        elif first > 64 and first * 2 > len(chunks):
+            del chunks[:first]  # compact now and then: O(1) amortised
+            self.cur_index -= first
+            first = 0
+        self.first = first
+        self.head = head
+        if self.cur_index < first:
+            self.cur_index, self.cur_start = first, -head
 
     def clear(self) -> None:
         self.chunks.clear()
-        self.head = 0
-        self.size = 0
+        self.first = self.head = self.size = 0
+        self.cur_index = self.cur_start = 0
 
 
 class ReceiveQueue:
