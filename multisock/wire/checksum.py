@@ -99,7 +99,9 @@ def adjust_checksum(checksum: int, old: Buffer, new: Buffer) -> int:
     """Update a checksum after ``old`` bytes at an even offset became ``new`` (RFC 1624 eqn. 3).
 
     A router that decrements the TTL changes one word of a 20-byte header: this
-    patches the checksum from that word alone, HC' = ~(~HC + ~m + m').
+    patches the checksum from that word alone, HC' = ~(~HC + ~m + m'). Like that
+    equation it answers 0x0000 where a full recomputation gives 0xFFFF when the
+    new data sums to zero, which no real header does.
     """
     if len(old) != len(new):
         raise ValueError("old and new must have the same length")
