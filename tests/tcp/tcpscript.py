@@ -194,7 +194,7 @@ class Script:
         data = payload if payload is not None else bytes((seq + i) & 0xFF for i in range(length))
         assert len(data) == length
         hdr = wire.build(
-            sport or self.peer_port,
+            sport if sport is not None else self.peer_port,
             self.local_port,
             seq & 0xFFFFFFFF,
             ack & 0xFFFFFFFF,
