@@ -110,12 +110,14 @@ class IPv6Header:
 def _walk(
     next_header: int, view: memoryview, hop_by_hop_allowed: bool, ext: list[tuple[int, bytes]]
 ) -> tuple[int, int, FragmentHeader | None]:
-    """Follow the chain in ``view``: (upper protocol, offset of its data, fragment header)."""
+    """Follow the chain in ``view``: (upper protocol, offset of its data, fragment header).
+
+    One more pass than ``MAX_EXTENSIONS`` lets the last allowed header be followed by
+    the upper layer or a fragment header; a further skippable header ends the loop.
+    """
     offset = 0
     for count in range(MAX_EXTENSIONS + 1):
         if next_header in _SKIPPABLE:
-            if count == MAX_EXTENSIONS:
-                break
             if next_header == HOP_BY_HOP and not (hop_by_hop_allowed and count == 0):
                 raise MalformedPacket(_LAYER, "hop-by-hop header not first")
             if len(view) < offset + 2:
