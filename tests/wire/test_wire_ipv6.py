@@ -297,7 +297,7 @@ def test_fuzz_mutated_kernel_packets() -> None:
         _check(result, data)
         parsed += result is not None
         if result is not None:
-            header, payload = result  # type: ignore[misc]
+            header, payload = result
             try:
                 ipv6.walk_extensions(header.next_header, payload)
             except MalformedPacket:

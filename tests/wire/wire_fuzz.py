@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from multisock.wire.errors import MalformedPacket
+
+T = TypeVar("T")
 
 BOUNDARY_WORDS = (0, 1, 2, 7, 8, 19, 20, 39, 40, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF)
 
@@ -51,7 +54,7 @@ def mutants(seeds: Iterable[bytes], count: int, seed: int) -> Iterator[bytes]:
         yield packet
 
 
-def run_parser(parse: Callable[[memoryview], object], data: bytes) -> object | None:
+def run_parser(parse: Callable[[memoryview], T], data: bytes) -> T | None:
     """Parse ``data`` through a memoryview; None when refused as malformed."""
     try:
         return parse(memoryview(data))
