@@ -217,3 +217,33 @@ def test_synack_retries_drop_the_half_open_child() -> None:
     assert lst.syn_count == 1
     s.advance(2.0)
     assert lst.syn_count == 0 and not s.stack.conns
+
+
+def test_timestamp_echo_older_than_a_timeout_retransmission_is_not_a_sample() -> None:
+    s = Script()
+    sock = s.active_open(synack_opts="<mss 1460,TS val 1 ecr *>")
+    sock.send(b"q" * 100, s.now)
+    first, _ = s.expect("P. 1:101(100) ack 1")
+    s.advance(0.2)
+    s.expect("P. 1:101(100) ack 1")
+    s.advance(0.3)
+    rtt_before = sock.info()["rtt"]
+    # the ACK of the original (its ACK delayed or lost for a while) echoes the old value
+    s.inject(f". 1:1(0) ack 101 win 65535 <TS val 2 ecr {first.ts_val}>")
+    assert sock.info()["rtt"] == rtt_before and sock.info()["unacked"] == 0
+
+
+def test_repeated_timeouts_keep_the_first_ssthresh() -> None:
+    s = Script(TcpConfig(quickack_segments=0, congestion="reno"))
+    sock = s.active_open(synack_opts="<mss 1000>")
+    sock.nodelay = True
+    sock.send(b"z" * 8000, s.now)
+    while s.host.sent:
+        s.pop()
+    s.advance(0.2)
+    first = sock.info()["snd_ssthresh"]
+    assert first == 4000  # half of the 8000 bytes in flight (RFC 5681 eq. 4)
+    s.advance(0.4)
+    s.advance(0.8)
+    assert sock.info()["retransmits"] == 3
+    assert sock.info()["snd_ssthresh"] == first and sock.info()["snd_cwnd"] == 1000

@@ -131,6 +131,8 @@ class TcpSocket:
         "rtt_seq",
         "rtt_time",
         "last_send",
+        "karn_until",
+        "karn_ts",
         # recovery
         "in_recovery",
         "recover",
@@ -235,6 +237,8 @@ class TcpSocket:
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0
         self.last_send = 0.0
+        self.karn_until: int | None = None  # timestamps older than karn_ts are not samples
+        self.karn_ts = 0
         self.in_recovery = False
         self.recover = 0
         self.dupacks = 0
@@ -1157,6 +1161,13 @@ class TcpSocket:
         sample: float | None = None
         if self.ts_ok and hdr.ts_ecr:
             delta = (self._ts_now(now) - hdr.ts_ecr) & MASK
+            if self.karn_until is not None:
+                # Karn for timestamps: an echo older than our timeout retransmission is the
+                # original's, and its ACK may have been lost for as long as the outage
+                if ts_before(hdr.ts_ecr, self.karn_ts):
+                    delta = MASK
+                if ack >= self.karn_until:
+                    self.karn_until = None
             if delta < 0x7FFFFFFF:
                 sample = delta / 1000.0
         elif self.rtt_seq is not None and ack >= self.rtt_seq:
@@ -1478,13 +1489,19 @@ class TcpSocket:
             return
         cc = self.cc
         assert cc is not None
-        cc.on_rto(self._pipe(), now)
+        if self.retries == 1:
+            cc.on_rto(self._pipe(), now)
+        else:
+            # RFC 5681 §3.1: a segment timing out again keeps the first timeout's ssthresh
+            cc.cwnd = self.mss
         self.in_recovery = False
         self.dupacks = 0
         self.ndup = 0
         self.recover = self.snd_max
         self.rtt.back_off()
         self.rtt_seq = None
+        self.karn_ts = self._ts_now(now)  # the latest timeout retransmission
+        self.karn_until = self.snd_max
         self.snd_nxt = self.snd_una
         self._arm_rexmit(now)
         self._output(now)
