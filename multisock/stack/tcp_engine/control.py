@@ -682,16 +682,14 @@ class TcpSocket:
         return None
 
     def _pipe(self) -> int:
-        """RFC 6675 pipe: what is believed to be still in the network."""
-        outstanding = self.snd_max - self.snd_una
-        if not self.sacked:
-            if self.in_recovery:
-                return max(0, outstanding - self.dupacks * self.mss)
-            return outstanding
-        high_sack = self.sacked[-1][1]
-        holes = (high_sack - self.snd_una) - self.sacked_bytes
-        retransmitted = 0
-        if self.in_recovery and self.high_rxt > self.snd_una:
+        """RFC 6675 pipe: what is believed to be still in the network.
+
+        After a timeout the sender goes back to ``snd_una`` and everything between
+        ``snd_nxt`` and ``snd_max`` counts as lost, so only ``snd_nxt`` bounds the flight.
+        """
+        if self.in_recovery and self.sacked:
+            high_sack = self.sacked[-1][1]
+            retransmitted = 0
             seq = self.snd_una
             while seq < self.high_rxt:
                 hole = self._next_hole(seq)
@@ -699,7 +697,16 @@ class TcpSocket:
                     break
                 retransmitted += min(hole[1], self.high_rxt) - hole[0]
                 seq = hole[1]
-        return max(0, (self.snd_max - high_sack) + retransmitted + (0 if self.in_recovery else holes))
+            return max(0, (self.snd_max - high_sack) + retransmitted)
+        nxt = self.snd_nxt
+        outstanding = nxt - self.snd_una
+        if self.in_recovery:
+            return max(0, outstanding - self.dupacks * self.mss)
+        for start, end in self.sacked:
+            if start >= nxt:
+                break
+            outstanding -= min(end, nxt) - start
+        return max(0, outstanding)
 
     # ---------------------------------------------------------------- data
 
