@@ -168,3 +168,58 @@ def test_transitions_are_logged_when_enabled() -> None:
     assert ("LISTEN", "SYN_RECEIVED") in names
     assert ("SYN_RECEIVED", "ESTABLISHED") in names
     assert ("ESTABLISHED", "FIN_WAIT_1") in names
+
+
+def test_ipv6_connect_uses_ipv6_mss_and_v4_mapped_goes_ipv4() -> None:
+    from tcpnet import RecordingHost
+
+    from multisock.stack.tcp import TcpStack
+
+    a6 = bytes(15) + b"\x01"
+    b6 = bytes(15) + b"\x02"
+    host = RecordingHost((a6, bytes([10, 0, 0, 1])), mtu=1500)
+    host.select_source = lambda dst: a6 if len(dst) == 16 else bytes([10, 0, 0, 1])  # type: ignore[method-assign]
+    stack = TcpStack(host, TcpConfig())
+    sock = stack.socket(socket.AF_INET6)
+    sock.connect(b6, 80, 0.0)
+    from multisock.wire import tcp as wire
+
+    hdr, _ = wire.parse(host.sent[-1][2])
+    assert hdr.mss == 1440 and host.sent[-1][1] == b6
+    mapped = stack.socket(socket.AF_INET6)
+    mapped.connect(bytes(10) + b"\xff\xff" + bytes([10, 0, 0, 2]), 80, 0.0)
+    assert host.sent[-1][1] == bytes([10, 0, 0, 2])
+    hdr, _ = wire.parse(host.sent[-1][2])
+    assert hdr.mss == 1460
+
+
+def test_idle_restart_shrinks_the_window() -> None:
+    s = Script(TcpConfig(quickack_segments=0, congestion="reno"))
+    sock = s.active_open(synack_opts="<mss 1000>")
+    sock.nodelay = True
+    for round_ in range(4):  # grow cwnd past the initial ten segments
+        sock.send(b"g" * 10_000, s.now)
+        while s.host.sent:
+            s.pop()
+        s.inject(f". 1:1(0) ack {1 + (round_ + 1) * 10_000} win 65535")
+    assert sock.info()["snd_cwnd"] > 10_000
+    s.advance(5.0)  # idle for much longer than an RTO
+    sock.send(b"h" * 30_000, s.now)
+    sent = 0
+    while s.host.sent:
+        sent += len(s.pop()[1])
+    assert sent == 10_000  # RFC 5681 §4.1: back to the initial window
+
+
+def test_time_wait_is_recycled_by_a_newer_syn() -> None:
+    s = Script()
+    sock = s.passive_open()
+    sock.close(s.now)
+    s.inject("F. 1:1(0) ack 2 win 65535")
+    assert sock.state is TcpState.TIME_WAIT
+    s.host.sent.clear()
+    s.inject("S 100000:100000(0) win 65535 <mss 1460>")
+    hdr, _ = s.pop()
+    assert hdr.flags == 0x12  # a SYN-ACK from the listener: a new incarnation
+    assert sock.state is TcpState.CLOSED
+    assert s.stack.counters["time_wait_recycled"] == 1

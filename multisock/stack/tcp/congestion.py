@@ -161,5 +161,7 @@ def make_congestion_control(name: str, mss: int, now: float) -> CongestionContro
     try:
         cls = _ALGORITHMS[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown congestion control {name!r}; available: {', '.join(AVAILABLE)}") from None
+        raise ValueError(
+            f"unknown congestion control {name!r}; available: {', '.join(AVAILABLE)}"
+        ) from None
     return cls(mss, now)

@@ -71,6 +71,19 @@ def oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
+    """An AF_INET6 socket speaks IPv4 to ::ffff:a.b.c.d; inside, such addresses are 4 bytes
+    (the facade maps them back for getsockname/getpeername)."""
+    if family == _socket.AF_INET6 and len(addr) == 16 and addr[:12] == _V4MAPPED:
+        if v6only:
+            raise oserror(E.ENETUNREACH)
+        return addr[12:]
+    return addr
+
+
+_V4MAPPED = bytes(10) + b"\xff\xff"
+
+
 class TcpSocket:
     """A control block. Created CLOSED by ``TcpStack.socket``; lives on after ``close``."""
 
@@ -343,7 +356,7 @@ class TcpSocket:
     def bind(self, addr: bytes, port: int) -> None:
         if self.bound or self.state is not CLOSED or self.was_connected:
             raise oserror(E.EINVAL)
-        self.stack.ports.bind(self, addr, port)
+        self.stack.ports.bind(self, _unmap(addr, self.family, self.v6only), port)
 
     def listen(self, backlog: int, now: float) -> None:
         if self.state is LISTEN:
@@ -366,6 +379,7 @@ class TcpSocket:
             raise oserror(E.EISCONN)  # Linux: also for a listener; no reconnect after a failure
         if port == 0:
             raise oserror(E.ECONNREFUSED)
+        addr = _unmap(addr, self.family, self.v6only)
         stack = self.stack
         mtu = stack.host.route_mtu(addr)
         if mtu is None:
@@ -430,7 +444,7 @@ class TcpSocket:
 
     def recv_into(self, buf: memoryview, now: float, peek: bool = False) -> int:
         recvq = self.recvq
-        if recvq.size and len(buf) and not self.shut_rd:
+        if recvq.size and len(buf):  # Linux still hands out what was queued before SHUT_RD
             n = recvq.read_into(buf, peek)
             if not peek and self.state in _RECEIVING:
                 self._maybe_window_update(now)
@@ -790,7 +804,7 @@ class TcpSocket:
         fin_seq = self.fin_seq
         if fin_seq is not None and data_end > fin_seq:
             data_end = fin_seq
-        if una == self.snd_max and now - self.last_send > self.rtt.current() and self.last_send:
+        if una == self.snd_max and now - self.last_send > self.rtt.current():
             cc.on_idle_restart(now)
             self.last_send = now
         pipe = self._pipe()
