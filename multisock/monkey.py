@@ -1,0 +1,224 @@
+"""Activation: make the stdlib's ``socket``, ``select`` and ``selectors`` multisock's.
+
+Patching sets attributes *in place* on the stdlib modules, so every ``import
+socket`` anywhere sees multisock. Originals are recorded first-write-wins (as
+gevent does), so patching twice is harmless and :func:`unpatch_all` restores
+exactly what was there — including removing attributes that did not exist.
+
+Modules that copied a reference before activation (``from socket import
+socket``) keep the kernel's object: :func:`patch_all` warns and names them. An
+import hook fixes the stdlib modules known to capture such references at import
+time (``socketserver._ServerSelector``) when they are imported afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+
+_MISSING = object()
+_saved: dict[str, dict[str, Any]] = {}
+_patched_modules: set[str] = set()
+
+
+class MultisockWarning(RuntimeWarning):
+    """Activation happened after some module had taken a direct reference to a kernel object."""
+
+
+def _patch(module_name: str, attr: str, value: Any) -> None:
+    module = importlib.import_module(module_name)
+    saved = _saved.setdefault(module_name, {})
+    if attr not in saved:
+        saved[attr] = getattr(module, attr, _MISSING)
+    setattr(module, attr, value)
+
+
+def get_original(module_name: str, attr: str) -> Any:
+    """The object ``module.attr`` was before multisock patched it (``get_original("socket", "socket")``)."""
+    saved = _saved.get(module_name, {})
+    if attr in saved:
+        value = saved[attr]
+        if value is _MISSING:
+            raise AttributeError(f"module {module_name!r} had no attribute {attr!r}")
+        return value
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def is_patched(module_name: str | None = None) -> bool:
+    return bool(_patched_modules) if module_name is None else module_name in _patched_modules
+
+
+def patch_socket() -> None:
+    import multisock.socket as msock
+
+    for name in sorted(msock._OURS):
+        if hasattr(msock, name):
+            _patch("socket", name, getattr(msock, name))
+    _patched_modules.add("socket")
+    _rebind_known_captures()
+
+
+def patch_select() -> None:
+    from multisock import select as mselect
+
+    for name in ("select", "poll", "epoll"):
+        _patch("select", name, getattr(mselect, name))
+    _patched_modules.add("select")
+
+
+def patch_selectors() -> None:
+    from multisock.selectors_shim import MultisockSelector
+
+    for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector"):
+        _patch("selectors", name, MultisockSelector)
+    _patched_modules.add("selectors")
+    _rebind_known_captures()
+
+
+def patch_ssl() -> None:
+    """TLS over userspace sockets is the TLS issue's work and is NOT implemented yet:
+    this records nothing and changes nothing; ``ssl`` keeps working on kernel sockets."""
+
+
+def patch_all() -> None:
+    """Patch socket, select and selectors (and ssl once implemented); warn about stale references."""
+    originals = _kernel_objects()
+    patch_socket()
+    patch_select()
+    patch_selectors()
+    patch_ssl()
+    _install_hook()
+    _warn_direct_references(originals)
+
+
+def unpatch_all() -> None:
+    """Restore every patched attribute exactly; remove the import hook."""
+    for module_name, attrs in _saved.items():
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        for attr, value in attrs.items():
+            if value is _MISSING:
+                if hasattr(module, attr):
+                    delattr(module, attr)
+            else:
+                setattr(module, attr, value)
+    _saved.clear()
+    _patched_modules.clear()
+    _remove_hook()
+
+
+@contextmanager
+def patched(host: Any = None) -> Iterator[None]:
+    """Patch for the block (optionally with sockets on ``host``), then restore."""
+    was = is_patched()
+    patch_all()
+    try:
+        if host is not None:
+            from multisock.runtime import use_host
+
+            with use_host(host):
+                yield
+        else:
+            yield
+    finally:
+        if not was:
+            unpatch_all()
+
+
+# ----------------------------------------------------------- stale references
+
+def _kernel_objects() -> dict[int, str]:
+    import select
+    import socket
+
+    out = {}
+    for module, names in ((socket, ("socket", "create_connection", "getaddrinfo", "socketpair")),
+                          (select, ("select", "poll", "epoll"))):
+        for name in names:
+            obj = get_original(module.__name__, name) if name in _saved.get(module.__name__, {}) \
+                else getattr(module, name, None)
+            if obj is not None:
+                out[id(obj)] = f"{module.__name__}.{name}"
+    return out
+
+
+def _warn_direct_references(originals: dict[int, str]) -> None:
+    offenders: list[str] = []
+    for name, module in list(sys.modules.items()):
+        # ssl subclasses the kernel socket by design; TLS over the stack is patch_ssl's job
+        if module is None or name in ("socket", "select", "_socket", "ssl") or name.startswith(
+                "multisock"):
+            continue
+        try:
+            items = list(vars(module).items())
+        except TypeError:
+            continue
+        for attr, value in items:
+            what = originals.get(id(value))
+            if what is not None and not attr.startswith("_"):
+                offenders.append(f"{name}.{attr} ({what})")
+    if offenders:
+        warnings.warn(
+            "multisock was activated after these modules took direct references to kernel "
+            "objects, which stay kernel objects: " + ", ".join(sorted(offenders)[:20]),
+            MultisockWarning,
+            stacklevel=3,
+        )
+
+
+# ------------------------------------------------------------------ import hook
+
+def _rebind_known_captures() -> None:
+    """Attributes known stdlib modules copied at import time."""
+    socketserver = sys.modules.get("socketserver")
+    if socketserver is not None and "selectors" in _patched_modules:
+        from multisock.selectors_shim import MultisockSelector
+
+        _patch("socketserver", "_ServerSelector", MultisockSelector)
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """After a watched module is imported, fix what it captured."""
+
+    WATCHED = frozenset({"socketserver"})
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.WATCHED:
+            return None
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None and spec.loader is not None:
+                loader = spec.loader
+                original_exec = loader.exec_module
+
+                def exec_module(module: ModuleType, _exec: Any = original_exec) -> None:
+                    _exec(module)
+                    _rebind_known_captures()
+
+                loader.exec_module = exec_module  # type: ignore[method-assign]
+                return spec
+        return None
+
+
+_finder = _Finder()
+
+
+def _install_hook() -> None:
+    if _finder not in sys.meta_path:
+        sys.meta_path.insert(0, _finder)
+
+
+def _remove_hook() -> None:
+    if _finder in sys.meta_path:
+        sys.meta_path.remove(_finder)
