@@ -186,3 +186,14 @@ def test_listener_closed_resets_unaccepted_children() -> None:
     lst.close(s.now)
     s.expect("R. 1:1(0) ack 1")
     assert not s.stack.conns and not s.stack.listeners
+
+
+def test_abort_sends_rst_and_frees_everything() -> None:
+    s = Script()
+    sock = s.passive_open()
+    sock.abort(s.now)
+    s.expect("R. 1:1(0) ack 1")
+    assert sock.state is TcpState.CLOSED and len(s.stack.conns) == 0
+    assert s.listener is not None
+    s.listener.abort(s.now)
+    assert not s.stack.listeners and not s.stack.ports.by_port

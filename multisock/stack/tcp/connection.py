@@ -522,17 +522,18 @@ class TcpSocket:
                 self._rearm()
 
     def abort(self, now: float) -> None:
+        """Drop the connection at once, telling the peer with a RST (like SO_LINGER 0)."""
+        if self.state is LISTEN:
+            self.close(now)
+            return
         with self.stack.busy(now):
             if (
                 self.state in SYNCHRONIZED or self.state is SYN_RECEIVED
             ) and self.state is not TIME_WAIT:
                 self._send_rst_to_peer(now)
-            if self.state is LISTEN:
-                self.closed = True
-                self.close(now)
-                return
             self.closed = True
-            self._finish(now, 0)
+            if self.state is not CLOSED or self.bound:
+                self._finish(now, 0)
 
     def info(self) -> dict[str, Any]:
         from multisock.stack.tcp.info import socket_info
@@ -1478,7 +1479,7 @@ class TcpSocket:
     def _rto_fire(self, now: float) -> None:
         cfg = self.stack.config
         state = self.state
-        self.stack.counters["timeouts"] += 1
+        self.stack.counters["rto_expired"] += 1
         if self.rexmit_start is None:
             self.rexmit_start = now - self.rtt.current()
         self.retries += 1
