@@ -223,3 +223,14 @@ def test_time_wait_is_recycled_by_a_newer_syn() -> None:
     assert hdr.flags == 0x12  # a SYN-ACK from the listener: a new incarnation
     assert sock.state is TcpState.CLOSED
     assert s.stack.counters["time_wait_recycled"] == 1
+
+
+def test_rst_in_syn_received_removes_the_half_open_child() -> None:
+    s = Script()
+    lst = s.listen()
+    s.inject("S 0:0(0) win 65535 <mss 1460>")
+    s.expect("S. 0:0(0) ack 1")
+    assert lst.syn_count == 1 and len(s.stack.conns) == 1
+    s.inject("R 1:1(0) win 0")
+    assert lst.syn_count == 0 and not s.stack.conns
+    assert lst.accept() is None and lst.state is TcpState.LISTEN

@@ -1411,18 +1411,17 @@ class TcpSocket:
         self.t_rexmit = None
         parent = self.parent
         if parent is not None:
-            parent.syn_count -= 1
             if parent.state is not LISTEN:
                 self._send_rst_to_peer(now)
                 self._finish(now, 0)
                 return False
             if len(parent.accept_queue) >= max(parent.backlog, 1):
                 self.stack.counters["listen_overflows"] += 1
-                parent.syn_count += 1
                 self.snd_una = self.iss
                 self.t_rexmit = now + self.rtt.current()
                 self._rearm()
                 return False  # like Linux: the ACK is dropped, our SYN-ACK is retried later
+            parent.syn_count -= 1
         if self.fin_seq is not None:
             self._established(now, set_state=False)
             self._set_state(FIN_WAIT_1, now)
@@ -1486,8 +1485,6 @@ class TcpSocket:
         if state is SYN_SENT or state is SYN_RECEIVED:
             limit = cfg.syn_retries if state is SYN_SENT else cfg.synack_retries
             if self._timed_out(now, limit):
-                if self.parent is not None:
-                    self.parent.syn_count -= 1
                 err = (self.soft_error or E.ETIMEDOUT) if state is SYN_SENT else 0
                 self._finish(now, err)
                 return
@@ -1578,6 +1575,8 @@ class TcpSocket:
         """Enter CLOSED for good: report ``err`` (if any), leave every table."""
         if err:
             self.error = err
+        if self.state is SYN_RECEIVED and self.parent is not None:
+            self.parent.syn_count -= 1  # a half-open child leaves the SYN queue
         self.t_rexmit = self.t_dack = self.t_keep = self.t_misc = None
         self.persist = False
         self.sndq.clear()

@@ -154,7 +154,6 @@ class TcpStack:
                     sock._finish(now, errno)
                 elif sock.state is TcpState.SYN_RECEIVED and sock.parent is not None:
                     if errno == E.ECONNREFUSED:
-                        sock.parent.syn_count -= 1
                         sock._finish(now, 0)
                 else:
                     sock.soft_error = errno  # RFC 5461: soft in synchronized states
