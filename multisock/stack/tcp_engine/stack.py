@@ -13,7 +13,7 @@ import heapq
 import itertools
 import os
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -85,6 +85,8 @@ class TcpStack:
         self._challenge = TokenBucket(rate=float(self.config.challenge_ack_limit),
                                       burst=float(self.config.challenge_ack_limit))
         self._rst_limit = TokenBucket(rate=1000.0, burst=200.0)
+        # final TCP_INFO of finished connections, for --stats style summaries (bounded)
+        self.history: deque[dict[str, Any]] = deque(maxlen=1000)
 
     # ================================================================ sockets
 
@@ -208,6 +210,8 @@ class TcpStack:
 
     def release(self, sock: TcpSocket) -> None:
         """Forget a CLOSED block: connection table, port and listener registrations."""
+        if sock.remote is not None and sock.segs_in:
+            self.history.append(self._row(sock))
         if sock.local is not None and sock.remote is not None:
             key = (sock.wire_local, sock.local[1], sock.wire_remote, sock.remote[1])
             if self.conns.get(key) is sock:
@@ -479,10 +483,12 @@ class TcpStack:
             if id(sock) in seen:
                 continue
             seen.add(id(sock))
-            row = sock.info()
-            row["local"] = f"{A.unpack(sock.local[0])}:{sock.local[1]}" if sock.local else "*"
-            row["remote"] = (f"{A.unpack(sock.remote[0])}:{sock.remote[1]}"
-                             if sock.remote else "*")
-            row["cwnd"] = row["snd_cwnd"]
-            out.append(row)
+            out.append(self._row(sock))
         return out
+
+    def _row(self, sock: TcpSocket) -> dict[str, Any]:
+        row = sock.info()
+        row["local"] = f"{A.unpack(sock.local[0])}:{sock.local[1]}" if sock.local else "*"
+        row["remote"] = f"{A.unpack(sock.remote[0])}:{sock.remote[1]}" if sock.remote else "*"
+        row["cwnd"] = row["snd_cwnd"]
+        return row
