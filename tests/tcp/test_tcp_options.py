@@ -134,3 +134,14 @@ def test_no_sack_blocks_without_permission() -> None:
     s.passive_open()
     s.inject("P. 101:201(100) ack 1 win 65535")
     s.expect(". 1:1(0) ack 1 <>")
+
+
+def test_first_sack_block_is_the_most_recent_arrival() -> None:
+    s = Script()
+    s.passive_open(syn_opts="<mss 1460,sackOK>")
+    s.inject("P. 301:401(100) ack 1 win 65535")
+    s.expect(". 1:1(0) ack 1 <sack 301:401>")
+    s.inject("P. 101:201(100) ack 1 win 65535")  # lower, but newer: reported first
+    s.expect(". 1:1(0) ack 1 <sack 101:201 301:401>")
+    s.inject("P. 501:601(100) ack 1 win 65535")
+    s.expect(". 1:1(0) ack 1 <sack 501:601 301:401 101:201>")

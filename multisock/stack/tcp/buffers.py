@@ -197,15 +197,23 @@ class OutOfOrder:
                 rcv_nxt = end
         return out
 
-    def sack_blocks(self, limit: int = 4) -> list[tuple[int, int]]:
-        """Merged ranges, most recent first would be ideal; highest first is a fine proxy."""
+    def sack_blocks(self, limit: int = 4, recent: int | None = None) -> list[tuple[int, int]]:
+        """Merged ranges for the SACK option: the one holding ``recent`` (the latest arrival)
+        first, as RFC 2018 §4 requires, then the others from the highest down."""
         merged: list[list[int]] = []
         for start, end, _ in self.ranges:
             if merged and merged[-1][1] == start:
                 merged[-1][1] = end
             else:
                 merged.append([start, end])
-        return [(s, e) for s, e in reversed(merged)][:limit]
+        blocks = [(s, e) for s, e in reversed(merged)]
+        if recent is not None:
+            for i, (s, e) in enumerate(blocks):
+                if s <= recent < e:
+                    if i:
+                        blocks.insert(0, blocks.pop(i))
+                    break
+        return blocks[:limit]
 
     def clear(self) -> None:
         self.ranges = []

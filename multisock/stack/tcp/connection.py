@@ -166,6 +166,7 @@ class TcpSocket:
         "rcv_acked",
         "fin_received",
         "ooo_fin",
+        "ooo_last",
         "quick_left",
         "ack_now",
         "dsack",
@@ -270,6 +271,7 @@ class TcpSocket:
         self.rcv_acked = 0
         self.fin_received = False
         self.ooo_fin: int | None = None
+        self.ooo_last: int | None = None  # start of the latest out-of-order arrival
         self.quick_left = cfg.quickack_segments
         self.ack_now = False
         self.dsack: tuple[int, int] | None = None
@@ -659,7 +661,7 @@ class TcpSocket:
             blocks.append(self.dsack)
             self.dsack = None
         if self.ooo.ranges:
-            blocks.extend(self.ooo.sack_blocks(4 - len(blocks)))
+            blocks.extend(self.ooo.sack_blocks(4 - len(blocks), self.ooo_last))
         return [(s & MASK, e & MASK) for s, e in blocks]
 
     def _xmit(self, seq: int, flags: int, payload: bytes | memoryview, now: float) -> None:
@@ -1303,6 +1305,7 @@ class TcpSocket:
             self.stack.touch(self)
         else:
             # out of order: keep it (bounded) and ACK at once with SACK (RFC 5681 §4.2)
+            self.ooo_last = seq
             if not self.ooo.add(seq, payload):
                 self.ooo_dropped += 1
                 self.stack.counters["ooo_dropped"] += 1
