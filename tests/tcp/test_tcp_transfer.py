@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import random
+import socket
 
 import pytest
-from tcpnet import Wire
+from tcpnet import B, Wire
 
 from multisock.stack.tcp import TcpConfig, TcpState
 
@@ -121,3 +122,44 @@ def test_transfer_with_small_buffers_exercises_zero_windows() -> None:
 def test_heavy_loss_still_completes() -> None:
     w = Wire(mtu=1500, delay=0.002, loss=0.15, reorder=0.1, seed=11)
     transfer(w, 256 << 10)
+
+
+def test_many_parallel_connections_share_the_timer_heap() -> None:
+    w = Wire(mtu=1500, delay=0.003, loss=0.03, reorder=0.03, seed=21, rate=50e6)
+    listener = w.b.socket(socket.AF_INET)
+    listener.bind(B, 443)
+    listener.listen(128, w.now)
+    clients = []
+    for _ in range(30):
+        c = w.a.socket(socket.AF_INET)
+        c.connect(B, 443, w.now)
+        clients.append(c)
+    servers: list = []
+    payloads = [_payload(48 << 10, i) for i in range(30)]
+    sent = [0] * 30
+    received: dict[int, bytearray] = {}
+    buf = memoryview(bytearray(1 << 16))
+    while any(len(received.get(i, b"")) < len(payloads[i]) for i in range(30)):
+        child = listener.accept()
+        while child is not None:
+            servers.append(child)
+            child = listener.accept()
+        for i, c in enumerate(clients):
+            if c.state is TcpState.ESTABLISHED and sent[i] < len(payloads[i]):
+                sent[i] += c.send(memoryview(payloads[i])[sent[i] :], w.now)
+                if sent[i] == len(payloads[i]):
+                    c.close(w.now)
+        for srv in servers:
+            assert srv.remote is not None
+            idx = next(i for i, c in enumerate(clients) if c.local == srv.remote)
+            try:
+                n = srv.recv_into(buf, w.now)
+            except BlockingIOError:
+                continue
+            received.setdefault(idx, bytearray()).extend(buf[:n])
+        if not w.step():
+            break
+        assert w.now < 120
+    for i in range(30):
+        assert hashlib.sha256(received[i]).digest() == hashlib.sha256(payloads[i]).digest()
+    assert w.a.counters["internal_errors"] == 0 and w.b.counters["internal_errors"] == 0
