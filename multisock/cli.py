@@ -92,9 +92,11 @@ def print_stats(host: Any) -> None:
     rows = (list(tcp.history) + tcp.connections()) if tcp is not None else []
     print(f"multisock: {len(rows)} TCP connection(s) on {host.name}", file=sys.stderr)
     for row in rows:
-        print(f"  {row['local']} -> {row['remote']} {row['state']} rtt={row['rtt'] * 1000:.3f}ms "
-              f"cwnd={row['snd_cwnd']} retransmits={row['total_retrans']} "
-              f"sent={row['bytes_sent']} received={row['bytes_received']}", file=sys.stderr)
+        info = row.get("info") or {}
+        print(f"  {row['local']} -> {row['remote']} {row['state']} "
+              f"rtt={float(info.get('rtt', 0)) * 1000:.3f}ms cwnd={info.get('snd_cwnd', '-')} "
+              f"retransmits={info.get('total_retrans', 0)} sent={info.get('bytes_sent', 0)} "
+              f"received={info.get('bytes_received', 0)}", file=sys.stderr)
     print(f"  ip: {host.ip.counters}", file=sys.stderr)
 
 

@@ -113,7 +113,9 @@ def _kernel_cannot_reach() -> bool:
     return False
 
 
-def _describe(conn: dict[str, Any]) -> str:
+def _describe(row: dict[str, Any]) -> str:
+    conn = {**(row.get("info") or {}), "local": row["local"], "remote": row["remote"],
+            "state": row["state"]}
     keys = ("local", "remote", "state", "rtt", "cwnd", "snd_cwnd", "retransmits", "total_retrans",
             "bytes_sent", "bytes_acked", "bytes_received")
     return ", ".join(f"{k}={conn[k]}" for k in keys if k in conn)

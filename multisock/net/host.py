@@ -24,10 +24,8 @@ if TYPE_CHECKING:
 
 def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
     """Attach the TCP engine (kept import-light so the IP layer has no hard dependency)."""
-    try:
-        from multisock.stack.tcp_engine import TcpStack
-    except ModuleNotFoundError:  # the engine is being integrated; hosts still do IP/UDP/ICMP
-        return None
+    from multisock.stack.tcp import TcpStack
+
     return TcpStack(ip, rng=rng)
 
 
@@ -55,6 +53,8 @@ class Host:
         self._armed: TimerHandle | None = None
         self._armed_at: float | None = None
         self._attached: set[str] = set()
+        self.hosts_table: Any = None  # a multisock.hosts.HostsTable, consulted before DNS
+        self.resolver: Any = None  # a DNS stub resolver over this host's own UDP
         eth0 = self.ip.add_interface("eth0", mtu=mtu or net.default_mtu)
         for cidr in addresses:
             self.ip.add_address(eth0, cidr)

@@ -188,7 +188,7 @@ class IPStack:
         route = self.route(dst)
         if route is None:
             return None
-        mtu = route.path_mtu()
+        mtu = min(route.path_mtu(), 65535)  # lo's 65536 cannot carry one IPv4 packet that big
         learned = self._pmtu.get(dst)
         return min(mtu, learned) if learned else mtu
 
@@ -247,7 +247,7 @@ class IPStack:
         df: bool | None,
     ) -> None:
         iface = route.interface
-        mtu = route.path_mtu()
+        mtu = min(route.path_mtu(), 65535)
         next_hop = route.next_hop(dst)
         checksum = not iface.trusted
         if len(dst) == 4:
@@ -635,11 +635,10 @@ class IPStack:
 
     # ------------------------------------------------ the TCP engine's host side
 
-    def tcp_output(self, src: bytes, dst: bytes, header: bytes,
-                   payload: bytes | memoryview = b"") -> None:
+    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
         try:
-            self.output(src, dst, PROTO_TCP, header, payload, csum_offset=16, df=True)
+            self.output(src, dst, PROTO_TCP, bytes(segment), csum_offset=16, df=True)
         except OSError as exc:
             key = "out_no_route" if exc.errno == errno.ENETUNREACH else "out_tcp_errors"
             self.counters[key] = self.counters.get(key, 0) + 1

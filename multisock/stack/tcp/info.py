@@ -89,17 +89,20 @@ def connection_table(stack: TcpStack) -> list[dict[str, Any]]:
                 }
             )
     for sock in stack.conns.values():
-        rows.append(
-            {
-                "state": sock.state.name,
-                "recv_q": sock.recvq.size,
-                "send_q": sock.sndq.size,
-                "local": _endpoint(sock.local),
-                "remote": _endpoint(sock.remote),
-                "info": socket_info(sock),
-            }
-        )
+        rows.append(connection_row(sock))
     return rows
+
+
+def connection_row(sock: TcpSocket) -> dict[str, Any]:
+    """One connection's row of the table (also kept in ``stack.history`` once it ends)."""
+    return {
+        "state": sock.state.name,
+        "recv_q": sock.recvq.size,
+        "send_q": sock.sndq.size,
+        "local": _endpoint(sock.local),
+        "remote": _endpoint(sock.remote),
+        "info": socket_info(sock),
+    }
 
 
 def format_table(stack: TcpStack) -> str:

@@ -79,6 +79,8 @@ class TcpStack:
         self.conns: dict[Key, TcpSocket] = {}
         self.listeners: dict[int, list[TcpSocket]] = {}
         self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=1000)
+        # final rows of finished connections, for --stats summaries (bounded)
+        self.history: deque[dict[str, Any]] = deque(maxlen=1000)
         self._depth = 0
         self._busy = _Busy(self)
         self._pending: deque[tuple[bytes, bytes, bytes, float]] = deque()
@@ -233,6 +235,9 @@ class TcpStack:
             key = (sock.local[0], sock.local[1], sock.remote[0], sock.remote[1])
             if self.conns.get(key) is sock:
                 del self.conns[key]
+                from multisock.stack.tcp.info import connection_row
+
+                self.history.append(connection_row(sock))
         if sock.state is TcpState.CLOSED:
             self.remove_listener(sock)
             self.ports.release(sock)
