@@ -51,6 +51,74 @@ def main() -> int:
             sock.sendto(b"from the stack", (args.target, args.port))
             data, _ = sock.recvfrom(65535)
             print(f"REPLY={data.decode()}")
+        elif args.mode == "http-serve":
+            import hashlib
+            import http.server
+            import threading
+
+            from multisock import monkey
+            from multisock.runtime import set_default_host
+
+            size = int(args.target or 1 << 20)
+            body = bytes(range(256)) * (size // 256)
+
+            class Handler(http.server.BaseHTTPRequestHandler):
+                protocol_version = "HTTP/1.1"
+
+                def log_message(self, *a: object) -> None:
+                    pass
+
+                def do_GET(self) -> None:  # noqa: N802
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+
+                def do_POST(self) -> None:  # noqa: N802
+                    digest = hashlib.sha256()
+                    left = int(self.headers["Content-Length"])
+                    while left:
+                        chunk = self.rfile.read(min(left, 1 << 20))
+                        digest.update(chunk)
+                        left -= len(chunk)
+                    reply = digest.hexdigest().encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+
+            set_default_host(host)
+            monkey.patch_all()
+            server_class = http.server.ThreadingHTTPServer
+            bind = ""
+            if ":" in args.addr[0]:
+                server_class = type("Server6", (server_class,), {"address_family": socket.AF_INET6})
+                bind = "::"
+            server = server_class((bind, args.port), Handler)
+            print(f"SHA256={hashlib.sha256(body).hexdigest()}", flush=True)
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            time.sleep(args.seconds)
+            server.shutdown()
+            info = [r.get("info") or {} for r in list(host.ip.tcp.history) + host.ip.tcp.connections()]
+            opts = [i.get("options") for i in info if i.get("options")]
+            print(f"OPTIONS={opts[0] if opts else None}")
+        elif args.mode == "http-get":
+            import hashlib
+
+            import requests
+
+            from multisock import monkey
+            from multisock.runtime import set_default_host
+
+            set_default_host(host)
+            monkey.patch_all()
+            digest = hashlib.sha256()
+            start = time.monotonic()
+            with requests.get(f"http://{args.target}:{args.port}/blob", stream=True, timeout=30) as r:
+                for chunk in r.iter_content(1 << 20):
+                    digest.update(chunk)
+            print(f"SHA256={digest.hexdigest()}")
+            print(f"SECONDS={time.monotonic() - start:.3f}")
         elif args.mode == "idle":
             time.sleep(args.seconds)
         else:
