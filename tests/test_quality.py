@@ -14,10 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is not installed (extra 'test' installs it)")
 def test_ruff_clean() -> None:
-    result = subprocess.run(
-        ["ruff", "check", "multisock", "tests", "bench", "examples", "compat_tests", "shims"],
-        cwd=ROOT, capture_output=True, text=True,
-    )
+    paths = [p for p in ("multisock", "tests", "bench", "examples", "compat_tests", "shims")
+             if (ROOT / p).is_dir()]
+    result = subprocess.run(["ruff", "check", *paths], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
