@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.tun.netns import namespace, unavailable_reason
-from tests.tun.test_tun_basic import AGENT, V4, V6, finish, start_agent
+from tests.tun.test_tun_basic import V4, V6, finish, start_agent
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason()))
 SIZE = (50 if os.environ.get("MULTISOCK_FULL_TRANSFERS") == "1" else 8) * (1 << 20)
