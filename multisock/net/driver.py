@@ -63,6 +63,7 @@ class Driver:
         self._after_drain: list[Callable[[], None]] = []
         self._after_drain_set: set[int] = set()
         self.errors: list[BaseException] = []
+        self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
 
     # ----------------------------------------------------------------- queues
 
@@ -142,6 +143,11 @@ class Driver:
     @contextmanager
     def operation(self) -> Iterator[None]:
         """Hold the lock for one socket call, draining deliveries before release."""
+        if os.getpid() != self.pid:
+            raise OSError(
+                "multisock: this virtual network belongs to the parent process; its driver "
+                "does not survive fork() (use threads, or create a new Network in the child)"
+            )
         with self.lock:
             try:
                 yield

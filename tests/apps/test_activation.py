@@ -170,3 +170,17 @@ def test_shims_activate_and_are_inherited(tmp_path: Path) -> None:
                                      "MULTISOCK_DELAY": "1ms"})
     assert result.returncode == 7, result.stderr
     assert "multisock.socket True kernel-refused" in result.stdout
+
+
+def test_forked_child_fails_at_once(host: multisock.Host) -> None:
+    sock = host.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    pid = os.fork()
+    if pid == 0:  # the child: must fail fast with the explanation, never hang
+        try:
+            sock.bind(("127.0.0.1", 5))
+        except OSError as exc:
+            os._exit(0 if "does not survive fork" in str(exc) else 2)
+        os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    sock.close()
