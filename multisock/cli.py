@@ -38,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hosts", metavar="FILE", help="an /etc/hosts-style name table")
     parser.add_argument("--dns", metavar="IP", help="DNS server for names not otherwise known")
     parser.add_argument("--hostname", default="multisock", help="the virtual host's name")
+    parser.add_argument("--tun", metavar="NAME", help="attach the host to TUN device NAME (root)")
+    parser.add_argument("--addr", metavar="CIDR", action="append",
+                        help="the stack's address on the TUN link (repeat for IPv4 and IPv6)")
+    parser.add_argument("--peer", metavar="IP", action="append",
+                        help="the kernel's address on the TUN link; default route via it")
     parser.add_argument("-m", dest="module", help="run a library module as a script")
     parser.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...]")
     return parser
@@ -46,10 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from_env(env: dict[str, str]) -> dict[str, Any]:
     """The shims' configuration: MULTISOCK_<OPTION> mirrors --<option>."""
     out: dict[str, Any] = {}
-    for name in (*IMPAIRMENTS, "pcap", "hosts", "dns", "hostname"):
+    for name in (*IMPAIRMENTS, "pcap", "hosts", "dns", "hostname", "tun"):
         value = env.get(f"MULTISOCK_{name.upper()}")
         if value:
             out[name] = value
+    for name in ("addr", "peer"):
+        value = env.get(f"MULTISOCK_{name.upper()}")
+        if value:
+            out[name] = value.split(",")
     for name in ("mtu", "seed"):
         value = env.get(f"MULTISOCK_{name.upper()}")
         if value:
@@ -69,7 +78,19 @@ def activate(options: dict[str, Any]) -> Any:
     impairments = {k: options[k] for k in IMPAIRMENTS if options.get(k)}
     if impairments:
         host.impair_loopback(**impairments)
-    if options.get("mtu"):
+    if options.get("tun"):
+        addrs, peers = options.get("addr") or [], options.get("peer") or []
+        if not addrs or not peers:
+            raise SystemExit("multisock: --tun needs --addr CIDR and --peer IP")
+        from multisock.net.tun import TunUnavailable
+
+        try:
+            tun = host.attach_tun(options["tun"], addrs, peers, mtu=int(options.get("mtu") or 1500))
+        except TunUnavailable as exc:
+            raise SystemExit(f"multisock: {exc.strerror}") from None
+        if impairments:
+            tun.impair(**impairments)
+    elif options.get("mtu"):
         host.loopback.mtu = int(options["mtu"])
     if options.get("pcap"):
         net.capture(options["pcap"])
@@ -103,6 +124,9 @@ def print_stats(host: Any) -> None:
 def run_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.tun is None and (args.addr or args.peer):
+        print("multisock run: --addr/--peer go with --tun", file=sys.stderr)
+        return 2
     if args.module is None and not args.target:
         parser.print_usage(sys.stderr)
         print("multisock run: give a script or -m module", file=sys.stderr)

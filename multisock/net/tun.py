@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any
 
+from multisock.net.impairments import Impairment
 from multisock.stack import addresses as A
 
 if TYPE_CHECKING:
@@ -75,6 +76,9 @@ class TunLink:
         self.name = name
         self.mtu = mtu
         self.counters = {"rx_packets": 0, "tx_packets": 0, "tx_errors": 0, "rx_errors": 0}
+        # multisock's own impairments on this real link, one per direction (ideal by default)
+        self.outbound = Impairment(host.net.derive_rng("tun", name, "out"))
+        self.inbound = Impairment(host.net.derive_rng("tun", name, "in"))
         self._device: Any = pytun.TunTapDevice(name=name, flags=IFF_TUN | IFF_NO_PI)
         self.fd = self._device.fileno()
         os.set_blocking(self.fd, False)
@@ -102,7 +106,26 @@ class TunLink:
             self.interface.transmit = self._transmit
         host.driver.add_reader(self.fd, self._readable)
 
+    def impair(self, **impairments: Any) -> None:
+        """Impair both directions (delay, loss, reorder...): the kernel then sees a bad link."""
+        with self.host.driver.lock:
+            self.outbound.set(**impairments)
+            self.inbound.set(**impairments)
+
     def _transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
+        if not self.outbound.is_ideal:
+            for when, copy in self.outbound.offer(packet, now):
+                if when <= now:
+                    self._write(copy)
+                else:
+                    self.host.driver.call_at(when, self._write, copy)
+            return
+        self._write(packet)
+
+    def _deliver_later(self, packet: bytes) -> None:
+        self.host.receive(packet, self.interface, self.host.driver.now())
+
+    def _write(self, packet: bytes) -> None:
         try:
             os.write(self.fd, packet)
             self.counters["tx_packets"] += 1
@@ -125,7 +148,14 @@ class TunLink:
                 self.counters["rx_errors"] += 1
                 return
             self.counters["rx_packets"] += 1
-            receive(packet, iface, now)
+            if self.inbound.is_ideal:
+                receive(packet, iface, now)
+                continue
+            for when, copy in self.inbound.offer(packet, now):
+                if when <= now:
+                    receive(copy, iface, now)
+                else:
+                    self.host.driver.call_at(when, self._deliver_later, copy)
 
     def close(self) -> None:
         self.host.driver.remove_reader(self.fd)

@@ -58,6 +58,34 @@ def udp_echo(bind: str, port: int) -> None:
         sock.sendto(data.upper(), source)
 
 
+def reset_after(bind: str, port: int, nbytes: int) -> None:
+    """Accept one connection, send ``nbytes``, then abort it with a RST (SO_LINGER 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((bind, port))
+        listener.listen()
+        print("READY", flush=True)
+        listener.settimeout(20)
+        conn, _ = listener.accept()
+        conn.sendall(b"r" * nbytes)
+        time.sleep(0.5)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+
+def sink(bind: str, port: int) -> None:
+    """Accept one connection and read until told to stop (the test kills us)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((bind, port))
+        listener.listen()
+        print("READY", flush=True)
+        listener.settimeout(20)
+        conn, _ = listener.accept()
+        while conn.recv(1 << 20):
+            pass
+
+
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "ping":
@@ -66,3 +94,7 @@ if __name__ == "__main__":
         print(f"REPLY={udp(sys.argv[2], int(sys.argv[3]))}")
     elif mode == "udp-echo":
         udp_echo(sys.argv[2], int(sys.argv[3]))
+    elif mode == "reset-after":
+        reset_after(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "sink":
+        sink(sys.argv[2], int(sys.argv[3]))

@@ -25,11 +25,15 @@ def main() -> int:
     parser.add_argument("--target", default="")
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--loss", default="")
+    parser.add_argument("--reorder", default="")
     args = parser.parse_args()
 
     net = multisock.Network(seed=1)
     host = net.add_host("stack")
     tun = host.attach_tun(args.tun, args.addr, args.peer, mtu=args.mtu)
+    if args.loss or args.reorder:
+        tun.impair(loss=args.loss or 0, reorder=args.reorder or 0, delay="1ms")
     print("READY", flush=True)
     try:
         if args.mode == "ping":
@@ -119,6 +123,34 @@ def main() -> int:
                     digest.update(chunk)
             print(f"SHA256={digest.hexdigest()}")
             print(f"SECONDS={time.monotonic() - start:.3f}")
+        elif args.mode == "reset":
+            sock = host.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect((args.target, args.port))
+            got = 0
+            try:
+                while True:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        print("OUTCOME=eof")
+                        break
+                    got += len(chunk)
+            except OSError as exc:
+                print(f"OUTCOME={type(exc).__name__}:{exc.errno}")
+            print(f"GOT={got}")
+        elif args.mode == "vanish":
+            sock = host.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.settimeout(30)
+            sock.connect((args.target, args.port))
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1500)
+            tun.impair(loss=1.0)  # the kernel peer vanishes: nothing gets through any more
+            start = time.monotonic()
+            try:
+                while True:
+                    sock.sendall(b"x" * 65536)
+            except OSError as exc:
+                print(f"OUTCOME={type(exc).__name__}:{exc.errno}")
+            print(f"SECONDS={time.monotonic() - start:.2f}")
         elif args.mode == "idle":
             time.sleep(args.seconds)
         else:
