@@ -79,6 +79,7 @@ class TunLink:
         # multisock's own impairments on this real link, one per direction (ideal by default)
         self.outbound = Impairment(host.net.derive_rng("tun", name, "out"))
         self.inbound = Impairment(host.net.derive_rng("tun", name, "in"))
+        self.taps: list[Any] = []
         self._device: Any = pytun.TunTapDevice(name=name, flags=IFF_TUN | IFF_NO_PI)
         self.fd = self._device.fileno()
         os.set_blocking(self.fd, False)
@@ -125,7 +126,15 @@ class TunLink:
     def _deliver_later(self, packet: bytes) -> None:
         self.host.receive(packet, self.interface, self.host.driver.now())
 
+    def capture(self, writer: Any) -> None:
+        """Record both directions as seen on the device (before inbound impairments)."""
+        import time
+
+        self.taps.append(lambda packet: writer.write(packet, time.time()))
+
     def _write(self, packet: bytes) -> None:
+        for tap in self.taps:
+            tap(packet)
         try:
             os.write(self.fd, packet)
             self.counters["tx_packets"] += 1
@@ -148,6 +157,8 @@ class TunLink:
                 self.counters["rx_errors"] += 1
                 return
             self.counters["rx_packets"] += 1
+            for tap in self.taps:
+                tap(packet)
             if self.inbound.is_ideal:
                 receive(packet, iface, now)
                 continue

@@ -26,12 +26,18 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--loss", default="")
+    parser.add_argument("--pcap", default="")
     parser.add_argument("--reorder", default="")
     args = parser.parse_args()
 
     net = multisock.Network(seed=1)
     host = net.add_host("stack")
     tun = host.attach_tun(args.tun, args.addr, args.peer, mtu=args.mtu)
+    if args.pcap:
+        from multisock.net.pcap import PcapWriter
+
+        writer = PcapWriter(args.pcap)
+        tun.capture(writer)
     if args.loss or args.reorder:
         tun.impair(loss=args.loss or 0, reorder=args.reorder or 0, delay="1ms")
     print("READY", flush=True)
@@ -158,6 +164,8 @@ def main() -> int:
             return 2
     finally:
         print(f"TUN_COUNTERS={tun.counters}", flush=True)
+        if args.pcap:
+            writer.close()
         tun.close()
         net.close()
     return 0

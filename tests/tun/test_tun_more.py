@@ -109,3 +109,48 @@ def test_launcher_tun_errors() -> None:
     result = subprocess.run([sys.executable, "-m", "multisock", "run", "--addr", "10.0.0.2/24",
                              "x.py"], capture_output=True, text=True, env=env, timeout=30)
     assert result.returncode == 2 and "go with --tun" in result.stderr
+
+
+def test_pcap_shows_options_negotiated_with_the_kernel_and_used(tmp_path: Path) -> None:
+    import dpkt
+
+    opts, _stack_ip, kernel_ip = V4
+    pcap = tmp_path / "tun.pcap"
+    with namespace() as ns:
+        root = f"/tmp/msk-www-pcap-{os.getpid()}"
+        os.makedirs(root, exist_ok=True)
+        Path(root, "blob").write_bytes(os.urandom(1 << 20))
+        try:
+            server = ns.popen("python3", "-m", "http.server", "8000", "--bind", "0.0.0.0",
+                              "--directory", root)
+            try:
+                agent = start_agent(ns, "http-get", "--target", kernel_ip, "--port", "8000",
+                                    "--loss", "3%", "--pcap", str(pcap), *opts)
+                finish(agent)
+            finally:
+                server.kill()
+                server.communicate()
+        finally:
+            os.unlink(os.path.join(root, "blob"))
+            os.rmdir(root)
+    syn_options: dict[str, set[int]] = {"stack": set(), "kernel": set()}
+    data_with_ts = sack_from_stack = 0
+    with pcap.open("rb") as f:
+        for _ts, buf in dpkt.pcap.Reader(f):
+            ip = dpkt.ip.IP(buf)
+            if not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            side = "stack" if ip.src == bytes([10, 77, 0, 2]) else "kernel"
+            kinds = {kind for kind, _ in dpkt.tcp.parse_opts(tcp.opts)}
+            if tcp.flags & dpkt.tcp.TH_SYN:
+                syn_options[side] |= kinds
+            elif tcp.data and dpkt.tcp.TCP_OPT_TIMESTAMP in kinds:
+                data_with_ts += 1
+            if side == "stack" and dpkt.tcp.TCP_OPT_SACK in kinds:
+                sack_from_stack += 1
+    wanted = {dpkt.tcp.TCP_OPT_MSS, dpkt.tcp.TCP_OPT_WSCALE, dpkt.tcp.TCP_OPT_SACKOK,
+              dpkt.tcp.TCP_OPT_TIMESTAMP}
+    assert wanted <= syn_options["stack"] and wanted <= syn_options["kernel"]
+    assert data_with_ts > 100  # timestamps used on the data path
+    assert sack_from_stack > 0  # we told the kernel what we hold (3 % loss on our side)
