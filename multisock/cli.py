@@ -99,7 +99,17 @@ def activate(options: dict[str, Any]) -> Any:
 
         host.hosts_table = HostsTable.from_file(options["hosts"])
     if options.get("dns"):
-        raise SystemExit("multisock: --dns needs the DNS stub resolver, which is not built yet")
+        from multisock.resolver import StubResolver
+        from multisock.socket import socket as msocket
+
+        server = options["dns"]
+        port = 53
+        if server.count(":") == 1:  # "IP:PORT" for IPv4
+            server, port_text = server.split(":")
+            port = int(port_text)
+        host.resolver = StubResolver(
+            [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
+        )
     set_default_host(host)
     monkey.patch_all()
     if options.get("stats"):
