@@ -418,8 +418,16 @@ def _make_core(family: int, type: int, proto: int, host: _Any) -> _Any:
         from multisock.api.stream import StreamCore
 
         core = StreamCore(host, family, type, proto)
+    elif base_type == SOCK_RAW and (
+        (family == AF_INET and proto == _socket.IPPROTO_ICMP)
+        or (family == AF_INET6 and proto == _socket.IPPROTO_ICMPV6)
+    ):
+        from multisock.api.dgram import DatagramCore
+
+        core = DatagramCore(host, family, type, proto)
     else:
-        raise _oserror(_errno.ESOCKTNOSUPPORT if base_type == SOCK_RAW else _errno.EINVAL)
+        # raw sockets of other protocols are not modelled (Linux would need CAP_NET_RAW too)
+        raise _oserror(_errno.EPROTONOSUPPORT if base_type == SOCK_RAW else _errno.EINVAL)
     if type & SOCK_NONBLOCK:
         core.setblocking(False)
     return core

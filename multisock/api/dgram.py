@@ -21,15 +21,28 @@ class DatagramCore(Core):
 
     def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
         super().__init__(host, family, type, proto)
-        self.is_ping = proto in (_socket.IPPROTO_ICMP, _socket.IPPROTO_ICMPV6)
+        self.is_raw = type & 0xF == _socket.SOCK_RAW
+        self.is_ping = proto in (_socket.IPPROTO_ICMP, _socket.IPPROTO_ICMPV6) and not self.is_raw
         self.ep = DatagramEndpoint(family)
         self.ep.on_change = self.changed
+        if self.is_raw:
+            self._raw().open(self.ep)
         if family == AF_INET6:
             self.ep.v6only = False
 
     @property
     def _stack(self) -> Any:
+        if self.is_raw:
+            return self._raw()
         return self.host.ip.ping if self.is_ping else self.host.ip.udp
+
+    def _raw(self) -> Any:
+        ip = self.host.ip
+        if getattr(ip, "raw_icmp", None) is None:
+            from multisock.stack.raw import RawIcmp
+
+            ip.raw_icmp = RawIcmp(ip)
+        return ip.raw_icmp
 
     def readable(self) -> bool:
         return self.ep.readable or self.closed
@@ -43,8 +56,12 @@ class DatagramCore(Core):
         self.check_open()
         addr, port = self.parse(address, "bind")
         with self.driver.operation():
-            if self.ep.local is not None:
+            if self.ep.local is not None and not self.is_raw:
                 raise oserror(errno.EINVAL)
+            if self.is_raw:
+                self.host.ip.check_bind_address(self.family, addr, False)
+                self.ep.local = (addr, 0)
+                return
             self._stack.bind(self.ep, addr, port)
 
     def connect(self, address: Any) -> None:
@@ -132,7 +149,7 @@ class DatagramCore(Core):
             if err:
                 raise oserror(err)
             addr, port = target
-            if self.is_ping:
+            if self.is_ping or self.is_raw:
                 sent = int(self._stack.sendto(self.ep, view, addr))
             else:
                 if is_wildcard(addr):

@@ -68,6 +68,7 @@ class IPStack:
         self.ping = PingStack(self, self.rng)
         self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
         self.raw_listeners: list[Callable[[bytes, bytes, int, bytes], None]] = []
+        self.raw_icmp: Any = None  # created with the first raw ICMP socket
         self.counters: dict[str, int] = {
             "in_packets": 0,
             "in_delivered": 0,

@@ -41,7 +41,7 @@ def test_close_from_another_thread_wakes_blocked_recv(host: multisock.Host) -> N
                 others = [listener, client]
             outcome: list[BaseException] = []
 
-            def reader(s: Any = blocked) -> None:
+            def reader(s: Any = blocked, outcome: list[BaseException] = outcome) -> None:
                 try:
                     s.recv(10)
                 except OSError as exc:

@@ -155,3 +155,29 @@ def test_malformed_packets_are_counted_not_raised(net: Network) -> None:
             b.receive(junk, iface, 0.0)
     assert b.ip.counters["in_malformed"] >= 4
     assert a.ping("10.0.0.2") < 0.5
+
+
+def test_raw_icmp_sockets_both_families(net: Network) -> None:
+    import struct
+
+    from multisock.wire.checksum import internet_checksum
+
+    a, _b = pair(net)
+    raw4 = a.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    raw4.settimeout(2)
+    msg = struct.pack("!BBHHH", 8, 0, 0, 0x1234, 1) + b"rawping"
+    msg = msg[:2] + internet_checksum(msg).to_bytes(2, "big") + msg[4:]
+    raw4.sendto(msg, ("10.0.0.2", 0))
+    data, addr = raw4.recvfrom(1000)
+    assert addr == ("10.0.0.2", 0)
+    assert data[0] >> 4 == 4 and data[20] == 0 and data[28:] == b"rawping"  # IP header + reply
+    raw6 = a.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    raw6.settimeout(2)
+    raw6.sendto(struct.pack("!BBHHH", 128, 0, 0, 7, 1) + b"v6raw", ("fd00::2", 0))
+    data, addr = raw6.recvfrom(1000)
+    assert addr[0] == "fd00::2" and data[0] == 129 and data[8:] == b"v6raw"  # no IP header
+    with pytest.raises(OSError) as info:
+        a.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+    assert info.value.errno == errno.EPROTONOSUPPORT
+    raw4.close()
+    raw6.close()
