@@ -340,6 +340,8 @@ class StreamCore(Core):
                         raise oserror(errno.EINVAL)
                     if option in (_socket.TCP_NODELAY, _socket.TCP_QUICKACK):
                         setattr(tcb, self._TCP_ATTRS[option], number != 0)
+                        if option == _socket.TCP_NODELAY and number:
+                            tcb.push(self.host.touch())  # Linux sends what Nagle held
                     else:
                         setattr(tcb, self._TCP_ATTRS[option], number)
                 elif option == TCP_CONGESTION:
