@@ -24,7 +24,7 @@ from multisock import monkey
 from multisock.runtime import set_default_host
 
 MIB = 1 << 20
-BIG = bytes(range(256)) * (32 * 4096)  # 32 MiB
+BIG = bytes(range(256)) * (50 * 4096)  # 50 MiB
 
 
 @pytest.fixture
