@@ -636,10 +636,12 @@ class IPStack:
 
     # ------------------------------------------------ the TCP engine's host side
 
-    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None:
+    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
+                   ttl: int | None = None, tos: int = 0) -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
         try:
-            self.output(src, dst, PROTO_TCP, bytes(segment), csum_offset=16, df=True)
+            self.output(src, dst, PROTO_TCP, bytes(segment), ttl=ttl, tos=tos, csum_offset=16,
+                        df=True)
         except OSError as exc:
             key = "out_no_route" if exc.errno == errno.ENETUNREACH else "out_tcp_errors"
             self.counters[key] = self.counters.get(key, 0) + 1

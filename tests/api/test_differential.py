@@ -432,6 +432,17 @@ def tcp_options(mod: Any) -> Any:
 
 
 @scenario
+def tcp_ip_options(mod: Any) -> Any:
+    listener, client, server = _connected(mod)
+    with listener, client, server:
+        client.setsockopt(mod.IPPROTO_IP, mod.IP_TTL, 9)
+        client.setsockopt(mod.IPPROTO_IP, mod.IP_TOS, 0x10)
+        client.sendall(b"ttl")
+        return (client.getsockopt(mod.IPPROTO_IP, mod.IP_TTL),
+                client.getsockopt(mod.IPPROTO_IP, mod.IP_TOS), server.recv(10))
+
+
+@scenario
 def tcp_peername_unconnected(mod: Any) -> Any:
     with mod.socket() as s:
         s.getpeername()

@@ -26,7 +26,8 @@ class RecordingHost:
         self.sent: list[tuple[bytes, bytes, bytes]] = []
         self.deliver = None  # set by Wire
 
-    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview) -> None:
+    def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
+                   ttl: int | None = None, tos: int = 0) -> None:
         self.sent.append((src, dst, bytes(segment)))
         if self.deliver is not None:
             self.deliver(src, dst, bytes(segment))

@@ -89,6 +89,8 @@ class TcpSocket:
 
     __slots__ = (
         # identity and user-visible state
+        "ttl",
+        "tos",
         "stack",
         "family",
         "state",
@@ -226,6 +228,8 @@ class TcpSocket:
         self.keepcnt = cfg.keepalive_probes
         self.user_timeout = 0
         self.linger: float | None = None
+        self.ttl: int | None = None  # IP_TTL / IPV6_UNICAST_HOPS (None: the host's default)
+        self.tos = 0  # IP_TOS
         self.rcvbuf = cfg.rcvbuf
         self.sndbuf = cfg.sndbuf
         self.quickack = False
@@ -708,7 +712,8 @@ class TcpSocket:
         self.ack_now = False
         self.t_dack = None
         self.segs_out += 1
-        self.stack.emit(local[0], remote[0], hdr + payload if len(payload) else hdr)
+        self.stack.emit(local[0], remote[0], hdr + payload if len(payload) else hdr,
+                        self.ttl, self.tos)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.stack.config
@@ -741,7 +746,7 @@ class TcpSocket:
         self.snd_nxt = self.iss + 1
         self.snd_max = max(self.snd_max, self.snd_nxt)
         self.segs_out += 1
-        self.stack.emit(local[0], remote[0], hdr)
+        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos)
 
     def _send_ack(self, now: float) -> None:
         self._xmit(self.snd_nxt, ACK, b"", now)
@@ -754,7 +759,7 @@ class TcpSocket:
             self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, RST | ACK, 0, 0, 0
         )
         self.stack.counters["rst_sent"] += 1
-        self.stack.emit(self.local[0], self.remote[0], hdr)
+        self.stack.emit(self.local[0], self.remote[0], hdr, self.ttl, self.tos)
 
     def _queue_fin(self, now: float) -> None:
         """The user is done writing: the FIN follows the last queued byte."""
@@ -1350,7 +1355,7 @@ class TcpSocket:
         assert self.local is not None and self.remote is not None
         hdr = wire._HEADER.pack(self.local[1], self.remote[1], ack & MASK, 0, 0x50, RST, 0, 0, 0)
         self.stack.counters["rst_sent"] += 1
-        self.stack.emit(self.local[0], self.remote[0], hdr)
+        self.stack.emit(self.local[0], self.remote[0], hdr, self.ttl, self.tos)
 
     def _input_syn_sent(self, hdr: TCPHeader, payload: memoryview, now: float) -> None:
         flags = hdr.flags

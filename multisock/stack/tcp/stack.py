@@ -33,7 +33,8 @@ Key = tuple[bytes, int, bytes, int]
 
 class TcpHost(Protocol):
     def tcp_output(
-        self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview
+        self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
+        ttl: int | None = None, tos: int = 0,
     ) -> None: ...
     def route_mtu(self, dst: bytes) -> int | None: ...
     def select_source(self, dst: bytes) -> bytes | None: ...
@@ -204,9 +205,10 @@ class TcpStack:
         elif sock.on_change is not None:
             sock.on_change()
 
-    def emit(self, src: bytes, dst: bytes, segment: bytes) -> None:
+    def emit(self, src: bytes, dst: bytes, segment: bytes, ttl: int | None = None,
+             tos: int = 0) -> None:
         self.counters["segments_out"] += 1
-        self.host.tcp_output(src, dst, segment)
+        self.host.tcp_output(src, dst, segment, ttl, tos)
 
     def transition(self, sock: TcpSocket, old: TcpState, new: TcpState, now: float) -> None:
         if self.config.log_transitions:
