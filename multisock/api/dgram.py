@@ -279,39 +279,14 @@ class DatagramCore(Core):
                     pass  # accepted and meaningless for datagrams, as on Linux
                 else:
                     raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IP and self.family == AF_INET or (
-                level == O.IPPROTO_IP and not ep.v6only
-            ):
-                if option == _socket.IP_TTL:
-                    ttl = O.as_int(value)
-                    if not (1 <= ttl <= 255 or ttl == -1):
-                        raise oserror(errno.EINVAL)
-                    ep.ttl = None if ttl == -1 else ttl
-                elif option == _socket.IP_TOS:
-                    ep.tos = O.as_int(value) & 0xFF
-                elif option == _socket.IP_MULTICAST_TTL:
-                    ep.multicast_ttl = O.as_int(value)
-                elif option == _socket.IP_MULTICAST_LOOP:
-                    ep.multicast_loop = O.as_bool(value)
-                elif option in (_socket.IP_ADD_MEMBERSHIP, _socket.IP_DROP_MEMBERSHIP,
-                                _socket.IP_MULTICAST_IF):
-                    pass  # every host hears every group on our links: membership is a no-op
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
-                if option == _socket.IPV6_V6ONLY:
-                    if ep.local is not None:
-                        raise oserror(errno.EINVAL)
-                    ep.v6only = O.as_bool(value)
-                elif option == _socket.IPV6_UNICAST_HOPS:
-                    hops = O.as_int(value)
-                    ep.ttl = None if hops == -1 else hops
-                elif option in (_socket.IPV6_MULTICAST_HOPS, _socket.IPV6_MULTICAST_LOOP,
-                                _socket.IPV6_JOIN_GROUP, _socket.IPV6_LEAVE_GROUP,
-                                _socket.IPV6_MULTICAST_IF):
-                    pass
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
+            elif O.set_ip_option(ep, self.family, level, option, value):
+                pass
+            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
+                ep.multicast_ttl = O.as_int(value)
+            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
+                ep.multicast_loop = O.as_bool(value)
+            elif level in (O.IPPROTO_IP, O.IPPROTO_IPV6) and option in O.MULTICAST_NOOPS:
+                pass  # every host hears every group on our links: membership is a no-op
             else:
                 raise oserror(errno.ENOPROTOOPT)
 
@@ -345,24 +320,13 @@ class DatagramCore(Core):
                     value = table[option]
                 else:
                     raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IP:
-                if option == _socket.IP_TTL:
-                    value = ep.ttl if ep.ttl is not None else self.host.ip.default_ttl
-                elif option == _socket.IP_TOS:
-                    value = ep.tos
-                elif option == _socket.IP_MULTICAST_TTL:
-                    value = ep.multicast_ttl
-                elif option == _socket.IP_MULTICAST_LOOP:
-                    value = int(ep.multicast_loop)
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
-                if option == _socket.IPV6_V6ONLY:
-                    value = int(ep.v6only)
-                elif option == _socket.IPV6_UNICAST_HOPS:
-                    value = ep.ttl if ep.ttl is not None else self.host.ip.default_ttl
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
+            elif (ip_value := O.get_ip_option(ep, self.family, level, option,
+                                              self.host.ip.default_ttl)) is not None:
+                value = ip_value
+            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
+                value = ep.multicast_ttl
+            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
+                value = int(ep.multicast_loop)
             else:
                 raise oserror(errno.ENOPROTOOPT)
         return O.reply(value, buflen)

@@ -97,3 +97,54 @@ def reply(value: int | bytes, buflen: int | None) -> int | bytes:
         raise OSError(errno.EINVAL, "getsockopt buflen out of range")
     raw = value if isinstance(value, bytes) else _INT.pack(value)
     return raw[:buflen]
+
+
+# ---------------------------------------------------------- IP-level options
+# Shared by every userspace socket kind: ``target`` is the protocol state object
+# (a datagram endpoint or a TCP control block) with ``ttl``, ``tos``, ``v6only``
+# and ``local`` attributes.
+
+MULTICAST_NOOPS = frozenset(
+    getattr(_socket, name)
+    for name in ("IP_ADD_MEMBERSHIP", "IP_DROP_MEMBERSHIP", "IP_MULTICAST_IF",
+                 "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_JOIN_GROUP",
+                 "IPV6_LEAVE_GROUP", "IPV6_MULTICAST_IF")
+    if hasattr(_socket, name)
+)
+
+
+def set_ip_option(target: Any, family: int, level: int, option: int, value: Any) -> bool:
+    """Apply IP_TTL/IP_TOS/IPV6_V6ONLY/IPV6_UNICAST_HOPS; False if not one of those."""
+    if level == IPPROTO_IP and option == _socket.IP_TTL:
+        ttl = as_int(value)
+        if not (1 <= ttl <= 255 or ttl == -1):
+            raise oserror(errno.EINVAL)
+        target.ttl = None if ttl == -1 else ttl
+    elif level == IPPROTO_IP and option == _socket.IP_TOS:
+        target.tos = as_int(value) & 0xFF
+    elif level == IPPROTO_IPV6 and family == _socket.AF_INET6 and option == _socket.IPV6_V6ONLY:
+        if target.local is not None:
+            raise oserror(errno.EINVAL)
+        target.v6only = as_bool(value)
+    elif (level == IPPROTO_IPV6 and family == _socket.AF_INET6
+          and option == _socket.IPV6_UNICAST_HOPS):
+        hops = as_int(value)
+        if not (0 <= hops <= 255 or hops == -1):
+            raise oserror(errno.EINVAL)
+        target.ttl = None if hops == -1 else hops
+    else:
+        return False
+    return True
+
+
+def get_ip_option(target: Any, family: int, level: int, option: int, default_ttl: int) -> int | None:
+    """The value of one of the options :func:`set_ip_option` handles, else None."""
+    if level == IPPROTO_IP and option == _socket.IP_TTL or (
+            level == IPPROTO_IPV6 and family == _socket.AF_INET6
+            and option == _socket.IPV6_UNICAST_HOPS):
+        return int(target.ttl) if target.ttl is not None else default_ttl
+    if level == IPPROTO_IP and option == _socket.IP_TOS:
+        return int(target.tos)
+    if level == IPPROTO_IPV6 and family == _socket.AF_INET6 and option == _socket.IPV6_V6ONLY:
+        return int(bool(target.v6only))
+    return None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import oserror, timed_out, would_block
-from multisock.stack.addresses import AF_INET, AF_INET6
+from multisock.stack.addresses import AF_INET
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -352,27 +352,7 @@ class StreamCore(Core):
                         raise oserror(errno.ENOENT) from None
                 else:
                     raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IP:
-                if option == _socket.IP_TTL:
-                    ttl = O.as_int(value)
-                    if not (1 <= ttl <= 255 or ttl == -1):
-                        raise oserror(errno.EINVAL)
-                    tcb.ttl = None if ttl == -1 else ttl
-                elif option == _socket.IP_TOS:
-                    tcb.tos = O.as_int(value) & 0xFF
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
-                if option == _socket.IPV6_V6ONLY:
-                    if tcb.local is not None:
-                        raise oserror(errno.EINVAL)
-                    tcb.v6only = O.as_bool(value)
-                elif option == _socket.IPV6_UNICAST_HOPS:
-                    hops = O.as_int(value)
-                    tcb.ttl = None if hops == -1 else hops
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
-            else:
+            elif not O.set_ip_option(tcb, self.family, level, option, value):
                 raise oserror(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
@@ -420,20 +400,9 @@ class StreamCore(Core):
                     value = str(tcb.congestion).encode().ljust(16, b"\0")
                 else:
                     raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IP:
-                if option == _socket.IP_TTL:
-                    value = getattr(tcb, "ttl", None) or self.host.ip.default_ttl
-                elif option == _socket.IP_TOS:
-                    value = getattr(tcb, "tos", 0) or 0
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
-            elif level == O.IPPROTO_IPV6 and self.family == AF_INET6:
-                if option == _socket.IPV6_V6ONLY:
-                    value = int(bool(tcb.v6only))
-                elif option == _socket.IPV6_UNICAST_HOPS:
-                    value = getattr(tcb, "ttl", None) or self.host.ip.default_ttl
-                else:
-                    raise oserror(errno.ENOPROTOOPT)
+            elif (ip_value := O.get_ip_option(tcb, self.family, level, option,
+                                              self.host.ip.default_ttl)) is not None:
+                value = ip_value
             else:
                 raise oserror(errno.ENOPROTOOPT)
         return O.reply(value, buflen)
