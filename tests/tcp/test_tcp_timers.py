@@ -9,6 +9,7 @@ import pytest
 from tcpscript import Script
 
 from multisock.stack.tcp import TcpConfig, TcpState
+from multisock.wire import tcp as wire
 
 
 def test_syn_retransmission_backoff_then_etimedout() -> None:
@@ -247,3 +248,26 @@ def test_repeated_timeouts_keep_the_first_ssthresh() -> None:
     s.advance(0.8)
     assert sock.info()["retransmits"] == 3
     assert sock.info()["snd_ssthresh"] == first and sock.info()["snd_cwnd"] == 1000
+
+
+def test_pure_ack_after_a_timeout_carries_snd_max_not_the_rewound_snd_nxt() -> None:
+    """A timeout rewinds snd_nxt; an ACK sent then with seq=snd_nxt would fall left of the
+    peer's window and be dropped unread — with both sides rewound, both sides' ACKs are
+    ignored and the connection deadlocks (found by the 1 %-loss bulk test)."""
+    s = Script()
+    sock = s.active_open()
+    sock.nodelay = True
+    sock.send(b"x" * 4000, s.now)
+    for _ in range(3):
+        s.pop()
+    s.advance(0.2)
+    s.expect(". 1:1461(1460) ack 1")  # the timeout resent the first segment only
+    s.inject(". 1:101(100) ack 1 win 65535", b"y" * 100)  # peer data arrives: we must ACK it
+    s.advance(0.25)  # let a delayed ACK fire if the stack chose to delay
+    acks = []
+    while s.host.sent:
+        hdr, payload = s.pop()
+        if not payload and not hdr.flags & wire.SYN:
+            acks.append(hdr)
+    assert acks, "the data was never acknowledged"
+    assert all(h.seq == (sock.iss + 4001) & 0xFFFFFFFF for h in acks)  # snd_max, never snd_nxt

@@ -749,7 +749,10 @@ class TcpSocket:
         self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos)
 
     def _send_ack(self, now: float) -> None:
-        self._xmit(self.snd_nxt, ACK, b"", now)
+        # snd_max, not snd_nxt: after a timeout rewinds snd_nxt, an ACK carrying the old
+        # sequence number falls left of the peer's window and is dropped unread (both sides
+        # rewound = both sides' ACKs ignored = deadlock). snd_max is always acceptable.
+        self._xmit(self.snd_max, ACK, b"", now)
 
     def _send_rst_to_peer(self, now: float) -> None:
         if self.remote is None or self.local is None:
