@@ -1,0 +1,1 @@
+"""Benchmarks: multisock figures beside the kernel's, measured in the same run."""
