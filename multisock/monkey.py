@@ -74,10 +74,10 @@ def patch_select() -> None:
 
 
 def patch_selectors() -> None:
-    from multisock.selectors_shim import MultisockSelector
+    from multisock.selectors_shim import CLASSES
 
-    for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector"):
-        _patch("selectors", name, MultisockSelector)
+    for name, cls in CLASSES.items():
+        _patch("selectors", name, cls)
     _patched_modules.add("selectors")
     _rebind_known_captures()
 
@@ -180,9 +180,10 @@ def _rebind_known_captures() -> None:
     """Attributes known stdlib modules copied at import time."""
     socketserver = sys.modules.get("socketserver")
     if socketserver is not None and "selectors" in _patched_modules:
-        from multisock.selectors_shim import MultisockSelector
+        from multisock.selectors_shim import MultisockPollSelector
 
-        _patch("socketserver", "_ServerSelector", MultisockSelector)
+        # socketserver prefers PollSelector, like its own import-time choice on Linux
+        _patch("socketserver", "_ServerSelector", MultisockPollSelector)
 
 
 class _Finder(importlib.abc.MetaPathFinder):
