@@ -76,6 +76,8 @@ class Core:
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
         # extra callbacks run on every readiness change (select/poll shims register here)
         self.watchers: set[Callable[[], None]] = set()
+        # a layer above (TLS) holds bytes for the reader: the socket counts as readable
+        self.held_above = False
 
     # -------------------------------------------------------------- blocking
 
@@ -123,6 +125,14 @@ class Core:
             fd.update(self.readable())
         for watcher in tuple(self.watchers):
             watcher()
+
+    def set_held_above(self, held: bool) -> None:
+        """A layer above the core (TLS's decrypted or not yet decrypted bytes) now holds, or no
+        longer holds, data for the reader; select, poll and the eventfd must say so."""
+        with self.driver.lock:
+            if held != self.held_above:
+                self.held_above = held
+                self.changed()
 
     def readable(self) -> bool:
         return False

@@ -32,7 +32,24 @@ class StreamCore(Core):
         self.connecting = False
 
     def readable(self) -> bool:
-        return bool(self.tcb.readable) or self.closed
+        return bool(self.tcb.readable) or self.closed or self.held_above
+
+    def wait_io(self, read: bool, write: bool, timeout: float | None) -> bool:
+        """Block until the transport itself is readable (``read``) or writable (``write``);
+        False if ``timeout`` seconds pass first. For a layer above (TLS) that keeps its own
+        deadline over several transport calls; bytes it holds itself do not count."""
+        tcb = self.tcb
+
+        def ready() -> bool:
+            return self.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
+
+        with self.driver.operation():
+            self.host.touch()
+            try:
+                self.wait(ready, 0, timeout)
+            except (TimeoutError, BlockingIOError):
+                return False
+        return True
 
     def writable(self) -> bool:
         return bool(self.tcb.writable) or self.closed
