@@ -78,6 +78,8 @@ class Core:
         # extra callbacks run on every readiness change (select/poll shims register here);
         # the set is created on first use (an empty set is 216 bytes per socket)
         self._watchers: set[Callable[[], None]] | None = None
+        # a layer above (TLS) holds bytes for the reader: the socket counts as readable
+        self.held_above = False
 
     @property
     def cond(self) -> threading.Condition:
@@ -143,6 +145,14 @@ class Core:
         if self._watchers:
             for watcher in tuple(self._watchers):
                 watcher()
+
+    def set_held_above(self, held: bool) -> None:
+        """A layer above the core (TLS's decrypted or not yet decrypted bytes) now holds, or no
+        longer holds, data for the reader; select, poll and the eventfd must say so."""
+        with self.driver.lock:
+            if held != self.held_above:
+                self.held_above = held
+                self.changed()
 
     def readable(self) -> bool:
         return False
