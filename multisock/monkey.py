@@ -88,6 +88,15 @@ def is_patched(module_name: str | None = None) -> bool:
 def patch_socket() -> None:
     import multisock.socket as msock
 
+    if "socket" not in _patched_modules:
+        # ssl defines ``class SSLSocket(socket)`` with the name it imports from socket: it
+        # must be imported while that is still the stdlib's class (a _socket.socket
+        # subclass), or every later ssl.SSLSocket - kernel or userspace - is broken
+        try:
+            import ssl  # noqa: F401
+        except ImportError:
+            pass
+
     for name in sorted(msock._OURS):
         if hasattr(msock, name):
             _patch("socket", name, getattr(msock, name))
