@@ -112,6 +112,8 @@ class Core:
 
     def _sync_fd_blocking(self) -> None:
         """The fd's O_NONBLOCK says what CPython's would: set unless the timeout is None."""
+        if self.closed:
+            raise bad_fd()  # CPython sets the timeout, then fcntl() on the dead fd fails
         fd = self._fd
         if fd is not None and fd.fd >= 0:
             os.set_blocking(fd.fd, self.timeout is None)
