@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import forking  # noqa: F401 - installs the fork hooks
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
 from multisock.api.sockaddr import format_address, parse_address
