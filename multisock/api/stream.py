@@ -316,7 +316,8 @@ class StreamCore(Core):
         with self.driver.operation():
             now = self.host.touch()
             self.tcb.shutdown(how, now)
-            self.cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
 
     def close_protocol(self) -> None:
         now = self.host.touch()
