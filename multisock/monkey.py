@@ -88,6 +88,15 @@ def is_patched(module_name: str | None = None) -> bool:
 def patch_socket() -> None:
     import multisock.socket as msock
 
+    if "socket" not in _patched_modules:
+        # ssl defines ``class SSLSocket(socket)`` with the name it imports from socket: it
+        # must be imported while that is still the stdlib's class (a _socket.socket
+        # subclass), or every later ssl.SSLSocket - kernel or userspace - is broken
+        try:
+            import ssl  # noqa: F401
+        except ImportError:
+            pass
+
     for name in sorted(msock._OURS):
         if hasattr(msock, name):
             _patch("socket", name, getattr(msock, name))
@@ -104,10 +113,10 @@ def patch_select() -> None:
 
 
 def patch_selectors() -> None:
-    from multisock.selectors_shim import MultisockSelector
+    from multisock.selectors_shim import CLASSES
 
-    for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector"):
-        _patch("selectors", name, MultisockSelector)
+    for name, cls in CLASSES.items():
+        _patch("selectors", name, cls)
     _patched_modules.add("selectors")
     _rebind_known_captures()
 
@@ -219,9 +228,10 @@ def _rebind_known_captures() -> None:
     """Attributes known stdlib modules copied at import time."""
     socketserver = sys.modules.get("socketserver")
     if socketserver is not None and "selectors" in _patched_modules:
-        from multisock.selectors_shim import MultisockSelector
+        from multisock.selectors_shim import MultisockPollSelector
 
-        _patch("socketserver", "_ServerSelector", MultisockSelector)
+        # socketserver prefers PollSelector, like its own import-time choice on Linux
+        _patch("socketserver", "_ServerSelector", MultisockPollSelector)
 
 
 class _Finder(importlib.abc.MetaPathFinder):

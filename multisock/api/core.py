@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -100,12 +101,20 @@ class Core:
 
     def settimeout(self, value: Any) -> None:
         self.timeout = check_timeout(value)
+        self._sync_fd_blocking()
 
     def gettimeout(self) -> float | None:
         return self.timeout
 
     def setblocking(self, flag: bool) -> None:
         self.timeout = None if flag else 0.0
+        self._sync_fd_blocking()
+
+    def _sync_fd_blocking(self) -> None:
+        """The fd's O_NONBLOCK says what CPython's would: set unless the timeout is None."""
+        fd = self._fd
+        if fd is not None and fd.fd >= 0:
+            os.set_blocking(fd.fd, self.timeout is None)
 
     def getblocking(self) -> bool:
         return self.timeout != 0.0
@@ -170,6 +179,7 @@ class Core:
                 self._fd = ReadinessFd()
                 self._fd.update(self.readable())
                 _cores_by_fd[self._fd.fd] = self
+                self._sync_fd_blocking()
             return self._fd.fd
 
     def check_open(self) -> None:

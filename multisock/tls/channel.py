@@ -39,8 +39,20 @@ READ_CHUNK = 64 * 1024  # ciphertext taken from TCP per call
 SEND_CHUNK = 256 * 1024  # ciphertext handed to TCP per call
 
 
+def _ssl_error(cls: type[ssl.SSLError], code: int, message: str) -> Any:
+    error = cls(code, message)
+    error.reason = None  # type: ignore[assignment]  # as _ssl.c leaves it: no OpenSSL error
+    error.library = None  # type: ignore[assignment]
+    return error
+
+
 def want_write() -> ssl.SSLWantWriteError:
-    return ssl.SSLWantWriteError(ssl.SSL_ERROR_WANT_WRITE, "The operation did not complete (write)")
+    return _ssl_error(ssl.SSLWantWriteError, ssl.SSL_ERROR_WANT_WRITE,
+                      "The operation did not complete (write)")
+
+
+def eof_error() -> ssl.SSLEOFError:
+    return _ssl_error(ssl.SSLEOFError, ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
 
 
 def timed_out(what: str) -> TimeoutError:
@@ -87,11 +99,16 @@ class TlsChannel:
     # ------------------------------------------------------------ operations
 
     def run(self, op: Callable[[], T], what: str | None, deadline: Deadline,
-            *, flush: bool) -> T:
+            *, flush: bool, io_error_is_eof: bool = False) -> T:
         """Call ``op`` (an SSL object method) until it stops wanting input; then send what
         it produced: all of it when ``flush`` (handshake, write, shutdown), else what the
         transport takes now. ``what`` names the operation in timeout messages (None: the
-        direction, as for CPython's shutdown)."""
+        direction, as for CPython's shutdown).
+
+        ``io_error_is_eof``: a transport error (reset, broken pipe) becomes ``SSLEOFError``,
+        as CPython reports it for reads and writes (``SSL_read_ex``/``SSL_write_ex`` return 0,
+        which ``_ssl.c`` takes for EOF); the handshake and shutdown raise the OSError itself.
+        """
         try:
             while True:
                 with self._state:
@@ -111,11 +128,31 @@ class TlsChannel:
             else:
                 self._try_send()
             return return_value
+        except ssl.SSLError as exc:
+            if not isinstance(exc, (ssl.SSLWantReadError, ssl.SSLWantWriteError)):
+                self._try_send()  # the alert OpenSSL queued for the peer
+            raise
+        except (TimeoutError, BlockingIOError):
+            raise
+        except OSError as exc:
+            if io_error_is_eof:
+                raise eof_error() from exc
+            raise
         finally:
             self.publish()
 
     def write(self, data: Any, deadline: Deadline) -> int:
         """Encrypt and send ``data``: all of it when blocking, one chunk when not."""
+        try:
+            return self._write(data, deadline)
+        except ssl.SSLError:
+            raise
+        except (TimeoutError, BlockingIOError):
+            raise
+        except OSError as exc:
+            raise eof_error() from exc
+
+    def _write(self, data: Any, deadline: Deadline) -> int:
         view = memoryview(data).cast("B")
         sslobj = self.sslobj
         if self._committed:
@@ -163,7 +200,7 @@ class TlsChannel:
     def _fill(self) -> bool:
         """Move what TCP has now into the incoming BIO; True if bytes (or EOF) arrived."""
         if self._eof:
-            raise ssl.SSLEOFError(ssl.SSL_ERROR_EOF, "EOF occurred in violation of protocol")
+            raise eof_error()
         with self._recv_lock:
             try:
                 n = self.plain.recv_into(self._rbuf, 0, MSG_DONTWAIT)
@@ -199,9 +236,13 @@ class TlsChannel:
                 del self._out[:n]
 
     def _try_send(self) -> None:
+        """Send what TCP takes now, if no writer is at it; errors wait for the next
+        operation that must send (or for the receive side, which reports them too)."""
         if self._out and self._send_lock.acquire(blocking=False):
             try:
                 self._send_nowait()
+            except OSError:
+                pass
             finally:
                 self._send_lock.release()
 

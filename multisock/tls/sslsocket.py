@@ -171,7 +171,8 @@ class SSLSocket(ssl.SSLSocket):
             def op() -> Any:
                 return sslobj.read(len)
         try:
-            return self._channel.run(op, "read", self._deadline(), flush=False)
+            return self._channel.run(op, "read", self._deadline(), flush=False,
+                                     io_error_is_eof=True)
         except ssl.SSLError as exc:
             if exc.args[0] == ssl.SSL_ERROR_EOF and self.suppress_ragged_eofs:
                 return 0 if buffer is not None else b""
