@@ -197,10 +197,11 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
-                now = self.host.touch()  # the wait released the lock: time moved on
+                if not (tcb.writable or self.closed):  # (the common case needs no wait)
+                    self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                    now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:], now))
+                n = int(tcb.send(view[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
@@ -235,9 +236,10 @@ class StreamCore(Core):
             limit = self._recv_timeout()
             while True:
                 try:
-                    self.wait(lambda: bool(tcb.readable) or self.closed
-                              or self._never_connected(flags, limit), flags, limit)
-                    now = self.host.touch()  # the wait released the lock: time moved on
+                    if not (tcb.readable or self.closed):  # (no wait when data is there)
+                        self.wait(lambda: bool(tcb.readable) or self.closed
+                                  or self._never_connected(flags, limit), flags, limit)
+                        now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
                         return got
