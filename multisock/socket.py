@@ -272,28 +272,47 @@ class socket:
         text.mode = mode  # type: ignore[misc]
         return text
 
-    # the stdlib's own algorithm: sendfile() tries _sendfile_use_sendfile (os.sendfile) and
-    # falls back to _sendfile_use_send when that gives up, which it always does here for a
-    # userspace socket (it has no kernel socket for os.sendfile to write to)
+    # the stdlib's own structure: sendfile() tries _sendfile_use_sendfile and falls back to
+    # _sendfile_use_send (file-like objects without a regular file behind them)
     sendfile = _stdlib.socket.sendfile
     _sendfile_use_send = _stdlib.socket._sendfile_use_send  # type: ignore[attr-defined]
     _check_sendfile_params = _stdlib.socket._check_sendfile_params  # type: ignore[attr-defined]
 
     def _sendfile_use_sendfile(self, file: _Any, offset: int = 0, count: int | None = None) -> int:
+        """What os.sendfile() does for a kernel socket: the file's bytes are read from its fd
+        at ``offset`` (os.pread, the file position untouched until the end) and go out on
+        the stack; the same checks, errors and final seek as the stdlib's method."""
         if not self._userspace:
             return int(_stdlib.socket._sendfile_use_sendfile(  # type: ignore[attr-defined]
                 self, file, offset, count))
+        giveup = _stdlib._GiveupOnSendfile  # type: ignore[attr-defined]
         self._check_sendfile_params(file, offset, count)
         try:
             fileno = file.fileno()
         except (AttributeError, _io.UnsupportedOperation) as err:
-            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
+            raise giveup(err) from None  # not a regular file
         try:
-            _os.fstat(fileno)
+            fsize = _os.fstat(fileno).st_size
         except OSError as err:
-            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
-        raise _stdlib._GiveupOnSendfile(  # type: ignore[attr-defined]
-            "a userspace socket has no kernel socket for os.sendfile()")
+            raise giveup(err) from None  # not a regular file
+        if not fsize:
+            return 0
+        if self.gettimeout() == 0:
+            raise ValueError("non-blocking sockets are not supported")
+        total = 0
+        try:
+            while count is None or total < count:
+                want = 65536 if count is None else min(65536, count - total)
+                chunk = _os.pread(fileno, want, offset)
+                if not chunk:
+                    break
+                self.sendall(chunk)
+                offset += len(chunk)
+                total += len(chunk)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
 
     def _as_stdlib(self) -> _Any:
         """A stdlib socket sharing this kernel socket's fd (for the stdlib's sendfile)."""

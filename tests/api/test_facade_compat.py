@@ -164,8 +164,10 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
             return self.fd
 
     with msock.socket() as sock:
+        fd = os.open(os.curdir, os.O_RDONLY)
+        os.close(fd)
         with pytest.raises(kernel._GiveupOnSendfile):  # type: ignore[attr-defined]
-            sock._sendfile_use_sendfile(File(-1))
+            sock._sendfile_use_sendfile(File(fd))
         with pytest.raises(OverflowError):
             sock._sendfile_use_sendfile(File(2**1000))
         with pytest.raises(TypeError):
@@ -175,10 +177,13 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
         f.write(b"x" * 100_000)
         f.seek(0)
         assert cli.sendfile(f, 10, 50_000) == 50_000
+        assert f.tell() == 50_010
+        # the path CPython's SendfileUsingSendfileTest calls directly
+        assert cli._sendfile_use_sendfile(f, 99_000) == 1_000
         got = b""
-        while len(got) < 50_000:
+        while len(got) < 51_000:
             got += conn.recv(65536)
-        assert got == b"x" * 50_000
+        assert got == b"x" * 51_000
     for s in (srv, cli, conn):
         s.close()
 
