@@ -387,10 +387,18 @@ class socket:
         return self._sock.recvfrom(bufsize, flags)
 
     def recv_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> int:
-        return int(self._sock.recv_into(buffer, nbytes, flags))
+        try:
+            return int(self._sock.recv_into(buffer, nbytes, flags))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
-        return self._sock.recvfrom_into(buffer, nbytes, flags)
+        try:
+            return self._sock.recvfrom_into(buffer, nbytes, flags)
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
         if self._userspace:
@@ -421,10 +429,19 @@ class socket:
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
     def send(self, data: _Any, flags: int = 0) -> int:
-        return int(self._sock.send(data, flags))
+        try:
+            return int(self._sock.send(data, flags))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendall(self, data: _Any, flags: int = 0) -> None:
-        self._sock.sendall(data, flags)
+        try:
+            self._sock.sendall(data, flags)
+            return
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendto(self, data: _Any, *args: _Any) -> int:
         if not self._userspace:
@@ -435,10 +452,18 @@ class socket:
         _bytes_like(data)
         flags, address = (0, args[0]) if len(args) == 1 else args
         flags = _c_int(flags)
-        return int(self._sock.sendto(data, flags, address))
+        try:
+            return int(self._sock.sendto(data, flags, address))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
-        return int(self._sock.sendmsg(buffers, *args))
+        try:
+            return int(self._sock.sendmsg(buffers, *args))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(_c_int(how))
@@ -487,6 +512,19 @@ def _c_int(value: _Any) -> int:
         raise OverflowError("signed integer is greater than maximum" if number > 0
                             else "signed integer is less than minimum")
     return int(number)
+
+
+def _without_frames(exc: OSError) -> OSError:
+    """The same error, raised afresh: the stack's frames in its traceback hold views of the
+    caller's buffer, which CPython has already released when its C method raises (asyncio
+    clears its bytearray right after a failed send; an export would make that fail)."""
+    new = type(exc)(*exc.args)
+    if isinstance(exc, BlockingIOError) and isinstance(new, BlockingIOError):
+        try:
+            new.characters_written = exc.characters_written
+        except AttributeError:
+            pass
+    return new
 
 
 def _ancbufsize(value: _Any) -> int:
