@@ -153,12 +153,15 @@ class _Waker:
             pass
 
     def drain(self) -> None:
-        self.pending = False
+        # empty the pipe *then* clear the flag: the other order could swallow a byte written
+        # just after the flag was cleared and leave it set with the pipe empty, and every
+        # later change would skip its write (a lost wake-up: asyncio stalled in epoll)
         try:
             while os.read(self.r, 4096):
                 pass
         except OSError:
             pass
+        self.pending = False
 
     def close(self) -> None:
         for fd in (self.r, self.w):

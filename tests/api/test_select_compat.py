@@ -95,3 +95,32 @@ def test_epoll_returns_more_than_1023_events_when_maxevents_allows() -> None:
             os.close(r)
             os.close(w)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_waker_cannot_lose_a_wakeup_to_a_change_during_drain(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # found as a rare asyncio stall (test_sock_lowlevel's send racing) under compat_tests: a
+    # change signalled while the wake pipe was being drained left the "byte pending" flag set
+    # with the pipe empty, so every later change skipped its write and epoll slept on
+    import select as kernel_select
+
+    waker = mselect._Waker()
+    real_read = os.read
+    fired = []
+
+    def read_with_a_change_in_between(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        if not fired:
+            fired.append(True)
+            waker()  # the driver thread reports a change while we drain
+        return data
+
+    try:
+        waker()
+        monkeypatch.setattr(mselect.os, "read", read_with_a_change_in_between)
+        waker.drain()
+        monkeypatch.setattr(mselect.os, "read", real_read)
+        waker()  # a later change must wake the sleeper
+        assert kernel_select.select([waker.r], [], [], 0)[0] == [waker.r]
+    finally:
+        waker.close()
