@@ -88,13 +88,17 @@ def patch_ssl() -> None:
 
 
 def patch_all() -> None:
-    """Patch socket, select and selectors (and ssl once implemented); warn about stale references."""
+    """Patch socket, select and selectors (and ssl once implemented), and gevent's socket
+    APIs when gevent is in use (``multisock.green``); warn about stale references."""
     originals = _kernel_objects()
     patch_socket()
     patch_select()
     patch_selectors()
     patch_ssl()
     _install_hook()
+    from multisock import green
+
+    green.integrate()  # gevent's own socket APIs, now or when gevent patches later
     _warn_direct_references(originals)
 
 
@@ -113,6 +117,9 @@ def unpatch_all() -> None:
     _saved.clear()
     _patched_modules.clear()
     _remove_hook()
+    from multisock import green
+
+    green.disintegrate()
 
 
 @contextmanager
@@ -154,8 +161,8 @@ def _warn_direct_references(originals: dict[int, str]) -> None:
     offenders: list[str] = []
     for name, module in list(sys.modules.items()):
         # ssl subclasses the kernel socket by design; TLS over the stack is patch_ssl's job
-        if module is None or name in ("socket", "select", "_socket", "ssl") or name.startswith(
-                "multisock"):
+        if module is None or name in ("socket", "select", "_socket", "ssl", "gevent.ssl") \
+                or name.startswith("multisock"):
             continue
         try:
             items = list(vars(module).items())

@@ -2,16 +2,16 @@
 
 A core is to ``multisock.socket.socket`` what ``_socket.socket`` is to the
 stdlib's: the object that does the work, driven through the host's driver lock.
-Waiting uses a ``threading.Condition`` on that lock, notified by the stack's
+Waiting uses the driver's condition (a ``threading.Condition`` on that lock, or
+its greenlet equivalent under the gevent backend), notified by the stack's
 ``on_change`` callback, so a blocked ``recv`` costs nothing until data arrives,
-and ``close()`` from another thread wakes it with EBADF.
+and ``close()`` from another thread or greenlet wakes it with EBADF.
 """
 
 from __future__ import annotations
 
 import _socket
 import errno
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +69,7 @@ class Core:
         self.proto = proto
         self.timeout: float | None = _default_timeout
         self.closed = False
-        self.cond = threading.Condition(self.driver.lock)
+        self.cond = self.driver.new_condition()
         self._fd: ReadinessFd | None = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
@@ -123,6 +123,16 @@ class Core:
             fd.update(self.readable())
         for watcher in tuple(self.watchers):
             watcher()
+
+    def sync_fd(self) -> None:
+        """Bring the readiness fd up to date after an operation consumed something.
+
+        The stack signals arrivals, not consumption (``accept``/``recv`` emptying a
+        queue), so without this a level-triggered watcher on the eventfd (libev under
+        gevent's StreamServer, epoll) would keep firing on an empty socket."""
+        fd = self._fd
+        if fd is not None:
+            fd.update(self.readable())
 
     def readable(self) -> bool:
         return False

@@ -74,9 +74,17 @@ class StreamCore(Core):
             self.wait(ready)
             if child is None:
                 raise oserror(errno.EBADF)
+            self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
             return core, self.format(*remote)
+
+    def _accept(self) -> tuple[int, tuple[Any, ...]]:
+        """``_socket.socket._accept``'s shape: (fd, address), the fd being the new core's
+        readiness fd, registered so that ``socket(fileno=fd)`` adopts the core. gevent's
+        StreamServer unwraps its listener to this object and calls exactly this."""
+        core, address = self.accept()
+        return core.fileno(), address
 
     def connect(self, address: Any) -> None:
         self.check_open()
@@ -209,6 +217,8 @@ class StreamCore(Core):
             return 0
         with self.driver.operation():
             now = self.host.touch()
+            if self._fd is not None:
+                self.driver.after_drain(self.sync_fd)  # what we consume may empty the queue
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0

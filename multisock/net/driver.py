@@ -47,6 +47,8 @@ class TimerHandle:
 class Driver:
     """Owns time and concurrency for one network."""
 
+    backend = "threads"  # net.gevent_driver.GeventDriver is the cooperative one
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
         self.clock = clock
         self.name = name
@@ -100,6 +102,12 @@ class Driver:
         with self.lock:
             self._readers.pop(fd, None)
             self._wake()
+
+    def new_condition(self) -> Any:
+        """What a socket core blocks on: a ``threading.Condition`` sharing this driver's lock.
+
+        A cooperative driver (``net.gevent_driver``) returns a greenlet-friendly equivalent."""
+        return threading.Condition(self.lock)
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
