@@ -1,9 +1,12 @@
 """``python -m bench [--quick] [--json FILE]``: the benchmark table, kernel ratios, JSON.
 
-Runs the scenarios that exist so far (TCP bulk, TCP RTT, UDP datagram, ICMP ping,
-goodput under loss, checksum); each row has the multisock figure, the kernel's
-from the same run where one exists, and the ratio. TUN rows need root: run
-``python bench/bench_tun.py`` for them. ``--quick`` only proves that everything runs.
+Every row has the multisock figure, the kernel's measured in the same run where a kernel
+counterpart exists, and the ratio of medians; min and median over repetitions. Scenarios
+(issue 9): TCP bulk, TCP RTT, connection rate, HTTP, UDP datagrams/s (one way, echo),
+scale (idle connections, parallel flows), footprint, goodput under loss; plus per-datagram
+and checksum micro rows. multisock runs on two hosts joined by the default (ideal) link;
+the kernel on loopback. TUN rows need root: ``python bench/bench_tun.py``.
+``--quick`` uses small sizes and only proves that everything runs (CI).
 """
 
 from __future__ import annotations
@@ -11,72 +14,183 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import multisock
-from bench import bench_stack, bench_tcp
+from bench import bench_conn, bench_stack, bench_tcp
 from multisock.wire.checksum import internet_checksum
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# sizes per mode: the full ones are the issue's
+FULL = {"reps": 5, "bulk": 256 << 20, "rtt": 20000, "conns": 5000, "http": 2000,
+        "udp": 50000, "echo": 10000, "idle": 10000, "flows": 100, "flow_s": 3.0,
+        "loss": 32 << 20}
+QUICK = {"reps": 2, "bulk": 8 << 20, "rtt": 300, "conns": 200, "http": 100,
+         "udp": 2000, "echo": 300, "idle": 300, "flows": 4, "flow_s": 0.2,
+         "loss": 1 << 20}
 
 
 def _row(name: str, unit: str, ours: list[float], kernel: list[float] | None,
-         higher_is_better: bool) -> dict[str, Any]:
-    best = max if higher_is_better else min
-    row: dict[str, Any] = {"scenario": name, "unit": unit, "multisock_best": best(ours),
+         higher_is_better: bool, **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"scenario": name, "unit": unit, "higher_is_better": higher_is_better,
+                           "multisock": ours, "multisock_min": min(ours),
                            "multisock_median": statistics.median(ours)}
     if kernel:
-        row["kernel_best"] = best(kernel)
+        row["kernel"] = kernel
+        row["kernel_min"] = min(kernel)
         row["kernel_median"] = statistics.median(kernel)
         row["ratio_median"] = row["multisock_median"] / row["kernel_median"]
+    row.update(extra)
     return row
 
 
-def run(quick: bool) -> list[dict[str, Any]]:
-    reps, size, rounds = (2, 8 << 20, 300) if quick else (5, 256 << 20, 20000)
+def _worker(*args: Any, pycache: str | None = None) -> dict[str, Any]:
+    """Run ``bench.worker`` in a fresh interpreter and return its JSON answer.
+
+    ``pycache``: write and use bytecode caches there, as an installed package has them
+    (the suite's environment sets PYTHONDONTWRITEBYTECODE; compiling at import time
+    costs RSS that no installed program pays).
+    """
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = pycache
+    result = subprocess.run([sys.executable, "-m", "bench.worker", *map(str, args)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=1800,
+                            env=env, check=True)
+    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
+    size = QUICK if quick else FULL
+    reps = size["reps"]
     rows = []
+
+    def wanted(key: str) -> bool:
+        return only is None or key in only
+
     net = multisock.Network(seed=1)
-    net.link(net.add_host("a", "10.0.0.1/24"), net.add_host("b", "10.0.0.2/24"))
-    ours = [bench_tcp.bulk(lambda: bench_tcp._pair_multisock(net), size) for _ in range(reps)]
-    kernel = [bench_tcp.bulk(bench_tcp._pair_kernel, size) for _ in range(reps)]
-    rows.append(_row("TCP bulk, in-process link", "Gbit/s", ours, kernel, True))
-    ours = [bench_tcp.rtt(lambda: bench_tcp._pair_multisock(net), rounds) for _ in range(reps)]
-    kernel = [bench_tcp.rtt(bench_tcp._pair_kernel, rounds) for _ in range(reps)]
-    rows.append(_row("TCP 1-byte RTT (TCP_NODELAY)", "µs", ours, kernel, False))
+    a, b = net.add_host("a", "10.0.0.1/24"), net.add_host("b", "10.0.0.2/24")
+    net.link(a, b)
+    ms_sides = ((b.socket, "10.0.0.2"), (a.socket, "10.0.0.1"))
+    k_sides = ((socket.socket, "127.0.0.1"), (socket.socket, "127.0.0.1"))
+
+    def both(func: Any, *args: Any) -> tuple[list[Any], list[Any]]:
+        """Alternate multisock and kernel repetitions, so load drifts hit both alike."""
+        ours, kernel = [], []
+        for _ in range(reps):
+            ours.append(func(*ms_sides, *args))
+            kernel.append(func(*k_sides, *args))
+        return ours, kernel
+
+    if wanted("bulk"):
+        ours, kernel = [], []
+        for _ in range(reps):
+            ours.append(bench_tcp.bulk(lambda: bench_tcp._pair_multisock(net), size["bulk"]))
+            kernel.append(bench_tcp.bulk(bench_tcp._pair_kernel, size["bulk"]))
+        rows.append(_row("TCP bulk, in-process link", "Gbit/s", ours, kernel, True,
+                         bytes=size["bulk"]))
+    if wanted("rtt"):
+        ours, kernel = [], []
+        for _ in range(reps):
+            ours.append(bench_tcp.rtt(lambda: bench_tcp._pair_multisock(net), size["rtt"]))
+            kernel.append(bench_tcp.rtt(bench_tcp._pair_kernel, size["rtt"]))
+        rows.append(_row("TCP 1-byte RTT (TCP_NODELAY)", "µs", ours, kernel, False,
+                         round_trips=size["rtt"]))
+    if wanted("conn"):
+        ours, kernel = both(bench_conn.connection_rate, size["conns"])
+        rows.append(_row("TCP connect+accept+close", "conn/s", ours, kernel, True,
+                         connections=size["conns"]))
+    if wanted("udp"):
+        ours, kernel = both(bench_conn.udp_one_way, size["udp"])
+        rows.append(_row("UDP 1 KiB one way", "dgram/s", ours, kernel, True,
+                         datagrams=size["udp"]))
+        ours, kernel = both(bench_conn.udp_echo, size["echo"])
+        rows.append(_row("UDP 1 KiB echo", "rt/s", ours, kernel, True, round_trips=size["echo"]))
+    if wanted("flows"):
+        ours_pairs, kernel_pairs = both(bench_conn.parallel_bulk, size["flows"], size["flow_s"])
+        rows.append(_row(f"TCP {size['flows']} parallel flows, aggregate", "Gbit/s",
+                         [x for x, _ in ours_pairs], [x for x, _ in kernel_pairs], True,
+                         seconds=size["flow_s"]))
+        rows.append(_row(f"TCP {size['flows']} parallel flows, Jain index", "index",
+                         [j for _, j in ours_pairs], [j for _, j in kernel_pairs], True))
+    if wanted("micro"):
+        udp = bench_stack.measure(reps=reps, n=300 if quick else 2000)
+        names = list(udp)
+        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", [udp[names[0]][1]],
+                         [udp[names[2]][1]], False))
+        rows.append(_row("ICMP echo, host to host", "µs", [udp[names[1]][1]], None, False))
     net.close()
-    udp = bench_stack.measure(reps=reps, n=300 if quick else 2000)
-    names = list(udp)
-    rows.append(_row("UDP 1 KiB datagram, host to host", "µs", [udp[names[0]][1]],
-                     [udp[names[2]][1]], False))
-    rows.append(_row("ICMP echo, host to host", "µs", [udp[names[1]][1]], None, False))
-    goodput, mathis = bench_tcp.lossy_goodput((1 if quick else 32) << 20)
-    row = _row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis], True)
-    row["kernel_note"] = "the column holds the Mathis estimate, not a kernel run"
-    rows.append(row)
-    data = os.urandom(65536)
-    times = []
-    for _ in range(reps * 20):
-        start = time.perf_counter_ns()
-        internet_checksum(data)
-        times.append((time.perf_counter_ns() - start) / 1000)
-    rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
+
+    if wanted("http"):
+        ours, kernel = [], []
+        for _ in range(1 if quick else 3):
+            ours += _worker("http", "multisock", size["http"], 1 if quick else 2)["rates"]
+            kernel += _worker("http", "kernel", size["http"], 1 if quick else 2)["rates"]
+        rows.append(_row("HTTP GET 1 KiB, requests.Session", "req/s", ours, kernel, True,
+                         requests=size["http"]))
+    if wanted("idle"):
+        ours = [_worker("idle", "multisock", size["idle"])["bytes_per_connection"] / 1024
+                for _ in range(1 if quick else 2)]
+        rows.append(_row(f"RSS per idle connection, both ends ({size['idle']})", "KiB", ours,
+                         None, False, note="client and server socket both live in the process"))
+        rows.append(_row("RSS per idle connection, one end", "KiB", [x / 2 for x in ours], None,
+                         False, note="what a server pays per client; target <= 4 KiB"))
+    if wanted("footprint"):
+        with tempfile.TemporaryDirectory() as pycache:
+            _worker("footprint", pycache=pycache)  # compiles and caches the bytecode
+            ours = [_worker("footprint", pycache=pycache)["bytes"] / (1 << 20)
+                    for _ in range(1 if quick else 3)]
+        rows.append(_row("footprint: import + patch_all + host", "MiB", ours, None, False,
+                         note="bytecode cached, as installed; target <= 3 MiB"))
+    if wanted("loss"):
+        goodput, mathis = bench_tcp.lossy_goodput(size["loss"])
+        rows.append(_row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
+                         True, kernel_note="the kernel column holds the Mathis estimate"))
+    if wanted("micro"):
+        data = os.urandom(65536)
+        times = []
+        for _ in range(reps * 20):
+            start = time.perf_counter_ns()
+            internet_checksum(data)
+            times.append((time.perf_counter_ns() - start) / 1000)
+        rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
     return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: multisock and kernel as min/median, ratio of medians."""
+    lines = ["| scenario | unit | multisock min / median | kernel min / median | ratio |",
+             "|---|---|---:|---:|---:|"]
+    for r in rows:
+        kernel = (f"{r['kernel_min']:.4g} / {r['kernel_median']:.4g}"
+                  if "kernel_median" in r else "-")
+        ratio = f"{r['ratio_median']:.2f}" if "ratio_median" in r else "-"
+        lines.append(f"| {r['scenario']} | {r['unit']} | {r['multisock_min']:.4g} / "
+                     f"{r['multisock_median']:.4g} | {kernel} | {ratio} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
+    parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
+                        "http,idle,footprint,loss")
     args = parser.parse_args()
-    rows = run(args.quick)
-    print(f"{'scenario':38} {'multisock (median)':>20} {'kernel (median)':>18} {'ratio':>7}")
-    for r in rows:
-        kernel = f"{r['kernel_median']:.2f}" if "kernel_median" in r else "-"
-        ratio = f"{r['ratio_median']:.2f}" if "ratio_median" in r else "-"
-        print(f"{r['scenario']:38} {r['multisock_median']:14.2f} {r['unit']:5} {kernel:>18} "
-              f"{ratio:>7}")
+    rows = run(args.quick, set(args.only.split(",")) if args.only else None)
+    print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"quick": args.quick, "rows": rows}, f, indent=2)
+        json.dump({"quick": args.quick, "python": sys.version, "rows": rows}, f, indent=2)
     print(f"wrote {args.json}")
 
 

@@ -119,6 +119,7 @@ def activate(options: dict[str, Any]) -> Any:
             [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
         )
     set_default_host(host)
+    host.driver.start()
     monkey.patch_all()
     if options.get("stats"):
         atexit.register(print_stats, host)

@@ -107,7 +107,84 @@ def wait_readwrite(fileno: Any, timeout: float | None = None, timeout_exc: Any =
     return None
 
 
+class GreenEpoll:
+    """``select.epoll``'s interface (level-triggered) over gevent's cooperative ``poll``.
+
+    ``multisock.select.epoll`` multiplexes real fds through a kernel epoll, whose
+    ``poll()`` would block the whole hub; under gevent it gets this instead. The
+    EPOLL* and POLL* bits that matter have the same values on Linux."""
+
+    _MASK = 0x1 | 0x2 | 0x4 | 0x8 | 0x10  # IN, PRI, OUT, ERR, HUP
+
+    def __init__(self, sizehint: int = -1, flags: int = 0) -> None:
+        from multisock.monkey import get_original
+
+        self._poll = get_original("gevent.select", "poll")()
+        self._fds: set[int] = set()
+        self.closed = False
+
+    def _check(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed epoll object")
+
+    def register(self, fd: int, eventmask: int = 0x1 | 0x4 | 0x2) -> None:
+        import errno
+
+        self._check()
+        if fd in self._fds:
+            raise FileExistsError(errno.EEXIST, "File exists")
+        self._poll.register(fd, eventmask & self._MASK)
+        self._fds.add(fd)
+
+    def modify(self, fd: int, eventmask: int) -> None:
+        import errno
+
+        self._check()
+        if fd not in self._fds:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        self._poll.modify(fd, eventmask & self._MASK)
+
+    def unregister(self, fd: int) -> None:
+        import errno
+
+        self._check()
+        if fd not in self._fds:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        self._poll.unregister(fd)
+        self._fds.discard(fd)
+
+    def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
+        self._check()
+        millis = None if timeout is None or timeout < 0 else timeout * 1000
+        events = list(self._poll.poll(millis))
+        return events if maxevents is None or maxevents < 0 else events[:maxevents]
+
+    def fileno(self) -> int:
+        return -1  # no kernel object behind it
+
+    def close(self) -> None:
+        for fd in list(self._fds):
+            self._poll.unregister(fd)
+        self._fds.clear()
+        self.closed = True
+
+
 # ------------------------------------------------------------------ patching
+
+def _keep_wrapper(original: Any) -> Any:
+    """StreamServer unwraps its listener to the object underneath (for a multisock socket,
+    the core) and drops the wrapper, whose finalizer - like the C socket's - closes a socket
+    nobody closed. The server keeps the wrapper alive for as long as it keeps the core."""
+
+    def _make_socket_stdlib(self: Any, fresh: bool) -> None:
+        wrapper = self.socket
+        original(self, fresh)
+        if wrapper is not self.socket:
+            self._multisock_wrapper = wrapper
+
+    _make_socket_stdlib.multisock_hook = True  # type: ignore[attr-defined]
+    return _make_socket_stdlib
+
 
 def patch_gevent() -> None:
     """Point gevent's socket classes, servers, DNS and readiness helpers at multisock."""
@@ -119,22 +196,26 @@ def patch_gevent() -> None:
 
     import multisock.select as mselect
     import multisock.socket as msock
-    from multisock.monkey import _patch, _patched_modules, get_original
+    from multisock.monkey import _patch, _patch_class, _patched_modules, get_original
 
     for name in sorted(msock._OURS):
         for module in (gevent.socket, gevent._socket3, gevent._socketcommon):
             if hasattr(module, name) and hasattr(msock, name):
                 _patch(module.__name__, name, getattr(msock, name))
     _patch("gevent.server", "GeventSocket", msock.socket)
+    if not getattr(gevent.server.StreamServer._make_socket_stdlib, "multisock_hook", False):
+        _patch_class("gevent.server", "StreamServer", "_make_socket_stdlib",
+                     _keep_wrapper(gevent.server.StreamServer._make_socket_stdlib))
     for name, func in (("wait_read", wait_read), ("wait_write", wait_write),
                        ("wait_readwrite", wait_readwrite)):
         for module in (gevent.socket, gevent._socketcommon):
             _patch(module.__name__, name, func)
     # multisock.select sleeps in gevent's select (cooperative); gevent.select.select
     # becomes multisock's, which knows userspace sockets' write readiness.
-    gevent_select = get_original("gevent.select", "select") \
-        if "gevent.select" in _patched_modules else gevent.select.select
+    gevent_select = get_original("gevent.select", "select")
     _patch("multisock.select", "_select", gevent_select)
+    _patch("multisock.select", "_KernelPoll", get_original("gevent.select", "poll"))
+    _patch("multisock.select", "_KernelEpoll", GreenEpoll)
     _patch("gevent.select", "select", mselect.select)
     _patch("gevent.select", "poll", mselect.poll)
     _patched_modules.update({"gevent.socket", "gevent.select"})

@@ -1,4 +1,4 @@
-"""Activation: make the stdlib's ``socket``, ``select`` and ``selectors`` multisock's.
+"""Activation: make the stdlib's ``socket``, ``select``, ``selectors`` and ``ssl`` multisock's.
 
 Patching sets attributes *in place* on the stdlib modules, so every ``import
 socket`` anywhere sees multisock. Originals are recorded first-write-wins (as
@@ -40,15 +40,45 @@ def _patch(module_name: str, attr: str, value: Any) -> None:
     setattr(module, attr, value)
 
 
+def _patch_class(module_name: str, class_name: str, attr: str, value: Any) -> None:
+    """Set ``attr`` on a class of the module, in place; saved as ``"Class.attr"``.
+
+    What is saved is the class's *own* entry (``_MISSING`` if the attribute was
+    inherited), so that unpatching puts back exactly that."""
+    cls = getattr(importlib.import_module(module_name), class_name)
+    saved = _saved.setdefault(module_name, {})
+    key = f"{class_name}.{attr}"
+    if key not in saved:
+        saved[key] = cls.__dict__.get(attr, _MISSING)
+    setattr(cls, attr, value)
+
+
+def _restore(module: ModuleType, attr: str, value: Any) -> None:
+    target: Any = module
+    if "." in attr:
+        class_name, attr = attr.split(".", 1)
+        target = getattr(module, class_name)
+    if value is _MISSING:
+        if attr in vars(target):
+            delattr(target, attr)
+    else:
+        setattr(target, attr, value)
+
+
 def get_original(module_name: str, attr: str) -> Any:
-    """The object ``module.attr`` was before multisock patched it (``get_original("socket", "socket")``)."""
+    """The object ``module.attr`` was before multisock patched it (``get_original("socket", "socket")``;
+    ``get_original("ssl", "SSLContext.wrap_socket")`` for a patched class attribute)."""
     saved = _saved.get(module_name, {})
     if attr in saved:
         value = saved[attr]
-        if value is _MISSING:
+        if value is not _MISSING:
+            return value
+        if "." not in attr:
             raise AttributeError(f"module {module_name!r} had no attribute {attr!r}")
-        return value
-    return getattr(importlib.import_module(module_name), attr)
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    return target
 
 
 def is_patched(module_name: str | None = None) -> bool:
@@ -57,6 +87,15 @@ def is_patched(module_name: str | None = None) -> bool:
 
 def patch_socket() -> None:
     import multisock.socket as msock
+
+    if "socket" not in _patched_modules:
+        # ssl defines ``class SSLSocket(socket)`` with the name it imports from socket: it
+        # must be imported while that is still the stdlib's class (a _socket.socket
+        # subclass), or every later ssl.SSLSocket - kernel or userspace - is broken
+        try:
+            import ssl  # noqa: F401
+        except ImportError:
+            pass
 
     for name in sorted(msock._OURS):
         if hasattr(msock, name):
@@ -74,22 +113,35 @@ def patch_select() -> None:
 
 
 def patch_selectors() -> None:
-    from multisock.selectors_shim import MultisockSelector
+    from multisock.selectors_shim import CLASSES
 
-    for name in ("DefaultSelector", "SelectSelector", "PollSelector", "EpollSelector"):
-        _patch("selectors", name, MultisockSelector)
+    for name, cls in CLASSES.items():
+        _patch("selectors", name, cls)
     _patched_modules.add("selectors")
     _rebind_known_captures()
 
 
 def patch_ssl() -> None:
-    """TLS over userspace sockets is the TLS issue's work and is NOT implemented yet:
-    this records nothing and changes nothing; ``ssl`` keeps working on kernel sockets."""
+    """TLS on userspace sockets: ``SSLContext.wrap_socket`` (and so ``ssl.wrap_socket``)
+    given a multisock socket returns a ``multisock.tls.SSLSocket``; kernel sockets keep the
+    stdlib's path. The method is replaced on the stdlib's class itself: ``ssl.SSLContext``
+    stays the same object (see ``multisock.tls.patch`` for why). ``ssl.create_connection``
+    (which ``get_server_certificate`` uses) becomes multisock's."""
+    import ssl
+
+    from multisock.api.functions import create_connection
+    from multisock.tls.patch import make_wrap_socket
+
+    if not getattr(ssl.SSLContext.wrap_socket, "multisock_hook", False):
+        original = get_original("ssl", "SSLContext.wrap_socket")
+        _patch_class("ssl", "SSLContext", "wrap_socket", make_wrap_socket(original))
+    _patch("ssl", "create_connection", create_connection)
+    _patched_modules.add("ssl")
 
 
 def patch_all() -> None:
-    """Patch socket, select and selectors (and ssl once implemented), and gevent's socket
-    APIs when gevent is in use (``multisock.green``); warn about stale references."""
+    """Patch socket, select, selectors and ssl, and gevent's socket APIs when gevent is in
+    use (``multisock.green``); warn about stale references."""
     originals = _kernel_objects()
     patch_socket()
     patch_select()
@@ -109,11 +161,7 @@ def unpatch_all() -> None:
         if module is None:
             continue
         for attr, value in attrs.items():
-            if value is _MISSING:
-                if hasattr(module, attr):
-                    delattr(module, attr)
-            else:
-                setattr(module, attr, value)
+            _restore(module, attr, value)
     _saved.clear()
     _patched_modules.clear()
     _remove_hook()
@@ -187,9 +235,10 @@ def _rebind_known_captures() -> None:
     """Attributes known stdlib modules copied at import time."""
     socketserver = sys.modules.get("socketserver")
     if socketserver is not None and "selectors" in _patched_modules:
-        from multisock.selectors_shim import MultisockSelector
+        from multisock.selectors_shim import MultisockPollSelector
 
-        _patch("socketserver", "_ServerSelector", MultisockSelector)
+        # socketserver prefers PollSelector, like its own import-time choice on Linux
+        _patch("socketserver", "_ServerSelector", MultisockPollSelector)
 
 
 class _Finder(importlib.abc.MetaPathFinder):

@@ -10,13 +10,29 @@ with the real fds — no polling loop.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import select as _kernel_select
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
-_select = _kernel_select.select
+
+def _kernel(name: str) -> Any:
+    """The kernel's ``select.<name>``, even when gevent patched (or removed) it before this
+    module was first imported."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("select"):
+        return gevent_monkey.get_original("select", name)
+    return getattr(_kernel_select, name)
+
+
+# the kernel's objects, captured when this module is first imported (before patching);
+# under gevent, multisock.green swaps in cooperative equivalents
+_select = _kernel("select")
+_KernelPoll = _kernel("poll")
+_KernelEpoll = _kernel("epoll")
 error = OSError
 POLLIN = _kernel_select.POLLIN
 POLLOUT = _kernel_select.POLLOUT
@@ -132,64 +148,219 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
     return r, w, x
 
 
-class poll:
+class _Waker:
+    """A non-blocking pipe the kernel object watches; userspace sockets write to it on change."""
+
+    def __init__(self) -> None:
+        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.pending = False
+
+    def __call__(self) -> None:
+        if self.pending or self.w < 0:
+            return
+        self.pending = True
+        try:
+            os.write(self.w, b"!")
+        except OSError:
+            pass
+
+    def drain(self) -> None:
+        self.pending = False
+        try:
+            while os.read(self.r, 4096):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd in (self.r, self.w):
+            if fd >= 0:
+                os.close(fd)
+        self.r = self.w = -1
+
+
+def _user_events(core: Any, mask: int) -> int:
+    if core.closed:
+        return POLLNVAL
+    events = 0
+    if mask & (POLLIN | POLLPRI) and core.readable():
+        events |= POLLIN
+    if mask & POLLOUT and core.writable():
+        events |= POLLOUT
+    return events
+
+
+class _Multiplexer:
+    """What poll and epoll share: real fds go to a kernel object (so there is no FD_SETSIZE
+    limit and the kernel's own errors, e.g. EPERM for a regular file in epoll, stay exact);
+    userspace sockets are checked against the stack, and a persistent wake-up pipe registered
+    in the kernel object ends the kernel's wait when one of them changes."""
+
+    _kernel: Any
+
+    def __init__(self) -> None:
+        self._user: dict[int, tuple[Any, int]] = {}
+        self._waker: _Waker | None = None
+
+    def _kernel_register(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def _kernel_poll(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        raise NotImplementedError
+
+    def _add_user(self, number: int, core: Any, mask: int) -> None:
+        if self._waker is None:
+            self._waker = _Waker()
+            self._kernel_register(self._waker.r, POLLIN)
+        self._user[number] = (core, mask)
+        core.watchers.add(self._waker)
+
+    def _remove_user(self, number: int) -> None:
+        core, _ = self._user.pop(number)
+        if self._waker is not None and not any(c is core for c, _ in self._user.values()):
+            core.watchers.discard(self._waker)
+
+    def _wait(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        if not self._user:
+            return self._kernel_poll(seconds, maxevents)
+        waker = self._waker
+        assert waker is not None
+        deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)
+        while True:
+            ready = [(n, ev) for n, (c, m) in self._user.items() if (ev := _user_events(c, m))]
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if ready:
+                remaining = 0.0
+            # room for every registered fd (the kernel's epoll caps an unsized poll at 1023)
+            events = self._kernel_poll(remaining, len(self._user) + max(maxevents, 1023) + 1)
+            real = [(fd, ev) for fd, ev in events if fd != waker.r]
+            if len(real) != len(events):
+                waker.drain()
+            if ready or real:
+                out = ready + real
+                return out if maxevents < 0 else out[:maxevents]
+            if remaining == 0.0:
+                return []
+
+    def _close_user(self) -> None:
+        if self._waker is not None:
+            for core, _ in self._user.values():
+                core.watchers.discard(self._waker)
+            self._waker.close()
+            self._waker = None
+        self._user.clear()
+
+    def __del__(self) -> None:
+        try:
+            self._close_user()
+        except Exception:
+            pass
+
+
+class poll(_Multiplexer):
     """``select.poll`` over userspace sockets and real fds (timeouts in milliseconds)."""
 
     def __init__(self) -> None:
-        self._fds: dict[int, tuple[Any, int]] = {}
+        super().__init__()
+        self._kernel = _KernelPoll()
+
+    def _kernel_register(self, fd: int, mask: int) -> None:
+        self._kernel.register(fd, mask)
+
+    def _kernel_poll(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        return list(self._kernel.poll(None if seconds is None else math.ceil(seconds * 1000)))
 
     def register(self, fd: Any, eventmask: int = POLLIN | POLLPRI | POLLOUT) -> None:
-        self._fds[_fileno(fd)] = (fd, eventmask)
+        number = _fileno(fd)
+        core = _core_of(fd)
+        if core is not None:
+            self._add_user(number, core, eventmask)
+        else:
+            self._kernel.register(number, eventmask)
 
     def modify(self, fd: Any, eventmask: int) -> None:
         number = _fileno(fd)
-        if number not in self._fds:
-            raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
-        self._fds[number] = (fd, eventmask)
+        if number in self._user:
+            self._user[number] = (self._user[number][0], eventmask)
+        else:
+            self._kernel.modify(number, eventmask)
 
     def unregister(self, fd: Any) -> None:
-        del self._fds[_fileno(fd)]
+        number = _fileno(fd)
+        if number in self._user:
+            self._remove_user(number)
+        else:
+            self._kernel.unregister(number)
 
     def poll(self, timeout: float | None = None) -> list[tuple[int, int]]:
+        if timeout is not None and not isinstance(timeout, (int, float)):
+            raise TypeError("timeout must be an integer or None")
         seconds = None if timeout is None or timeout < 0 else timeout / 1000
-        readers = [n for n, (_, mask) in self._fds.items() if mask & (POLLIN | POLLPRI)]
-        writers = [n for n, (_, mask) in self._fds.items() if mask & POLLOUT]
-        r, w = wait(readers, writers, seconds)
-        events: dict[int, int] = {}
-        for n in r:
-            events[n] = events.get(n, 0) | POLLIN
-        for n in w:
-            events[n] = events.get(n, 0) | POLLOUT
-        return list(events.items())
+        return self._wait(seconds)
 
 
-class epoll(poll):
-    """``select.epoll`` with the same mechanism (level-triggered; timeouts in seconds)."""
+class epoll(_Multiplexer):
+    """``select.epoll`` with the same mechanism (level-triggered for userspace sockets)."""
 
     def __init__(self, sizehint: int = -1, flags: int = 0) -> None:
         super().__init__()
-        self.closed = False
+        self._kernel = _KernelEpoll(sizehint, flags)
+
+    def _kernel_register(self, fd: int, mask: int) -> None:
+        self._kernel.register(fd, mask)
+
+    def _kernel_poll(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        return list(self._kernel.poll(-1 if seconds is None else seconds, maxevents))
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._kernel.closed)
+
+    def _check_open(self) -> None:
+        if self._kernel.closed:
+            raise ValueError("I/O operation on closed epoll object")
 
     def register(self, fd: Any, eventmask: int = EPOLLIN | EPOLLOUT) -> None:
+        self._check_open()
         number = _fileno(fd)
-        if number in self._fds:
+        core = _core_of(fd)
+        if core is None:
+            self._kernel.register(number, eventmask)
+            return
+        if number in self._user:
             raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST))
-        self._fds[number] = (fd, eventmask)
+        self._add_user(number, core, eventmask)
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        self._check_open()
+        number = _fileno(fd)
+        if number in self._user:
+            self._user[number] = (self._user[number][0], eventmask)
+        else:
+            self._kernel.modify(number, eventmask)
+
+    def unregister(self, fd: Any) -> None:
+        self._check_open()
+        number = _fileno(fd)
+        if number in self._user:
+            self._remove_user(number)
+        else:
+            self._kernel.unregister(number)
 
     def poll(self, timeout: float | None = None, maxevents: int = -1) -> list[tuple[int, int]]:
-        millis = None if timeout is None or timeout < 0 else timeout * 1000
-        events = [(n, (EPOLLIN if m & POLLIN else 0) | (EPOLLOUT if m & POLLOUT else 0))
-                  for n, m in super().poll(millis)]
-        return events if maxevents < 0 else events[:maxevents]
+        self._check_open()
+        seconds = None if timeout is None or timeout < 0 else float(timeout)
+        return self._wait(seconds, maxevents)
 
     def close(self) -> None:
-        self.closed = True
-        self._fds.clear()
+        self._close_user()
+        self._kernel.close()
 
     def fileno(self) -> int:
-        return -1
+        return int(self._kernel.fileno())
 
     def __enter__(self) -> epoll:
+        self._check_open()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -29,7 +29,7 @@ _OURS = {
     "getaddrinfo", "getnameinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr",
     "gethostname", "getfqdn", "if_nameindex", "if_nametoindex", "if_indextoname",
     "getdefaulttimeout", "setdefaulttimeout", "close", "dup", "send_fds", "recv_fds",
-    "has_dualstack_ipv6",
+    "has_dualstack_ipv6", "sethostname",
 }
 for _name in dir(_stdlib):
     if _name.startswith("__") or _name in _OURS:
@@ -72,7 +72,8 @@ def _intenum(value: int, enum_klass: _Any) -> _Any:
 class socket:
     """A socket: userspace for AF_INET/AF_INET6, the kernel's for everything else."""
 
-    __slots__ = ["__weakref__", "_io_refs", "_closed", "_sock", "_userspace"]
+    __slots__ = ["__weakref__", "_io_refs", "_closed", "_sock", "_userspace", "_meta",
+                 "_released"]
 
     def __init__(
         self,
@@ -85,23 +86,36 @@ class socket:
     ) -> None:
         self._io_refs = 0
         self._closed = False
+        self._released = False
+        self._meta: tuple[int, int, int] | None = None
         if fileno is not None and host is None:
             core = _registry_lookup(fileno)
             if core is not None:
+                # the same userspace socket under its fd number, as the kernel would give it:
+                # no new reference (closing either closes it); family/type/proto as given win
                 self._sock: _Any = core
                 self._userspace = True
+                if (family, type, proto) != (-1, -1, -1):
+                    self._meta = (core.family if family == -1 else family,
+                                  core.type if type == -1 else type,
+                                  core.proto if proto == -1 else proto)
                 return
+        if fileno is not None:
+            # an fd of the kernel's: let it say what the socket is (like CPython)
+            self._sock = _KernelSocket(family, type, proto, fileno)
+            self._userspace = False
+            return
         if family == -1:
             family = AF_INET
         if type == -1:
             type = SOCK_STREAM
         if proto == -1:
             proto = 0
-        if family in _USERSPACE_FAMILIES and fileno is None:
+        if family in _USERSPACE_FAMILIES and not _kernel_protocol(type, proto):
             self._sock = _make_core(family, type, proto, host)
             self._userspace = True
         else:
-            self._sock = _KernelSocket(family, type, proto, fileno)
+            self._sock = _KernelSocket(family, type, proto)
             self._userspace = False
 
     # -- plumbing shared with the stdlib class
@@ -135,20 +149,39 @@ class socket:
                 pass
         return s + ">"
 
+    def __del__(self) -> None:
+        # like the C socket's finalizer: an unclosed socket warns and is closed
+        try:
+            if getattr(self, "_closed", True) or self._released:
+                return
+            if self._userspace and self._sock.closed:
+                return
+            if not self._userspace and self._sock.fileno() < 0:
+                return
+            import warnings
+
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            self._closed = True
+            self._real_close()
+        except Exception:
+            pass
+
     def __getstate__(self) -> None:
         raise TypeError(f"cannot pickle {self.__class__.__name__!r} object")
 
     @property
     def family(self) -> _Any:
-        return _intenum(self._sock.family, AddressFamily)
+        family = self._meta[0] if self._meta is not None else self._sock.family
+        return _intenum(family, AddressFamily)
 
     @property
     def type(self) -> _Any:
-        return _intenum(self._sock.type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), SocketKind)
+        kind = self._meta[1] if self._meta is not None else self._sock.type
+        return _intenum(kind & ~(SOCK_NONBLOCK | SOCK_CLOEXEC), SocketKind)
 
     @property
     def proto(self) -> int:
-        return int(self._sock.proto)
+        return int(self._meta[2] if self._meta is not None else self._sock.proto)
 
     @property
     def timeout(self) -> float | None:
@@ -164,6 +197,8 @@ class socket:
         new._closed = False
         new._sock = sock
         new._userspace = self._userspace
+        new._meta = None
+        new._released = False
         return new
 
     def dup(self) -> socket:
@@ -188,6 +223,13 @@ class socket:
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, addr
+
+    def _accept(self) -> tuple[int, _Any]:
+        """Like ``_socket.socket._accept``: the new connection's fd number and address."""
+        if not self._userspace:
+            return self._sock._accept()
+        core, addr = self._sock.accept()
+        return core.fileno(), addr
 
     def makefile(
         self,
@@ -230,38 +272,28 @@ class socket:
         text.mode = mode  # type: ignore[misc]
         return text
 
-    def sendfile(self, file: _Any, offset: int = 0, count: int | None = None) -> int:
-        """Send a file's bytes with send(); userspace sockets have no kernel sendfile."""
-        if "b" not in getattr(file, "mode", "b"):
-            raise ValueError("file should be opened in binary mode")
-        if not self.type & SOCK_STREAM:
-            raise ValueError("only SOCK_STREAM type sockets are supported")
-        if count is not None:
-            if not isinstance(count, int):
-                raise TypeError(f"count must be a positive integer (got {count!r})")
-            if count <= 0:
-                raise ValueError(f"count must be a positive integer (got {count!r})")
+    # the stdlib's own algorithm: sendfile() tries _sendfile_use_sendfile (os.sendfile) and
+    # falls back to _sendfile_use_send when that gives up, which it always does here for a
+    # userspace socket (it has no kernel socket for os.sendfile to write to)
+    sendfile = _stdlib.socket.sendfile
+    _sendfile_use_send = _stdlib.socket._sendfile_use_send  # type: ignore[attr-defined]
+    _check_sendfile_params = _stdlib.socket._check_sendfile_params  # type: ignore[attr-defined]
+
+    def _sendfile_use_sendfile(self, file: _Any, offset: int = 0, count: int | None = None) -> int:
         if not self._userspace:
-            return _stdlib.socket.sendfile(self._as_stdlib(), file, offset, count)
-        if offset:
-            file.seek(offset)
-        blocksize = min(count, 65536) if count else 65536
-        total = 0
+            return int(_stdlib.socket._sendfile_use_sendfile(  # type: ignore[attr-defined]
+                self, file, offset, count))
+        self._check_sendfile_params(file, offset, count)
         try:
-            while True:
-                if count:
-                    blocksize = min(count - total, blocksize)
-                    if blocksize <= 0:
-                        break
-                data = memoryview(file.read(blocksize))
-                if not data:
-                    break
-                self.sendall(data)
-                total += len(data)
-            return total
-        finally:
-            if total > 0 and hasattr(file, "seek"):
-                file.seek(offset + total)
+            fileno = file.fileno()
+        except (AttributeError, _io.UnsupportedOperation) as err:
+            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
+        try:
+            _os.fstat(fileno)
+        except OSError as err:
+            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
+        raise _stdlib._GiveupOnSendfile(  # type: ignore[attr-defined]
+            "a userspace socket has no kernel socket for os.sendfile()")
 
     def _as_stdlib(self) -> _Any:
         """A stdlib socket sharing this kernel socket's fd (for the stdlib's sendfile)."""
@@ -274,6 +306,13 @@ class socket:
             self.close()
 
     def _real_close(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        if self._userspace and self._sock.closed:
+            # closed through another object holding the same fd (socket(fileno=...),
+            # socket.close(fd)): the kernel says EBADF to the second close
+            raise _bad_fd()
         self._sock.close()
 
     def close(self) -> None:
@@ -284,13 +323,15 @@ class socket:
     def detach(self) -> int:
         self._closed = True
         if self._userspace:
-            fd = self._sock.fileno()
+            core = self._sock
+            fd = core.fileno()
+            # the fd (and the socket behind it) now belong to whoever took the number
+            self._sock = _Detached(core)
+            self._released = True
             return int(fd)
         return int(self._sock.detach())
 
     def get_inheritable(self) -> bool:
-        if self._userspace:
-            return False
         return _os.get_inheritable(self.fileno())
 
     def set_inheritable(self, inheritable: bool) -> None:
@@ -316,6 +357,8 @@ class socket:
         return int(self._sock.connect_ex(address))
 
     def listen(self, *backlog: int) -> None:
+        for value in backlog:
+            _c_int(value)
         self._sock.listen(*backlog)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -331,9 +374,31 @@ class socket:
         return self._sock.recvfrom_into(buffer, nbytes, flags)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
+        if self._userspace:
+            if not hasattr(bufsize, "__index__") or isinstance(bufsize, float):
+                raise TypeError(
+                    f"'{type(bufsize).__name__}' object cannot be interpreted as an integer")
+            if bufsize < 0:
+                raise ValueError("negative buffer size in recvmsg()")
+            ancbufsize, flags = _ancbufsize(ancbufsize), _c_int(flags)
         return self._sock.recvmsg(bufsize, ancbufsize, flags)
 
     def recvmsg_into(self, buffers: _Any, ancbufsize: int = 0, flags: int = 0) -> _Any:
+        if self._userspace:
+            # CPython's checks: an iterable of writable buffers (consumed once), then the ints
+            try:
+                buffers = list(buffers)
+            except TypeError:
+                raise TypeError("recvmsg_into() argument 1 must be an iterable") from None
+            for buf in buffers:
+                try:
+                    view = memoryview(buf)
+                except TypeError:
+                    view = None
+                if view is None or view.readonly:
+                    raise TypeError("recvmsg_into() argument 1 must be an iterable of "
+                                    "single-segment read-write buffers")
+            ancbufsize, flags = _ancbufsize(ancbufsize), _c_int(flags)
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
     def send(self, data: _Any, flags: int = 0) -> int:
@@ -343,13 +408,21 @@ class socket:
         self._sock.sendall(data, flags)
 
     def sendto(self, data: _Any, *args: _Any) -> int:
-        return int(self._sock.sendto(data, *args))
+        if not self._userspace:
+            return int(self._sock.sendto(data, *args))
+        # CPython's argument parsing: sendto(data[, flags], address)
+        if len(args) not in (1, 2):
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        _bytes_like(data)
+        flags, address = (0, args[0]) if len(args) == 1 else args
+        flags = _c_int(flags)
+        return int(self._sock.sendto(data, flags, address))
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
         return int(self._sock.sendmsg(buffers, *args))
 
     def shutdown(self, how: int) -> None:
-        self._sock.shutdown(how)
+        self._sock.shutdown(_c_int(how))
 
     def getsockname(self) -> _Any:
         return self._sock.getsockname()
@@ -384,6 +457,79 @@ class socket:
 
 
 SocketType = socket
+
+
+def _c_int(value: _Any) -> int:
+    """An argument CPython parses as a C int: TypeError / OverflowError like it."""
+    if isinstance(value, float) or not hasattr(value, "__index__"):
+        raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+    number = value.__index__()
+    if not -(2**31) <= number < 2**31:
+        raise OverflowError("signed integer is greater than maximum" if number > 0
+                            else "signed integer is less than minimum")
+    return int(number)
+
+
+def _ancbufsize(value: _Any) -> int:
+    number = _c_int(value)
+    if number < 0:
+        raise ValueError("invalid ancillary data buffer length")
+    return number
+
+
+def _bytes_like(data: _Any) -> None:
+    """TypeError with CPython's words when ``data`` is not a bytes-like object."""
+    try:
+        memoryview(data)
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required, not '{type(data).__name__}'") from None
+
+
+def _kernel_protocol(type: int, proto: int) -> bool:
+    """INET protocols multisock does not implement go to the kernel, like other families."""
+    return proto in _KERNEL_PROTOCOLS
+
+
+_KERNEL_PROTOCOLS = frozenset(
+    getattr(_socket, name) for name in ("IPPROTO_UDPLITE", "IPPROTO_SCTP")
+    if hasattr(_socket, name)
+)
+
+
+class _Detached:
+    """What a wrapper holds after ``detach()``: every call fails with EBADF, like fd -1."""
+
+    closed = True
+    refs = 0
+
+    def __init__(self, core: _Any) -> None:
+        self.family, self.type, self.proto = core.family, core.type, core.proto
+        self.timeout = core.timeout
+
+    def fileno(self) -> int:
+        return -1
+
+    def gettimeout(self) -> float | None:
+        return self.timeout
+
+    def settimeout(self, value: _Any) -> None:
+        self.timeout = _core.check_timeout(value)
+
+    def setblocking(self, flag: bool) -> None:
+        self.timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self.timeout != 0.0
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> _Any:
+        def fail(*args: _Any, **kwargs: _Any) -> _Any:
+            raise _bad_fd()
+
+        return fail
 
 
 # --------------------------------------------------------------- core registry
@@ -448,10 +594,13 @@ def setdefaulttimeout(timeout: float | None) -> None:
 def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
     core = _registry_lookup(fd)
     if core is not None:
+        # os.dup() of a userspace socket's fd: one more reference to the same socket
         core.refs += 1
         new = socket.__new__(socket)
         new._io_refs = 0
         new._closed = False
+        new._released = False
+        new._meta = None
         new._sock = core
         new._userspace = True
         return new
@@ -490,4 +639,5 @@ from multisock.api.functions import has_dualstack_ipv6 as has_dualstack_ipv6  # 
 from multisock.api.functions import if_indextoname as if_indextoname  # noqa: E402
 from multisock.api.functions import if_nameindex as if_nameindex  # noqa: E402
 from multisock.api.functions import if_nametoindex as if_nametoindex  # noqa: E402
+from multisock.api.functions import sethostname as sethostname  # noqa: E402
 from multisock.api.functions import socketpair as socketpair  # noqa: E402

@@ -18,5 +18,16 @@ def test_bench_quick_mode_runs(tmp_path: Path) -> None:
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["rows"]
-    assert {r["scenario"] for r in rows} >= {"TCP bulk, in-process link", "TCP 1-byte RTT (TCP_NODELAY)"}
+    names = {r["scenario"] for r in rows}
+    for expected in ("TCP bulk, in-process link", "TCP 1-byte RTT (TCP_NODELAY)",
+                     "TCP connect+accept+close", "HTTP GET 1 KiB, requests.Session",
+                     "UDP 1 KiB one way", "UDP 1 KiB echo", "footprint: import + patch_all + host",
+                     "TCP goodput, 1 % loss, 20 ms RTT"):
+        assert expected in names
+    assert any(n.startswith("RSS per idle connection") for n in names)
+    assert any(n.endswith("parallel flows, Jain index") for n in names)
     assert all(r["multisock_median"] > 0 for r in rows)
+    # every row with a kernel counterpart carries the same-run kernel figure and the ratio
+    for r in rows:
+        if "kernel_median" in r:
+            assert r["ratio_median"] == r["multisock_median"] / r["kernel_median"]

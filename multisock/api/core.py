@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -69,24 +70,52 @@ class Core:
         self.proto = proto
         self.timeout: float | None = _default_timeout
         self.closed = False
-        self.cond = self.driver.new_condition()
+        # created on first wait: a Condition is ~1.3 KiB and most sockets never block
+        self._cond: Any = None
         self._fd: ReadinessFd | None = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
-        # extra callbacks run on every readiness change (select/poll shims register here)
-        self.watchers: set[Callable[[], None]] = set()
+        # extra callbacks run on every readiness change (select/poll shims register here);
+        # the set is created on first use (an empty set is 216 bytes per socket)
+        self._watchers: set[Callable[[], None]] | None = None
+        # a layer above (TLS) holds bytes for the reader: the socket counts as readable
+        self.held_above = False
+
+    @property
+    def cond(self) -> Any:
+        """The condition blocked calls wait on (shares the driver's lock; a threading.Condition,
+        or the gevent backend's GreenCondition)."""
+        cond = self._cond
+        if cond is None:
+            cond = self._cond = self.driver.new_condition()
+        return cond
+
+    @property
+    def watchers(self) -> set[Callable[[], None]]:
+        watchers = self._watchers
+        if watchers is None:
+            watchers = self._watchers = set()
+        return watchers
 
     # -------------------------------------------------------------- blocking
 
     def settimeout(self, value: Any) -> None:
         self.timeout = check_timeout(value)
+        self._sync_fd_blocking()
 
     def gettimeout(self) -> float | None:
         return self.timeout
 
     def setblocking(self, flag: bool) -> None:
         self.timeout = None if flag else 0.0
+        self._sync_fd_blocking()
+
+    def _sync_fd_blocking(self) -> None:
+        """The fd's O_NONBLOCK says what CPython's would: set unless the timeout is None."""
+        fd = self._fd
+        if fd is not None and fd.fd >= 0:
+            os.set_blocking(fd.fd, self.timeout is None)
 
     def getblocking(self) -> bool:
         return self.timeout != 0.0
@@ -117,12 +146,23 @@ class Core:
 
     def changed(self) -> None:
         """The stack says readiness may have changed (lock held)."""
-        self.cond.notify_all()
+        cond = self._cond
+        if cond is not None:
+            cond.notify_all()
         fd = self._fd
         if fd is not None:
             fd.update(self.readable())
-        for watcher in tuple(self.watchers):
-            watcher()
+        if self._watchers:
+            for watcher in tuple(self._watchers):
+                watcher()
+
+    def set_held_above(self, held: bool) -> None:
+        """A layer above the core (TLS's decrypted or not yet decrypted bytes) now holds, or no
+        longer holds, data for the reader; select, poll and the eventfd must say so."""
+        with self.driver.lock:
+            if held != self.held_above:
+                self.held_above = held
+                self.changed()
 
     def sync_fd(self) -> None:
         """Bring the readiness fd up to date after an operation consumed something.
@@ -150,6 +190,7 @@ class Core:
                 self._fd = ReadinessFd()
                 self._fd.update(self.readable())
                 _cores_by_fd[self._fd.fd] = self
+                self._sync_fd_blocking()
             return self._fd.fd
 
     def check_open(self) -> None:
@@ -165,9 +206,11 @@ class Core:
                 return
             self.closed = True
             self.close_protocol()
-            self.cond.notify_all()
-            for watcher in tuple(self.watchers):
-                watcher()
+            if self._cond is not None:
+                self._cond.notify_all()
+            if self._watchers:
+                for watcher in tuple(self._watchers):
+                    watcher()
             self.host.touch()
         if self._fd is not None:
             from multisock.socket import _cores_by_fd

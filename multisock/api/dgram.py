@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from multisock.net.host import Host
 
 
+_NO_ADDRESS: Any = object()  # sendto(data, address) vs sendto(data, flags, None)
+
+
 class DatagramCore(Core):
     """SOCK_DGRAM: UDP, or ping sockets when proto is IPPROTO_ICMP/ICMPV6."""
 
@@ -111,9 +114,9 @@ class DatagramCore(Core):
             raise oserror(errno.EDESTADDRREQ)
         return self._send(data, self.ep.remote)
 
-    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = _NO_ADDRESS) -> int:
         self.check_open()
-        if address is None:
+        if address is _NO_ADDRESS:
             address, flags = flags_or_address, 0
         else:
             flags = flags_or_address

@@ -81,6 +81,7 @@ def getaddrinfo(
         raise _gai(_socket.EAI_NONAME, "Name or service not known")
     numeric_port = _service_port(port, type, flags)
     canon = ""
+    scope = 0
     if host is None or host == "":
         if host == "" and not flags & _socket.AI_PASSIVE:
             raise _gai(_socket.EAI_NONAME, "Name or service not known")
@@ -99,6 +100,8 @@ def getaddrinfo(
                 raise _gai(_socket.EAI_ADDRFAMILY, "Address family for hostname not supported")
             addrs = [packed]
             canon = host
+            if "%" in host and len(packed) == 16:
+                scope = _scope_id(host.split("%", 1)[1])
         else:
             if flags & _socket.AI_NUMERICHOST:
                 raise _gai(_socket.EAI_NONAME, "Name or service not known")
@@ -117,7 +120,7 @@ def getaddrinfo(
             sockaddr: tuple[Any, ...] = (
                 (A.unpack(addr), numeric_port)
                 if fam == AF_INET
-                else (A.unpack(addr), numeric_port, 0, 0)
+                else (A.unpack(addr), numeric_port, 0, scope)
             )
             name = canon if (flags & _socket.AI_CANONNAME and not out) else ""
             out.append(
@@ -173,7 +176,19 @@ def gethostbyaddr(ip_address: str) -> tuple[str, list[str], list[str]]:
 
 
 def gethostname() -> str:
-    return default_host().name
+    host = default_host()
+    return host.hostname or host.name
+
+
+def sethostname(name: Any) -> None:
+    """The virtual host's name (``gethostname()``); the kernel's hostname is not touched."""
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).decode("utf-8", "surrogateescape")
+    if not isinstance(name, str):
+        raise TypeError(f"sethostname() argument 1 must be str or bytes, not {type(name).__name__}")
+    if len(name.encode("utf-8", "surrogateescape")) > 64:
+        raise OSError(errno.EINVAL, "Invalid argument")
+    default_host().hostname = name
 
 
 def getfqdn(name: str = "") -> str:
@@ -191,15 +206,35 @@ def getfqdn(name: str = "") -> str:
 
 
 def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
-    if not isinstance(sockaddr, tuple) or len(sockaddr) < 2:
+    """Like the stdlib's (argument checks as CPython's), answered from the virtual network."""
+    if not isinstance(sockaddr, tuple):
+        del sockaddr  # the traceback must not keep the caller's object alive (refcount test)
         raise TypeError("getnameinfo() argument 1 must be a tuple")
+    if not 2 <= len(sockaddr) <= 4 or not isinstance(sockaddr[0], str):
+        raise TypeError("getnameinfo(): illegal sockaddr argument")
     host, port = sockaddr[0], sockaddr[1]
-    if not isinstance(port, int):
-        raise TypeError("'str' object cannot be interpreted as an integer")
+    flowinfo = sockaddr[2] if len(sockaddr) > 2 else 0
+    scope_id = sockaddr[3] if len(sockaddr) > 3 else 0
+    for value in (port, flowinfo, scope_id):
+        if isinstance(value, float) or not hasattr(value, "__index__"):
+            raise TypeError(f"'{type(value).__name__}' object cannot be interpreted as an integer")
+    if not isinstance(flags, int):
+        raise TypeError(f"'{type(flags).__name__}' object cannot be interpreted as an integer")
+    flowinfo &= 0xFFFFFFFF
+    scope_id &= 0xFFFFFFFF
+    if flowinfo > 0xFFFFF:
+        raise OverflowError("getnameinfo(): flowinfo must be 0-1048575.")
     infos = getaddrinfo(host, port, AF_UNSPEC, SOCK_DGRAM, 0, _socket.AI_NUMERICHOST)
+    if len(infos) != 1:
+        raise OSError("sockaddr resolved to multiple addresses")
+    family = infos[0][0]
+    if family == AF_INET and len(sockaddr) != 2:
+        raise OSError("IPv4 sockaddr must be 2 tuple")
     addr_text = infos[0][4][0]
     if flags & _socket.NI_NUMERICHOST:
         name = addr_text
+        if family == AF_INET6 and scope_id:
+            name += "%" + _scope_name(A.pack(addr_text), scope_id)
     else:
         try:
             name = gethostbyaddr(addr_text)[0]
@@ -207,6 +242,7 @@ def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
             if flags & _socket.NI_NAMEREQD:
                 raise _gai(_socket.EAI_NONAME, "Name or service not known") from None
             name = addr_text
+    port &= 0xFFFF
     if flags & _socket.NI_NUMERICSERV:
         service = str(port)
     else:
@@ -215,6 +251,26 @@ def getnameinfo(sockaddr: tuple[Any, ...], flags: int) -> tuple[str, str]:
         except OSError:
             service = str(port)
     return name, service
+
+
+def _scope_name(packed: bytes, scope_id: int) -> str:
+    """glibc: the interface name for link-local scopes when it has one, else the number."""
+    link_local = packed[:2] == b"\xfe\x80" or (packed[0] == 0xFF and packed[1] & 0x0F == 2)
+    if link_local:
+        for iface in default_host().ip.interfaces:
+            if iface.index == scope_id:
+                return str(iface.name)
+    return str(scope_id)
+
+
+def _scope_id(text: str) -> int:
+    """``%lo`` / ``%1`` after a numeric IPv6 address: the interface index (0 if unknown)."""
+    if text.isdigit():
+        return int(text)
+    for iface in default_host().ip.interfaces:
+        if iface.name == text:
+            return int(iface.index)
+    return 0
 
 
 def if_nameindex() -> list[tuple[int, str]]:
@@ -245,6 +301,23 @@ def has_dualstack_ipv6() -> bool:
     return True
 
 
+def _patched_or_ours(name: str) -> Any:
+    """What create_connection & co. call: while activated, the stdlib module's current
+    attribute (so a program or a test that swaps ``socket.socket`` or ``socket.getaddrinfo``
+    is obeyed, as with the stdlib's functions), else multisock's own."""
+    import sys
+
+    from multisock import monkey
+
+    if monkey.is_patched("socket"):
+        return getattr(sys.modules["socket"], name)
+    if name == "socket":
+        from multisock.socket import socket
+
+        return socket
+    return globals()[name]
+
+
 def create_connection(
     address: tuple[str, int],
     timeout: Any = _GLOBAL_DEFAULT_TIMEOUT,
@@ -253,11 +326,11 @@ def create_connection(
     all_errors: bool = False,
 ) -> Any:
     """Try each address getaddrinfo gives, in order; the first that connects wins."""
-    from multisock.socket import socket
-
+    socket = _patched_or_ours("socket")
+    resolve = _patched_or_ours("getaddrinfo")
     host, port = address
     errors: list[Exception] = []
-    for family, socktype, proto, _canon, sockaddr in getaddrinfo(host, port, 0, SOCK_STREAM):
+    for family, socktype, proto, _canon, sockaddr in resolve(host, port, 0, SOCK_STREAM):
         sock = None
         try:
             sock = socket(family, socktype, proto)
@@ -290,7 +363,7 @@ def create_server(
     reuse_port: bool = False,
     dualstack_ipv6: bool = False,
 ) -> Any:
-    from multisock.socket import socket
+    socket = _patched_or_ours("socket")
 
     if reuse_port and not hasattr(_socket, "SO_REUSEPORT"):
         raise ValueError("SO_REUSEPORT not supported on this platform")
@@ -319,7 +392,7 @@ def create_server(
 
 def socketpair(family: int | None = None, type: int = SOCK_STREAM, proto: int = 0) -> tuple[Any, Any]:
     """AF_UNIX (the default) is the kernel's; AF_INET/AF_INET6 pairs live on the stack."""
-    from multisock.socket import socket
+    socket = _patched_or_ours("socket")
 
     if family is None:
         family = _socket.AF_UNIX

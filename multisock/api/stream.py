@@ -32,7 +32,24 @@ class StreamCore(Core):
         self.connecting = False
 
     def readable(self) -> bool:
-        return bool(self.tcb.readable) or self.closed
+        return bool(self.tcb.readable) or self.closed or self.held_above
+
+    def wait_io(self, read: bool, write: bool, timeout: float | None) -> bool:
+        """Block until the transport itself is readable (``read``) or writable (``write``);
+        False if ``timeout`` seconds pass first. For a layer above (TLS) that keeps its own
+        deadline over several transport calls; bytes it holds itself do not count."""
+        tcb = self.tcb
+
+        def ready() -> bool:
+            return self.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
+
+        with self.driver.operation():
+            self.host.touch()
+            try:
+                self.wait(ready, 0, timeout)
+            except (TimeoutError, BlockingIOError):
+                return False
+        return True
 
     def writable(self) -> bool:
         return bool(self.tcb.writable) or self.closed
@@ -222,9 +239,11 @@ class StreamCore(Core):
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0
+            limit = self._recv_timeout()
             while True:
                 try:
-                    self.wait(lambda: bool(tcb.readable) or self.closed, flags, self._recv_timeout())
+                    self.wait(lambda: bool(tcb.readable) or self.closed
+                              or self._never_connected(flags, limit), flags, limit)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
@@ -243,6 +262,20 @@ class StreamCore(Core):
                         return got
                 now = self.host.touch()
                 self.driver.drain()
+
+    def _never_connected(self, flags: int, limit: Any) -> bool:
+        """Linux's recv answers ENOTCONN at once on a never-connected socket or a listener
+        (the engine raises it) instead of waiting or saying EAGAIN. With a timeout, CPython
+        first polls for POLLIN: a never-connected socket reports POLLHUP and goes on to
+        ENOTCONN, but a listener waits for a connection (or times out)."""
+        state = self.tcb.state.name
+        if state == "CLOSED":
+            return not self.tcb.was_connected
+        if state == "LISTEN":
+            if limit == "default":
+                limit = self.timeout
+            return limit is None or limit == 0.0 or bool(flags & MSG_DONTWAIT)
+        return False
 
     def _recv_timeout(self) -> Any:
         return self.rcvtimeo if self.rcvtimeo is not None and self.timeout is None else "default"
@@ -293,7 +326,8 @@ class StreamCore(Core):
         with self.driver.operation():
             now = self.host.touch()
             self.tcb.shutdown(how, now)
-            self.cond.notify_all()
+            if self._cond is not None:
+                self._cond.notify_all()
 
     def close_protocol(self) -> None:
         now = self.host.touch()

@@ -180,6 +180,12 @@ class Driver:
             self.drain()
         return None
 
+    def start(self) -> None:
+        """Start the driver thread now rather than at the first timer (activation does, so
+        the thread exists before the program's first socket, like the kernel's machinery)."""
+        with self.lock:
+            self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         if self._thread is None and not self._closed:
             self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)

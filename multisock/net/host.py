@@ -41,6 +41,7 @@ class Host:
     ) -> None:
         self.net = net
         self.name = name
+        self.hostname: str | None = None  # sethostname()'s; gethostname() falls back to name
         self.driver = net.driver
         self.ip = IPStack(name, rng=net.derive_rng("host", name))
         self.ip.forwarding = forwarding

@@ -8,19 +8,34 @@ packets) do not fit. Only addresses, protocol and the first transport bytes
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from multisock.wire.errors import MalformedPacket
 
 _V6_EXTENSIONS = {0, 43, 60}
 _V6_FRAGMENT = 44
 
 
-@dataclass(slots=True)
 class Quoted:
-    src: bytes
-    dst: bytes
-    proto: int
+    """The addresses and protocol of the packet an ICMP error quotes.
+
+    (A plain class: importing ``dataclasses`` pulls in ``inspect`` and ``ast``, ~1 MiB.)
+    """
+
+    __slots__ = ("src", "dst", "proto")
+
+    def __init__(self, src: bytes, dst: bytes, proto: int) -> None:
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Quoted):
+            return NotImplemented
+        return (self.src, self.dst, self.proto) == (other.src, other.dst, other.proto)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        return f"Quoted(src={self.src!r}, dst={self.dst!r}, proto={self.proto!r})"
 
 
 def parse_quoted4(body: memoryview | bytes) -> tuple[Quoted, memoryview]:

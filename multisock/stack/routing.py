@@ -9,7 +9,6 @@ route's MTU) and per datagram, so this is plenty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from multisock.stack.addresses import mask_int, unpack
@@ -18,18 +17,37 @@ if TYPE_CHECKING:
     from multisock.stack.interface import Interface
 
 
-@dataclass(slots=True)
 class Route:
-    """One entry: ``prefix/length`` reached through ``interface``, directly or via ``gateway``."""
+    """One entry: ``prefix/length`` reached through ``interface``, directly or via ``gateway``.
 
-    prefix: bytes
-    length: int
-    interface: Interface
-    gateway: bytes | None = None
-    metric: int = 0
-    source: bytes | None = None
-    mtu: int | None = None
-    _key: int = field(default=0, repr=False)
+    A plain class (not a dataclass: ``dataclasses`` imports ``inspect``/``ast``, ~1 MiB RSS).
+    """
+
+    __slots__ = ("prefix", "length", "interface", "gateway", "metric", "source", "mtu", "_key")
+    _FIELDS = ("prefix", "length", "interface", "gateway", "metric", "source", "mtu")
+
+    def __init__(self, prefix: bytes, length: int, interface: Interface,
+                 gateway: bytes | None = None, metric: int = 0, source: bytes | None = None,
+                 mtu: int | None = None, _key: int = 0) -> None:
+        self.prefix = prefix
+        self.length = length
+        self.interface = interface
+        self.gateway = gateway
+        self.metric = metric
+        self.source = source
+        self.mtu = mtu
+        self._key = _key
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Route):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in (*self._FIELDS, "_key"))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._FIELDS)
+        return f"Route({inner})"
 
     @property
     def family_bits(self) -> int:

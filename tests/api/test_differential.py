@@ -449,6 +449,46 @@ def tcp_peername_unconnected(mod: Any) -> Any:
 
 
 @scenario
+def tcp_recv_never_connected(mod: Any) -> Any:
+    with mod.socket() as s:
+        s.settimeout(5)  # Linux answers ENOTCONN at once: a hang would show as a timeout
+        s.recv(1)
+
+
+@scenario
+def tcp_recv_never_connected_nonblocking(mod: Any) -> Any:
+    with mod.socket() as s:
+        s.setblocking(False)
+        s.recv(1)
+
+
+@scenario
+def tcp_recv_on_listener(mod: Any) -> Any:
+    with mod.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.settimeout(0.2)  # CPython polls for POLLIN first: a listener waits, then times out
+        s.recv(1)
+
+
+@scenario
+def tcp_recv_on_listener_blocking(mod: Any) -> Any:
+    with mod.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.recv(1)
+
+
+@scenario
+def tcp_recv_on_listener_nonblocking(mod: Any) -> Any:
+    with mod.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        s.setblocking(False)
+        s.recv(1)
+
+
+@scenario
 def tcp_makefile_lines(mod: Any) -> Any:
     listener, client, server = _connected(mod)
     with listener, client, server:

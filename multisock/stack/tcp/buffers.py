@@ -8,8 +8,6 @@ payload memoryviews of arrived packets and copies only in ``read_into``.
 
 from __future__ import annotations
 
-from collections import deque
-
 
 class SendBuffer:
     """Unacknowledged and unsent bytes as a list of immutable chunks.
@@ -105,11 +103,18 @@ class SendBuffer:
 
 
 class ReceiveQueue:
-    __slots__ = ("chunks", "head", "size")
+    """Arrived in-order payloads, copied out only by ``read_into``.
+
+    A list consumed from ``first`` (compacted when emptied) instead of a deque: an idle
+    connection's empty list is 56 bytes where an empty deque is ~0.7 KiB.
+    """
+
+    __slots__ = ("chunks", "first", "head", "size")
 
     def __init__(self) -> None:
-        self.chunks: deque[memoryview | bytes] = deque()
-        self.head = 0
+        self.chunks: list[memoryview | bytes] = []
+        self.first = 0  # chunks before this index are consumed
+        self.head = 0  # offset inside chunks[first]
         self.size = 0
 
     def append(self, data: memoryview | bytes) -> None:
@@ -121,7 +126,7 @@ class ReceiveQueue:
         want = min(len(buf), self.size)
         got = 0
         head = self.head
-        index = 0
+        index = self.first
         chunks = self.chunks
         while got < want:
             chunk = chunks[index]
@@ -133,14 +138,23 @@ class ReceiveQueue:
                 index += 1
                 head = 0
         if not peek:
-            for _ in range(index):
-                chunks.popleft()
             self.head = head
             self.size -= got
+            if index >= len(chunks):
+                chunks.clear()
+                index = 0
+            elif index > 32 and index * 2 > len(chunks):
+                del chunks[:index]  # compact now and then: O(1) amortised
+                index = 0
+            else:
+                for i in range(self.first, index):
+                    chunks[i] = b""  # release consumed payloads (they pin packets)
+            self.first = index
         return got
 
     def clear(self) -> None:
         self.chunks.clear()
+        self.first = 0
         self.head = 0
         self.size = 0
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import Any
 
 
 class TcpState(enum.Enum):
@@ -35,9 +35,12 @@ CAN_SEND = frozenset({TcpState.ESTABLISHED, TcpState.CLOSE_WAIT})
 CAN_RECEIVE = frozenset({TcpState.ESTABLISHED, TcpState.FIN_WAIT_1, TcpState.FIN_WAIT_2})
 
 
-@dataclass
 class TcpConfig:
-    """Defaults follow Linux where Linux has a number; all in seconds and bytes."""
+    """Defaults follow Linux where Linux has a number; all in seconds and bytes.
+
+    Class attributes hold the defaults; keyword arguments override them. A plain class
+    rather than a dataclass: ``dataclasses`` imports ``inspect`` and ``ast`` (~1 MiB RSS).
+    """
 
     rto_min: float = 0.2  # TCP_RTO_MIN
     rto_max: float = 120.0  # TCP_RTO_MAX
@@ -66,3 +69,23 @@ class TcpConfig:
     ephemeral_low: int = 32768
     ephemeral_high: int = 60999
     log_transitions: bool = False
+
+    def __init__(self, **overrides: Any) -> None:
+        for name, value in overrides.items():
+            if name not in _FIELDS:
+                raise TypeError(f"TcpConfig() got an unexpected keyword argument {name!r}")
+            setattr(self, name, value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TcpConfig):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaced
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in _FIELDS)
+        return f"TcpConfig({inner})"
+
+
+_FIELDS = tuple(TcpConfig.__annotations__)  # definition order

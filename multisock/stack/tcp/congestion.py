@@ -37,6 +37,7 @@ class Reno:
     """RFC 5681 with appropriate byte counting (RFC 3465, L = 2*MSS in slow start)."""
 
     name = "reno"
+    __slots__ = ("mss", "cwnd", "ssthresh", "_acked_in_ca")  # one per connection: no __dict__
 
     def __init__(self, mss: int, now: float) -> None:
         self.mss = mss
@@ -84,6 +85,7 @@ class Cubic(Reno):
     name = "cubic"
     C = 0.4
     BETA = 0.7
+    __slots__ = ("w_max", "k", "epoch", "w_est", "cwnd_epoch", "_cwnd_frac")
 
     def __init__(self, mss: int, now: float) -> None:
         super().__init__(mss, now)

@@ -82,6 +82,7 @@ def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
 
 
 _V4MAPPED = bytes(10) + b"\xff\xff"
+_NO_QUEUE: tuple[()] = ()
 
 
 class TcpSocket:
@@ -237,7 +238,9 @@ class TcpSocket:
         self.v6only = False
         self.congestion = cfg.congestion
         self.backlog = 0
-        self.accept_queue: deque[TcpSocket] = deque()
+        # only a listener needs a queue (a deque is ~0.7 KiB): listen() creates it, and the
+        # shared empty tuple answers len()/bool()/iteration for every other socket
+        self.accept_queue: deque[TcpSocket] = _NO_QUEUE  # type: ignore[assignment]
         self.syn_count = 0
         self.parent: TcpSocket | None = None
         self.sndq = SendBuffer()
@@ -374,6 +377,7 @@ class TcpSocket:
             self.stack.ports.bind(self, bytes(4 if self.family == _socket.AF_INET else 16), 0)
         self.stack.ports.check_listen(self)
         self.backlog = max(0, min(backlog, self.stack.config.somaxconn))
+        self.accept_queue = deque()
         self._set_state(LISTEN, now)
         self.stack.add_listener(self)
 

@@ -11,13 +11,18 @@ of the 4-tuple, the peer's ISN and the counter. When the final ACK comes back,
 
 from __future__ import annotations
 
-import hashlib
+try:
+    # hashlib itself would load OpenSSL's libcrypto (+3.5 MiB RSS) just to reach the
+    # built-in BLAKE2 that hashlib.blake2s is anyway (see docs/performance.md: footprint)
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - a CPython built without _blake2
+    from hashlib import blake2s
 
 MSS_TABLE = (536, 1220, 1300, 1440, 1460, 4312, 8960, 65483)
 
 
 def _hash(secret: bytes, *parts: object) -> int:
-    digest = hashlib.blake2s(repr(parts).encode(), key=secret[:32], digest_size=8).digest()
+    digest = blake2s(repr(parts).encode(), key=secret[:32], digest_size=8).digest()
     return int.from_bytes(digest, "big")
 
 

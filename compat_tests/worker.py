@@ -1,0 +1,205 @@
+"""One worker process: run one CPython test target, stock or under multisock, test by test.
+
+``python -m compat_tests.worker --target test_socket --mode multisock --events FILE``
+
+The worker activates multisock (mode ``multisock``) *before* anything from the ``test``
+package is imported, so the test module and ``test.support`` see the patched ``socket``,
+``select`` and ``selectors`` from their first import, as an application started under
+``python -m multisock run`` would. It then loads the target with ``unittest``'s loader,
+flattens the suite into its tests (same order every time) and runs them from ``--start``,
+in-process and in that order, so class and module fixtures behave as under ``unittest``.
+
+Every test start and end is appended to the events file as one JSON line, flushed at once,
+so the parent (:mod:`compat_tests.runner`) knows exactly where a worker stopped. A hung
+test cannot hang the run: ``faulthandler.dump_traceback_later(exit=True)`` is re-armed
+at every test boundary; when it fires it writes every thread's stack to the log and ends
+the process, even if a thread holds the GIL. The parent then records that test as timed
+out and starts a new worker at the next index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+DETAIL_LIMIT = 4000
+
+
+class Events:
+    """The JSON-lines channel to the parent (a file it tails)."""
+
+    def __init__(self, path: str) -> None:
+        self._file: IO[str] = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+
+    def emit(self, **record: Any) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+
+def activate_multisock() -> None:
+    """What ``python -m multisock run`` does before running a program."""
+    from multisock.cli import activate
+
+    activate({})
+
+
+def flatten(suite: Any) -> Iterator[Any]:
+    import unittest
+
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from flatten(item)
+        else:
+            yield item
+
+
+def short_id(full: str) -> str:
+    return full[len("test."):] if full.startswith("test.") else full
+
+
+def load(target: str) -> list[Any]:
+    import unittest
+
+    loader = unittest.TestLoader()
+    suite = loader.loadTestsFromName("test." + target)
+    tests = list(flatten(suite))
+    if loader.errors:
+        # import errors come back as synthetic failing tests; keep them so they are counted
+        pass
+    return tests
+
+
+def make_result(events: Events, timeout: float, ids: dict[int, int]) -> Any:
+    import unittest
+
+    class EventResult(unittest.TestResult):
+        """Records one outcome per test: error > fail > skip > pass (subtests included)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self._outcome = "pass"
+            self._detail = ""
+            self._started = 0.0
+
+        def _arm(self) -> None:
+            faulthandler.dump_traceback_later(timeout, exit=True)
+
+        def startTest(self, test: Any) -> None:  # noqa: N802 - unittest's name
+            super().startTest(test)
+            self._outcome, self._detail = "pass", ""
+            self._started = time.monotonic()
+            events.emit(event="start", index=ids.get(id(test), -1), id=short_id(test.id()))
+            self._arm()
+
+        def stopTest(self, test: Any) -> None:  # noqa: N802
+            super().stopTest(test)
+            events.emit(event="end", index=ids.get(id(test), -1), id=short_id(test.id()),
+                        outcome=self._outcome, detail=self._detail[:DETAIL_LIMIT],
+                        seconds=round(time.monotonic() - self._started, 3))
+            self._arm()
+
+        def _set(self, outcome: str, detail: str) -> None:
+            rank = {"pass": 0, "xfail": 0, "skip": 1, "fail": 2, "xpass": 2, "error": 3}
+            if rank[outcome] >= rank[self._outcome]:
+                self._outcome = outcome
+                if detail:
+                    self._detail = detail
+
+        def _is_fixture(self, test: Any) -> bool:
+            return not isinstance(test, unittest.TestCase) or type(test).__name__ == "_ErrorHolder"
+
+        def _fixture(self, test: Any, outcome: str, detail: str) -> None:
+            events.emit(event="fixture", id=str(test.id() if hasattr(test, "id") else test),
+                        outcome=outcome, detail=detail[:DETAIL_LIMIT])
+
+        def addError(self, test: Any, err: Any) -> None:  # noqa: N802
+            super().addError(test, err)
+            text = self._exc_info_to_string(err, test)
+            if self._is_fixture(test):
+                self._fixture(test, "error", text)
+            else:
+                self._set("error", text)
+
+        def addFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+            super().addFailure(test, err)
+            self._set("fail", self._exc_info_to_string(err, test))
+
+        def addSkip(self, test: Any, reason: str) -> None:  # noqa: N802
+            super().addSkip(test, reason)
+            if self._is_fixture(test):
+                self._fixture(test, "skip", reason)
+            else:
+                self._set("skip", reason)
+
+        def addExpectedFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+            super().addExpectedFailure(test, err)
+            self._set("xfail", "")
+
+        def addUnexpectedSuccess(self, test: Any) -> None:  # noqa: N802
+            super().addUnexpectedSuccess(test)
+            self._set("xpass", "unexpected success")
+
+        def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:  # noqa: N802
+            super().addSubTest(test, subtest, err)
+            if err is not None:
+                kind = "fail" if issubclass(err[0], test.failureException) else "error"
+                self._set(kind, f"{subtest.id()}\n" + self._exc_info_to_string(err, test))
+
+    return EventResult()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m compat_tests.worker")
+    parser.add_argument("--target", required=True, help="module (or module.Class) under test/")
+    parser.add_argument("--mode", choices=("stock", "multisock"), required=True)
+    parser.add_argument("--events", required=True, help="JSON-lines file to append to")
+    parser.add_argument("--start", type=int, default=0, help="index of the first test to run")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per-test limit, seconds")
+    parser.add_argument("--ids-file", help="run only the test ids listed in this file")
+    parser.add_argument("--list", action="store_true", help="only list the test ids")
+    args = parser.parse_args(argv)
+
+    events = Events(args.events)
+    faulthandler.enable()
+    faulthandler.dump_traceback_later(args.timeout * 2, exit=True)  # import + collection
+    if args.mode == "multisock":
+        activate_multisock()
+
+    import unittest
+
+    from test import support
+
+    support.verbose = 0
+    tests = load(args.target)
+    all_ids = [short_id(t.id()) for t in tests]
+    if args.list or args.start == 0:
+        events.emit(event="ids", ids=all_ids)
+    if args.list:
+        events.emit(event="done")
+        return 0
+    wanted: set[str] | None = None
+    if args.ids_file:
+        with open(args.ids_file, encoding="utf-8") as f:
+            wanted = {line.strip() for line in f if line.strip()}
+    index_of = {id(t): i for i, t in enumerate(tests)}
+    chosen = [t for i, t in enumerate(tests)
+              if i >= args.start and (wanted is None or short_id(t.id()) in wanted)]
+    result = make_result(events, args.timeout, index_of)
+    faulthandler.dump_traceback_later(args.timeout, exit=True)
+    unittest.TestSuite(chosen).run(result)
+    faulthandler.cancel_dump_traceback_later()
+    events.emit(event="done")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # threads a test left behind must not keep the process (and so the run) alive
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
