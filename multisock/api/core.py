@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import forking  # noqa: F401 - installs the fork hooks
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
 from multisock.api.sockaddr import format_address, parse_address
@@ -113,6 +114,8 @@ class Core:
 
     def _sync_fd_blocking(self) -> None:
         """The fd's O_NONBLOCK says what CPython's would: set unless the timeout is None."""
+        if self.closed:
+            raise bad_fd()  # CPython sets the timeout, then fcntl() on the dead fd fails
         fd = self._fd
         if fd is not None and fd.fd >= 0:
             os.set_blocking(fd.fd, self.timeout is None)

@@ -7,6 +7,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import ancillary
 from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import oserror, timed_out, would_block
@@ -204,26 +205,29 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
-                now = self.host.touch()  # the wait released the lock: time moved on
+                if not (tcb.writable or self.closed):  # (the common case needs no wait)
+                    self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                    now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:], now))
+                n = int(tcb.send(view[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
                 self.driver.drain()
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
-        """Linux ignores the address on a stream socket: it is a plain send."""
+        """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
         flags = 0 if address is None else flags_or_address
+        self.parse(flags_or_address if address is None else address, "sendto")
         return self.send(data, flags)
 
     def sendmsg(
         self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
     ) -> int:
-        if list(ancdata):
-            raise oserror(errno.EINVAL)
-        data = b"".join(bytes(memoryview(b)) for b in buffers)
+        data, cmsgs, flags = ancillary.sendmsg_args(buffers, ancdata, flags)
+        if address is not None:
+            self.parse(address, "sendmsg")  # CPython parses it; Linux then ignores it
+        ancillary.check_stream_cmsgs(cmsgs)
         return self.send(data, flags)
 
     def _recv_into(self, view: memoryview, flags: int) -> int:
@@ -242,9 +246,10 @@ class StreamCore(Core):
             limit = self._recv_timeout()
             while True:
                 try:
-                    self.wait(lambda: bool(tcb.readable) or self.closed
-                              or self._never_connected(flags, limit), flags, limit)
-                    now = self.host.touch()  # the wait released the lock: time moved on
+                    if not (tcb.readable or self.closed):  # (no wait when data is there)
+                        self.wait(lambda: bool(tcb.readable) or self.closed
+                                  or self._never_connected(flags, limit), flags, limit)
+                        now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
                         return got

@@ -22,8 +22,7 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -44,6 +43,30 @@ class TimerHandle:
         self.cancelled = True
 
 
+class _Operation:
+    """The context manager ``Driver.operation()`` returns; stateless, so re-entrant."""
+
+    __slots__ = ("driver", "lock")
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.lock = driver.lock
+
+    def __enter__(self) -> None:
+        if os.getpid() != self.driver.pid:
+            raise OSError(
+                "multisock: this virtual network belongs to the parent process; its driver "
+                "does not survive fork() (use threads, or create a new Network in the child)"
+            )
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.driver.drain()
+        finally:
+            self.lock.release()
+
+
 class Driver:
     """Owns time and concurrency for one network."""
 
@@ -62,8 +85,10 @@ class Driver:
         self._draining = False
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._after_drain: list[Callable[[], None]] = []
-        self._after_drain_set: set[int] = set()
+        # insertion-ordered set: a callback queued twice runs once (bound methods compare
+        # equal when they bind the same function to the same object)
+        self._after_drain: dict[Callable[[], None], None] = {}
+        self._operation = _Operation(self)
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
 
@@ -111,10 +136,7 @@ class Driver:
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
-        key = id(callback.__self__) if hasattr(callback, "__self__") else id(callback)
-        if key not in self._after_drain_set:
-            self._after_drain_set.add(key)
-            self._after_drain.append(callback)
+        self._after_drain[callback] = None
 
     def drain(self) -> None:
         """Run everything ready; safe to call re-entrantly (the outer call does the work)."""
@@ -129,8 +151,7 @@ class Driver:
                     self._guarded(callback, *args)
                 if not self._after_drain:
                     break
-                pending, self._after_drain = self._after_drain, []
-                self._after_drain_set.clear()
+                pending, self._after_drain = self._after_drain, {}
                 for callback in pending:
                     self._guarded(callback)
         finally:
@@ -148,19 +169,11 @@ class Driver:
 
             traceback.print_exc()
 
-    @contextmanager
-    def operation(self) -> Iterator[None]:
-        """Hold the lock for one socket call, draining deliveries before release."""
-        if os.getpid() != self.pid:
-            raise OSError(
-                "multisock: this virtual network belongs to the parent process; its driver "
-                "does not survive fork() (use threads, or create a new Network in the child)"
-            )
-        with self.lock:
-            try:
-                yield
-            finally:
-                self.drain()
+    def operation(self) -> _Operation:
+        """``with driver.operation():`` holds the lock for one socket call and drains
+        deliveries before releasing it. (One reusable object, not a generator-based
+        context manager: every socket call passes here, see docs/performance.md.)"""
+        return self._operation
 
     # ----------------------------------------------------------------- timers
 

@@ -716,8 +716,9 @@ class TcpSocket:
         self.ack_now = False
         self.t_dack = None
         self.segs_out += 1
-        self.stack.emit(local[0], remote[0], hdr + payload if len(payload) else hdr,
-                        self.ttl, self.tos)
+        # header and payload go down separately: IP joins them with its own header in one
+        # copy (docs/performance.md: copies per byte)
+        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.stack.config

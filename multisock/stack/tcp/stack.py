@@ -39,8 +39,9 @@ Key = tuple[bytes, int, bytes, int]
 class TcpHost(Protocol):
     def tcp_output(
         self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
-        ttl: int | None = None, tos: int = 0,
-    ) -> None: ...
+        ttl: int | None = None, tos: int = 0, payload: bytes | memoryview = b"",
+    ) -> None:
+        """Send ``segment`` (+ ``payload``, when the header and data come apart)."""
     def route_mtu(self, dst: bytes) -> int | None: ...
     def select_source(self, dst: bytes) -> bytes | None: ...
     def is_local_address(self, addr: bytes) -> bool: ...
@@ -211,9 +212,12 @@ class TcpStack:
             sock.on_change()
 
     def emit(self, src: bytes, dst: bytes, segment: bytes, ttl: int | None = None,
-             tos: int = 0) -> None:
+             tos: int = 0, payload: bytes | memoryview = b"") -> None:
         self.counters["segments_out"] += 1
-        self.host.tcp_output(src, dst, segment, ttl, tos)
+        if len(payload):
+            self.host.tcp_output(src, dst, segment, ttl, tos, payload)
+        else:
+            self.host.tcp_output(src, dst, segment, ttl, tos)
 
     def transition(self, sock: TcpSocket, old: TcpState, new: TcpState, now: float) -> None:
         if self.config.log_transitions:
