@@ -72,11 +72,13 @@ class GeventDriver(Driver):
     backend = "gevent"
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
-        super().__init__(clock, name)
-        self.lock = RLock()
         self.hub = get_hub()
+        super().__init__(clock, name)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
+
+    def new_lock(self) -> RLock:
+        return RLock()
 
     def new_condition(self) -> GreenCondition:
         return GreenCondition(self.lock, self.hub)
