@@ -138,7 +138,8 @@ def patch_ssl() -> None:
 
 
 def patch_all() -> None:
-    """Patch socket, select, selectors and ssl; warn about stale references.
+    """Patch socket, select, selectors and ssl, and gevent's socket APIs when gevent is in
+    use (``multisock.green``); warn about stale references.
 
     ssl is patched now if it is imported already, else by the import hook the moment it is
     (so that a program that never uses TLS never loads OpenSSL)."""
@@ -152,6 +153,9 @@ def patch_all() -> None:
     else:
         _ssl_on_import = True
     _install_hook()
+    from multisock import green
+
+    green.integrate()  # gevent's own socket APIs, now or when gevent patches later
     _warn_direct_references(originals)
 
 
@@ -168,6 +172,9 @@ def unpatch_all() -> None:
     _patched_modules.clear()
     _ssl_on_import = False
     _remove_hook()
+    from multisock import green
+
+    green.disintegrate()
 
 
 @contextmanager
@@ -209,8 +216,8 @@ def _warn_direct_references(originals: dict[int, str]) -> None:
     offenders: list[str] = []
     for name, module in list(sys.modules.items()):
         # ssl subclasses the kernel socket by design; TLS over the stack is patch_ssl's job
-        if module is None or name in ("socket", "select", "_socket", "ssl") or name.startswith(
-                "multisock"):
+        if module is None or name in ("socket", "select", "_socket", "ssl", "gevent.ssl") \
+                or name.startswith("multisock"):
             continue
         try:
             items = list(vars(module).items())

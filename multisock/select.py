@@ -13,14 +13,26 @@ import errno
 import math
 import os
 import select as _kernel_select
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
-# the kernel's objects, captured when this module is first imported (before patching)
-_select = _kernel_select.select
-_KernelPoll = _kernel_select.poll
-_KernelEpoll = _kernel_select.epoll
+
+def _kernel(name: str) -> Any:
+    """The kernel's ``select.<name>``, even when gevent patched (or removed) it before this
+    module was first imported."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("select"):
+        return gevent_monkey.get_original("select", name)
+    return getattr(_kernel_select, name)
+
+
+# the kernel's objects, captured when this module is first imported (before patching);
+# under gevent, multisock.green swaps in cooperative equivalents
+_select = _kernel("select")
+_KernelPoll = _kernel("poll")
+_KernelEpoll = _kernel("epoll")
 error = OSError
 POLLIN = _kernel_select.POLLIN
 POLLOUT = _kernel_select.POLLOUT

@@ -515,9 +515,11 @@ class _Detached:
 
     def settimeout(self, value: _Any) -> None:
         self.timeout = _core.check_timeout(value)
+        raise _bad_fd()
 
     def setblocking(self, flag: bool) -> None:
         self.timeout = None if flag else 0.0
+        raise _bad_fd()
 
     def getblocking(self) -> bool:
         return self.timeout != 0.0

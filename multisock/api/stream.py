@@ -7,6 +7,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import ancillary
 from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import oserror, timed_out, would_block
@@ -91,9 +92,17 @@ class StreamCore(Core):
             self.wait(ready)
             if child is None:
                 raise oserror(errno.EBADF)
+            self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
             return core, self.format(*remote)
+
+    def _accept(self) -> tuple[int, tuple[Any, ...]]:
+        """``_socket.socket._accept``'s shape: (fd, address), the fd being the new core's
+        readiness fd, registered so that ``socket(fileno=fd)`` adopts the core. gevent's
+        StreamServer unwraps its listener to this object and calls exactly this."""
+        core, address = self.accept()
+        return core.fileno(), address
 
     def connect(self, address: Any) -> None:
         self.check_open()
@@ -207,16 +216,18 @@ class StreamCore(Core):
                 self.driver.drain()
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
-        """Linux ignores the address on a stream socket: it is a plain send."""
+        """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
         flags = 0 if address is None else flags_or_address
+        self.parse(flags_or_address if address is None else address, "sendto")
         return self.send(data, flags)
 
     def sendmsg(
         self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
     ) -> int:
-        if list(ancdata):
-            raise oserror(errno.EINVAL)
-        data = b"".join(bytes(memoryview(b)) for b in buffers)
+        data, cmsgs, flags = ancillary.sendmsg_args(buffers, ancdata, flags)
+        if address is not None:
+            self.parse(address, "sendmsg")  # CPython parses it; Linux then ignores it
+        ancillary.check_stream_cmsgs(cmsgs)
         return self.send(data, flags)
 
     def _recv_into(self, view: memoryview, flags: int) -> int:
@@ -227,6 +238,8 @@ class StreamCore(Core):
             return 0
         with self.driver.operation():
             now = self.host.touch()
+            if self._fd is not None:
+                self.driver.after_drain(self.sync_fd)  # what we consume may empty the queue
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0

@@ -376,7 +376,8 @@ class IPStack:
             if whole is None:
                 return
             payload = memoryview(whole)
-        self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet, header.ttl)
+        self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet,
+                      header.ttl, header.tos)
 
     def _input6(self, packet: bytes, iface: Interface, now: float) -> None:
         header, payload = ipv6.parse(packet)
@@ -393,7 +394,8 @@ class IPStack:
             if whole is None:
                 return
             proto, payload = ipv6.walk_extensions(frag.next_header, memoryview(whole))
-        self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet, header.hop_limit)
+        self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet,
+                      header.hop_limit, header.traffic_class)
 
     def _deliver(
         self,
@@ -406,6 +408,7 @@ class IPStack:
         broadcast: bool,
         packet: bytes,
         ttl: int,
+        tos: int = 0,
     ) -> None:
         verify = not iface.trusted
         for listener in self.raw_listeners:
@@ -428,7 +431,7 @@ class IPStack:
                     self.counters["in_bad_checksum"] += 1
                     return
             self.counters["in_delivered"] += 1
-            if not self.udp.input(src, dst, payload, broadcast) and not broadcast:
+            if not self.udp.input(src, dst, payload, broadcast, ttl, tos) and not broadcast:
                 self._icmp_port_unreachable(src, dst, packet, now)
         elif proto == PROTO_ICMP and len(src) == 4:
             self.counters["in_delivered"] += 1

@@ -204,3 +204,49 @@ def test_accept_fd_form_and_hostname(host: multisock.Host) -> None:
     assert name == "ff02::1%lo"
     *_, sockaddr = msock.getaddrinfo("ff02::1%lo", 1, msock.AF_INET6, msock.SOCK_DGRAM)[0]
     assert sockaddr == ("ff02::1", 1, 0, 1)
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_setblocking_on_a_socket_closed_through_its_fd(host: multisock.Host, mod: Any) -> None:
+    first = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    second = mod.socket(mod.AF_INET, mod.SOCK_STREAM, 0, first.fileno())
+    first.close()
+    with pytest.raises(OSError):
+        second.setblocking(False)
+    second.detach()
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_ipv6_hop_limit_and_tclass_ancillary_data(host: multisock.Host, mod: Any) -> None:
+    import array
+
+    srv = mod.socket(mod.AF_INET6, mod.SOCK_DGRAM)
+    cli = mod.socket(mod.AF_INET6, mod.SOCK_DGRAM)
+    try:
+        srv.bind(("::1", 0))
+        srv.setsockopt(mod.IPPROTO_IPV6, mod.IPV6_RECVHOPLIMIT, 1)
+        srv.setsockopt(mod.IPPROTO_IPV6, mod.IPV6_RECVTCLASS, 1)
+        hop = array.array("i", [2])
+        tclass = array.array("i", [0x20])
+        assert cli.sendmsg([b"msg"], [(mod.IPPROTO_IPV6, mod.IPV6_TCLASS, tclass),
+                                      (mod.IPPROTO_IPV6, mod.IPV6_HOPLIMIT, hop)],
+                           0, srv.getsockname()) == 3
+        data, anc, flags, _ = srv.recvmsg(10, 10240)
+        assert data == b"msg" and not flags & mod.MSG_CTRUNC
+        got = {(lvl, typ): array.array("i", raw)[0] for lvl, typ, raw in anc}
+        assert got == {(mod.IPPROTO_IPV6, mod.IPV6_HOPLIMIT): 2,
+                       (mod.IPPROTO_IPV6, mod.IPV6_TCLASS): 0x20}
+        # a buffer with room for one message: the second is cut and MSG_CTRUNC says so
+        cli.sendto(b"two", srv.getsockname())
+        data, anc, flags, _ = srv.recvmsg(10, kernel.CMSG_SPACE(4) + 1)
+        assert len(anc) == 1 and flags & mod.MSG_CTRUNC
+        # a too-long control message is EINVAL, as on Linux
+        with pytest.raises(OSError) as info:
+            cli.sendmsg([b"x"], [(mod.IPPROTO_IPV6, mod.IPV6_TCLASS, bytes(5))], 0,
+                       srv.getsockname())
+        assert info.value.errno == errno.EINVAL
+        with pytest.raises(TypeError):
+            cli.sendmsg([b"x"], [(0, 0)], 0, srv.getsockname())
+    finally:
+        srv.close()
+        cli.close()
