@@ -164,6 +164,10 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
+        from bench import bench_gevent
+
+        rows += bench_gevent.rows(size["http"], 10 if quick else 50, 0.0, 1 if quick else 3)
     return rows
 
 
@@ -185,7 +189,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss")
+                        "http,idle,footprint,loss,gevent")
     args = parser.parse_args()
     rows = run(args.quick, set(args.only.split(",")) if args.only else None)
     print(table(rows))
