@@ -166,6 +166,10 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
+        from bench import bench_gevent
+
+        rows += bench_gevent.rows(size["http"], 10 if quick else 50, 0.0, 1 if quick else 3)
     return rows
 
 
@@ -207,13 +211,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
-                "loss"}  # quick mode (CI) never builds namespaces
+                "loss", "gevent"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

@@ -203,6 +203,14 @@ def patch_gevent() -> None:
             if hasattr(module, name) and hasattr(msock, name):
                 _patch(module.__name__, name, getattr(msock, name))
     _patch("gevent.server", "GeventSocket", msock.socket)
+    # use_host() is per greenlet even when multisock.runtime was imported before gevent
+    # patched threading.local
+    import gevent.local
+
+    import multisock.runtime
+
+    if not isinstance(multisock.runtime._local, gevent.local.local):
+        _patch("multisock.runtime", "_local", gevent.local.local())
     if not getattr(gevent.server.StreamServer._make_socket_stdlib, "multisock_hook", False):
         _patch_class("gevent.server", "StreamServer", "_make_socket_stdlib",
                      _keep_wrapper(gevent.server.StreamServer._make_socket_stdlib))

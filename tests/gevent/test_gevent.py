@@ -72,7 +72,7 @@ def test_gevent_apis_on_multisock_sockets() -> None:
     out = result(proc)
     checks = [line for line in proc.stdout.splitlines() if line.startswith("CHECK ")]
     assert out["failed"] == [], "\n".join(checks)
-    assert out["checks"] == 9 and len(checks) == 9
+    assert out["checks"] == 10 and len(checks) == 10
     assert "LEAKED []" in proc.stdout
 
 
@@ -105,3 +105,13 @@ def test_threads_backend_stays_the_default_without_gevent() -> None:
     proc = run(["-c", code])
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["threads", "False"]
+
+
+def test_crawler_example_fetches_every_page_across_impaired_virtual_hosts() -> None:
+    proc = run([str(ROOT / "examples" / "gevent_crawler.py"), "--sites", "12", "--pages", "4",
+                "--workers", "30"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "crawled 48 pages from 12 sites" in proc.stdout
+    assert "errors: 0" in proc.stdout
+    for i in range(12):
+        assert f"site{i}.test" in proc.stdout

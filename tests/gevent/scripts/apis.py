@@ -245,6 +245,24 @@ def _() -> str:
     return "20 replies"
 
 
+@check("use_host is per greenlet")
+def _() -> str:
+    net = multisock.Network(seed=3)
+    hosts = [net.add_host(f"g{i}", f"10.8.0.{i + 1}/24") for i in range(2)]
+    seen: list[tuple[str, str]] = []
+
+    def make(host: multisock.Host) -> None:
+        with multisock.runtime.use_host(host):
+            gevent.sleep(0.05)  # the other greenlet enters its own use_host meanwhile
+            sock = socket.socket()
+            seen.append((host.name, sock._sock.host.name))
+            sock.close()
+    gevent.joinall([gevent.spawn(make, h) for h in hosts])
+    net.close()
+    assert sorted(seen) == [("g0", "g0"), ("g1", "g1")], seen
+    return str(seen)
+
+
 for name, ok, detail in CHECKS:
     print(f"CHECK {name}: {'ok' if ok else 'FAIL'} {detail}")
 print("LEAKED", common.leaked_greenlets())

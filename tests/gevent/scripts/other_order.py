@@ -32,6 +32,11 @@ import requests  # noqa: E402
 import multisock  # noqa: E402
 
 assert gevent.socket.socket is multisock.socket.socket
+import gevent.local  # noqa: E402
+
+import multisock.runtime  # noqa: E402
+
+assert isinstance(multisock.runtime._local, gevent.local.local)  # use_host per greenlet
 server = gevent.pywsgi.WSGIServer(
     ("127.0.0.1", 0), lambda env, start: (gevent.sleep(0.2), start("200 OK", []), [b"ok"])[2],
     log=None)
