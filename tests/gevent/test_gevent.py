@@ -79,7 +79,7 @@ def test_gevent_apis_on_multisock_sockets() -> None:
     out = result(proc)
     checks = [line for line in proc.stdout.splitlines() if line.startswith("CHECK ")]
     assert out["failed"] == [], "\n".join(checks)
-    assert out["checks"] == 10 and len(checks) == 10
+    assert out["checks"] == 11 and len(checks) == 11
     assert "LEAKED []" in proc.stdout
 
 

@@ -263,6 +263,37 @@ def _() -> str:
     return str(seen)
 
 
+@check("https: pywsgi with an ssl_context, requests clients, concurrently")
+def _() -> str:
+    import ssl
+
+    import gevent.pywsgi
+    import requests
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    def app(environ: dict, start_response: object) -> list[bytes]:
+        gevent.sleep(0.2)
+        start_response("200 OK", [("Content-Length", "6")])  # type: ignore[operator]
+        return [b"secure"]
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ctx, log=None)
+    server.start()
+    url = f"https://localhost:{server.address[1]}/"
+    with ca.cert_pem.tempfile() as ca_path:
+        t0 = time.monotonic()
+        jobs = [gevent.spawn(lambda: requests.get(url, verify=ca_path, timeout=20).text)
+                for _ in range(20)]
+        gevent.joinall(jobs, timeout=30)
+        elapsed = time.monotonic() - t0
+    server.stop()
+    assert [j.value for j in jobs] == ["secure"] * 20, [repr(j.exception) for j in jobs][:3]
+    assert elapsed < 20 * 0.2 / 2, elapsed  # overlapped, not one after another
+    return f"20 in {elapsed:.2f}s"
+
+
 for name, ok, detail in CHECKS:
     print(f"CHECK {name}: {'ok' if ok else 'FAIL'} {detail}")
 print("LEAKED", common.leaked_greenlets())
