@@ -28,8 +28,9 @@ STALL_BOUND = 2.0  # seconds; measured: ticker gap ~0.07 s, longest slice ~0.04 
 
 
 def run(args: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
-    environment = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    environment = dict(os.environ, PYTHONPATH=str(ROOT))
     environment.pop("MULTISOCK", None)
+    environment.update(env)
     return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                           timeout=timeout, env=environment, cwd=str(ROOT))
 
@@ -79,7 +80,7 @@ def test_gevent_apis_on_multisock_sockets() -> None:
     out = result(proc)
     checks = [line for line in proc.stdout.splitlines() if line.startswith("CHECK ")]
     assert out["failed"] == [], "\n".join(checks)
-    assert out["checks"] == 11 and len(checks) == 11
+    assert out["checks"] == 12 and len(checks) == 12
     assert "LEAKED []" in proc.stdout
 
 
@@ -103,6 +104,14 @@ def test_launcher_gevent_option_patches_both_in_order() -> None:
     assert "CLASS multisock.socket multisock.api.stream" in proc.stdout  # server on a core
     assert "ANSWERS 20" in proc.stdout
     assert "CONCURRENT True" in proc.stdout
+
+
+def test_shims_with_multisock_gevent_activate_both() -> None:
+    proc = run([str(SCRIPTS / "cli_target.py")], MULTISOCK="1", MULTISOCK_GEVENT="1",
+               PYTHONPATH=f"{ROOT / 'shims'}{os.pathsep}{ROOT}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CLASS multisock.socket multisock.api.stream" in proc.stdout
+    assert "ANSWERS 20" in proc.stdout and "CONCURRENT True" in proc.stdout
 
 
 def test_threads_backend_stays_the_default_without_gevent() -> None:

@@ -294,6 +294,30 @@ def _() -> str:
     return f"20 in {elapsed:.2f}s"
 
 
+@check("device fds (the TUN path) are io watchers on the hub")
+def _() -> str:
+    net = multisock.Network(seed=5)
+    driver = net.driver
+    r, w = os.pipe2(os.O_NONBLOCK)
+    got: list[bytes] = []
+
+    def readable() -> None:  # runs with the driver lock held, like TunLink's reader
+        got.append(os.read(r, 100))
+    driver.add_reader(r, readable)
+    gevent.spawn_later(0.05, os.write, w, b"frame")
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    driver.remove_reader(r)
+    os.write(w, b"late")
+    gevent.sleep(0.1)
+    net.close()
+    os.close(r)
+    os.close(w)
+    assert got == [b"frame"], got
+    return "read once, nothing after remove_reader"
+
+
 for name, ok, detail in CHECKS:
     print(f"CHECK {name}: {'ok' if ok else 'FAIL'} {detail}")
 print("LEAKED", common.leaked_greenlets())
