@@ -231,15 +231,16 @@ def patch_gevent() -> None:
 
 def _check_networks() -> None:
     """A network already on the threads backend would block the hub: say what to do."""
-    from multisock import runtime
+    from multisock.net.backends import live_drivers
 
-    host = runtime._default_host
-    if host is not None and host.driver.backend != "gevent":
+    threads = [d.name for d in live_drivers() if d.backend != "gevent"]
+    if threads:
         raise RuntimeError(
-            "multisock: the process's virtual network was created on the threads backend "
-            "before gevent patched; its sockets would block every greenlet. Call "
-            "gevent.monkey.patch_all() before multisock.monkey.patch_all() and before "
-            "creating sockets, or use 'python -m multisock run --gevent script.py'."
+            f"multisock: virtual network(s) {', '.join(sorted(threads))} were created on the "
+            "threads backend before gevent patched; their sockets would block every greenlet. "
+            "Call gevent.monkey.patch_all() before multisock.monkey.patch_all() and before "
+            "creating networks or sockets, or use 'python -m multisock run --gevent script.py' "
+            "(or close those networks first)."
         )
 
 

@@ -135,6 +135,7 @@ class StreamCore(Core):
                 raise oserror(err)
             if tcb.state.name in ("CLOSED",):
                 raise oserror(errno.ECONNREFUSED)
+        self.driver.cooperate()
 
     def connect_ex(self, address: Any) -> int:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import weakref
 from collections.abc import Callable
 
 from multisock.net.driver import Driver
@@ -35,10 +36,22 @@ def choose(requested: str | None = None) -> str:
     return name
 
 
+_drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
 def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",
                 backend: str | None = None) -> Driver:
+    driver: Driver
     if choose(backend) == "gevent":
         from multisock.net.gevent_driver import GeventDriver
 
-        return GeventDriver(clock, name=name)
-    return Driver(clock, name=name)
+        driver = GeventDriver(clock, name=name)
+    else:
+        driver = Driver(clock, name=name)
+    _drivers.add(driver)
+    return driver
+
+
+def live_drivers() -> list[Driver]:
+    """Drivers of networks not yet closed (nor garbage): gevent patching checks them."""
+    return [d for d in list(_drivers) if not d.closed]

@@ -128,6 +128,11 @@ class Driver:
             self._readers.pop(fd, None)
             self._wake()
 
+    def cooperate(self) -> None:
+        """A point (lock not held) where a cooperative driver lets others run: after a
+        connect that an ideal link completed at once, where the kernel would have had the
+        caller wait for EINPROGRESS. Threads need nothing here."""
+
     def new_lock(self) -> Any:
         """The network's one lock (a cooperative driver returns a greenlet-aware one)."""
         return threading.RLock()

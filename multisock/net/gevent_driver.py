@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gevent import get_hub, getcurrent
+from gevent import get_hub, getcurrent, sleep
 from gevent.event import Event
 from gevent.lock import RLock
 
@@ -76,6 +76,12 @@ class GeventDriver(Driver):
         super().__init__(clock, name)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
+
+    def cooperate(self) -> None:
+        """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
+        a greenlet opening thousands of connections in a loop must let the server accept."""
+        if getcurrent() is not self.hub:
+            sleep(0)
 
     def new_lock(self) -> RLock:
         return RLock()

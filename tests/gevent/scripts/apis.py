@@ -263,6 +263,61 @@ def _() -> str:
     return str(seen)
 
 
+@check("https: pywsgi with an ssl_context, requests clients, concurrently")
+def _() -> str:
+    import ssl
+
+    import gevent.pywsgi
+    import requests
+    import trustme
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    def app(environ: dict, start_response: object) -> list[bytes]:
+        gevent.sleep(0.2)
+        start_response("200 OK", [("Content-Length", "6")])  # type: ignore[operator]
+        return [b"secure"]
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ctx, log=None)
+    server.start()
+    url = f"https://localhost:{server.address[1]}/"
+    with ca.cert_pem.tempfile() as ca_path:
+        t0 = time.monotonic()
+        jobs = [gevent.spawn(lambda: requests.get(url, verify=ca_path, timeout=20).text)
+                for _ in range(20)]
+        gevent.joinall(jobs, timeout=30)
+        elapsed = time.monotonic() - t0
+    server.stop()
+    assert [j.value for j in jobs] == ["secure"] * 20, [repr(j.exception) for j in jobs][:3]
+    assert elapsed < 20 * 0.2 / 2, elapsed  # overlapped, not one after another
+    return f"20 in {elapsed:.2f}s"
+
+
+@check("device fds (the TUN path) are io watchers on the hub")
+def _() -> str:
+    net = multisock.Network(seed=5)
+    driver = net.driver
+    r, w = os.pipe2(os.O_NONBLOCK)
+    got: list[bytes] = []
+
+    def readable() -> None:  # runs with the driver lock held, like TunLink's reader
+        got.append(os.read(r, 100))
+    driver.add_reader(r, readable)
+    gevent.spawn_later(0.05, os.write, w, b"frame")
+    deadline = time.monotonic() + 10
+    while not got and time.monotonic() < deadline:
+        gevent.sleep(0.01)
+    driver.remove_reader(r)
+    os.write(w, b"late")
+    gevent.sleep(0.1)
+    net.close()
+    os.close(r)
+    os.close(w)
+    assert got == [b"frame"], got
+    return "read once, nothing after remove_reader"
+
+
 for name, ok, detail in CHECKS:
     print(f"CHECK {name}: {'ok' if ok else 'FAIL'} {detail}")
 print("LEAKED", common.leaked_greenlets())

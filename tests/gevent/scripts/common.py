@@ -73,6 +73,54 @@ class Ticker:
         self._greenlet.kill()
 
 
+class SliceMeter:
+    """The longest time the thread ran without a greenlet switch (any greenlet, the hub's own
+    callbacks included): exactly how long the hub could not serve anyone. Chains to the
+    tracer already installed (gevent's blocking monitor uses one)."""
+
+    def __init__(self) -> None:
+        import greenlet
+
+        self.longest = 0.0
+        self._last = time.perf_counter()
+        self._previous = greenlet.settrace(self._trace)
+
+    def _trace(self, event: str, args: Any) -> None:
+        now = time.perf_counter()
+        if now - self._last > self.longest:
+            self.longest = now - self._last
+        self._last = now
+        if self._previous is not None:
+            self._previous(event, args)
+
+    def stop(self) -> None:
+        import greenlet
+
+        greenlet.settrace(self._previous)
+
+
+class DriverCallbackMeter:
+    """The longest single run of multisock's own hub callback (the stack's due timers)."""
+
+    def __init__(self) -> None:
+        from multisock.net.gevent_driver import GeventDriver
+
+        self.longest = 0.0
+        self.calls = 0
+        original = GeventDriver._fire
+        meter = self
+
+        def timed(driver: Any) -> None:
+            start = time.perf_counter()
+            try:
+                original(driver)
+            finally:
+                meter.calls += 1
+                meter.longest = max(meter.longest, time.perf_counter() - start)
+
+        GeventDriver._fire = timed  # type: ignore[method-assign]
+
+
 def leaked_greenlets() -> list[str]:
     """Greenlets other than the main one and the hub that are still alive."""
     import greenlet

@@ -32,6 +32,7 @@ def app(environ: dict, start_response: object) -> list[bytes]:
 
 server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, log=None, error_log=None,
                                   spawn=gevent.pool.Pool(N + 10))
+server.max_accept = int(os.environ.get("MAX_ACCEPT", "100"))
 server.start()
 port = server.address[1]
 
@@ -48,10 +49,13 @@ for i in range(serial_n):
 serial_one = (time.monotonic() - t0) / serial_n
 
 ticker = common.Ticker()
+slices = common.SliceMeter()
+driver_meter = common.DriverCallbackMeter()
 t0 = time.monotonic()
 greenlets = [gevent.spawn(get, i) for i in range(N)]
 gevent.joinall(greenlets, timeout=120)
 elapsed = time.monotonic() - t0
+slices.stop()
 ticker.stop()
 ok = sum(1 for i, g in enumerate(greenlets) if g.successful() and g.value == f"hello /{i}")
 errors = [repr(g.exception) for g in greenlets if not g.successful()][:5]
@@ -61,4 +65,6 @@ leaked = common.leaked_greenlets()
 common.report(kind=common.network_kind(), n=N, ok=ok, errors=errors,
               elapsed=round(elapsed, 3), serial_one=round(serial_one, 4),
               serial_estimate=round(serial_one * N, 2), tick_max_gap=round(ticker.max_gap, 4),
-              ticks=ticker.ticks, leaked=leaked)
+              ticks=ticker.ticks, longest_slice=round(slices.longest, 4),
+              driver_callbacks=driver_meter.calls,
+              driver_callback_max=round(driver_meter.longest, 4), leaked=leaked)
