@@ -341,6 +341,39 @@ def _() -> str:
     return "armed before, nothing after"
 
 
+@check("kernel families (AF_UNIX) stay cooperative")
+def _() -> str:
+    import tempfile
+
+    a, b = socket.socketpair()  # AF_UNIX: the kernel's, through multisock's class
+    assert not a._is_userspace
+    ticker = common.Ticker(0.01)
+    reader = gevent.spawn(b.recv, 10)  # parks on the hub, not on the thread
+    gevent.sleep(0.3)
+    ticks = ticker.ticks
+    a.sendall(b"unix")
+    assert reader.get(timeout=10) == b"unix"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen()
+        acceptor = gevent.spawn(server.accept)  # blocks cooperatively too
+        gevent.sleep(0.1)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        conn, _ = acceptor.get(timeout=10)
+        client.sendall(b"hi")
+        assert conn.recv(10) == b"hi" and isinstance(conn, socket.socket)
+        for s in (conn, client, server):
+            s.close()
+    ticker.stop()
+    a.close()
+    b.close()
+    assert ticks >= 10, ticks  # the hub kept running while recv waited
+    return f"{ticks} ticks while recv waited"
+
+
 for name, ok, detail in CHECKS:
     print(f"CHECK {name}: {'ok' if ok else 'FAIL'} {detail}")
 print("LEAKED", common.leaked_greenlets())
