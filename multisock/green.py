@@ -171,6 +171,29 @@ class GreenEpoll:
 
 # ------------------------------------------------------------------ patching
 
+def _green_kernel_socket() -> Any:
+    """The class multisock's socket wraps for kernel families (AF_UNIX, netlink...) under
+    gevent: gevent's own cooperative socket, plus the ``_accept()`` the wrapper calls, made
+    to wait on the hub as gevent's ``accept()`` does (the raw one is non-blocking)."""
+    from multisock.monkey import get_original
+
+    base = get_original("gevent._socket3", "socket")
+
+    class GreenKernelSocket(base):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+        def _accept(self) -> tuple[int, Any]:
+            while True:
+                try:
+                    return self._sock._accept()
+                except BlockingIOError:
+                    if self.timeout == 0.0:
+                        raise
+                self._wait(self._read_event)
+
+    return GreenKernelSocket
+
+
 def _keep_wrapper(original: Any) -> Any:
     """StreamServer unwraps its listener to the object underneath (for a multisock socket,
     the core) and drops the wrapper, whose finalizer - like the C socket's - closes a socket
@@ -203,6 +226,9 @@ def patch_gevent() -> None:
             if hasattr(module, name) and hasattr(msock, name):
                 _patch(module.__name__, name, getattr(msock, name))
     _patch("gevent.server", "GeventSocket", msock.socket)
+    # kernel families (AF_UNIX, socketpair()...) stay gevent-cooperative through our class
+    if msock._KernelSocket is get_original("multisock.socket", "_KernelSocket"):
+        _patch("multisock.socket", "_KernelSocket", _green_kernel_socket())
     # use_host() is per greenlet even when multisock.runtime was imported before gevent
     # patched threading.local
     import gevent.local

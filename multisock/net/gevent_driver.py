@@ -152,17 +152,6 @@ class GeventDriver(Driver):
 
     def close(self) -> None:
         with self.lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._timers.clear()
             for fd in list(self._io):
                 self.remove_reader(fd)
-            self._readers.clear()
-            if self._timer is not None:
-                self._timer.stop()
-                self._timer = None
-        import os
-
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        super().close()  # its _wake() reaches _arm(), which stops the hub timer once closed

@@ -80,7 +80,7 @@ def test_gevent_apis_on_multisock_sockets() -> None:
     out = result(proc)
     checks = [line for line in proc.stdout.splitlines() if line.startswith("CHECK ")]
     assert out["failed"] == [], "\n".join(checks)
-    assert out["checks"] == 12 and len(checks) == 12
+    assert out["checks"] == 14 and len(checks) == 14
     assert "LEAKED []" in proc.stdout
 
 

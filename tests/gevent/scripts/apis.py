@@ -55,6 +55,11 @@ def _() -> str:
     assert socket.socket is multisock.socket.socket is gevent.socket.socket
     assert gevent.server.GeventSocket is multisock.socket.socket
     assert common.network_kind() == "multisock.socket/gevent", common.network_kind()
+    # no OS thread runs the stack: the driver's time lives on the hub
+    from multisock.runtime import default_host
+
+    driver = default_host().driver
+    assert type(driver).__name__ == "GeventDriver" and driver._thread is None
     return common.network_kind()
 
 
@@ -316,6 +321,57 @@ def _() -> str:
     os.close(w)
     assert got == [b"frame"], got
     return "read once, nothing after remove_reader"
+
+
+@check("Network.close() leaves no timer or watcher on the hub")
+def _() -> str:
+    net = multisock.Network(seed=6)
+    host = net.add_host("t", "10.7.0.1/24")
+    listener = host.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = host.socket()
+    client.connect(listener.getsockname())
+    client.sendall(b"x")  # a delayed ACK and friends: timers pending on the hub
+    driver = net.driver
+    armed = driver._timer is not None and driver.pending_timers() > 0
+    net.close()
+    assert armed and driver._timer is None and driver.pending_timers() == 0
+    assert not driver._io
+    return "armed before, nothing after"
+
+
+@check("kernel families (AF_UNIX) stay cooperative")
+def _() -> str:
+    import tempfile
+
+    a, b = socket.socketpair()  # AF_UNIX: the kernel's, through multisock's class
+    assert not a._is_userspace
+    ticker = common.Ticker(0.01)
+    reader = gevent.spawn(b.recv, 10)  # parks on the hub, not on the thread
+    gevent.sleep(0.3)
+    ticks = ticker.ticks
+    a.sendall(b"unix")
+    assert reader.get(timeout=10) == b"unix"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "s")
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(path)
+        server.listen()
+        acceptor = gevent.spawn(server.accept)  # blocks cooperatively too
+        gevent.sleep(0.1)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(path)
+        conn, _ = acceptor.get(timeout=10)
+        client.sendall(b"hi")
+        assert conn.recv(10) == b"hi" and isinstance(conn, socket.socket)
+        for s in (conn, client, server):
+            s.close()
+    ticker.stop()
+    a.close()
+    b.close()
+    assert ticks >= 10, ticks  # the hub kept running while recv waited
+    return f"{ticks} ticks while recv waited"
 
 
 for name, ok, detail in CHECKS:
