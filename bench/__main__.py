@@ -126,9 +126,9 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
     if wanted("micro"):
         udp = bench_stack.measure(reps=reps, n=300 if quick else 2000)
         names = list(udp)
-        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", [udp[names[0]][1]],
-                         [udp[names[2]][1]], False))
-        rows.append(_row("ICMP echo, host to host", "µs", [udp[names[1]][1]], None, False))
+        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", udp[names[0]],
+                         udp[names[2]], False))
+        rows.append(_row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
     net.close()
 
     if wanted("http"):
