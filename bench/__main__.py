@@ -193,16 +193,24 @@ def tun_rows(quick: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def _num(x: float) -> str:
+    """About three significant digits, thousands separated, never in exponent form."""
+    for limit, spec in ((1000, ",.0f"), (100, ".0f"), (10, ".1f"), (1, ".2f")):
+        if abs(x) >= limit:
+            return format(x, spec)
+    return f"{x:.3f}"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown table: multisock and kernel as min/median, ratio of medians."""
     lines = ["| scenario | unit | multisock min / median | kernel min / median | ratio |",
              "|---|---|---:|---:|---:|"]
     for r in rows:
-        kernel = (f"{r['kernel_min']:.4g} / {r['kernel_median']:.4g}"
+        kernel = (f"{_num(r['kernel_min'])} / {_num(r['kernel_median'])}"
                   if "kernel_median" in r else "-")
         ratio = f"{r['ratio_median']:.2f}" if "ratio_median" in r else "-"
-        lines.append(f"| {r['scenario']} | {r['unit']} | {r['multisock_min']:.4g} / "
-                     f"{r['multisock_median']:.4g} | {kernel} | {ratio} |")
+        lines.append(f"| {r['scenario']} | {r['unit']} | {_num(r['multisock_min'])} / "
+                     f"{_num(r['multisock_median'])} | {kernel} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -193,7 +193,7 @@ class StreamCore(Core):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.check_open()
-        view = self._buffer(data)
+        view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
         with self.driver.operation():
@@ -210,11 +210,12 @@ class StreamCore(Core):
                     self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:] if sent else view, now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
-                self.driver.drain()
+                if sent < total:
+                    self.driver.drain()  # (the last one is the operation's own, on exit)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
         """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
