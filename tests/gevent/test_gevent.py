@@ -114,6 +114,14 @@ def test_shims_with_multisock_gevent_activate_both() -> None:
     assert "ANSWERS 20" in proc.stdout and "CONCURRENT True" in proc.stdout
 
 
+def test_fork_child_uses_inherited_socket_while_parent_hub_runs() -> None:
+    # the child sleeps 2.5 s before its forwarded recv: a fork server holding the parent's
+    # hub meanwhile would show as a gap of 2.5 s
+    out = result(run([str(SCRIPTS / "fork_child.py")]))
+    assert out["reply"] == "child got hello" and out["child_status"] == 0
+    assert out["max_gap"] < STALL_BOUND
+
+
 def test_threads_backend_stays_the_default_without_gevent() -> None:
     code = ("import socket, multisock.monkey; multisock.monkey.patch_all(); socket.socket().close();"
             "from multisock.runtime import default_host; import sys;"

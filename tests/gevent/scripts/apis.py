@@ -1,6 +1,8 @@
 """gevent's own APIs on multisock sockets: wait_read/wait_write, gevent.Timeout around
-recv and connect, gevent.select, Pool, DatagramServer, close() from another greenlet.
-Each check prints one line ``CHECK name ok|FAIL detail``; the test wants all ok."""
+recv and connect, gevent.select (mixed with kernel fds), Pool, DatagramServer, close() from
+another greenlet, use_host per greenlet, https through pywsgi, AF_UNIX staying cooperative,
+device-fd watchers, and a closed network leaving nothing on the hub. Each check prints one
+line ``CHECK name: ok|FAIL detail``; the test wants all ok."""
 
 from __future__ import annotations
 
@@ -172,9 +174,17 @@ def _() -> str:
     b.recv(1)
     r, w, _ = gevent.select.select([b], [], [], 0.1)
     assert r == []
-    a.close()
-    b.close()
-    return "ok"
+    # mixed with a kernel fd: whichever becomes readable first is reported
+    u1, u2 = socket.socketpair()
+    gevent.spawn_later(0.1, u1.sendall, b"k")
+    r, w, _ = gevent.select.select([b, u2], [], [], 10)
+    assert r == [u2], r
+    gevent.spawn_later(0.1, a.sendall, b"m")
+    r, w, _ = gevent.select.select([b, u1], [], [], 10)
+    assert r == [b], r
+    for s in (u1, u2, a, b):
+        s.close()
+    return "userspace, kernel and mixed"
 
 
 @check("close from another greenlet wakes a blocked recv with EBADF")
