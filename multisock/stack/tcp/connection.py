@@ -1604,6 +1604,10 @@ class TcpSocket:
         if self.state is SYN_RECEIVED and self.parent is not None:
             self.parent.syn_count -= 1  # a half-open child leaves the SYN queue
         self.t_rexmit = self.t_dack = self.t_keep = self.t_misc = None
+        # no timer left: disarm, so the heap's entry is stale and compaction can drop it
+        # (otherwise the entry keeps this dead block alive until its deadline, for the GC
+        # to traverse again and again; see docs/performance.md, connection rate)
+        self.armed_at = None
         self.persist = False
         self.sndq.clear()
         self.ooo.clear()
