@@ -182,6 +182,7 @@ class DatagramCore(Core):
             if err:
                 raise oserror(err)
             item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            self.sync_fd()
             if item is None:
                 return b"", (b"", 0), None
             return item

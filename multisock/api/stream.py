@@ -93,9 +93,17 @@ class StreamCore(Core):
             self.wait(ready)
             if child is None:
                 raise oserror(errno.EBADF)
+            self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
             return core, self.format(*remote)
+
+    def _accept(self) -> tuple[int, tuple[Any, ...]]:
+        """``_socket.socket._accept``'s shape: (fd, address), the fd being the new core's
+        readiness fd, registered so that ``socket(fileno=fd)`` adopts the core. gevent's
+        StreamServer unwraps its listener to this object and calls exactly this."""
+        core, address = self.accept()
+        return core.fileno(), address
 
     def connect(self, address: Any) -> None:
         self.check_open()
@@ -132,6 +140,7 @@ class StreamCore(Core):
             if err:
                 self._fresh_tcb()
                 raise oserror(err)
+        self.driver.cooperate()
 
     # TcpSocket attributes a failed connect() must not lose (socket options, bind)
     _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
@@ -215,7 +224,7 @@ class StreamCore(Core):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.check_open()
-        view = self._buffer(data)
+        view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
         with self.driver.operation():
@@ -232,11 +241,12 @@ class StreamCore(Core):
                     self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:] if sent else view, now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
-                self.driver.drain()
+                if sent < total:
+                    self.driver.drain()  # (the last one is the operation's own, on exit)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
         """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
@@ -261,6 +271,8 @@ class StreamCore(Core):
             return 0
         with self.driver.operation():
             now = self.host.touch()
+            if self._fd is not None:
+                self.driver.after_drain(self.sync_fd)  # what we consume may empty the queue
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0

@@ -808,6 +808,16 @@ class TcpSocket:
             if self.ack_now and self.state in SYNCHRONIZED:
                 self._send_ack(now)
             return
+        if (
+            self.snd_nxt >= self.snd_una + self.sndq.size
+            and self.fin_seq is None
+            and not self.in_recovery
+        ):
+            # nothing unsent and no FIN to send (the usual call after an ACK): the loop
+            # below would send nothing and the persist timer needs unsent data
+            if self.ack_now:
+                self._send_ack(now)
+            return
         cc = self.cc
         mss = self.mss
         if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
