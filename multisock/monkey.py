@@ -246,6 +246,17 @@ def _rebind_known_captures() -> None:
 
         # socketserver prefers PollSelector, like its own import-time choice on Linux
         _patch("socketserver", "_ServerSelector", MultisockPollSelector)
+    unix_events = sys.modules.get("asyncio.unix_events")
+    if unix_events is not None and "socket" in _patched_modules:
+        # the selector loop's os.sendfile() path (see multisock.asyncio_sendfile)
+        loop_cls = unix_events._UnixSelectorEventLoop
+        if not getattr(loop_cls._sock_sendfile_native, "multisock_hook", False):
+            from multisock.asyncio_sendfile import make_sock_sendfile_native
+
+            original = get_original("asyncio.unix_events",
+                                    "_UnixSelectorEventLoop._sock_sendfile_native")
+            _patch_class("asyncio.unix_events", "_UnixSelectorEventLoop",
+                         "_sock_sendfile_native", make_sock_sendfile_native(original))
 
 
 @contextmanager
@@ -280,7 +291,7 @@ class _Finder(importlib.abc.MetaPathFinder):
     """After a watched module is imported, fix what it captured; ssl is executed with the
     stdlib's socket names and patched afterwards (see patch_socket)."""
 
-    WATCHED = frozenset({"socketserver", "ssl"})
+    WATCHED = frozenset({"socketserver", "asyncio.unix_events", "ssl"})
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:

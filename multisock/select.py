@@ -174,12 +174,17 @@ class _Waker:
             pass
 
     def drain(self) -> None:
-        self.pending = False
+        """Empty the pipe, *then* allow the next write. The other order loses wake-ups: a
+        notifier thread (the driver's) writing while ``os.read`` runs without the GIL would
+        have its byte read here while ``pending`` stays set, and every later change would
+        then skip its write, leaving the kernel's wait asleep on an empty pipe (seen as
+        asyncio's epoll loop missing readable data under CPython's test_sock_lowlevel)."""
         try:
             while os.read(self.r, 4096):
                 pass
         except OSError:
             pass
+        self.pending = False
 
     def close(self) -> None:
         for fd in (self.r, self.w):

@@ -63,6 +63,7 @@ class StreamCore(Core):
         with self.driver.operation():
             self.host.touch()
             self.tcb.bind(addr, port)
+            self.bound_to = (addr, port)
 
     def listen(self, backlog: int = SOMAXCONN) -> None:
         self.check_open()
@@ -111,15 +112,18 @@ class StreamCore(Core):
             now = self.host.touch()
             tcb = self.tcb
             state = tcb.state.name
-            if self.connecting and state in ("SYN_SENT", "SYN_RECEIVED"):
-                raise oserror(errno.EALREADY)
             if self.connecting:
-                # a non-blocking connect finished: report like Linux's second connect()
+                # Linux's second connect() after a non-blocking one (or one that timed out)
+                if state in ("SYN_SENT", "SYN_RECEIVED"):
+                    raise oserror(errno.EALREADY)
                 self.connecting = False
-                err = tcb.take_error()
-                if err:
+                if state == "CLOSED":
+                    # it failed: report why (or ECONNABORTED if SO_ERROR took it) and let
+                    # the next connect() start afresh, as Linux disconnects the socket
+                    err = tcb.take_error() or errno.ECONNABORTED
+                    self._fresh_tcb()
                     raise oserror(err)
-                raise oserror(errno.EISCONN)
+                return  # it succeeded: 0 now, EISCONN from the next call
             tcb.connect(addr, port, now)
             if self.timeout == 0.0:
                 self.connecting = True
@@ -131,11 +135,38 @@ class StreamCore(Core):
                 self.connecting = True
                 raise
             err = tcb.take_error()
+            if not err and tcb.state.name == "CLOSED":
+                err = errno.ECONNREFUSED
             if err:
+                self._fresh_tcb()
                 raise oserror(err)
-            if tcb.state.name in ("CLOSED",):
-                raise oserror(errno.ECONNREFUSED)
         self.driver.cooperate()
+
+    # TcpSocket attributes a failed connect() must not lose (socket options, bind)
+    _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
+                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger",
+                "ttl", "tos", "v6only", "congestion")
+    bound_to: tuple[bytes, int] | None = None  # what bind() was given (set only if called)
+
+    def _fresh_tcb(self) -> None:
+        """After a failed connection attempt Linux returns the socket to "unconnected" (it
+        may connect again, keeping its options and explicit bind): a new control block with
+        the old one's settings plays that part (lock held)."""
+        old = self.tcb
+        new = self.host.ip.tcp.socket(self.family)
+        for name in self._CARRIED:
+            try:
+                setattr(new, name, getattr(old, name))
+            except (AttributeError, KeyError, ValueError):
+                pass
+        if self.bound_to is not None:
+            try:
+                new.bind(*self.bound_to)
+            except OSError:
+                pass
+        old.on_change = None
+        new.on_change = self.changed
+        self.tcb = new
 
     def connect_ex(self, address: Any) -> int:
         try:
@@ -180,7 +211,9 @@ class StreamCore(Core):
             if not len(view):
                 tcb.send(view, now)
                 return 0
-            self.wait(lambda: bool(tcb.writable) or self.closed, flags, self._send_timeout())
+            limit = self._send_timeout()
+            self.wait(lambda: bool(tcb.writable) or self.closed
+                      or self._never_connected(flags, limit), flags, limit)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now))
@@ -207,7 +240,11 @@ class StreamCore(Core):
                     if remaining <= 0:
                         raise timed_out()
                 if not (tcb.writable or self.closed):  # (the common case needs no wait)
-                    self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                    def can_send(limit: Any = remaining) -> bool:
+                        return (bool(tcb.writable) or self.closed
+                                or self._never_connected(flags, limit))
+
+                    self.wait(can_send, flags, remaining)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
                 n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
@@ -271,10 +308,10 @@ class StreamCore(Core):
                 self.driver.drain()
 
     def _never_connected(self, flags: int, limit: Any) -> bool:
-        """Linux's recv answers ENOTCONN at once on a never-connected socket or a listener
-        (the engine raises it) instead of waiting or saying EAGAIN. With a timeout, CPython
-        first polls for POLLIN: a never-connected socket reports POLLHUP and goes on to
-        ENOTCONN, but a listener waits for a connection (or times out)."""
+        """Linux's recv (ENOTCONN) and send (EPIPE) fail at once on a never-connected socket
+        or a listener (the engine raises those) instead of waiting or saying EAGAIN. With a
+        timeout, CPython first polls: a never-connected socket reports POLLHUP and goes on to
+        the error, but a listener waits for POLLIN (a connection) or POLLOUT (never)."""
         state = self.tcb.state.name
         if state == "CLOSED":
             return not self.tcb.was_connected

@@ -25,6 +25,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+# the kernel's, taken before activation can replace select.select with multisock's
+_kernel_select = select.select
+
 
 class Timed(Protocol):
     def on_deadline(self, now: float) -> None: ...
@@ -224,7 +227,7 @@ class Driver:
                 fds = [wake_r, *self._readers]
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                readable, _, _ = select.select(fds, [], [], timeout)
+                readable, _, _ = _kernel_select(fds, [], [], timeout)
             except (OSError, ValueError):
                 readable = []  # a reader fd was closed under us; the next pass drops it
             with self.lock:

@@ -164,8 +164,10 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
             return self.fd
 
     with msock.socket() as sock:
+        fd = os.open(os.curdir, os.O_RDONLY)
+        os.close(fd)
         with pytest.raises(kernel._GiveupOnSendfile):  # type: ignore[attr-defined]
-            sock._sendfile_use_sendfile(File(-1))
+            sock._sendfile_use_sendfile(File(fd))
         with pytest.raises(OverflowError):
             sock._sendfile_use_sendfile(File(2**1000))
         with pytest.raises(TypeError):
@@ -175,10 +177,13 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
         f.write(b"x" * 100_000)
         f.seek(0)
         assert cli.sendfile(f, 10, 50_000) == 50_000
+        assert f.tell() == 50_010
+        # the path CPython's SendfileUsingSendfileTest calls directly
+        assert cli._sendfile_use_sendfile(f, 99_000) == 1_000
         got = b""
-        while len(got) < 50_000:
+        while len(got) < 51_000:
             got += conn.recv(65536)
-        assert got == b"x" * 50_000
+        assert got == b"x" * 51_000
     for s in (srv, cli, conn):
         s.close()
 
@@ -250,3 +255,39 @@ def test_ipv6_hop_limit_and_tclass_ancillary_data(host: multisock.Host, mod: Any
     finally:
         srv.close()
         cli.close()
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_connect_again_after_a_refused_attempt(host: multisock.Host, mod: Any) -> None:
+    # found by asyncio's test_sock_client_connect_racing: Linux lets a socket whose connect
+    # failed connect again (a failed non-blocking one reports the error, or ECONNABORTED once
+    # SO_ERROR took it, on the next call, then starts afresh)
+    import select as kernel_select
+
+    from multisock import select as mselect
+
+    sel = kernel_select.select if mod is kernel else mselect.select
+    listener = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    addr = listener.getsockname()
+    s = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    s.setblocking(False)
+    assert s.connect_ex(addr) == errno.EINPROGRESS
+    assert sel([], [s], [], 30)[1] == [s]
+    assert s.getsockopt(mod.SOL_SOCKET, mod.SO_ERROR) == errno.ECONNREFUSED
+    listener.listen(1)
+    assert s.connect_ex(addr) == errno.ECONNABORTED
+    assert s.connect_ex(addr) in (0, errno.EINPROGRESS)
+    assert sel([], [s], [], 30)[1] == [s]
+    assert s.connect_ex(addr) == 0  # the second call after success reports it once
+    assert s.connect_ex(addr) == errno.EISCONN
+    s.close()
+    blocking = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    other = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    other.bind(("127.0.0.1", 0))
+    with pytest.raises(ConnectionRefusedError):
+        blocking.connect(other.getsockname())
+    other.listen()
+    blocking.connect(other.getsockname())
+    for sock in (blocking, other, listener):
+        sock.close()
