@@ -174,8 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     import unittest
 
     from test import support
+    from test.libregrtest.cmdline import ALL_RESOURCES
 
     support.verbose = 0
+    # what regrtest enables, minus what leaves this machine: loaded with unittest, use_resources
+    # stays None and every resource counts as enabled, so 'network' tests would resolve and
+    # connect to hosts on the internet (test_ssl's NetworkedTests, test_socket's test_idna...)
+    support.use_resources = [r for r in ALL_RESOURCES if r not in ("network", "urlfetch")]
     tests = load(args.target)
     all_ids = [short_id(t.id()) for t in tests]
     if args.list or args.start == 0:

@@ -132,6 +132,8 @@ class StreamCore(Core):
             self.connect(address)
         except TimeoutError:
             return errno.EWOULDBLOCK
+        except (_socket.gaierror, _socket.herror):
+            raise  # CPython resolves before connect(2): name errors are raised, not returned
         except OSError as exc:
             if exc.errno is None:
                 raise
@@ -170,7 +172,9 @@ class StreamCore(Core):
             if not len(view):
                 tcb.send(view, now)
                 return 0
-            self.wait(lambda: bool(tcb.writable) or self.closed, flags, self._send_timeout())
+            limit = self._send_timeout()
+            self.wait(lambda: bool(tcb.writable) or self.closed
+                      or self._never_connected(flags, limit), flags, limit)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now))
@@ -196,7 +200,10 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                def can_send(limit: Any = remaining) -> bool:
+                    return bool(tcb.writable) or self.closed or self._never_connected(flags, limit)
+
+                self.wait(can_send, flags, remaining)
                 now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
                 n = int(tcb.send(view[sent:], now))
@@ -254,10 +261,10 @@ class StreamCore(Core):
                 self.driver.drain()
 
     def _never_connected(self, flags: int, limit: Any) -> bool:
-        """Linux's recv answers ENOTCONN at once on a never-connected socket or a listener
-        (the engine raises it) instead of waiting or saying EAGAIN. With a timeout, CPython
-        first polls for POLLIN: a never-connected socket reports POLLHUP and goes on to
-        ENOTCONN, but a listener waits for a connection (or times out)."""
+        """Linux's recv (ENOTCONN) and send (EPIPE) fail at once on a never-connected socket
+        or a listener (the engine raises those) instead of waiting or saying EAGAIN. With a
+        timeout, CPython first polls: a never-connected socket reports POLLHUP and goes on to
+        the error, but a listener waits for POLLIN (a connection) or POLLOUT (never)."""
         state = self.tcb.state.name
         if state == "CLOSED":
             return not self.tcb.was_connected

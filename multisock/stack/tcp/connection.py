@@ -434,8 +434,7 @@ class TcpSocket:
         if state not in CAN_SEND:
             if state in (SYN_SENT, SYN_RECEIVED):
                 return 0
-            if state in (CLOSED, LISTEN) and not self.was_connected:
-                raise oserror(E.ENOTCONN)
+            # Linux's tcp_sendmsg -> sk_stream_wait_connect: EPIPE unless connecting
             raise oserror(E.EPIPE)
         space = self.sndbuf - self.sndq.size
         if space <= 0 or not len(data):
