@@ -272,28 +272,47 @@ class socket:
         text.mode = mode  # type: ignore[misc]
         return text
 
-    # the stdlib's own algorithm: sendfile() tries _sendfile_use_sendfile (os.sendfile) and
-    # falls back to _sendfile_use_send when that gives up, which it always does here for a
-    # userspace socket (it has no kernel socket for os.sendfile to write to)
+    # the stdlib's own structure: sendfile() tries _sendfile_use_sendfile and falls back to
+    # _sendfile_use_send (file-like objects without a regular file behind them)
     sendfile = _stdlib.socket.sendfile
     _sendfile_use_send = _stdlib.socket._sendfile_use_send  # type: ignore[attr-defined]
     _check_sendfile_params = _stdlib.socket._check_sendfile_params  # type: ignore[attr-defined]
 
     def _sendfile_use_sendfile(self, file: _Any, offset: int = 0, count: int | None = None) -> int:
+        """What os.sendfile() does for a kernel socket: the file's bytes are read from its fd
+        at ``offset`` (os.pread, the file position untouched until the end) and go out on
+        the stack; the same checks, errors and final seek as the stdlib's method."""
         if not self._userspace:
             return int(_stdlib.socket._sendfile_use_sendfile(  # type: ignore[attr-defined]
                 self, file, offset, count))
+        giveup = _stdlib._GiveupOnSendfile  # type: ignore[attr-defined]
         self._check_sendfile_params(file, offset, count)
         try:
             fileno = file.fileno()
         except (AttributeError, _io.UnsupportedOperation) as err:
-            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
+            raise giveup(err) from None  # not a regular file
         try:
-            _os.fstat(fileno)
+            fsize = _os.fstat(fileno).st_size
         except OSError as err:
-            raise _stdlib._GiveupOnSendfile(err) from None  # type: ignore[attr-defined]
-        raise _stdlib._GiveupOnSendfile(  # type: ignore[attr-defined]
-            "a userspace socket has no kernel socket for os.sendfile()")
+            raise giveup(err) from None  # not a regular file
+        if not fsize:
+            return 0
+        if self.gettimeout() == 0:
+            raise ValueError("non-blocking sockets are not supported")
+        total = 0
+        try:
+            while count is None or total < count:
+                want = 65536 if count is None else min(65536, count - total)
+                chunk = _os.pread(fileno, want, offset)
+                if not chunk:
+                    break
+                self.sendall(chunk)
+                offset += len(chunk)
+                total += len(chunk)
+            return total
+        finally:
+            if total > 0 and hasattr(file, "seek"):
+                file.seek(offset)
 
     def _as_stdlib(self) -> _Any:
         """A stdlib socket sharing this kernel socket's fd (for the stdlib's sendfile)."""
@@ -368,10 +387,18 @@ class socket:
         return self._sock.recvfrom(bufsize, flags)
 
     def recv_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> int:
-        return int(self._sock.recv_into(buffer, nbytes, flags))
+        try:
+            return int(self._sock.recv_into(buffer, nbytes, flags))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
-        return self._sock.recvfrom_into(buffer, nbytes, flags)
+        try:
+            return self._sock.recvfrom_into(buffer, nbytes, flags)
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
         if self._userspace:
@@ -402,10 +429,19 @@ class socket:
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
     def send(self, data: _Any, flags: int = 0) -> int:
-        return int(self._sock.send(data, flags))
+        try:
+            return int(self._sock.send(data, flags))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendall(self, data: _Any, flags: int = 0) -> None:
-        self._sock.sendall(data, flags)
+        try:
+            self._sock.sendall(data, flags)
+            return
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendto(self, data: _Any, *args: _Any) -> int:
         if not self._userspace:
@@ -416,10 +452,18 @@ class socket:
         _bytes_like(data)
         flags, address = (0, args[0]) if len(args) == 1 else args
         flags = _c_int(flags)
-        return int(self._sock.sendto(data, flags, address))
+        try:
+            return int(self._sock.sendto(data, flags, address))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
-        return int(self._sock.sendmsg(buffers, *args))
+        try:
+            return int(self._sock.sendmsg(buffers, *args))
+        except OSError as exc:
+            error = _without_frames(exc)
+        raise error
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(_c_int(how))
@@ -470,6 +514,19 @@ def _c_int(value: _Any) -> int:
     return int(number)
 
 
+def _without_frames(exc: OSError) -> OSError:
+    """The same error, raised afresh: the stack's frames in its traceback hold views of the
+    caller's buffer, which CPython has already released when its C method raises (asyncio
+    clears its bytearray right after a failed send; an export would make that fail)."""
+    new = type(exc)(*exc.args)
+    if isinstance(exc, BlockingIOError) and isinstance(new, BlockingIOError):
+        try:
+            new.characters_written = exc.characters_written
+        except AttributeError:
+            pass
+    return new
+
+
 def _ancbufsize(value: _Any) -> int:
     number = _c_int(value)
     if number < 0:
@@ -515,9 +572,11 @@ class _Detached:
 
     def settimeout(self, value: _Any) -> None:
         self.timeout = _core.check_timeout(value)
+        raise _bad_fd()
 
     def setblocking(self, flag: bool) -> None:
         self.timeout = None if flag else 0.0
+        raise _bad_fd()
 
     def getblocking(self) -> bool:
         return self.timeout != 0.0

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # functions, TCP and UDP over IPv4 and IPv6, timeouts, makefile and non-blocking I/O
 QUICK_TARGETS = [
     "test_httplib",
+    "test_socketserver",
     "test_selectors",
     "test_httpservers",
     "test_socket.GeneralModuleTests",

@@ -6,16 +6,23 @@ import _socket
 import errno
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import ancillary as A
 from multisock.api import options as O
 from multisock.api.core import MSG_PEEK, MSG_TRUNC, Core
 from multisock.api.errors import oserror
 from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
-from multisock.stack.datagram import DatagramEndpoint
+from multisock.stack.datagram import RECV_HOPLIMIT, RECV_TCLASS, DatagramEndpoint, Meta
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
 
 
+_RECV_OPTIONS = {
+    (_socket.IPPROTO_IP, getattr(_socket, "IP_RECVTTL", 12)): RECV_HOPLIMIT,  # Linux's value
+    (_socket.IPPROTO_IP, _socket.IP_RECVTOS): RECV_TCLASS,
+    (_socket.IPPROTO_IPV6, _socket.IPV6_RECVHOPLIMIT): RECV_HOPLIMIT,
+    (_socket.IPPROTO_IPV6, _socket.IPV6_RECVTCLASS): RECV_TCLASS,
+}
 _NO_ADDRESS: Any = object()  # sendto(data, address) vs sendto(data, flags, None)
 
 
@@ -135,14 +142,16 @@ class DatagramCore(Core):
         self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
     ) -> int:
         self.check_open()
-        data = b"".join(bytes(memoryview(b)) for b in buffers)
-        if list(ancdata):
-            raise oserror(errno.EINVAL)
+        data, cmsgs, flags = A.sendmsg_args(buffers, ancdata, flags)
+        ttl, tos = A.datagram_overrides(self.family, cmsgs)
         if address is None:
-            return self.send(data, flags)
-        return self.sendto(data, flags, address)
+            if self.ep.remote is None:
+                raise oserror(errno.EDESTADDRREQ)
+            return self._send(data, self.ep.remote, ttl, tos)
+        return self._send(memoryview(data), self.parse(address, "sendmsg"), ttl, tos)
 
-    def _send(self, data: Any, target: tuple[bytes, int]) -> int:
+    def _send(self, data: Any, target: tuple[bytes, int], ttl: int | None = None,
+              tos: int | None = None) -> int:
         view = data if isinstance(data, memoryview) else memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
@@ -160,12 +169,12 @@ class DatagramCore(Core):
                 if is_wildcard(addr):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
-                sent = int(self._stack.sendto(self.ep, view, addr, port))
+                sent = int(self._stack.sendto(self.ep, view, addr, port, ttl, tos))
             return sent
 
     # ------------------------------------------------------------- receiving
 
-    def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int]]:
+    def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
         self.check_open()
         with self.driver.operation():
             self.wait(lambda: self.ep.readable or self.closed, flags, self._recv_timeout())
@@ -175,8 +184,9 @@ class DatagramCore(Core):
             if err:
                 raise oserror(err)
             item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            self.sync_fd()
             if item is None:
-                return b"", (b"", 0)
+                return b"", (b"", 0), None
             return item
 
     def _recv_timeout(self) -> Any:
@@ -185,13 +195,13 @@ class DatagramCore(Core):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
-        data, _ = self._recv(flags)
+        data, _, _ = self._recv(flags)
         return data[:bufsize]
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
-        data, (addr, port) = self._recv(flags)
+        data, (addr, port), meta = self._recv(flags)
         return data[:bufsize], self.format(addr, port) if addr else None
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
@@ -202,7 +212,7 @@ class DatagramCore(Core):
             if nbytes > len(view):
                 raise ValueError("buffer too small for requested bytes")
             nbytes = len(view)
-        data, _ = self._recv(flags)
+        data, _, _ = self._recv(flags)
         n = min(nbytes, len(data))
         view[:n] = data[:n]
         return len(data) if flags & MSG_TRUNC else n
@@ -214,7 +224,7 @@ class DatagramCore(Core):
         if nbytes > len(view):
             raise ValueError("nbytes is greater than the length of the buffer")
         nbytes = nbytes or len(view)
-        data, (addr, port) = self._recv(flags)
+        data, (addr, port), meta = self._recv(flags)
         n = min(nbytes, len(data))
         view[:n] = data[:n]
         return n, self.format(addr, port) if addr else None
@@ -224,22 +234,30 @@ class DatagramCore(Core):
     ) -> tuple[bytes, list[Any], int, Any]:
         if bufsize < 0:
             raise ValueError("negative buffer size in recvmsg()")
-        data, (addr, port) = self._recv(flags)
+        data, (addr, port), meta = self._recv(flags)
         msg_flags = MSG_TRUNC if len(data) > bufsize else 0
-        return data[:bufsize], [], msg_flags, self.format(addr, port) if addr else None
+        cmsgs, ctrunc = self._ancillary(meta, ancbufsize)
+        return data[:bufsize], cmsgs, msg_flags | ctrunc, self.format(addr, port) if addr else None
+
+    def _ancillary(self, meta: Meta | None, ancbufsize: int) -> tuple[list[A.Cmsg], int]:
+        if meta is None or not self.ep.recv_meta:
+            return [], 0
+        return A.fit(A.received_cmsgs(self.family, self.ep.recv_meta, meta.ttl, meta.tos),
+                     ancbufsize)
 
     def recvmsg_into(
         self, buffers: Any, ancbufsize: int = 0, flags: int = 0
     ) -> tuple[int, list[Any], int, Any]:
         views = [memoryview(b).cast("B") for b in buffers]
-        data, (addr, port) = self._recv(flags)
+        data, (addr, port), meta = self._recv(flags)
         offset = 0
         for view in views:
             chunk = data[offset : offset + len(view)]
             view[: len(chunk)] = chunk
             offset += len(chunk)
         msg_flags = MSG_TRUNC if len(data) > offset else 0
-        return offset, [], msg_flags, self.format(addr, port) if addr else None
+        cmsgs, ctrunc = self._ancillary(meta, ancbufsize)
+        return offset, cmsgs, msg_flags | ctrunc, self.format(addr, port) if addr else None
 
     # --------------------------------------------------------------- closing
 
@@ -286,6 +304,9 @@ class DatagramCore(Core):
                     raise oserror(errno.ENOPROTOOPT)
             elif O.set_ip_option(ep, self.family, level, option, value):
                 pass
+            elif (level, option) in _RECV_OPTIONS:
+                bit = _RECV_OPTIONS[(level, option)]
+                ep.recv_meta = ep.recv_meta | bit if O.as_bool(value) else ep.recv_meta & ~bit
             elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
                 ep.multicast_ttl = O.as_int(value)
             elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
@@ -328,6 +349,8 @@ class DatagramCore(Core):
             elif (ip_value := O.get_ip_option(ep, self.family, level, option,
                                               self.host.ip.default_ttl)) is not None:
                 value = ip_value
+            elif (level, option) in _RECV_OPTIONS:
+                value = int(bool(ep.recv_meta & _RECV_OPTIONS[(level, option)]))
             elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
                 value = ep.multicast_ttl
             elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:

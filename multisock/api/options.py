@@ -126,6 +126,11 @@ def set_ip_option(target: Any, family: int, level: int, option: int, value: Any)
         if target.local is not None:
             raise oserror(errno.EINVAL)
         target.v6only = as_bool(value)
+    elif level == IPPROTO_IPV6 and family == _socket.AF_INET6 and option == _socket.IPV6_TCLASS:
+        tclass = as_int(value)
+        if not -1 <= tclass <= 255:
+            raise oserror(errno.EINVAL)
+        target.tos = 0 if tclass == -1 else tclass
     elif (level == IPPROTO_IPV6 and family == _socket.AF_INET6
           and option == _socket.IPV6_UNICAST_HOPS):
         hops = as_int(value)
@@ -143,7 +148,9 @@ def get_ip_option(target: Any, family: int, level: int, option: int, default_ttl
             level == IPPROTO_IPV6 and family == _socket.AF_INET6
             and option == _socket.IPV6_UNICAST_HOPS):
         return int(target.ttl) if target.ttl is not None else default_ttl
-    if level == IPPROTO_IP and option == _socket.IP_TOS:
+    if level == IPPROTO_IP and option == _socket.IP_TOS or (
+            level == IPPROTO_IPV6 and family == _socket.AF_INET6
+            and option == _socket.IPV6_TCLASS):
         return int(target.tos)
     if level == IPPROTO_IPV6 and family == _socket.AF_INET6 and option == _socket.IPV6_V6ONLY:
         return int(bool(target.v6only))

@@ -7,6 +7,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING, Any
 
+from multisock.api import ancillary
 from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import oserror, timed_out, would_block
@@ -62,6 +63,7 @@ class StreamCore(Core):
         with self.driver.operation():
             self.host.touch()
             self.tcb.bind(addr, port)
+            self.bound_to = (addr, port)
 
     def listen(self, backlog: int = SOMAXCONN) -> None:
         self.check_open()
@@ -91,9 +93,17 @@ class StreamCore(Core):
             self.wait(ready)
             if child is None:
                 raise oserror(errno.EBADF)
+            self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
             return core, self.format(*remote)
+
+    def _accept(self) -> tuple[int, tuple[Any, ...]]:
+        """``_socket.socket._accept``'s shape: (fd, address), the fd being the new core's
+        readiness fd, registered so that ``socket(fileno=fd)`` adopts the core. gevent's
+        StreamServer unwraps its listener to this object and calls exactly this."""
+        core, address = self.accept()
+        return core.fileno(), address
 
     def connect(self, address: Any) -> None:
         self.check_open()
@@ -102,15 +112,18 @@ class StreamCore(Core):
             now = self.host.touch()
             tcb = self.tcb
             state = tcb.state.name
-            if self.connecting and state in ("SYN_SENT", "SYN_RECEIVED"):
-                raise oserror(errno.EALREADY)
             if self.connecting:
-                # a non-blocking connect finished: report like Linux's second connect()
+                # Linux's second connect() after a non-blocking one (or one that timed out)
+                if state in ("SYN_SENT", "SYN_RECEIVED"):
+                    raise oserror(errno.EALREADY)
                 self.connecting = False
-                err = tcb.take_error()
-                if err:
+                if state == "CLOSED":
+                    # it failed: report why (or ECONNABORTED if SO_ERROR took it) and let
+                    # the next connect() start afresh, as Linux disconnects the socket
+                    err = tcb.take_error() or errno.ECONNABORTED
+                    self._fresh_tcb()
                     raise oserror(err)
-                raise oserror(errno.EISCONN)
+                return  # it succeeded: 0 now, EISCONN from the next call
             tcb.connect(addr, port, now)
             if self.timeout == 0.0:
                 self.connecting = True
@@ -122,10 +135,38 @@ class StreamCore(Core):
                 self.connecting = True
                 raise
             err = tcb.take_error()
+            if not err and tcb.state.name == "CLOSED":
+                err = errno.ECONNREFUSED
             if err:
+                self._fresh_tcb()
                 raise oserror(err)
-            if tcb.state.name in ("CLOSED",):
-                raise oserror(errno.ECONNREFUSED)
+        self.driver.cooperate()
+
+    # TcpSocket attributes a failed connect() must not lose (socket options, bind)
+    _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
+                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger",
+                "ttl", "tos", "v6only", "congestion")
+    bound_to: tuple[bytes, int] | None = None  # what bind() was given (set only if called)
+
+    def _fresh_tcb(self) -> None:
+        """After a failed connection attempt Linux returns the socket to "unconnected" (it
+        may connect again, keeping its options and explicit bind): a new control block with
+        the old one's settings plays that part (lock held)."""
+        old = self.tcb
+        new = self.host.ip.tcp.socket(self.family)
+        for name in self._CARRIED:
+            try:
+                setattr(new, name, getattr(old, name))
+            except (AttributeError, KeyError, ValueError):
+                pass
+        if self.bound_to is not None:
+            try:
+                new.bind(*self.bound_to)
+            except OSError:
+                pass
+        old.on_change = None
+        new.on_change = self.changed
+        self.tcb = new
 
     def connect_ex(self, address: Any) -> int:
         try:
@@ -187,7 +228,7 @@ class StreamCore(Core):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.check_open()
-        view = self._buffer(data)
+        view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
         with self.driver.operation():
@@ -200,29 +241,34 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                def can_send(limit: Any = remaining) -> bool:
-                    return bool(tcb.writable) or self.closed or self._never_connected(flags, limit)
+                if not (tcb.writable or self.closed):  # (the common case needs no wait)
+                    def can_send(limit: Any = remaining) -> bool:
+                        return (bool(tcb.writable) or self.closed
+                                or self._never_connected(flags, limit))
 
-                self.wait(can_send, flags, remaining)
-                now = self.host.touch()  # the wait released the lock: time moved on
+                    self.wait(can_send, flags, remaining)
+                    now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:], now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
-                self.driver.drain()
+                if sent < total:
+                    self.driver.drain()  # (the last one is the operation's own, on exit)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
-        """Linux ignores the address on a stream socket: it is a plain send."""
+        """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
         flags = 0 if address is None else flags_or_address
+        self.parse(flags_or_address if address is None else address, "sendto")
         return self.send(data, flags)
 
     def sendmsg(
         self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None
     ) -> int:
-        if list(ancdata):
-            raise oserror(errno.EINVAL)
-        data = b"".join(bytes(memoryview(b)) for b in buffers)
+        data, cmsgs, flags = ancillary.sendmsg_args(buffers, ancdata, flags)
+        if address is not None:
+            self.parse(address, "sendmsg")  # CPython parses it; Linux then ignores it
+        ancillary.check_stream_cmsgs(cmsgs)
         return self.send(data, flags)
 
     def _recv_into(self, view: memoryview, flags: int) -> int:
@@ -233,15 +279,18 @@ class StreamCore(Core):
             return 0
         with self.driver.operation():
             now = self.host.touch()
+            if self._fd is not None:
+                self.driver.after_drain(self.sync_fd)  # what we consume may empty the queue
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0
             limit = self._recv_timeout()
             while True:
                 try:
-                    self.wait(lambda: bool(tcb.readable) or self.closed
-                              or self._never_connected(flags, limit), flags, limit)
-                    now = self.host.touch()  # the wait released the lock: time moved on
+                    if not (tcb.readable or self.closed):  # (no wait when data is there)
+                        self.wait(lambda: bool(tcb.readable) or self.closed
+                                  or self._never_connected(flags, limit), flags, limit)
+                        now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
                         return got

@@ -22,9 +22,11 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Protocol
+
+# the kernel's, taken before activation can replace select.select with multisock's
+_kernel_select = select.select
 
 
 class Timed(Protocol):
@@ -44,13 +46,39 @@ class TimerHandle:
         self.cancelled = True
 
 
+class _Operation:
+    """The context manager ``Driver.operation()`` returns; stateless, so re-entrant."""
+
+    __slots__ = ("driver", "lock")
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.lock = driver.lock
+
+    def __enter__(self) -> None:
+        if os.getpid() != self.driver.pid:
+            raise OSError(
+                "multisock: this virtual network belongs to the parent process; its driver "
+                "does not survive fork() (use threads, or create a new Network in the child)"
+            )
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.driver.drain()
+        finally:
+            self.lock.release()
+
+
 class Driver:
     """Owns time and concurrency for one network."""
+
+    backend = "threads"  # net.gevent_driver.GeventDriver is the cooperative one
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
         self.clock = clock
         self.name = name
-        self.lock = threading.RLock()
+        self.lock = self.new_lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sleeping_until: float | None = None  # what the driver thread sleeps towards
         self._readers: dict[int, Callable[[], None]] = {}
@@ -60,8 +88,10 @@ class Driver:
         self._draining = False
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._after_drain: list[Callable[[], None]] = []
-        self._after_drain_set: set[int] = set()
+        # insertion-ordered set: a callback queued twice runs once (bound methods compare
+        # equal when they bind the same function to the same object)
+        self._after_drain: dict[Callable[[], None], None] = {}
+        self._operation = _Operation(self)
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
 
@@ -101,12 +131,24 @@ class Driver:
             self._readers.pop(fd, None)
             self._wake()
 
+    def cooperate(self) -> None:
+        """A point (lock not held) where a cooperative driver lets others run: after a
+        connect that an ideal link completed at once, where the kernel would have had the
+        caller wait for EINPROGRESS. Threads need nothing here."""
+
+    def new_lock(self) -> Any:
+        """The network's one lock (a cooperative driver returns a greenlet-aware one)."""
+        return threading.RLock()
+
+    def new_condition(self) -> Any:
+        """What a socket core blocks on: a ``threading.Condition`` sharing this driver's lock.
+
+        A cooperative driver (``net.gevent_driver``) returns a greenlet-friendly equivalent."""
+        return threading.Condition(self.lock)
+
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
-        key = id(callback.__self__) if hasattr(callback, "__self__") else id(callback)
-        if key not in self._after_drain_set:
-            self._after_drain_set.add(key)
-            self._after_drain.append(callback)
+        self._after_drain[callback] = None
 
     def drain(self) -> None:
         """Run everything ready; safe to call re-entrantly (the outer call does the work)."""
@@ -121,8 +163,7 @@ class Driver:
                     self._guarded(callback, *args)
                 if not self._after_drain:
                     break
-                pending, self._after_drain = self._after_drain, []
-                self._after_drain_set.clear()
+                pending, self._after_drain = self._after_drain, {}
                 for callback in pending:
                     self._guarded(callback)
         finally:
@@ -140,19 +181,11 @@ class Driver:
 
             traceback.print_exc()
 
-    @contextmanager
-    def operation(self) -> Iterator[None]:
-        """Hold the lock for one socket call, draining deliveries before release."""
-        if os.getpid() != self.pid:
-            raise OSError(
-                "multisock: this virtual network belongs to the parent process; its driver "
-                "does not survive fork() (use threads, or create a new Network in the child)"
-            )
-        with self.lock:
-            try:
-                yield
-            finally:
-                self.drain()
+    def operation(self) -> _Operation:
+        """``with driver.operation():`` holds the lock for one socket call and drains
+        deliveries before releasing it. (One reusable object, not a generator-based
+        context manager: every socket call passes here, see docs/performance.md.)"""
+        return self._operation
 
     # ----------------------------------------------------------------- timers
 
@@ -194,7 +227,7 @@ class Driver:
                 fds = [wake_r, *self._readers]
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                readable, _, _ = select.select(fds, [], [], timeout)
+                readable, _, _ = _kernel_select(fds, [], [], timeout)
             except (OSError, ValueError):
                 readable = []  # a reader fd was closed under us; the next pass drops it
             with self.lock:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import NamedTuple
 
 from multisock.stack.addresses import AF_INET
 
@@ -17,6 +18,17 @@ DEFAULT_SNDBUF = 212992
 # What Linux charges per queued datagram beyond its payload (skb truesize overhead,
 # roughly); keeps a flood of tiny datagrams from queueing unboundedly.
 PER_DATAGRAM_OVERHEAD = 256
+
+
+RECV_HOPLIMIT = 1  # IP_RECVTTL / IPV6_RECVHOPLIMIT
+RECV_TCLASS = 2  # IP_RECVTOS / IPV6_RECVTCLASS
+
+
+class Meta(NamedTuple):
+    """The IP header fields of one received datagram that ancillary data can report."""
+
+    ttl: int
+    tos: int
 
 
 class DatagramEndpoint:
@@ -44,6 +56,7 @@ class DatagramEndpoint:
         "counters",
         "shut_rd",
         "shut_wr",
+        "recv_meta",
     )
 
     def __init__(self, family: int) -> None:
@@ -51,7 +64,7 @@ class DatagramEndpoint:
         self.local: tuple[bytes, int] | None = None
         self.remote: tuple[bytes, int] | None = None
         # (payload, (source address, source port or ident), truncated-origin length)
-        self.queue: deque[tuple[bytes, tuple[bytes, int]]] = deque()
+        self.queue: deque[tuple[bytes, tuple[bytes, int], Meta | None]] = deque()
         self.queued_bytes = 0
         self.rcvbuf = DEFAULT_RCVBUF
         self.sndbuf = DEFAULT_SNDBUF
@@ -68,13 +81,16 @@ class DatagramEndpoint:
         self.multicast_loop = True
         self.shut_rd = False
         self.shut_wr = False
+        # which per-datagram IP header fields recvmsg() reports (IP_RECVTTL/IPV6_RECVHOPLIMIT,
+        # IP_RECVTOS/IPV6_RECVTCLASS): a set of RECV_* bits
+        self.recv_meta = 0
         self.counters = {"rx": 0, "tx": 0, "rx_dropped": 0}
 
     @property
     def is_v4(self) -> bool:
         return self.family == AF_INET
 
-    def deliver(self, data: bytes, source: tuple[bytes, int]) -> bool:
+    def deliver(self, data: bytes, source: tuple[bytes, int], meta: Meta | None = None) -> bool:
         """Queue one received datagram; False (and counted) when the receive buffer is full."""
         if self.closed or self.shut_rd:
             return False
@@ -82,13 +98,13 @@ class DatagramEndpoint:
         if self.queued_bytes + cost > self.rcvbuf and self.queue:
             self.counters["rx_dropped"] += 1
             return False
-        self.queue.append((data, source))
+        self.queue.append((data, source, meta if self.recv_meta else None))
         self.queued_bytes += cost
         self.counters["rx"] += 1
         self.changed()
         return True
 
-    def pop(self, peek: bool = False) -> tuple[bytes, tuple[bytes, int]] | None:
+    def pop(self, peek: bool = False) -> tuple[bytes, tuple[bytes, int], Meta | None] | None:
         if not self.queue:
             return None
         if peek:

@@ -56,6 +56,8 @@ class IPStack:
         self.rng = rng or random.Random()
         self.now = 0.0
         self.interfaces: list[Interface] = []
+        # every address of every interface: route() and input ask "is it ours?" per packet
+        self._local: set[bytes] = set()
         self.routes = RoutingTable()
         self.forwarding = False
         self.default_ttl = DEFAULT_TTL
@@ -110,6 +112,7 @@ class IPStack:
     def add_address(self, iface: Interface, cidr: str) -> tuple[bytes, int]:
         addr, length = A.parse_cidr(cidr)
         iface.addresses.append((addr, length))
+        self._local.add(addr)
         self.routes.add(Route(addr, length, iface, source=addr))
         return addr, length
 
@@ -137,11 +140,11 @@ class IPStack:
         return [a for iface in self.interfaces for a, _ in iface.addresses]
 
     def is_local_address(self, addr: bytes) -> bool:
+        if addr in self._local:
+            return True
         if A.is_wildcard(addr):
             return True
-        if len(addr) == 4 and addr[0] == 127:
-            return True
-        return any(iface.has_address(addr) for iface in self.interfaces)
+        return len(addr) == 4 and addr[0] == 127
 
     def check_bind_address(self, family: int, addr: bytes, v6only: bool) -> None:
         """EADDRNOTAVAIL for an address this host does not own (multicast allowed)."""
@@ -155,7 +158,7 @@ class IPStack:
 
     def route(self, dst: bytes) -> Route | None:
         """Local destinations go over loopback (Linux's ``local`` table), others by LPM."""
-        if self.is_local_address(dst) and not A.is_wildcard(dst):
+        if dst in self._local or (self.is_local_address(dst) and not A.is_wildcard(dst)):
             return self._loopback_route(dst)
         return self.routes.lookup(dst)
 
@@ -225,16 +228,16 @@ class IPStack:
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
         if iface.trusted or csum_offset is None:
-            segment = header + payload if payload else header
-        else:
-            buf = bytearray(header)
-            buf += payload
-            value = transport_checksum(src, dst, proto, buf)
-            if value == 0 and proto == PROTO_UDP:
-                value = 0xFFFF
-            buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
-            segment = bytes(buf)
-        self._send(route, src, dst, proto, segment, ttl, tos, df)
+            # the payload stays apart: _send copies it once, next to the IP header
+            self._send(route, src, dst, proto, header, ttl, tos, df, payload)
+            return
+        buf = bytearray(header)
+        buf += payload
+        value = transport_checksum(src, dst, proto, buf)
+        if value == 0 and proto == PROTO_UDP:
+            value = 0xFFFF
+        buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
+        self._send(route, src, dst, proto, bytes(buf), ttl, tos, df)
 
     def _send(
         self,
@@ -246,21 +249,27 @@ class IPStack:
         ttl: int,
         tos: int,
         df: bool | None,
+        payload: bytes | memoryview = b"",
     ) -> None:
+        """``segment`` (+ ``payload``) behind an IP header, fragmented when needed."""
         iface = route.interface
         mtu = min(route.path_mtu(), 65535)
         next_hop = route.next_hop(dst)
         checksum = not iface.trusted
         if len(dst) == 4:
-            total = 20 + len(segment)
-            if total <= mtu:
+            length = len(segment) + len(payload)
+            if 20 + length <= mtu:
                 ident = self._next_ident()
                 hdr = ipv4.build(
-                    src, dst, proto, len(segment), ttl=ttl, tos=tos, ident=ident,
+                    src, dst, proto, length, ttl=ttl, tos=tos, ident=ident,
                     df=bool(df) if df is not None else proto == PROTO_TCP, checksum=checksum,
                 )
-                self._transmit(iface, hdr + segment, next_hop)
+                packet = b"".join((hdr, segment, payload)) if len(payload) else hdr + segment
+                self._transmit(iface, packet, next_hop)
                 return
+        if len(payload):
+            segment = b"".join((segment, payload))
+        if len(dst) == 4:
             if df:
                 raise _oserror(errno.EMSGSIZE)
             ident = self._next_ident()
@@ -333,6 +342,8 @@ class IPStack:
 
     def _for_us4(self, dst: bytes) -> tuple[bool, bool]:
         """(accept, broadcast) for an IPv4 destination."""
+        if dst in self._local:
+            return True, False  # (never a broadcast or multicast address)
         if A.is_v4_broadcast(dst) or A.is_multicast(dst):
             return True, True
         for iface in self.interfaces:
@@ -365,7 +376,8 @@ class IPStack:
             if whole is None:
                 return
             payload = memoryview(whole)
-        self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet, header.ttl)
+        self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet,
+                      header.ttl, header.tos)
 
     def _input6(self, packet: bytes, iface: Interface, now: float) -> None:
         header, payload = ipv6.parse(packet)
@@ -382,7 +394,8 @@ class IPStack:
             if whole is None:
                 return
             proto, payload = ipv6.walk_extensions(frag.next_header, memoryview(whole))
-        self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet, header.hop_limit)
+        self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet,
+                      header.hop_limit, header.traffic_class)
 
     def _deliver(
         self,
@@ -395,6 +408,7 @@ class IPStack:
         broadcast: bool,
         packet: bytes,
         ttl: int,
+        tos: int = 0,
     ) -> None:
         verify = not iface.trusted
         for listener in self.raw_listeners:
@@ -417,7 +431,7 @@ class IPStack:
                     self.counters["in_bad_checksum"] += 1
                     return
             self.counters["in_delivered"] += 1
-            if not self.udp.input(src, dst, payload, broadcast) and not broadcast:
+            if not self.udp.input(src, dst, payload, broadcast, ttl, tos) and not broadcast:
                 self._icmp_port_unreachable(src, dst, packet, now)
         elif proto == PROTO_ICMP and len(src) == 4:
             self.counters["in_delivered"] += 1
@@ -614,16 +628,13 @@ class IPStack:
     # ------------------------------------------------------------------ timers
 
     def next_deadline(self) -> float | None:
-        deadlines = [
-            d
-            for d in (
-                self.reassembly4.next_deadline(),
-                self.reassembly6.next_deadline(),
-                self.tcp.next_deadline() if self.tcp is not None else None,
-            )
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        """The earliest timer of the stack (asked after every socket operation)."""
+        best = self.tcp.next_deadline() if self.tcp is not None else None
+        for reassembler in (self.reassembly4, self.reassembly6):
+            when = reassembler.next_deadline()
+            if when is not None and (best is None or when < best):
+                best = when
+        return best
 
     def on_timer(self, now: float) -> None:
         self.now = now
@@ -637,11 +648,12 @@ class IPStack:
     # ------------------------------------------------ the TCP engine's host side
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
-                   ttl: int | None = None, tos: int = 0) -> None:
+                   ttl: int | None = None, tos: int = 0,
+                   payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
         try:
-            self.output(src, dst, PROTO_TCP, bytes(segment), ttl=ttl, tos=tos, csum_offset=16,
-                        df=True)
+            self.output(src, dst, PROTO_TCP, bytes(segment), payload, ttl=ttl, tos=tos,
+                        csum_offset=16, df=True)
         except OSError as exc:
             key = "out_no_route" if exc.errno == errno.ENETUNREACH else "out_tcp_errors"
             self.counters[key] = self.counters.get(key, 0) + 1

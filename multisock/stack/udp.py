@@ -12,7 +12,7 @@ from multisock.stack.addresses import (
     is_v4mapped,
     is_wildcard,
 )
-from multisock.stack.datagram import DatagramEndpoint
+from multisock.stack.datagram import DatagramEndpoint, Meta
 from multisock.stack.ports import PortTable, source_for_endpoint
 from multisock.wire import udp as udp_wire
 from multisock.wire.errors import MalformedPacket
@@ -79,7 +79,9 @@ class UdpStack:
     def disconnect(self, ep: DatagramEndpoint) -> None:
         ep.remote = None
 
-    def sendto(self, ep: DatagramEndpoint, data: bytes | memoryview, addr: bytes, port: int) -> int:
+    def sendto(self, ep: DatagramEndpoint, data: bytes | memoryview, addr: bytes, port: int,
+               ttl: int | None = None, tos: int | None = None) -> int:
+        """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's."""
         size = len(data)
         target = wire_address(ep, addr)
         limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
@@ -99,8 +101,8 @@ class UdpStack:
             PROTO_UDP,
             header,
             data,
-            ttl=ep.ttl,
-            tos=ep.tos,
+            ttl=ep.ttl if ttl is None else ttl,
+            tos=ep.tos if tos is None else tos,
             csum_offset=udp_wire.CHECKSUM_OFFSET,
             broadcast_ok=ep.broadcast,
         )
@@ -108,7 +110,8 @@ class UdpStack:
         ep.counters["tx"] += 1
         return size
 
-    def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool) -> bool:
+    def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool,
+              ttl: int = 64, tos: int = 0) -> bool:
         """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
         try:
             header, payload = udp_wire.parse(segment)
@@ -122,8 +125,9 @@ class UdpStack:
             return False
         data = bytes(payload)
         targets = receivers if broadcast else receivers[:1]
+        meta = Meta(ttl, tos)
         for ep in targets:
-            if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port)):
+            if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port), meta):
                 self.counters["rcvbuf_errors"] += 1
         return True
 

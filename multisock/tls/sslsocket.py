@@ -17,6 +17,7 @@ from __future__ import annotations
 import _socket
 import errno
 import ssl
+import sys
 import warnings
 import weakref
 from typing import Any
@@ -52,7 +53,16 @@ def is_userspace_stream(sock: Any) -> bool:
     return isinstance(sock, msocket) and bool(sock._is_userspace)
 
 
-class SSLSocket(ssl.SSLSocket):
+def _stdlib_sslsocket() -> Any:
+    """The stdlib's ``ssl.SSLSocket`` (a ``_socket.socket`` subclass), even when gevent has
+    replaced ``ssl.SSLSocket`` with its own class before this module was imported."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("ssl"):
+        return gevent_monkey.get_original("ssl", "SSLSocket")
+    return ssl.SSLSocket
+
+
+class SSLSocket(_stdlib_sslsocket()):  # type: ignore[misc]
     """TLS over a multisock stream socket, client or server side, like ``ssl.SSLSocket``."""
 
     # what the stdlib class sets in _create (typeshed does not declare the private ones)
@@ -85,7 +95,10 @@ class SSLSocket(ssl.SSLSocket):
         if context.check_hostname and not server_hostname:
             raise ValueError("check_hostname requires server_hostname")
 
-        self = _socket.socket.__new__(cls)  # the C socket stays unopened (fd -1)
+        if issubclass(cls, _socket.socket):
+            self = _socket.socket.__new__(cls)  # the C socket stays unopened (fd -1)
+        else:  # gevent's ssl.SSLSocket wraps instead of subclassing: nothing to leave unopened
+            self = object.__new__(cls)
         self._io_refs = 0
         self._closed = False
         sock_timeout = sock.gettimeout()

@@ -164,8 +164,10 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
             return self.fd
 
     with msock.socket() as sock:
+        fd = os.open(os.curdir, os.O_RDONLY)
+        os.close(fd)
         with pytest.raises(kernel._GiveupOnSendfile):  # type: ignore[attr-defined]
-            sock._sendfile_use_sendfile(File(-1))
+            sock._sendfile_use_sendfile(File(fd))
         with pytest.raises(OverflowError):
             sock._sendfile_use_sendfile(File(2**1000))
         with pytest.raises(TypeError):
@@ -175,10 +177,13 @@ def test_sendfile_has_the_stdlib_structure(host: multisock.Host) -> None:
         f.write(b"x" * 100_000)
         f.seek(0)
         assert cli.sendfile(f, 10, 50_000) == 50_000
+        assert f.tell() == 50_010
+        # the path CPython's SendfileUsingSendfileTest calls directly
+        assert cli._sendfile_use_sendfile(f, 99_000) == 1_000
         got = b""
-        while len(got) < 50_000:
+        while len(got) < 51_000:
             got += conn.recv(65536)
-        assert got == b"x" * 50_000
+        assert got == b"x" * 51_000
     for s in (srv, cli, conn):
         s.close()
 
@@ -204,3 +209,85 @@ def test_accept_fd_form_and_hostname(host: multisock.Host) -> None:
     assert name == "ff02::1%lo"
     *_, sockaddr = msock.getaddrinfo("ff02::1%lo", 1, msock.AF_INET6, msock.SOCK_DGRAM)[0]
     assert sockaddr == ("ff02::1", 1, 0, 1)
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_setblocking_on_a_socket_closed_through_its_fd(host: multisock.Host, mod: Any) -> None:
+    first = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    second = mod.socket(mod.AF_INET, mod.SOCK_STREAM, 0, first.fileno())
+    first.close()
+    with pytest.raises(OSError):
+        second.setblocking(False)
+    second.detach()
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_ipv6_hop_limit_and_tclass_ancillary_data(host: multisock.Host, mod: Any) -> None:
+    import array
+
+    srv = mod.socket(mod.AF_INET6, mod.SOCK_DGRAM)
+    cli = mod.socket(mod.AF_INET6, mod.SOCK_DGRAM)
+    try:
+        srv.bind(("::1", 0))
+        srv.setsockopt(mod.IPPROTO_IPV6, mod.IPV6_RECVHOPLIMIT, 1)
+        srv.setsockopt(mod.IPPROTO_IPV6, mod.IPV6_RECVTCLASS, 1)
+        hop = array.array("i", [2])
+        tclass = array.array("i", [0x20])
+        assert cli.sendmsg([b"msg"], [(mod.IPPROTO_IPV6, mod.IPV6_TCLASS, tclass),
+                                      (mod.IPPROTO_IPV6, mod.IPV6_HOPLIMIT, hop)],
+                           0, srv.getsockname()) == 3
+        data, anc, flags, _ = srv.recvmsg(10, 10240)
+        assert data == b"msg" and not flags & mod.MSG_CTRUNC
+        got = {(lvl, typ): array.array("i", raw)[0] for lvl, typ, raw in anc}
+        assert got == {(mod.IPPROTO_IPV6, mod.IPV6_HOPLIMIT): 2,
+                       (mod.IPPROTO_IPV6, mod.IPV6_TCLASS): 0x20}
+        # a buffer with room for one message: the second is cut and MSG_CTRUNC says so
+        cli.sendto(b"two", srv.getsockname())
+        data, anc, flags, _ = srv.recvmsg(10, kernel.CMSG_SPACE(4) + 1)
+        assert len(anc) == 1 and flags & mod.MSG_CTRUNC
+        # a too-long control message is EINVAL, as on Linux
+        with pytest.raises(OSError) as info:
+            cli.sendmsg([b"x"], [(mod.IPPROTO_IPV6, mod.IPV6_TCLASS, bytes(5))], 0,
+                       srv.getsockname())
+        assert info.value.errno == errno.EINVAL
+        with pytest.raises(TypeError):
+            cli.sendmsg([b"x"], [(0, 0)], 0, srv.getsockname())
+    finally:
+        srv.close()
+        cli.close()
+
+
+@pytest.mark.parametrize("mod", [kernel, msock], ids=["kernel", "multisock"])
+def test_connect_again_after_a_refused_attempt(host: multisock.Host, mod: Any) -> None:
+    # found by asyncio's test_sock_client_connect_racing: Linux lets a socket whose connect
+    # failed connect again (a failed non-blocking one reports the error, or ECONNABORTED once
+    # SO_ERROR took it, on the next call, then starts afresh)
+    import select as kernel_select
+
+    from multisock import select as mselect
+
+    sel = kernel_select.select if mod is kernel else mselect.select
+    listener = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    addr = listener.getsockname()
+    s = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    s.setblocking(False)
+    assert s.connect_ex(addr) == errno.EINPROGRESS
+    assert sel([], [s], [], 30)[1] == [s]
+    assert s.getsockopt(mod.SOL_SOCKET, mod.SO_ERROR) == errno.ECONNREFUSED
+    listener.listen(1)
+    assert s.connect_ex(addr) == errno.ECONNABORTED
+    assert s.connect_ex(addr) in (0, errno.EINPROGRESS)
+    assert sel([], [s], [], 30)[1] == [s]
+    assert s.connect_ex(addr) == 0  # the second call after success reports it once
+    assert s.connect_ex(addr) == errno.EISCONN
+    s.close()
+    blocking = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    other = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    other.bind(("127.0.0.1", 0))
+    with pytest.raises(ConnectionRefusedError):
+        blocking.connect(other.getsockname())
+    other.listen()
+    blocking.connect(other.getsockname())
+    for sock in (blocking, other, listener):
+        sock.close()

@@ -27,7 +27,9 @@ class RecordingHost:
         self.deliver = None  # set by Wire
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
-                   ttl: int | None = None, tos: int = 0) -> None:
+                   ttl: int | None = None, tos: int = 0,
+                   payload: bytes | memoryview = b"") -> None:
+        segment = bytes(segment) + bytes(payload)
         self.sent.append((src, dst, bytes(segment)))
         if self.deliver is not None:
             self.deliver(src, dst, bytes(segment))

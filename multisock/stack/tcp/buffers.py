@@ -9,6 +9,28 @@ payload memoryviews of arrived packets and copies only in ``read_into``.
 from __future__ import annotations
 
 
+def _keep(data: bytes | memoryview) -> bytes | memoryview:
+    """What the send buffer stores for ``data``: a copy, unless the bytes cannot change.
+
+    A large view into an immutable ``bytes`` object is kept as it is (the caller can
+    never modify it, so the kernel's copy-on-send buys nothing): one copy per byte less
+    for bulk senders. Small or partial views are copied so that a few bytes never pin a
+    big object.
+    """
+    if type(data) is bytes:
+        return data
+    if (
+        isinstance(data, memoryview)
+        and type(data.obj) is bytes
+        and len(data) >= 65536
+        and 2 * len(data) >= len(data.obj)
+        and data.c_contiguous
+        and data.format == "B"
+    ):
+        return data
+    return bytes(data)
+
+
 class SendBuffer:
     """Unacknowledged and unsent bytes as a list of immutable chunks.
 
@@ -23,7 +45,7 @@ class SendBuffer:
     MERGE_BELOW = 4096
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | memoryview] = []
         self.first = 0  # index of the chunk holding snd_una (chunks before it are dead)
         self.head = 0  # offset of snd_una inside chunks[first]
         self.size = 0  # bytes from snd_una to the end of the buffer
@@ -38,10 +60,10 @@ class SendBuffer:
         if n < self.MERGE_BELOW and len(chunks) > self.first:
             last = chunks[-1]
             if len(last) < self.MERGE_BELOW and (len(chunks) - 1 > self.first or self.head == 0):
-                chunks[-1] = last + bytes(data)
+                chunks[-1] = bytes(last) + bytes(data)
                 self.size += n
                 return
-        chunks.append(bytes(data))
+        chunks.append(_keep(data))
         self.size += n
 
     def peek(self, offset: int, length: int) -> bytes | memoryview:

@@ -19,6 +19,10 @@ class TcpState(enum.Enum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
 
+    # members are singletons compared by identity: hash them by identity too, in C
+    # (Enum's own __hash__ is Python code, run for every state-set test on the hot path)
+    __hash__ = object.__hash__
+
 
 SYNCHRONIZED = frozenset(
     {

@@ -715,8 +715,9 @@ class TcpSocket:
         self.ack_now = False
         self.t_dack = None
         self.segs_out += 1
-        self.stack.emit(local[0], remote[0], hdr + payload if len(payload) else hdr,
-                        self.ttl, self.tos)
+        # header and payload go down separately: IP joins them with its own header in one
+        # copy (docs/performance.md: copies per byte)
+        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.stack.config
@@ -804,6 +805,16 @@ class TcpSocket:
         """Send whatever may be sent now; ends with a pure ACK if one is owed and nothing went."""
         if self.state not in _SENDING or self.cc is None:
             if self.ack_now and self.state in SYNCHRONIZED:
+                self._send_ack(now)
+            return
+        if (
+            self.snd_nxt >= self.snd_una + self.sndq.size
+            and self.fin_seq is None
+            and not self.in_recovery
+        ):
+            # nothing unsent and no FIN to send (the usual call after an ACK): the loop
+            # below would send nothing and the persist timer needs unsent data
+            if self.ack_now:
                 self._send_ack(now)
             return
         cc = self.cc

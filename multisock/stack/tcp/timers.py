@@ -20,11 +20,14 @@ class TimerOwner(Protocol):
 
 
 class TimerHeap:
-    __slots__ = ("_heap", "_count")
+    __slots__ = ("_heap", "_count", "pushes")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerOwner]] = []
         self._count = itertools.count()
+        # entries ever pushed: while it stands still no deadline can have moved earlier
+        # (a later one is left lazily in place), so the host need not look again
+        self.pushes = 0
 
     def arm(self, owner: TimerOwner, when: float) -> None:
         """Make sure ``owner.on_timer`` runs no later than ``when``."""
@@ -32,6 +35,7 @@ class TimerHeap:
         if armed is not None and armed <= when:
             return
         owner.armed_at = when
+        self.pushes += 1
         heapq.heappush(self._heap, (when, next(self._count), owner))
 
     def next_deadline(self) -> float | None:

@@ -1,0 +1,273 @@
+"""fork(): a child keeps using the userspace sockets it inherited, served by the parent.
+
+The stack lives in the parent's memory, so a forked child cannot run it. Instead, as the
+kernel shares an fd's socket between the processes holding it, every userspace socket open
+at fork time gets one more reference held by the child, and the child's copies become
+:class:`RemoteCore` objects that send each call (recv, send, sendto, shutdown, close,
+options...) over a kernel socketpair to a thread in the parent, which performs it on the
+real socket and sends back the result or the exception. When the child closes a socket the
+parent drops the child's reference; when the child exits (its end of the pair closes) the
+parent drops every reference it still held. So ``socketserver.ForkingMixIn`` works: the
+parent closes its copy of the connection, the child serves it and closes it, and only then
+does TCP close.
+
+Limits: a child cannot create new userspace sockets (or accept, or dup) — those need the
+network in its own process; its calls fail with a clear OSError. A grandchild gets nothing.
+"""
+
+from __future__ import annotations
+
+import _socket
+import errno
+import os
+import pickle
+import struct
+import sys
+import threading
+from typing import Any
+
+_LEN = struct.Struct("!I")
+
+_state = threading.local()
+_pending: dict[str, Any] = {}
+_child_channel: Any = None
+_child_lock = threading.Lock()
+
+
+def _send_msg(sock: Any, obj: Any) -> None:
+    data = pickle.dumps(obj)
+    sock.sendall(_LEN.pack(len(data)) + data)
+
+
+def _recv_exact(sock: Any, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return bytes(out)
+
+
+def _recv_msg(sock: Any) -> Any:
+    (size,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
+    return pickle.loads(_recv_exact(sock, size))
+
+
+# ------------------------------------------------------------------ fork hooks
+
+def _live_cores() -> list[Any]:
+    """Every open userspace socket of this process (a heap walk: only fork pays for it,
+    not every socket)."""
+    import gc
+
+    from multisock.api.core import Core
+
+    return [o for o in gc.get_objects() if isinstance(o, Core) and not o.closed]
+
+
+def _before() -> None:
+    if _child_channel is not None or "multisock.net.network" not in sys.modules:
+        return
+    cores = _live_cores()
+    if not cores:
+        return
+    parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    drivers = {id(c.driver): c.driver for c in cores}
+    for driver in drivers.values():
+        driver.lock.acquire()
+    try:
+        for core in cores:
+            core.refs += 1
+    finally:
+        for driver in drivers.values():
+            driver.lock.release()
+    _pending.update(parent=parent_end, child=child_end, cores=cores)
+
+
+def _channel(sock: Any) -> Any:
+    """The channel as the class multisock wraps kernel fds in: the C socket, or under gevent
+    (``multisock.green``) gevent's cooperative one, so that waiting for the other process
+    parks a greenlet instead of the hub."""
+    from multisock import socket as msock
+
+    cls = msock._KernelSocket
+    if cls is _socket.socket:
+        return sock
+    return cls(sock.family, sock.type, sock.proto, sock.detach())
+
+
+def _after_in_parent() -> None:
+    if not _pending:
+        return
+    parent_end, child_end, cores = _pending["parent"], _pending["child"], _pending["cores"]
+    _pending.clear()
+    child_end.close()
+    parent_end = _channel(parent_end)
+    held = {id(c): c for c in cores}
+    threading.Thread(target=_serve, args=(parent_end, held), name="multisock-fork-server",
+                     daemon=True).start()
+
+
+def _after_in_child() -> None:
+    global _child_channel, _child_lock
+    if not _pending:
+        return
+    parent_end, child_end, cores = _pending["parent"], _pending["child"], _pending["cores"]
+    _pending.clear()
+    parent_end.close()
+    _child_channel = _channel(child_end)
+    _child_lock = threading.Lock()  # a fresh one: gevent's if patched; none held across fork
+    for core in cores:
+        core.__dict__["_remote_id"] = id(core)
+        core.refs -= 1  # the parent's extra reference is the one this process holds
+        core.__class__ = RemoteCore
+
+
+os.register_at_fork(before=_before, after_in_parent=_after_in_parent,
+                    after_in_child=_after_in_child)
+
+
+# ------------------------------------------------------------------ parent side
+
+def _serve(channel: Any, held: dict[int, Any]) -> None:
+    """Run the child's calls on the real sockets until it goes away, then drop its refs."""
+    try:
+        while True:
+            try:
+                core_id, method, args = _recv_msg(channel)
+            except (EOFError, OSError):
+                return
+            core = held.get(core_id)
+            try:
+                if core is None:
+                    raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+                if method == "close":
+                    del held[core_id]
+                    result: Any = core.close()
+                elif method == "recv_into":
+                    result = core.recv(*args)
+                else:
+                    result = getattr(core, method)(*args)
+                reply: Any = ("ok", result)
+            except BaseException as exc:  # noqa: BLE001 - the child re-raises it
+                reply = ("err", exc)
+            try:
+                _send_msg(channel, reply)
+            except (pickle.PicklingError, TypeError):
+                _send_msg(channel, ("err", OSError(errno.EOPNOTSUPP,
+                                                   f"{method}() cannot be done from a child")))
+            except OSError:
+                return
+    finally:
+        channel.close()
+        for core in held.values():
+            try:
+                core.close()
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------- child side
+
+def _call(core_id: int, method: str, *args: Any) -> Any:
+    channel = _child_channel
+    if channel is None:
+        raise OSError(errno.EBADF, "multisock: this socket's process is gone")
+    with _child_lock:
+        _send_msg(channel, (core_id, method, args))
+        status, value = _recv_msg(channel)
+    if status == "err":
+        raise value
+    return value
+
+
+def _forwarded(name: str) -> Any:
+    def method(self: RemoteCore, *args: Any) -> Any:
+        return _call(self._remote_id, name, *args)
+
+    method.__name__ = name
+    return method
+
+
+class RemoteCore:
+    """A userspace socket in a forked child: every call runs in the parent (see module doc)."""
+
+    _remote_id: int
+    closed: bool
+    refs: int
+    timeout: float | None
+    _fd: Any
+
+    bind = _forwarded("bind")
+    connect = _forwarded("connect")
+    connect_ex = _forwarded("connect_ex")
+    listen = _forwarded("listen")
+    recv = _forwarded("recv")
+    recvfrom = _forwarded("recvfrom")
+    recvfrom_into = _forwarded("recvfrom_into")
+    recvmsg = _forwarded("recvmsg")
+    send = _forwarded("send")
+    sendall = _forwarded("sendall")
+    sendto = _forwarded("sendto")
+    sendmsg = _forwarded("sendmsg")
+    shutdown = _forwarded("shutdown")
+    getsockname = _forwarded("getsockname")
+    getpeername = _forwarded("getpeername")
+    setsockopt = _forwarded("setsockopt")
+    getsockopt = _forwarded("getsockopt")
+    readable = _forwarded("readable")
+    writable = _forwarded("writable")
+    getblocking = _forwarded("getblocking")
+    gettimeout = _forwarded("gettimeout")
+
+    def settimeout(self, value: Any) -> None:
+        _call(self._remote_id, "settimeout", value)
+        self.timeout = value
+
+    def setblocking(self, flag: bool) -> None:
+        _call(self._remote_id, "setblocking", flag)
+        self.timeout = None if flag else 0.0
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        view = memoryview(buffer).cast("B")
+        data = _call(self._remote_id, "recv_into", nbytes or len(view), flags)
+        view[: len(data)] = data
+        return len(data)
+
+    def recvmsg_into(self, buffers: Any, ancbufsize: int = 0, flags: int = 0) -> Any:
+        views = [memoryview(b).cast("B") for b in buffers]
+        data, anc, msg_flags, addr = _call(self._remote_id, "recvmsg",
+                                           sum(len(v) for v in views), ancbufsize, flags)
+        offset = 0
+        for view in views:
+            chunk = data[offset: offset + len(view)]
+            view[: len(chunk)] = chunk
+            offset += len(chunk)
+        return offset, anc, msg_flags, addr
+
+    def accept(self) -> Any:
+        raise OSError(errno.EOPNOTSUPP, "multisock: a forked child cannot accept on the "
+                                        "parent's userspace socket")
+
+    def fileno(self) -> int:
+        # the readiness eventfd, if the parent had made it before fork, is inherited and
+        # still reflects the socket's readability
+        fd = getattr(self, "_fd", None)
+        return int(fd.fd) if fd is not None and not self.closed else -1
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.refs -= 1
+        if self.refs > 0:
+            return
+        self.closed = True
+        try:
+            _call(self._remote_id, "close")
+        except (OSError, EOFError):
+            pass
+
+    @property
+    def watchers(self) -> set[Any]:
+        return set()
