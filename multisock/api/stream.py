@@ -173,6 +173,8 @@ class StreamCore(Core):
             self.connect(address)
         except TimeoutError:
             return errno.EWOULDBLOCK
+        except (_socket.gaierror, _socket.herror):
+            raise  # CPython resolves before connect(2): name errors are raised, not returned
         except OSError as exc:
             if exc.errno is None:
                 raise
