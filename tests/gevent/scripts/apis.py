@@ -294,7 +294,17 @@ def _() -> str:
         gevent.sleep(0.2)
         start_response("200 OK", [("Content-Length", "6")])  # type: ignore[operator]
         return [b"secure"]
-    server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ctx, log=None)
+    import gevent.pool
+
+    # KNOWN BUG (open, see the session's closing note): under load, some of these handler
+    # greenlets stay parked in a TLS read (GreenCondition.wait in Core.wait via
+    # TlsChannel._await_input) although their connection is in CLOSE_WAIT and readable:
+    # a missed wake-up in the gevent backend not yet found. The handlers run in a pool so
+    # that stop() ends them; how many were still alive 1 s after the clients closed is
+    # reported in this check's detail line, not hidden.
+    handlers = gevent.pool.Pool(100)
+    server = gevent.pywsgi.WSGIServer(("127.0.0.1", 0), app, ssl_context=server_ctx, log=None,
+                                      spawn=handlers)
     server.start()
     url = f"https://localhost:{server.address[1]}/"
     with ca.cert_pem.tempfile() as ca_path:
@@ -303,10 +313,12 @@ def _() -> str:
                 for _ in range(20)]
         gevent.joinall(jobs, timeout=30)
         elapsed = time.monotonic() - t0
-    server.stop()
+    handlers.join(timeout=1.0)
+    stuck = len(handlers)
+    server.stop(timeout=1.0)
     assert [j.value for j in jobs] == ["secure"] * 20, [repr(j.exception) for j in jobs][:3]
     assert elapsed < 20 * 0.2 / 2, elapsed  # overlapped, not one after another
-    return f"20 in {elapsed:.2f}s"
+    return f"20 in {elapsed:.2f}s; handlers still parked 1 s after the clients closed: {stuck}"
 
 
 @check("device fds (the TUN path) are io watchers on the hub")
