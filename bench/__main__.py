@@ -5,7 +5,7 @@ counterpart exists, and the ratio of medians; min and median over repetitions. S
 (issue 9): TCP bulk, TCP RTT, connection rate, HTTP, UDP datagrams/s (one way, echo),
 scale (idle connections, parallel flows), footprint, goodput under loss; plus per-datagram
 and checksum micro rows. multisock runs on two hosts joined by the default (ideal) link;
-the kernel on loopback. TUN rows need root: ``python bench/bench_tun.py``.
+the kernel on loopback. TUN rows are added when run as root (not in ``--quick``).
 ``--quick`` uses small sizes and only proves that everything runs (CI).
 """
 
@@ -126,9 +126,9 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
     if wanted("micro"):
         udp = bench_stack.measure(reps=reps, n=300 if quick else 2000)
         names = list(udp)
-        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", [udp[names[0]][1]],
-                         [udp[names[2]][1]], False))
-        rows.append(_row("ICMP echo, host to host", "µs", [udp[names[1]][1]], None, False))
+        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", udp[names[0]],
+                         udp[names[2]], False))
+        rows.append(_row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
     net.close()
 
     if wanted("http"):
@@ -156,6 +156,8 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
         goodput, mathis = bench_tcp.lossy_goodput(size["loss"])
         rows.append(_row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
                          True, kernel_note="the kernel column holds the Mathis estimate"))
+    if wanted("tun") and os.geteuid() == 0:
+        rows += tun_rows(quick)
     if wanted("micro"):
         data = os.urandom(65536)
         times = []
@@ -164,7 +166,39 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
+        from bench import bench_gevent
+
+        rows += bench_gevent.rows(size["http"], 10 if quick else 50, 0.0, 1 if quick else 3)
     return rows
+
+
+def tun_rows(quick: bool) -> list[dict[str, Any]]:
+    """Scenario 9 (root only): kernel <-> multisock over a TUN device inside a network
+    namespace, HTTP downloads both ways at MTU 1500 and 65535, and ping; the kernel column
+    is kernel <-> kernel over a veth pair at the same MTU (``bench/bench_tun.py``)."""
+    from bench import bench_tun
+
+    size, reps = ((8 << 20), 1) if quick else ((64 << 20), 3)
+    rows = []
+    for mtu in (1500, 65535):
+        ours = bench_tun.multisock_rows(mtu, size, reps)
+        veth = bench_tun.veth_row(mtu, size, reps)
+        for key, label in (("kernel <- multisock", "kernel downloads from multisock"),
+                           ("multisock <- kernel", "multisock downloads from kernel")):
+            rows.append(_row(f"TUN MTU {mtu}: {label}", "Mbit/s", ours[key], veth, True,
+                             kernel_note="kernel <-> kernel over veth, same MTU"))
+        rows.append(_row(f"TUN MTU {mtu}: ping multisock -> kernel", "ms",
+                         ours["ping RTT multisock->kernel (ms)"], None, False))
+    return rows
+
+
+def _num(x: float) -> str:
+    """About three significant digits, thousands separated, never in exponent form."""
+    for limit, spec in ((1000, ",.0f"), (100, ".0f"), (10, ".1f"), (1, ".2f")):
+        if abs(x) >= limit:
+            return format(x, spec)
+    return f"{x:.3f}"
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -172,11 +206,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = ["| scenario | unit | multisock min / median | kernel min / median | ratio |",
              "|---|---|---:|---:|---:|"]
     for r in rows:
-        kernel = (f"{r['kernel_min']:.4g} / {r['kernel_median']:.4g}"
+        kernel = (f"{_num(r['kernel_min'])} / {_num(r['kernel_median'])}"
                   if "kernel_median" in r else "-")
         ratio = f"{r['ratio_median']:.2f}" if "ratio_median" in r else "-"
-        lines.append(f"| {r['scenario']} | {r['unit']} | {r['multisock_min']:.4g} / "
-                     f"{r['multisock_median']:.4g} | {kernel} | {ratio} |")
+        lines.append(f"| {r['scenario']} | {r['unit']} | {_num(r['multisock_min'])} / "
+                     f"{_num(r['multisock_median'])} | {kernel} | {ratio} |")
     return "\n".join(lines)
 
 
@@ -185,9 +219,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss")
+                        "http,idle,footprint,loss,gevent,tun (tun: root only)")
+    parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
-    rows = run(args.quick, set(args.only.split(",")) if args.only else None)
+    only = set(args.only.split(",")) if args.only else None
+    if only is None and (args.quick or args.no_tun):
+        only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
+                "loss", "gevent"}  # quick mode (CI) never builds namespaces
+    rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:
         json.dump({"quick": args.quick, "python": sys.version, "rows": rows}, f, indent=2)

@@ -33,6 +33,7 @@ DEFAULT_TARGETS = [
     "test_asyncio.test_sendfile",
     "test_asyncio.test_server",
     "test_asyncio.test_streams",
+    "test_ssl",  # TLS over userspace sockets (multisock.tls), CPython's own TLS tests
 ]
 
 

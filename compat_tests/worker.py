@@ -154,6 +154,10 @@ def make_result(events: Events, timeout: float, ids: dict[int, int]) -> Any:
     return EventResult()
 
 
+# modules whose 'network' resource guards localhost-only tests (checked by reading them)
+LOCAL_NETWORK_MODULES = frozenset({"test_socketserver"})
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compat_tests.worker")
     parser.add_argument("--target", required=True, help="module (or module.Class) under test/")
@@ -174,8 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     import unittest
 
     from test import support
+    from test.libregrtest.cmdline import ALL_RESOURCES
 
     support.verbose = 0
+    # what regrtest enables, minus what leaves this machine: loaded with unittest, use_resources
+    # stays None and every resource counts as enabled, so 'network' tests would resolve and
+    # connect to hosts on the internet (test_ssl's NetworkedTests, test_socket's test_idna...)
+    # test_socketserver asks for 'network' at import but only ever uses localhost: it keeps it
+    denied = {"urlfetch"} if args.target.split(".")[0] in LOCAL_NETWORK_MODULES else {
+        "network", "urlfetch"}
+    support.use_resources = [r for r in ALL_RESOURCES if r not in denied]
     tests = load(args.target)
     all_ids = [short_id(t.id()) for t in tests]
     if args.list or args.start == 0:

@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the stack's address on the TUN link (repeat for IPv4 and IPv6)")
     parser.add_argument("--peer", metavar="IP", action="append",
                         help="the kernel's address on the TUN link; default route via it")
+    parser.add_argument("--gevent", action="store_true",
+                        help="gevent.monkey.patch_all() first; the stack then runs on the hub")
     parser.add_argument("-m", dest="module", help="run a library module as a script")
     parser.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...]")
     return parser
@@ -64,11 +66,17 @@ def options_from_env(env: dict[str, str]) -> dict[str, Any]:
         if value:
             out[name] = int(value)
     out["stats"] = env.get("MULTISOCK_STATS", "") not in ("", "0")
+    out["gevent"] = env.get("MULTISOCK_GEVENT", "") not in ("", "0")
     return out
 
 
 def activate(options: dict[str, Any]) -> Any:
     """Create the default host as configured, make it the process default, patch."""
+    if options.get("gevent"):
+        # gevent first: the network below then gets the gevent backend (net.backends)
+        from gevent import monkey as gevent_monkey
+
+        gevent_monkey.patch_all()
     from multisock import monkey
     from multisock.net.network import Network
     from multisock.runtime import set_default_host

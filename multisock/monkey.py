@@ -26,6 +26,7 @@ from typing import Any
 _MISSING = object()
 _saved: dict[str, dict[str, Any]] = {}
 _patched_modules: set[str] = set()
+_ssl_on_import = False  # patch_all() ran before ssl was imported: patch it on import
 
 
 class MultisockWarning(RuntimeWarning):
@@ -88,15 +89,12 @@ def is_patched(module_name: str | None = None) -> bool:
 def patch_socket() -> None:
     import multisock.socket as msock
 
-    if "socket" not in _patched_modules:
-        # ssl defines ``class SSLSocket(socket)`` with the name it imports from socket: it
-        # must be imported while that is still the stdlib's class (a _socket.socket
-        # subclass), or every later ssl.SSLSocket - kernel or userspace - is broken
-        try:
-            import ssl  # noqa: F401
-        except ImportError:
-            pass
-
+    # ssl defines ``class SSLSocket(socket)`` with the name it imports from socket: it must
+    # run while that is still the stdlib's class (a _socket.socket subclass), or every later
+    # ssl.SSLSocket - kernel or userspace - is broken. It is not imported here (that loads
+    # OpenSSL: ~4.5 MiB of RSS a program without TLS would pay): the import hook runs a
+    # later ``import ssl`` with the stdlib's socket names in place (_stdlib_socket_names).
+    _install_hook()
     for name in sorted(msock._OURS):
         if hasattr(msock, name):
             _patch("socket", name, getattr(msock, name))
@@ -140,13 +138,24 @@ def patch_ssl() -> None:
 
 
 def patch_all() -> None:
-    """Patch socket, select, selectors and ssl; warn about stale references."""
+    """Patch socket, select, selectors and ssl, and gevent's socket APIs when gevent is in
+    use (``multisock.green``); warn about stale references.
+
+    ssl is patched now if it is imported already, else by the import hook the moment it is
+    (so that a program that never uses TLS never loads OpenSSL)."""
+    global _ssl_on_import
     originals = _kernel_objects()
     patch_socket()
     patch_select()
     patch_selectors()
-    patch_ssl()
+    if "ssl" in sys.modules:
+        patch_ssl()
+    else:
+        _ssl_on_import = True
     _install_hook()
+    from multisock import green
+
+    green.integrate()  # gevent's own socket APIs, now or when gevent patches later
     _warn_direct_references(originals)
 
 
@@ -158,9 +167,14 @@ def unpatch_all() -> None:
             continue
         for attr, value in attrs.items():
             _restore(module, attr, value)
+    global _ssl_on_import
     _saved.clear()
     _patched_modules.clear()
+    _ssl_on_import = False
     _remove_hook()
+    from multisock import green
+
+    green.disintegrate()
 
 
 @contextmanager
@@ -202,8 +216,8 @@ def _warn_direct_references(originals: dict[int, str]) -> None:
     offenders: list[str] = []
     for name, module in list(sys.modules.items()):
         # ssl subclasses the kernel socket by design; TLS over the stack is patch_ssl's job
-        if module is None or name in ("socket", "select", "_socket", "ssl") or name.startswith(
-                "multisock"):
+        if module is None or name in ("socket", "select", "_socket", "ssl", "gevent.ssl") \
+                or name.startswith("multisock"):
             continue
         try:
             items = list(vars(module).items())
@@ -245,10 +259,39 @@ def _rebind_known_captures() -> None:
                          "_sock_sendfile_native", make_sock_sendfile_native(original))
 
 
-class _Finder(importlib.abc.MetaPathFinder):
-    """After a watched module is imported, fix what it captured."""
+@contextmanager
+def _stdlib_socket_names() -> Iterator[None]:
+    """The stdlib's own names in ``socket`` for the duration of the block (then ours again):
+    for a module that subclasses ``socket.socket`` at import time (ssl). Another thread
+    creating a socket during that import gets a kernel socket."""
+    module = sys.modules.get("socket")
+    originals = _saved.get("socket", {})
+    if module is None or "socket" not in _patched_modules or not originals:
+        yield
+        return
+    ours = {attr: getattr(module, attr, _MISSING) for attr in originals}
+    for attr, value in originals.items():
+        _restore(module, attr, value)
+    try:
+        yield
+    finally:
+        for attr, value in ours.items():
+            _restore(module, attr, value)
 
-    WATCHED = frozenset({"socketserver", "asyncio.unix_events"})
+
+def _after_import(fullname: str) -> None:
+    if fullname == "ssl":
+        if _ssl_on_import:
+            patch_ssl()
+    else:
+        _rebind_known_captures()
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    """After a watched module is imported, fix what it captured; ssl is executed with the
+    stdlib's socket names and patched afterwards (see patch_socket)."""
+
+    WATCHED = frozenset({"socketserver", "asyncio.unix_events", "ssl"})
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
@@ -262,9 +305,14 @@ class _Finder(importlib.abc.MetaPathFinder):
                 loader = spec.loader
                 original_exec = loader.exec_module
 
-                def exec_module(module: ModuleType, _exec: Any = original_exec) -> None:
-                    _exec(module)
-                    _rebind_known_captures()
+                def exec_module(module: ModuleType, _exec: Any = original_exec,
+                                _name: str = fullname) -> None:
+                    if _name == "ssl":
+                        with _stdlib_socket_names():
+                            _exec(module)
+                    else:
+                        _exec(module)
+                    _after_import(_name)
 
                 loader.exec_module = exec_module  # type: ignore[method-assign]
                 return spec

@@ -13,14 +13,26 @@ import errno
 import math
 import os
 import select as _kernel_select
+import sys
 import time
 from collections.abc import Iterable
 from typing import Any
 
-# the kernel's objects, captured when this module is first imported (before patching)
-_select = _kernel_select.select
-_KernelPoll = _kernel_select.poll
-_KernelEpoll = _kernel_select.epoll
+
+def _kernel(name: str) -> Any:
+    """The kernel's ``select.<name>``, even when gevent patched (or removed) it before this
+    module was first imported."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("select"):
+        return gevent_monkey.get_original("select", name)
+    return getattr(_kernel_select, name)
+
+
+# the kernel's objects, captured when this module is first imported (before patching);
+# under gevent, multisock.green swaps in cooperative equivalents
+_select = _kernel("select")
+_KernelPoll = _kernel("poll")
+_KernelEpoll = _kernel("epoll")
 error = OSError
 POLLIN = _kernel_select.POLLIN
 POLLOUT = _kernel_select.POLLOUT
@@ -75,6 +87,15 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
         return r, w
     real_r = [o for o in readers if _core_of(o) is None]
     real_w = [o for o in writers if _core_of(o) is None]
+    ready_r = [o for o, c in user_r if c.readable()]
+    ready_w = [o for o, c in user_w if c.writable()]
+    if ready_r or ready_w or timeout == 0:
+        # the answer is known without sleeping (a poll-only check, as urllib3 makes before
+        # reusing a connection): no wake-up pipe, at most one non-blocking select
+        r, w = [], []
+        if real_r or real_w:
+            r, w, _ = _select(real_r, real_w, [], 0.0)
+        return ready_r + r, ready_w + w
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -153,9 +174,11 @@ class _Waker:
             pass
 
     def drain(self) -> None:
-        # empty the pipe *then* clear the flag: the other order could swallow a byte written
-        # just after the flag was cleared and leave it set with the pipe empty, and every
-        # later change would skip its write (a lost wake-up: asyncio stalled in epoll)
+        """Empty the pipe, *then* allow the next write. The other order loses wake-ups: a
+        notifier thread (the driver's) writing while ``os.read`` runs without the GIL would
+        have its byte read here while ``pending`` stays set, and every later change would
+        then skip its write, leaving the kernel's wait asleep on an empty pipe (seen as
+        asyncio's epoll loop missing readable data under CPython's test_sock_lowlevel)."""
         try:
             while os.read(self.r, 4096):
                 pass
@@ -200,11 +223,19 @@ class _Multiplexer:
         raise NotImplementedError
 
     def _add_user(self, number: int, core: Any, mask: int) -> None:
+        self._user[number] = (core, mask)
+        if self._waker is not None:
+            core.watchers.add(self._waker)
+
+    def _ensure_waker(self) -> _Waker:
+        """The wake-up pipe, made the first time a wait must sleep (a poll object used only
+        for zero-timeout checks, or always finding something ready, never needs one)."""
         if self._waker is None:
             self._waker = _Waker()
             self._kernel_register(self._waker.r, POLLIN)
-        self._user[number] = (core, mask)
-        core.watchers.add(self._waker)
+            for core, _ in self._user.values():
+                core.watchers.add(self._waker)
+        return self._waker
 
     def _remove_user(self, number: int) -> None:
         core, _ = self._user.pop(number)
@@ -214,18 +245,22 @@ class _Multiplexer:
     def _wait(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
         if not self._user:
             return self._kernel_poll(seconds, maxevents)
-        waker = self._waker
-        assert waker is not None
         deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)
         while True:
             ready = [(n, ev) for n, (c, m) in self._user.items() if (ev := _user_events(c, m))]
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             if ready:
                 remaining = 0.0
+            if remaining != 0.0 and self._waker is None:
+                # sleeping needs the pipe the userspace sockets wake (a zero wait does not);
+                # look again once it watches, or a change just before would be missed
+                self._ensure_waker()
+                continue
+            waker = self._waker
             # room for every registered fd (the kernel's epoll caps an unsized poll at 1023)
             events = self._kernel_poll(remaining, len(self._user) + max(maxevents, 1023) + 1)
-            real = [(fd, ev) for fd, ev in events if fd != waker.r]
-            if len(real) != len(events):
+            real = [(fd, ev) for fd, ev in events if waker is None or fd != waker.r]
+            if waker is not None and len(real) != len(events):
                 waker.drain()
             if ready or real:
                 out = ready + real

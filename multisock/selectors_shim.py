@@ -10,12 +10,21 @@ as on Linux.
 from __future__ import annotations
 
 import selectors
+import sys
 from typing import Any
 
 from multisock import select as mselect
 
 
-class MultisockSelectSelector(selectors.SelectSelector):
+def _stdlib(name: str) -> Any:
+    """The stdlib's selector class, even when gevent removed it (``EpollSelector``) first."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("selectors"):
+        return gevent_monkey.get_original("selectors", name)
+    return getattr(selectors, name)
+
+
+class MultisockSelectSelector(_stdlib("SelectSelector")):  # type: ignore[misc]
     """``SelectSelector`` whose wait understands multisock sockets mixed with real fds."""
 
     def _select(self, r: Any, w: Any, _: Any, timeout: float | None = None) -> Any:
@@ -23,13 +32,13 @@ class MultisockSelectSelector(selectors.SelectSelector):
         return ready_r, ready_w, []
 
 
-class MultisockPollSelector(selectors.PollSelector):
+class MultisockPollSelector(_stdlib("PollSelector")):  # type: ignore[misc]
     """``PollSelector`` over :class:`multisock.select.poll`."""
 
     _selector_cls = mselect.poll
 
 
-class MultisockEpollSelector(selectors.EpollSelector):
+class MultisockEpollSelector(_stdlib("EpollSelector")):  # type: ignore[misc]
     """``EpollSelector`` over :class:`multisock.select.epoll`."""
 
     _selector_cls = mselect.epoll

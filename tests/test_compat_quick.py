@@ -31,6 +31,12 @@ QUICK_TARGETS = [
     "test_socket.FileObjectClassTestCase",
     "test_socket.NetworkConnectionNoServer",
     "test_socket.BasicTCPTest2",
+    # TLS over the stack: the client side against test_ssl's threaded server, the API checks,
+    # post-handshake auth (the manifest's test_ssl entry lies in SimpleBackgroundTests)
+    "test_ssl.BasicSocketTests",
+    "test_ssl.ContextTests",
+    "test_ssl.SimpleBackgroundTests",
+    "test_ssl.TestPostHandshakeAuth",
 ]
 
 

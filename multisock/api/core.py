@@ -2,9 +2,10 @@
 
 A core is to ``multisock.socket.socket`` what ``_socket.socket`` is to the
 stdlib's: the object that does the work, driven through the host's driver lock.
-Waiting uses a ``threading.Condition`` on that lock, notified by the stack's
+Waiting uses the driver's condition (a ``threading.Condition`` on that lock, or
+its greenlet equivalent under the gevent backend), notified by the stack's
 ``on_change`` callback, so a blocked ``recv`` costs nothing until data arrives,
-and ``close()`` from another thread wakes it with EBADF.
+and ``close()`` from another thread or greenlet wakes it with EBADF.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import _socket
 import errno
 import os
-import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -72,7 +72,7 @@ class Core:
         self.timeout: float | None = _default_timeout
         self.closed = False
         # created on first wait: a Condition is ~1.3 KiB and most sockets never block
-        self._cond: threading.Condition | None = None
+        self._cond: Any = None
         self._fd: ReadinessFd | None = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
@@ -84,11 +84,12 @@ class Core:
         self.held_above = False
 
     @property
-    def cond(self) -> threading.Condition:
-        """The condition blocked calls wait on (shares the driver's lock)."""
+    def cond(self) -> Any:
+        """The condition blocked calls wait on (shares the driver's lock; a threading.Condition,
+        or the gevent backend's GreenCondition)."""
         cond = self._cond
         if cond is None:
-            cond = self._cond = threading.Condition(self.driver.lock)
+            cond = self._cond = self.driver.new_condition()
         return cond
 
     @property
@@ -165,6 +166,16 @@ class Core:
             if held != self.held_above:
                 self.held_above = held
                 self.changed()
+
+    def sync_fd(self) -> None:
+        """Bring the readiness fd up to date after an operation consumed something.
+
+        The stack signals arrivals, not consumption (``accept``/``recv`` emptying a
+        queue), so without this a level-triggered watcher on the eventfd (libev under
+        gevent's StreamServer, epoll) would keep firing on an empty socket."""
+        fd = self._fd
+        if fd is not None:
+            fd.update(self.readable())
 
     def readable(self) -> bool:
         return False

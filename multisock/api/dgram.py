@@ -88,6 +88,8 @@ class DatagramCore(Core):
     def connect_ex(self, address: Any) -> int:
         try:
             self.connect(address)
+        except (_socket.gaierror, _socket.herror):
+            raise  # CPython resolves before connect(2): name errors are raised, not returned
         except OSError as exc:
             if exc.errno is None:
                 raise
@@ -182,6 +184,7 @@ class DatagramCore(Core):
             if err:
                 raise oserror(err)
             item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            self.sync_fd()
             if item is None:
                 return b"", (b"", 0), None
             return item

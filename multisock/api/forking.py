@@ -85,25 +85,39 @@ def _before() -> None:
     _pending.update(parent=parent_end, child=child_end, cores=cores)
 
 
+def _channel(sock: Any) -> Any:
+    """The channel as the class multisock wraps kernel fds in: the C socket, or under gevent
+    (``multisock.green``) gevent's cooperative one, so that waiting for the other process
+    parks a greenlet instead of the hub."""
+    from multisock import socket as msock
+
+    cls = msock._KernelSocket
+    if cls is _socket.socket:
+        return sock
+    return cls(sock.family, sock.type, sock.proto, sock.detach())
+
+
 def _after_in_parent() -> None:
     if not _pending:
         return
     parent_end, child_end, cores = _pending["parent"], _pending["child"], _pending["cores"]
     _pending.clear()
     child_end.close()
+    parent_end = _channel(parent_end)
     held = {id(c): c for c in cores}
     threading.Thread(target=_serve, args=(parent_end, held), name="multisock-fork-server",
                      daemon=True).start()
 
 
 def _after_in_child() -> None:
-    global _child_channel
+    global _child_channel, _child_lock
     if not _pending:
         return
     parent_end, child_end, cores = _pending["parent"], _pending["child"], _pending["cores"]
     _pending.clear()
     parent_end.close()
-    _child_channel = child_end
+    _child_channel = _channel(child_end)
+    _child_lock = threading.Lock()  # a fresh one: gevent's if patched; none held across fork
     for core in cores:
         core.__dict__["_remote_id"] = id(core)
         core.refs -= 1  # the parent's extra reference is the one this process holds

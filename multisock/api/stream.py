@@ -93,9 +93,17 @@ class StreamCore(Core):
             self.wait(ready)
             if child is None:
                 raise oserror(errno.EBADF)
+            self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
             return core, self.format(*remote)
+
+    def _accept(self) -> tuple[int, tuple[Any, ...]]:
+        """``_socket.socket._accept``'s shape: (fd, address), the fd being the new core's
+        readiness fd, registered so that ``socket(fileno=fd)`` adopts the core. gevent's
+        StreamServer unwraps its listener to this object and calls exactly this."""
+        core, address = self.accept()
+        return core.fileno(), address
 
     def connect(self, address: Any) -> None:
         self.check_open()
@@ -132,6 +140,7 @@ class StreamCore(Core):
             if err:
                 self._fresh_tcb()
                 raise oserror(err)
+        self.driver.cooperate()
 
     # TcpSocket attributes a failed connect() must not lose (socket options, bind)
     _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
@@ -164,6 +173,8 @@ class StreamCore(Core):
             self.connect(address)
         except TimeoutError:
             return errno.EWOULDBLOCK
+        except (_socket.gaierror, _socket.herror):
+            raise  # CPython resolves before connect(2): name errors are raised, not returned
         except OSError as exc:
             if exc.errno is None:
                 raise
@@ -202,7 +213,9 @@ class StreamCore(Core):
             if not len(view):
                 tcb.send(view, now)
                 return 0
-            self.wait(lambda: bool(tcb.writable) or self.closed, flags, self._send_timeout())
+            limit = self._send_timeout()
+            self.wait(lambda: bool(tcb.writable) or self.closed
+                      or self._never_connected(flags, limit), flags, limit)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now))
@@ -215,7 +228,7 @@ class StreamCore(Core):
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         self.check_open()
-        view = self._buffer(data)
+        view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
         with self.driver.operation():
@@ -229,14 +242,19 @@ class StreamCore(Core):
                     if remaining <= 0:
                         raise timed_out()
                 if not (tcb.writable or self.closed):  # (the common case needs no wait)
-                    self.wait(lambda: bool(tcb.writable) or self.closed, flags, remaining)
+                    def can_send(limit: Any = remaining) -> bool:
+                        return (bool(tcb.writable) or self.closed
+                                or self._never_connected(flags, limit))
+
+                    self.wait(can_send, flags, remaining)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(view[sent:] if sent else view, now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
-                self.driver.drain()
+                if sent < total:
+                    self.driver.drain()  # (the last one is the operation's own, on exit)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
         """Linux ignores the address on a stream socket: it is a plain send (once it parses)."""
@@ -261,6 +279,8 @@ class StreamCore(Core):
             return 0
         with self.driver.operation():
             now = self.host.touch()
+            if self._fd is not None:
+                self.driver.after_drain(self.sync_fd)  # what we consume may empty the queue
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0
@@ -290,10 +310,10 @@ class StreamCore(Core):
                 self.driver.drain()
 
     def _never_connected(self, flags: int, limit: Any) -> bool:
-        """Linux's recv answers ENOTCONN at once on a never-connected socket or a listener
-        (the engine raises it) instead of waiting or saying EAGAIN. With a timeout, CPython
-        first polls for POLLIN: a never-connected socket reports POLLHUP and goes on to
-        ENOTCONN, but a listener waits for a connection (or times out)."""
+        """Linux's recv (ENOTCONN) and send (EPIPE) fail at once on a never-connected socket
+        or a listener (the engine raises those) instead of waiting or saying EAGAIN. With a
+        timeout, CPython first polls: a never-connected socket reports POLLHUP and goes on to
+        the error, but a listener waits for POLLIN (a connection) or POLLOUT (never)."""
         state = self.tcb.state.name
         if state == "CLOSED":
             return not self.tcb.was_connected

@@ -73,10 +73,12 @@ class _Operation:
 class Driver:
     """Owns time and concurrency for one network."""
 
+    backend = "threads"  # net.gevent_driver.GeventDriver is the cooperative one
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
         self.clock = clock
         self.name = name
-        self.lock = threading.RLock()
+        self.lock = self.new_lock()
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sleeping_until: float | None = None  # what the driver thread sleeps towards
         self._readers: dict[int, Callable[[], None]] = {}
@@ -128,6 +130,21 @@ class Driver:
         with self.lock:
             self._readers.pop(fd, None)
             self._wake()
+
+    def cooperate(self) -> None:
+        """A point (lock not held) where a cooperative driver lets others run: after a
+        connect that an ideal link completed at once, where the kernel would have had the
+        caller wait for EINPROGRESS. Threads need nothing here."""
+
+    def new_lock(self) -> Any:
+        """The network's one lock (a cooperative driver returns a greenlet-aware one)."""
+        return threading.RLock()
+
+    def new_condition(self) -> Any:
+        """What a socket core blocks on: a ``threading.Condition`` sharing this driver's lock.
+
+        A cooperative driver (``net.gevent_driver``) returns a greenlet-friendly equivalent."""
+        return threading.Condition(self.lock)
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""

@@ -53,6 +53,8 @@ class Host:
         self._loopback_taps: list[Any] = []
         self._armed: TimerHandle | None = None
         self._armed_at: float | None = None
+        self._seen_pushes = -1  # TimerHeap.pushes when the armed deadline was computed
+        self._rearm_callback = self.rearm  # one bound method, queued after each operation
         self._attached: set[str] = set()
         self.hosts_table: Any = None  # a multisock.hosts.HostsTable, consulted before DNS
         self.resolver: Any = None  # a DNS stub resolver over this host's own UDP
@@ -80,7 +82,7 @@ class Host:
     def receive(self, packet: bytes, iface: Interface, now: float) -> None:
         """A packet arrives from a link (driver lock held)."""
         self.ip.input(packet, iface, now)
-        self.driver.after_drain(self.rearm)
+        self.driver.after_drain(self._rearm_callback)
 
     def _loopback_transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
         for tap in self._loopback_taps:
@@ -115,11 +117,18 @@ class Host:
         """Called by every socket operation (lock held): sets the stack's clock and
         makes sure the host's timer is re-armed once the operation's work drains."""
         now = self.ip.now = self.driver.now()
-        self.driver.after_drain(self.rearm)
+        self.driver.after_drain(self._rearm_callback)
         return now
 
     def rearm(self) -> None:
-        deadline = self.ip.next_deadline()
+        ip = self.ip
+        if ip.tcp is not None:
+            pushes = ip.tcp.timers.pushes
+            if (pushes == self._seen_pushes and self._armed_at is not None
+                    and not ip.reassembly4.pending and not ip.reassembly6.pending):
+                return  # nothing new in the heap: no deadline before the armed one
+            self._seen_pushes = pushes
+        deadline = ip.next_deadline()
         if deadline is None:
             return
         if self._armed_at is not None and self._armed_at <= deadline:
@@ -134,7 +143,7 @@ class Host:
         self._armed_at = None
         now = self.driver.now()
         self.ip.on_timer(now)
-        self.driver.after_drain(self.rearm)
+        self.driver.after_drain(self._rearm_callback)
 
     # ------------------------------------------------------------------ config
 

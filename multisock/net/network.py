@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from multisock.net.driver import Driver
+from multisock.net.backends import make_driver
 from multisock.net.host import Host
 from multisock.net.link import Direction, HostPort, Link, LinkEnd
 from multisock.net.pcap import PcapWriter
@@ -22,7 +22,7 @@ from multisock.stack.interface import Interface
 
 
 class Network:
-    """An in-process virtual network with its own driver (lock, timers, thread)."""
+    """An in-process virtual network with its own driver (lock, timers, thread or gevent hub)."""
 
     def __init__(
         self,
@@ -31,11 +31,12 @@ class Network:
         mtu: int = 65535,
         clock: Callable[[], float] = time.monotonic,
         name: str = "net",
+        backend: str | None = None,
     ) -> None:
         self.seed = seed if seed is not None else random.SystemRandom().randrange(2**32)
         self.default_mtu = mtu
         self.name = name
-        self.driver = Driver(clock, name=name)
+        self.driver = make_driver(clock, name, backend)  # threads or gevent: net.backends
         self.hosts: dict[str, Host] = {}
         self.switches: dict[str, Switch] = {}
         self.links: list[Link] = []

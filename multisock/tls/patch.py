@@ -16,7 +16,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from multisock.tls.sslsocket import SSLSocket, is_userspace_stream
+from multisock.tls.sslsocket import is_userspace_stream, sslsocket_class_for
 
 
 def make_wrap_socket(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -27,7 +27,7 @@ def make_wrap_socket(original: Callable[..., Any]) -> Callable[..., Any]:
                     do_handshake_on_connect: bool = True, suppress_ragged_eofs: bool = True,
                     server_hostname: str | bytes | None = None, session: Any = None) -> Any:
         if is_userspace_stream(sock):
-            return SSLSocket._create(
+            return sslsocket_class_for(self)._create(
                 sock, server_side=server_side, do_handshake_on_connect=do_handshake_on_connect,
                 suppress_ragged_eofs=suppress_ragged_eofs, server_hostname=server_hostname,
                 context=self, session=session,

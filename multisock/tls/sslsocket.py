@@ -17,10 +17,33 @@ from __future__ import annotations
 import _socket
 import errno
 import ssl
+import sys
+import warnings
+import weakref
 from typing import Any
 
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK
 from multisock.tls.channel import Deadline, TlsChannel
+
+_combined: weakref.WeakKeyDictionary[type, type] = weakref.WeakKeyDictionary()
+
+
+def sslsocket_class_for(context: ssl.SSLContext) -> type[SSLSocket]:
+    """The class to build for ``context``: ours, or, when the program set its own
+    ``sslsocket_class`` (an ``ssl.SSLSocket`` subclass), a class deriving from both, its
+    own first, so that its overrides run and reach ours through ``super()``."""
+    custom = getattr(context, "sslsocket_class", None)
+    if custom is None or custom is ssl.SSLSocket or not isinstance(custom, type):
+        return SSLSocket
+    if issubclass(custom, SSLSocket):
+        return custom
+    cls = _combined.get(custom)
+    if cls is None:
+        cls = type(custom.__name__, (custom, SSLSocket), {
+            "__module__": custom.__module__, "__qualname__": custom.__qualname__,
+            "__doc__": custom.__doc__})
+        _combined[custom] = cls
+    return cls
 
 
 def is_userspace_stream(sock: Any) -> bool:
@@ -30,7 +53,16 @@ def is_userspace_stream(sock: Any) -> bool:
     return isinstance(sock, msocket) and bool(sock._is_userspace)
 
 
-class SSLSocket(ssl.SSLSocket):
+def _stdlib_sslsocket() -> Any:
+    """The stdlib's ``ssl.SSLSocket`` (a ``_socket.socket`` subclass), even when gevent has
+    replaced ``ssl.SSLSocket`` with its own class before this module was imported."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("ssl"):
+        return gevent_monkey.get_original("ssl", "SSLSocket")
+    return ssl.SSLSocket
+
+
+class SSLSocket(_stdlib_sslsocket()):  # type: ignore[misc]
     """TLS over a multisock stream socket, client or server side, like ``ssl.SSLSocket``."""
 
     # what the stdlib class sets in _create (typeshed does not declare the private ones)
@@ -63,7 +95,10 @@ class SSLSocket(ssl.SSLSocket):
         if context.check_hostname and not server_hostname:
             raise ValueError("check_hostname requires server_hostname")
 
-        self = _socket.socket.__new__(cls)  # the C socket stays unopened (fd -1)
+        if issubclass(cls, _socket.socket):
+            self = _socket.socket.__new__(cls)  # the C socket stays unopened (fd -1)
+        else:  # gevent's ssl.SSLSocket wraps instead of subclassing: nothing to leave unopened
+            self = object.__new__(cls)
         self._io_refs = 0
         self._closed = False
         sock_timeout = sock.gettimeout()
@@ -122,6 +157,18 @@ class SSLSocket(ssl.SSLSocket):
                 self.close()
                 raise
         return self
+
+    def __del__(self) -> None:
+        """Like the C socket's finalizer: an unclosed TLS socket warns, naming itself, and is
+        closed (the socket under it is then closed too, so it does not warn again)."""
+        try:
+            if getattr(self, "_closed", True) or getattr(self, "_plain", None) is None:
+                return
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2, source=self)
+            self._closed = True
+            self._real_close()
+        except Exception:
+            pass
 
     def _start_tls(self) -> None:
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()

@@ -489,6 +489,42 @@ def tcp_recv_on_listener_nonblocking(mod: Any) -> Any:
 
 
 @scenario
+def tcp_send_never_connected(mod: Any) -> Any:
+    out = []
+    for op in ("send", "sendto", "sendall", "nonblocking", "timeout"):
+        with mod.socket() as s:
+            if op == "nonblocking":
+                s.setblocking(False)
+            elif op == "timeout":
+                s.settimeout(5)  # CPython polls POLLOUT first: POLLHUP lets it go on to EPIPE
+            try:
+                if op == "sendto":
+                    s.sendto(b"x", ("127.0.0.1", 9))
+                elif op == "sendall":
+                    s.sendall(b"x")
+                else:
+                    s.send(b"x")
+            except OSError as exc:
+                out.append((op, type(exc).__name__, exc.errno))
+    return out
+
+
+@scenario
+def tcp_send_on_listener(mod: Any) -> Any:
+    out = []
+    for timeout in (None, 0.0, 0.2):
+        with mod.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            s.settimeout(timeout)
+            try:
+                s.send(b"x")  # with a timeout CPython waits for POLLOUT, which never comes
+            except OSError as exc:
+                out.append((timeout, type(exc).__name__, exc.errno))
+    return out
+
+
+@scenario
 def tcp_makefile_lines(mod: Any) -> Any:
     listener, client, server = _connected(mod)
     with listener, client, server:

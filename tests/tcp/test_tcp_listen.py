@@ -81,6 +81,31 @@ def test_full_accept_queue_drops_syns_and_final_acks() -> None:
     assert s.host.sent  # room again: answered
 
 
+def test_cookie_ack_meeting_a_full_accept_queue_is_dropped_not_reset() -> None:
+    """Linux (tcp_abort_on_overflow=0): the completing ACK is dropped without RST, so the
+    client's retransmission (here: its first data) opens the connection once there is room.
+    A burst of connects larger than a small backlog (ThreadingHTTPServer's is 5) hit this."""
+    s = Script(TcpConfig(quickack_segments=0, max_syn_backlog=1))
+    lst = s.listen(backlog=1)
+    _syn(s, 22000, isn=100)  # fills the SYN queue: the next SYN gets a cookie
+    _, _, seg = s.host.sent.pop()
+    first, _ = wire.parse(seg)
+    _syn(s, 22001, isn=200)
+    _, _, seg = s.host.sent.pop()
+    cookie, _ = wire.parse(seg)
+    assert s.stack.counters["syncookies_sent"] == 1
+    _ack(s, 22000, 101, first.seq + 1)  # the accept queue is now full
+    s.host.sent.clear()
+    _ack(s, 22001, 201, cookie.seq + 1)
+    assert not s.host.sent, "no RST for a valid cookie when the accept queue is full"
+    assert s.stack.counters["listen_overflows"] == 1
+    assert lst.accept() is not None
+    _ack(s, 22001, 201, cookie.seq + 1, b"GET /")  # the retransmission finds room
+    child = lst.accept()
+    assert child is not None and child.state is TcpState.ESTABLISHED
+    assert child.readable_bytes == 5
+
+
 def test_backlog_zero_still_accepts_one() -> None:
     s = Script()
     lst = s.listen(backlog=0)

@@ -131,6 +131,30 @@ def test_timer_heap_lazy_invalidation() -> None:
     assert heap.next_deadline() is None
 
 
+def test_timer_heap_sweeps_stale_entries_and_keeps_live_ones() -> None:
+    """Disarmed owners (a finished connection) must not stay pinned by the heap."""
+
+    class Owner:
+        def __init__(self) -> None:
+            self.armed_at: float | None = None
+
+        def on_timer(self, now: float) -> None:
+            pass
+
+    heap = TimerHeap()
+    live = [Owner() for _ in range(10)]
+    for i, owner in enumerate(live):
+        heap.arm(owner, 100.0 + i)
+    dead = []
+    for i in range(1000):
+        owner = Owner()
+        heap.arm(owner, 50.0 + i)
+        owner.armed_at = None  # what TcpSocket._finish does
+        dead.append(owner)
+    assert len(heap) < 200  # swept, not 1010 entries
+    assert heap.pop_due(1000.0) == live  # every live entry survived, in deadline order
+
+
 @given(st.integers(0, 2**40), st.integers(-(2**30), 2**30))
 def test_unwrap_recovers_nearby_values(reference: int, delta: int) -> None:
     value = reference + delta

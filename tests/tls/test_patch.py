@@ -104,3 +104,37 @@ def test_userspace_socket_gets_multisock_class_and_is_an_sslsocket(pki: Pki) -> 
     finally:
         monkey.unpatch_all()
         net.close()
+
+
+def test_custom_sslsocket_class_and_unclosed_warning(pki: Pki) -> None:
+    import gc
+    import warnings
+
+    class MySSLSocket(ssl.SSLSocket):
+        def marker(self) -> str:
+            return f"mine, over {self.version()}"
+
+    net = multisock.Network(seed=5)
+    host = net.add_host("h")
+    monkey.patch_ssl()
+    try:
+        ctx = pki.client_ctx()
+        ctx.sslsocket_class = MySSLSocket
+        wrapped = ctx.wrap_socket(multisock.socket.socket(host=host),
+                                  server_hostname="localhost")
+        assert isinstance(wrapped, MySSLSocket) and isinstance(wrapped, SSLSocket)
+        assert type(wrapped).__name__ == "MySSLSocket"
+        assert wrapped.marker() == "mine, over None"
+        with ctx.wrap_socket(multisock.socket.socket(host=host),
+                             server_hostname="localhost") as other:
+            assert type(other) is type(wrapped)  # one derived class per custom class
+        text = repr(wrapped)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            del wrapped
+            gc.collect()
+        messages = [str(w.message) for w in caught if w.category is ResourceWarning]
+        assert messages and all(text in m for m in messages)  # the TLS socket, not the plain one
+    finally:
+        monkey.unpatch_all()
+        net.close()

@@ -434,8 +434,7 @@ class TcpSocket:
         if state not in CAN_SEND:
             if state in (SYN_SENT, SYN_RECEIVED):
                 return 0
-            if state in (CLOSED, LISTEN) and not self.was_connected:
-                raise oserror(E.ENOTCONN)
+            # Linux's tcp_sendmsg -> sk_stream_wait_connect: EPIPE unless connecting
             raise oserror(E.EPIPE)
         space = self.sndbuf - self.sndq.size
         if space <= 0 or not len(data):
@@ -806,6 +805,16 @@ class TcpSocket:
         """Send whatever may be sent now; ends with a pure ACK if one is owed and nothing went."""
         if self.state not in _SENDING or self.cc is None:
             if self.ack_now and self.state in SYNCHRONIZED:
+                self._send_ack(now)
+            return
+        if (
+            self.snd_nxt >= self.snd_una + self.sndq.size
+            and self.fin_seq is None
+            and not self.in_recovery
+        ):
+            # nothing unsent and no FIN to send (the usual call after an ACK): the loop
+            # below would send nothing and the persist timer needs unsent data
+            if self.ack_now:
                 self._send_ack(now)
             return
         cc = self.cc
@@ -1594,6 +1603,10 @@ class TcpSocket:
         if self.state is SYN_RECEIVED and self.parent is not None:
             self.parent.syn_count -= 1  # a half-open child leaves the SYN queue
         self.t_rexmit = self.t_dack = self.t_keep = self.t_misc = None
+        # no timer left: disarm, so the heap's entry is stale and compaction can drop it
+        # (otherwise the entry keeps this dead block alive until its deadline, for the GC
+        # to traverse again and again; see docs/performance.md, connection rate)
+        self.armed_at = None
         self.persist = False
         self.sndq.clear()
         self.ooo.clear()

@@ -33,6 +33,7 @@ def _log() -> Any:
 
     return logging.getLogger("multisock.tcp")
 _PORTS_SEQ = struct.Struct("!HHI")
+_NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
 
 
@@ -372,7 +373,9 @@ class TcpStack:
         if flags & ACK:
             if not flags & SYN and self.config.syncookies:
                 child = self._cookie_ack(listener, src, dst, hdr, now)
-                if child is not None:
+                if child is _NO_ROOM:
+                    return  # a valid cookie, a full accept queue: dropped, the peer retries
+                if isinstance(child, TcpSocket):
                     child.segment(hdr, payload, now)
                     return
             self._reply_rst(src, dst, hdr, len(payload))
@@ -442,7 +445,10 @@ class TcpStack:
 
     def _cookie_ack(
         self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader, now: float
-    ) -> TcpSocket | None:
+    ) -> TcpSocket | object | None:
+        """The connection a valid cookie ACK opens; None for an invalid cookie (answered with
+        RST), ``_NO_ROOM`` when the accept queue is full (Linux drops it, no RST, unless
+        tcp_abort_on_overflow: the client's retransmission finds room later)."""
         cookie = (hdr.ack - 1) & MASK
         peer_isn = (hdr.seq - 1) & MASK
         mss = isn.check_cookie(
@@ -453,7 +459,7 @@ class TcpStack:
             return None
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["listen_overflows"] += 1
-            return None
+            return _NO_ROOM
         self.counters["syncookies_recv"] += 1
         child = TcpSocket(self, listener.family)
         for name in OPTION_NAMES:

@@ -20,11 +20,17 @@ class TimerOwner(Protocol):
 
 
 class TimerHeap:
-    __slots__ = ("_heap", "_count")
+    __slots__ = ("_heap", "_count", "pushes", "_compact_at")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerOwner]] = []
         self._count = itertools.count()
+        # entries ever pushed: while it stands still no deadline can have moved earlier
+        # (a later one is left lazily in place), so the host need not look again
+        self.pushes = 0
+        # heap size at which stale entries are swept out (doubles with the live count, so
+        # sweeping costs O(1) amortised per push); a stale entry pins a dead connection
+        self._compact_at = 64
 
     def arm(self, owner: TimerOwner, when: float) -> None:
         """Make sure ``owner.on_timer`` runs no later than ``when``."""
@@ -32,7 +38,17 @@ class TimerHeap:
         if armed is not None and armed <= when:
             return
         owner.armed_at = when
+        self.pushes += 1
         heapq.heappush(self._heap, (when, next(self._count), owner))
+        if len(self._heap) >= self._compact_at:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Drop entries that no longer match their owner's deadline (never fire anyway)."""
+        live = [entry for entry in self._heap if entry[2].armed_at == entry[0]]
+        heapq.heapify(live)
+        self._heap = live
+        self._compact_at = max(64, 2 * len(live))
 
     def next_deadline(self) -> float | None:
         heap = self._heap

@@ -1,0 +1,57 @@
+"""Which driver a new network gets: the threads backend, or gevent's hub.
+
+``auto`` (the default) picks gevent when gevent has monkey-patched the process —
+greenlets then call the sockets, and a thread-blocking wait would freeze every
+one of them — and threads otherwise. ``MULTISOCK_BACKEND`` or
+``Network(backend=...)`` choose explicitly. gevent is imported only when chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import weakref
+from collections.abc import Callable
+
+from multisock.net.driver import Driver
+
+BACKENDS = ("threads", "gevent")
+
+
+def gevent_patched() -> bool:
+    """gevent's monkey-patching of socket or threading is in effect."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return False
+    return bool(monkey.is_module_patched("socket") or monkey.is_module_patched("threading"))
+
+
+def choose(requested: str | None = None) -> str:
+    name = (requested or os.environ.get("MULTISOCK_BACKEND") or "auto").strip().lower()
+    if name == "auto":
+        return "gevent" if gevent_patched() else "threads"
+    if name not in BACKENDS:
+        raise ValueError(f"multisock: unknown backend {name!r} (auto, {', '.join(BACKENDS)})")
+    return name
+
+
+_drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
+
+
+def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",
+                backend: str | None = None) -> Driver:
+    driver: Driver
+    if choose(backend) == "gevent":
+        from multisock.net.gevent_driver import GeventDriver
+
+        driver = GeventDriver(clock, name=name)
+    else:
+        driver = Driver(clock, name=name)
+    _drivers.add(driver)
+    return driver
+
+
+def live_drivers() -> list[Driver]:
+    """Drivers of networks not yet closed (nor garbage): gevent patching checks them."""
+    return [d for d in list(_drivers) if not d.closed]
