@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from multisock.stack.tcp import isn
+from multisock.stack.tcp import isn, timewait
 from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
 from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
 from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
@@ -89,6 +89,8 @@ class TcpSocket:
     """A control block. Created CLOSED by ``TcpStack.socket``; lives on after ``close``."""
 
     __slots__ = (
+        # a TIME-WAIT record points back weakly (timewait.py)
+        "__weakref__",
         # identity and user-visible state
         "ttl",
         "tos",
@@ -529,6 +531,8 @@ class TcpSocket:
             if self.state is FIN_WAIT_2:
                 self.t_misc = now + stack.config.fin_timeout
                 self._rearm()
+            elif self.state is TIME_WAIT:
+                timewait.enter(self, now)  # closed in TIME-WAIT: the record takes over
 
     def abort(self, now: float) -> None:
         """Drop the connection at once, telling the peer with a RST (like SO_LINGER 0)."""
@@ -1366,7 +1370,11 @@ class TcpSocket:
         self.persist = False
         self.t_misc = now + 2 * self.stack.config.msl
         self.sndq.clear()
-        self._rearm()
+        if self.closed:
+            # nobody will read or write here again: a small record holds the 4-tuple
+            timewait.enter(self, now)
+        else:
+            self._rearm()
 
     def _send_rst(self, ack: int, now: float) -> None:
         assert self.local is not None and self.remote is not None
