@@ -7,7 +7,7 @@ bytes. Both pieces live here once, with what differs between suites as parameter
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import multisock
@@ -16,20 +16,24 @@ from multisock.runtime import set_default_host
 
 
 @contextmanager
-def patched_default_host(*, seed: int, name: str,
-                         loopback_delay: str | None = None) -> Iterator[multisock.Host]:
-    """A fresh network with one host ``name``, made the default host, ``patch_all()`` on.
+def patched_default_host(*, seed: int, name: str, addresses: tuple[str, ...] = (),
+                         loopback_delay: str | None = None,
+                         patch: Callable[[], object] = monkey.patch_all
+                         ) -> Iterator[multisock.Host]:
+    """A fresh network with one host ``name``, made the default host, ``patch()`` on.
 
     ``loopback_delay`` impairs the host's loopback (e.g. ``"1ms"``), so that a send is not
     delivered before it returns and programs meet the interleavings of a real network;
-    ``None`` keeps the ideal loopback. Everything is undone on exit, even after a failure.
+    ``None`` keeps the ideal loopback. ``patch`` is ``monkey.patch_all`` unless a suite wants
+    less (``monkey.patch_ssl``: TLS on the host, the kernel's ``socket`` module untouched).
+    Everything is undone on exit, even after a failure.
     """
     net = multisock.Network(seed=seed)
-    host = net.add_host(name)
+    host = net.add_host(name, *addresses)
     if loopback_delay is not None:
         host.impair_loopback(delay=loopback_delay)
     set_default_host(host)
-    monkey.patch_all()
+    patch()
     try:
         yield host
     finally:
