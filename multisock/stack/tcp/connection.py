@@ -45,6 +45,7 @@ _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: states in which the peer's data is still accepted
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 _MAX_WSCALE = 14
+_WSCALE_FOR: dict[int, int] = {}  # receive buffer size -> the window scale it needs
 _DEFAULT_MSS = {4: 536, 16: 1220}
 _IP_OVERHEAD = {4: 40, 16: 60}
 
@@ -578,8 +579,10 @@ class TcpSocket:
         if old is new:
             return
         self.state = new
-        self.stack.transition(self, old, new, now)
-        self.stack.touch(self)
+        stack = self.stack
+        if stack.config.log_transitions:
+            stack.transition(self, old, new, now)
+        stack.touch(self)
 
     def _init_mss(self, mtu: int) -> None:
         overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
@@ -590,9 +593,14 @@ class TcpSocket:
         self.rcv_mss = min(self.adv_mss, 536)
 
     def _init_rcv_wscale(self) -> None:
-        shift = 0
-        while shift < _MAX_WSCALE and (0xFFFF << shift) < self.rcvbuf:
-            shift += 1
+        rcvbuf = self.rcvbuf
+        shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
+        if shift is None:
+            shift = 0
+            while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
+                shift += 1
+            if len(_WSCALE_FOR) < 256:
+                _WSCALE_FOR[rcvbuf] = shift
         self.rcv_wscale = shift
 
     def _negotiate(self, hdr: TCPHeader, now: float) -> None:

@@ -13,6 +13,7 @@ import random
 import socket as _socket
 import struct
 from collections import Counter, deque
+from operator import attrgetter
 from typing import Any, Protocol
 
 from multisock.stack.tcp import isn
@@ -35,6 +36,7 @@ def _log() -> Any:
 
     return logging.getLogger("multisock.tcp")
 _PORTS_SEQ = struct.Struct("!HHI")
+_OPTIONS = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in one C call
 _NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
 
@@ -403,9 +405,12 @@ class TcpStack:
                 self.counters["listen_drops"] += 1
             return
         child = TcpSocket(self, listener.family)
-        for name in OPTION_NAMES:
-            setattr(child, name, getattr(listener, name))
-        child.keepalive = listener.keepalive
+        inherited = _OPTIONS(listener)
+        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
+            for name, value in zip(OPTION_NAMES, inherited, strict=True):
+                setattr(child, name, value)
+        if listener.keepalive:
+            child.keepalive = True
         child.parent = listener
         child.local = (dst, hdr.dst_port)
         child.remote = (src, hdr.src_port)
@@ -470,9 +475,12 @@ class TcpStack:
             return _NO_ROOM
         self.counters["syncookies_recv"] += 1
         child = TcpSocket(self, listener.family)
-        for name in OPTION_NAMES:
-            setattr(child, name, getattr(listener, name))
-        child.keepalive = listener.keepalive
+        inherited = _OPTIONS(listener)
+        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
+            for name, value in zip(OPTION_NAMES, inherited, strict=True):
+                setattr(child, name, value)
+        if listener.keepalive:
+            child.keepalive = True
         child.parent = listener
         child.local = (dst, hdr.dst_port)
         child.remote = (src, hdr.src_port)
