@@ -428,7 +428,8 @@ class TcpStack:
         child.snd_wnd = hdr.window
         child.was_connected = True
         child.state = TcpState.SYN_RECEIVED
-        self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
+        if cfg.log_transitions:
+            self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
         listener.syn_count += 1
         self.register(child)
         self.ports.add_child(child)
