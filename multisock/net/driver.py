@@ -46,6 +46,18 @@ class TimerHandle:
         self.cancelled = True
 
 
+# the pid of this process, refreshed in a forked child: comparing with a driver's own pid
+# costs an attribute read, where ``os.getpid()`` on every socket call is a system call
+_current_pid = [os.getpid()]
+
+
+def _after_fork_in_child() -> None:
+    _current_pid[0] = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Operation:
     """The context manager ``Driver.operation()`` returns; stateless, so re-entrant."""
 
@@ -56,7 +68,7 @@ class _Operation:
         self.lock = driver.lock
 
     def __enter__(self) -> None:
-        if os.getpid() != self.driver.pid:
+        if _current_pid[0] != self.driver.pid:
             raise OSError(
                 "multisock: this virtual network belongs to the parent process; its driver "
                 "does not survive fork() (use threads, or create a new Network in the child)"
@@ -157,10 +169,14 @@ class Driver:
         self._draining = True
         try:
             ready = self._ready
+            popleft = ready.popleft
             while True:
                 while ready:
-                    callback, args = ready.popleft()
-                    self._guarded(callback, *args)
+                    callback, args = popleft()
+                    try:  # (inline rather than _guarded: every delivered packet passes here)
+                        callback(*args)
+                    except Exception as exc:  # noqa: BLE001 - the driver must survive
+                        self._record(exc)
                 if not self._after_drain:
                     break
                 pending, self._after_drain = self._after_drain, {}
@@ -174,12 +190,15 @@ class Driver:
         try:
             callback(*args)
         except Exception as exc:  # noqa: BLE001 - the driver must survive; errors are kept
-            self.errors.append(exc)
-            if len(self.errors) > 100:
-                del self.errors[:50]
-            import traceback
+            self._record(exc)
 
-            traceback.print_exc()
+    def _record(self, exc: Exception) -> None:
+        self.errors.append(exc)
+        if len(self.errors) > 100:
+            del self.errors[:50]
+        import traceback
+
+        traceback.print_exception(exc)
 
     def operation(self) -> _Operation:
         """``with driver.operation():`` holds the lock for one socket call and drains
