@@ -82,6 +82,64 @@ class _Operation:
             self.lock.release()
 
 
+_waiters = threading.local()
+
+
+def _thread_waiter() -> Any:
+    """This thread's waiter lock, kept *held* while nobody has signalled it (reused by every
+    wait of the thread: no lock is allocated per wait, as ``threading.Condition`` does)."""
+    waiter = getattr(_waiters, "lock", None)
+    if waiter is None:
+        waiter = _waiters.lock = threading.Lock()
+        waiter.acquire()
+    return waiter
+
+
+class WaitQueue:
+    """What a blocked socket call sleeps on with the threads backend.
+
+    It does ``threading.Condition``'s job for the one pattern the socket cores use - wait
+    with the driver's lock held, ``notify_all`` - at less cost: waiting costs no lock
+    allocation and notifying no deque walk, and both happen once per segment on a blocking
+    socket (docs/performance.md). Spurious wake-ups are possible, as with a condition; the
+    callers loop on their own predicate.
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock  # the driver's RLock, held by every caller
+        self._waiters: list[Any] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        waiter = _thread_waiter()
+        self._waiters.append(waiter)
+        saved = self._lock._release_save()
+        got = False
+        try:
+            if timeout is None:
+                got = waiter.acquire()
+            elif timeout > 0:
+                got = waiter.acquire(True, timeout)
+            else:
+                got = waiter.acquire(False)
+        finally:
+            self._lock._acquire_restore(saved)
+            if not got:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                else:
+                    waiter.acquire(False)  # signalled after the timeout: take it back
+        return got
+
+    def notify_all(self) -> None:
+        waiters = self._waiters
+        if waiters:
+            self._waiters = []
+            for waiter in waiters:
+                waiter.release()
+
+
 class Driver:
     """Owns time and concurrency for one network."""
 
@@ -153,10 +211,10 @@ class Driver:
         return threading.RLock()
 
     def new_condition(self) -> Any:
-        """What a socket core blocks on: a ``threading.Condition`` sharing this driver's lock.
+        """What a socket core blocks on: a :class:`WaitQueue` on this driver's lock.
 
         A cooperative driver (``net.gevent_driver``) returns a greenlet-friendly equivalent."""
-        return threading.Condition(self.lock)
+        return WaitQueue(self.lock)
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
