@@ -239,7 +239,10 @@ class Driver:
                     break
                 pending, self._after_drain = self._after_drain, {}
                 for callback in pending:
-                    self._guarded(callback)
+                    try:
+                        callback()
+                    except Exception as exc:  # noqa: BLE001 - the driver must survive
+                        self._record(exc)
         finally:
             self._draining = False
 

@@ -119,7 +119,7 @@ class Host:
         makes sure the host's timer is re-armed once the operation's work drains."""
         driver = self.driver
         now = self.ip.now = driver.clock()
-        driver.after_drain(self._rearm_callback)
+        driver._after_drain[self._rearm_callback] = None  # (after_drain(), inlined)
         return now
 
     def rearm(self) -> None:

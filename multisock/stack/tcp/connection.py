@@ -439,10 +439,19 @@ class TcpSocket:
         space = self.sndbuf - self.sndq.size
         if space <= 0 or not len(data):
             return 0
-        n = min(len(data), space)
-        self.sndq.append(data if n == len(data) else memoryview(data)[:n])
-        with self.stack.busy(now):
+        n = len(data)
+        if n > space:
+            n = space
+            data = memoryview(data)[:n]
+        self.sndq.append(data)
+        stack = self.stack
+        stack._depth += 1  # (stack.busy(now), inlined: once per send call)
+        try:
             self._output(now)
+        finally:
+            stack._depth -= 1
+            if not stack._depth and (stack._pending or stack._dirty):
+                stack._drain(now)
         return n
 
     def push(self, now: float) -> None:
@@ -947,7 +956,7 @@ class TcpSocket:
         """After the application read: tell the peer when the window has grown a lot."""
         cur = self.rcv_adv - self.rcv_nxt
         free = self.rcvbuf - self.recvq.size
-        if free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1) and free >= 2 * cur:
+        if free >= 2 * cur and free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1):
             with self.stack.busy(now):
                 self._send_ack(now)
 
