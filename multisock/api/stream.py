@@ -12,6 +12,9 @@ from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
+from multisock.stack.tcp.config import TcpState
+
+_CLOSED, _LISTEN = TcpState.CLOSED, TcpState.LISTEN
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -318,10 +321,10 @@ class StreamCore(Core):
         or a listener (the engine raises those) instead of waiting or saying EAGAIN. With a
         timeout, CPython first polls: a never-connected socket reports POLLHUP and goes on to
         the error, but a listener waits for POLLIN (a connection) or POLLOUT (never)."""
-        state = self.tcb.state.name
-        if state == "CLOSED":
+        state = self.tcb.state  # (compared by identity: Enum's .name is a slow descriptor)
+        if state is _CLOSED:
             return not self.tcb.was_connected
-        if state == "LISTEN":
+        if state is _LISTEN:
             if limit == "default":
                 limit = self.timeout
             return limit is None or limit == 0.0 or bool(flags & MSG_DONTWAIT)
