@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 import multisock
 from bench import bench_conn, bench_stack, bench_tcp
+from bench.rows import row
 from multisock.wire.checksum import internet_checksum
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,20 +36,6 @@ FULL = {"reps": 5, "bulk": 256 << 20, "rtt": 20000, "conns": 5000, "http": 2000,
 QUICK = {"reps": 2, "bulk": 8 << 20, "rtt": 300, "conns": 200, "http": 100,
          "udp": 2000, "echo": 300, "idle": 300, "flows": 4, "flow_s": 0.2,
          "loss": 1 << 20}
-
-
-def _row(name: str, unit: str, ours: list[float], kernel: list[float] | None,
-         higher_is_better: bool, **extra: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {"scenario": name, "unit": unit, "higher_is_better": higher_is_better,
-                           "multisock": ours, "multisock_min": min(ours),
-                           "multisock_median": statistics.median(ours)}
-    if kernel:
-        row["kernel"] = kernel
-        row["kernel_min"] = min(kernel)
-        row["kernel_median"] = statistics.median(kernel)
-        row["ratio_median"] = row["multisock_median"] / row["kernel_median"]
-    row.update(extra)
-    return row
 
 
 def _worker(*args: Any, pycache: str | None = None) -> dict[str, Any]:
@@ -92,43 +78,40 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             kernel.append(func(*k_sides, *args))
         return ours, kernel
 
-    if wanted("bulk"):
+    # TCP over a connected pair, multisock's (on ``net``) and the kernel's, alternating
+    for key, func, name, unit, higher, extra in (
+            ("bulk", bench_tcp.bulk, "TCP bulk, in-process link", "Gbit/s", True, "bytes"),
+            ("rtt", bench_tcp.rtt, "TCP 1-byte RTT (TCP_NODELAY)", "µs", False, "round_trips")):
+        if not wanted(key):
+            continue
         ours, kernel = [], []
         for _ in range(reps):
-            ours.append(bench_tcp.bulk(lambda: bench_tcp._pair_multisock(net), size["bulk"]))
-            kernel.append(bench_tcp.bulk(bench_tcp._pair_kernel, size["bulk"]))
-        rows.append(_row("TCP bulk, in-process link", "Gbit/s", ours, kernel, True,
-                         bytes=size["bulk"]))
-    if wanted("rtt"):
-        ours, kernel = [], []
-        for _ in range(reps):
-            ours.append(bench_tcp.rtt(lambda: bench_tcp._pair_multisock(net), size["rtt"]))
-            kernel.append(bench_tcp.rtt(bench_tcp._pair_kernel, size["rtt"]))
-        rows.append(_row("TCP 1-byte RTT (TCP_NODELAY)", "µs", ours, kernel, False,
-                         round_trips=size["rtt"]))
+            ours.append(func(lambda: bench_tcp._pair_multisock(net), size[key]))
+            kernel.append(func(bench_tcp._pair_kernel, size[key]))
+        rows.append(row(name, unit, ours, kernel, higher, **{extra: size[key]}))
     if wanted("conn"):
         ours, kernel = both(bench_conn.connection_rate, size["conns"])
-        rows.append(_row("TCP connect+accept+close", "conn/s", ours, kernel, True,
-                         connections=size["conns"]))
+        rows.append(row("TCP connect+accept+close", "conn/s", ours, kernel, True,
+                        connections=size["conns"]))
     if wanted("udp"):
         ours, kernel = both(bench_conn.udp_one_way, size["udp"])
-        rows.append(_row("UDP 1 KiB one way", "dgram/s", ours, kernel, True,
-                         datagrams=size["udp"]))
+        rows.append(row("UDP 1 KiB one way", "dgram/s", ours, kernel, True,
+                        datagrams=size["udp"]))
         ours, kernel = both(bench_conn.udp_echo, size["echo"])
-        rows.append(_row("UDP 1 KiB echo", "rt/s", ours, kernel, True, round_trips=size["echo"]))
+        rows.append(row("UDP 1 KiB echo", "rt/s", ours, kernel, True, round_trips=size["echo"]))
     if wanted("flows"):
         ours_pairs, kernel_pairs = both(bench_conn.parallel_bulk, size["flows"], size["flow_s"])
-        rows.append(_row(f"TCP {size['flows']} parallel flows, aggregate", "Gbit/s",
-                         [x for x, _ in ours_pairs], [x for x, _ in kernel_pairs], True,
-                         seconds=size["flow_s"]))
-        rows.append(_row(f"TCP {size['flows']} parallel flows, Jain index", "index",
-                         [j for _, j in ours_pairs], [j for _, j in kernel_pairs], True))
+        rows.append(row(f"TCP {size['flows']} parallel flows, aggregate", "Gbit/s",
+                        [x for x, _ in ours_pairs], [x for x, _ in kernel_pairs], True,
+                        seconds=size["flow_s"]))
+        rows.append(row(f"TCP {size['flows']} parallel flows, Jain index", "index",
+                        [j for _, j in ours_pairs], [j for _, j in kernel_pairs], True))
     if wanted("micro"):
         udp = bench_stack.measure(reps=reps, n=300 if quick else 2000)
         names = list(udp)
-        rows.append(_row("UDP 1 KiB send+recv, one thread", "µs", udp[names[0]],
-                         udp[names[2]], False))
-        rows.append(_row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
+        rows.append(row("UDP 1 KiB send+recv, one thread", "µs", udp[names[0]],
+                        udp[names[2]], False))
+        rows.append(row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
     net.close()
 
     if wanted("http"):
@@ -136,26 +119,26 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
         for _ in range(1 if quick else 3):
             ours += _worker("http", "multisock", size["http"], 1 if quick else 2)["rates"]
             kernel += _worker("http", "kernel", size["http"], 1 if quick else 2)["rates"]
-        rows.append(_row("HTTP GET 1 KiB, requests.Session", "req/s", ours, kernel, True,
-                         requests=size["http"]))
+        rows.append(row("HTTP GET 1 KiB, requests.Session", "req/s", ours, kernel, True,
+                        requests=size["http"]))
     if wanted("idle"):
         ours = [_worker("idle", "multisock", size["idle"])["bytes_per_connection"] / 1024
                 for _ in range(1 if quick else 2)]
-        rows.append(_row(f"RSS per idle connection, both ends ({size['idle']})", "KiB", ours,
-                         None, False, note="client and server socket both live in the process"))
-        rows.append(_row("RSS per idle connection, one end", "KiB", [x / 2 for x in ours], None,
-                         False, note="what a server pays per client; target <= 4 KiB"))
+        rows.append(row(f"RSS per idle connection, both ends ({size['idle']})", "KiB", ours,
+                        None, False, note="client and server socket both live in the process"))
+        rows.append(row("RSS per idle connection, one end", "KiB", [x / 2 for x in ours], None,
+                        False, note="what a server pays per client; target <= 4 KiB"))
     if wanted("footprint"):
         with tempfile.TemporaryDirectory() as pycache:
             _worker("footprint", pycache=pycache)  # compiles and caches the bytecode
             ours = [_worker("footprint", pycache=pycache)["bytes"] / (1 << 20)
                     for _ in range(1 if quick else 3)]
-        rows.append(_row("footprint: import + patch_all + host", "MiB", ours, None, False,
-                         note="bytecode cached, as installed; target <= 3 MiB"))
+        rows.append(row("footprint: import + patch_all + host", "MiB", ours, None, False,
+                        note="bytecode cached, as installed; target <= 3 MiB"))
     if wanted("loss"):
         goodput, mathis = bench_tcp.lossy_goodput(size["loss"])
-        rows.append(_row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
-                         True, kernel_note="the kernel column holds the Mathis estimate"))
+        rows.append(row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
+                        True, kernel_note="the kernel column holds the Mathis estimate"))
     if wanted("tun") and os.geteuid() == 0:
         rows += tun_rows(quick)
     if wanted("micro"):
@@ -165,7 +148,7 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             start = time.perf_counter_ns()
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
-        rows.append(_row("internet checksum, 64 KiB", "µs", times, None, False))
+        rows.append(row("internet checksum, 64 KiB", "µs", times, None, False))
     if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
         from bench import bench_gevent
 
@@ -183,13 +166,13 @@ def tun_rows(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for mtu in (1500, 65535):
         ours = bench_tun.multisock_rows(mtu, size, reps)
-        veth = bench_tun.veth_row(mtu, size, reps)
+        veth = bench_tun.vethrow(mtu, size, reps)
         for key, label in (("kernel <- multisock", "kernel downloads from multisock"),
                            ("multisock <- kernel", "multisock downloads from kernel")):
-            rows.append(_row(f"TUN MTU {mtu}: {label}", "Mbit/s", ours[key], veth, True,
-                             kernel_note="kernel <-> kernel over veth, same MTU"))
-        rows.append(_row(f"TUN MTU {mtu}: ping multisock -> kernel", "ms",
-                         ours["ping RTT multisock->kernel (ms)"], None, False))
+            rows.append(row(f"TUN MTU {mtu}: {label}", "Mbit/s", ours[key], veth, True,
+                            kernel_note="kernel <-> kernel over veth, same MTU"))
+        rows.append(row(f"TUN MTU {mtu}: ping multisock -> kernel", "ms",
+                        ours["ping RTT multisock->kernel (ms)"], None, False))
     return rows
 
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.rows import row
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = (("threads", "multisock"), ("threads", "kernel"), ("gevent", "multisock"),
@@ -37,32 +38,14 @@ def worker(backend: str, stack: str, n: int, clients: int, delay: float) -> dict
         from multisock.monkey import patch_all
 
         patch_all()
-    import http.server
     import threading
 
     import requests
 
-    body = b"x" * 1024
+    from bench import http_server
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True  # headers and body are two writes (see bench/worker.py)
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            if delay:
-                time.sleep(delay)  # a greenlet switch under gevent
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    server, url = http_server.start(delay)
+    body = http_server.BODY
     shares = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
     failures: list[BaseException] = []
     ready = threading.Barrier(clients + 1)
@@ -134,17 +117,10 @@ def run(n: int, clients: int, delay: float, reps: int) -> dict[tuple[str, str], 
 def rows(n: int, clients: int, delay: float, reps: int) -> list[dict[str, Any]]:
     """Rows in ``python -m bench``'s shape: per backend, multisock beside the kernel."""
     rates = run(n, clients, delay, reps)
-    out = []
-    for backend in ("threads", "gevent"):
-        ours, kernel = rates[(backend, "multisock")], rates[(backend, "kernel")]
-        out.append({
-            "scenario": f"HTTP GET 1 KiB, {clients} clients, {backend}", "unit": "req/s",
-            "higher_is_better": True, "multisock": ours, "multisock_min": min(ours),
-            "multisock_median": statistics.median(ours), "kernel": kernel,
-            "kernel_min": min(kernel), "kernel_median": statistics.median(kernel),
-            "ratio_median": statistics.median(ours) / statistics.median(kernel),
-            "requests": n, "handler_delay_s": delay})
-    return out
+    return [row(f"HTTP GET 1 KiB, {clients} clients, {backend}", "req/s",
+                rates[(backend, "multisock")], rates[(backend, "kernel")], True,
+                requests=n, handler_delay_s=delay)
+            for backend in ("threads", "gevent")]
 
 
 def main() -> None:
@@ -160,10 +136,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.requests} GETs, {args.clients} concurrent clients, handler sleep "
           f"{args.delay}s, {args.reps} reps (req/s, min / median)")
-    for row in rows(args.requests, args.clients, args.delay, args.reps):
-        print(f"{row['scenario']:<40} multisock {row['multisock_min']:8.0f} / "
-              f"{row['multisock_median']:8.0f}   kernel {row['kernel_min']:8.0f} / "
-              f"{row['kernel_median']:8.0f}   ratio {row['ratio_median']:.2f}")
+    for r in rows(args.requests, args.clients, args.delay, args.reps):
+        print(f"{r['scenario']:<40} multisock {r['multisock_min']:8.0f} / "
+              f"{r['multisock_median']:8.0f}   kernel {r['kernel_min']:8.0f} / "
+              f"{r['kernel_median']:8.0f}   ratio {r['ratio_median']:.2f}")
 
 
 if __name__ == "__main__":

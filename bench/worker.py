@@ -31,38 +31,16 @@ def rss() -> int:
 
 
 def http(stack: str, n: int, reps: int) -> dict[str, Any]:
-    import http.server
-    import threading
-
     if stack == "multisock":
         from multisock.monkey import patch_all
 
         patch_all()
     import requests
 
-    body = b"x" * 1024
+    from bench import http_server
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # headers and body are two writes: without this, Nagle + the client's delayed
-        # ACK cap both stacks at ~25 requests/s, which measures the timers, not the stack
-        disable_nagle_algorithm = True
-
-        def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    server, url = http_server.start()
+    body = http_server.BODY
     rates = []
     for _ in range(reps):
         with requests.Session() as session:

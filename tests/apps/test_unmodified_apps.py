@@ -20,8 +20,7 @@ import pytest
 import requests
 
 import multisock
-from multisock import monkey
-from multisock.runtime import set_default_host
+from tests.patched_host import kernel_refused, patched_default_host
 
 MIB = 1 << 20
 BIG = bytes(range(256)) * (50 * 4096)  # 50 MiB
@@ -29,26 +28,8 @@ BIG = bytes(range(256)) * (50 * 4096)  # 50 MiB
 
 @pytest.fixture
 def stack() -> Iterator[multisock.Host]:
-    net = multisock.Network(seed=21)
-    host = net.add_host("apphost")
-    host.impair_loopback(delay="1ms")
-    set_default_host(host)
-    monkey.patch_all()
-    try:
+    with patched_default_host(seed=21, name="apphost", loopback_delay="1ms") as host:
         yield host
-    finally:
-        monkey.unpatch_all()
-        set_default_host(None)
-        net.close()
-
-
-def kernel_refused(port: int) -> bool:
-    kernel = monkey.get_original("socket", "socket")()
-    kernel.settimeout(1)
-    try:
-        return kernel.connect_ex(("127.0.0.1", port)) != 0
-    finally:
-        kernel.close()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -117,7 +98,7 @@ def test_http_client_get_post_chunked_keepalive(stack: multisock.Host) -> None:
         assert conn.getresponse().read() == hashlib.sha256(b"abcdef").hexdigest().encode()
         assert conn.sock is first_sock  # keep-alive reused the connection
         conn.close()
-        assert kernel_refused(port)
+        assert kernel_refused(port, timeout=1)
         assert stack.ip.tcp.counters["segments_in"] > 10
     finally:
         stop()
@@ -144,7 +125,7 @@ def test_urllib_and_requests(stack: multisock.Host) -> None:
         # nothing listens on this port of the virtual host: refused fast, mapped by requests
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"http://127.0.0.1:{port + 1}/", timeout=5)
-        assert kernel_refused(port)
+        assert kernel_refused(port, timeout=1)
     finally:
         stop()
 
@@ -219,7 +200,7 @@ def test_socketserver_udp_wsgiref_xmlrpc(stack: multisock.Host) -> None:
         assert urllib.request.urlopen(url, timeout=10).read() == b"wsgi says hi"
         proxy = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{rpc.server_address[1]}/")
         assert proxy.add(2, 40) == 42
-        assert kernel_refused(rpc.server_address[1])
+        assert kernel_refused(rpc.server_address[1], timeout=1)
     finally:
         stop_udp()
         stop_wsgi()

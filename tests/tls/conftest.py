@@ -11,8 +11,7 @@ import pytest
 import trustme
 
 import multisock
-from multisock import monkey
-from multisock.runtime import set_default_host
+from tests.patched_host import patched_default_host
 
 TLS12 = (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2)
 TLS13 = (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)
@@ -67,24 +66,5 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture
 def stack() -> Iterator[multisock.Host]:
     """A virtual host as the process default, with everything patched (ssl included)."""
-    net = multisock.Network(seed=10)
-    host = net.add_host("tlshost")
-    host.impair_loopback(delay="1ms")
-    set_default_host(host)
-    monkey.patch_all()
-    try:
+    with patched_default_host(seed=10, name="tlshost", loopback_delay="1ms") as host:
         yield host
-    finally:
-        monkey.unpatch_all()
-        set_default_host(None)
-        net.close()
-
-
-def kernel_refused(port: int) -> bool:
-    """True if the kernel's loopback has nothing on ``port`` (the server lives on the stack)."""
-    kernel = monkey.get_original("socket", "socket")()
-    kernel.settimeout(5)
-    try:
-        return kernel.connect_ex(("127.0.0.1", port)) != 0
-    finally:
-        kernel.close()

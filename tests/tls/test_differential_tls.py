@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 
-import multisock
 import multisock.socket as msock
 from multisock import monkey
-from multisock.runtime import set_default_host
+from tests.patched_host import patched_default_host
 from tests.tls.conftest import TLS12, TLS13, Pki
 
 Scenario = Callable[[Any, Pki], Any]
@@ -656,16 +655,9 @@ def nonblocking_send_until_want_write(mod: Any, pki: Pki) -> Any:
 
 @pytest.fixture(scope="module")
 def virtual_host() -> Iterator[Any]:
-    net = multisock.Network(seed=12)
-    host = net.add_host("tlsdiff", "10.6.0.1/24")
-    set_default_host(host)
-    monkey.patch_ssl()
-    try:
+    with patched_default_host(seed=12, name="tlsdiff", addresses=("10.6.0.1/24",),
+                              patch=monkey.patch_ssl) as host:
         yield host
-    finally:
-        monkey.unpatch_all()
-        set_default_host(None)
-        net.close()
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))

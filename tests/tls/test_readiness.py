@@ -23,23 +23,15 @@ import pytest
 
 import multisock
 from multisock import monkey
-from multisock.runtime import set_default_host
+from tests.patched_host import patched_default_host
 from tests.tls.conftest import Pki
 
 
 @pytest.fixture
 def lan() -> Iterator[multisock.Host]:
     """Patched, on an unimpaired loopback: a send is delivered before it returns."""
-    net = multisock.Network(seed=13)
-    host = net.add_host("tlsready")
-    set_default_host(host)
-    monkey.patch_all()
-    try:
+    with patched_default_host(seed=13, name="tlsready") as host:
         yield host
-    finally:
-        monkey.unpatch_all()
-        set_default_host(None)
-        net.close()
 
 
 def serve(pki: Pki, handler: Callable[[Any], Any], wrap: bool = True
