@@ -23,7 +23,7 @@ from multisock.stack.tcp.info import History
 from multisock.stack.tcp.ports import PortTable
 from multisock.stack.tcp.seq import MASK
 from multisock.stack.tcp.timers import TimerHeap
-from multisock.stack.tcp.timewait import TimeWait
+from multisock.stack.tcp.timewait import TimeWait, TimeWaitQueue
 from multisock.wire import tcp as wire
 from multisock.wire.errors import MalformedPacket
 from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
@@ -85,6 +85,7 @@ class TcpStack:
         self.secret = secret if secret is not None else self.rng.randbytes(32)
         self.counters: Counter[str] = Counter()
         self.timers = TimerHeap()
+        self.time_wait = TimeWaitQueue(self)  # records of closed connections in TIME-WAIT
         self.ports = PortTable(
             self.rng, self.config.ephemeral_low, self.config.ephemeral_high, host
         )
