@@ -67,7 +67,7 @@ class _Busy:
     def __exit__(self, *exc: object) -> None:
         stack = self.stack
         stack._depth -= 1
-        if stack._depth == 0:
+        if stack._depth == 0 and (stack._pending or stack._dirty):
             stack._drain(self.now)
 
 
@@ -124,7 +124,7 @@ class TcpStack:
             _log().exception("TCP input failed")
         finally:
             self._depth -= 1
-            if not self._depth:
+            if not self._depth and (self._pending or self._dirty):
                 self._drain(now)
 
     def on_timer(self, now: float) -> None:
