@@ -417,7 +417,6 @@ class TcpSocket:
         stack.register(self)
         self._send_syn(now)
         self._arm_rexmit(now)
-        self._rearm()
 
     def accept(self) -> TcpSocket | None:
         if self.state is not LISTEN:

@@ -289,6 +289,14 @@ class TcpStack:
         group = self.listeners.get(dport)
         if not group:
             return None
+        if len(group) == 1:  # the usual case: one listener on the port, no ranking needed
+            sock = group[0]
+            assert sock.local is not None
+            mine = sock.local[0]
+            if mine == dst or (not any(mine) and (
+                    len(mine) == len(dst) or (len(dst) == 4 and not sock.v6only))):
+                return sock
+            return None
         best: list[TcpSocket] = []
         rank = -1
         for sock in group:
@@ -428,7 +436,8 @@ class TcpStack:
         child.snd_wnd = hdr.window
         child.was_connected = True
         child.state = TcpState.SYN_RECEIVED
-        self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
+        if cfg.log_transitions:
+            self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
         listener.syn_count += 1
         self.register(child)
         self.ports.add_child(child)
