@@ -129,7 +129,12 @@ def activate(options: dict[str, Any]) -> Any:
 
 def print_stats(host: Any) -> None:
     tcp = host.ip.tcp
-    rows = (list(tcp.history) + tcp.connections()) if tcp is not None else []
+    rows: list[dict[str, Any]] = []
+    if tcp is not None:
+        # a connection its program closed has its final row in the history already; in
+        # TIME-WAIT the table shows it again, as a record without TCP_INFO: skip that one
+        rows = list(tcp.history) + [row for row in tcp.connections()
+                                    if row["info"] is not None or row["state"] != "TIME_WAIT"]
     print(f"multisock: {len(rows)} TCP connection(s) on {host.name}", file=sys.stderr)
     for row in rows:
         info = row.get("info") or {}

@@ -18,6 +18,10 @@ AF_INET6 = _socket.AF_INET6
 
 Resolver = Callable[[str, int], bytes]
 
+# numeric IPv4 text already converted (str -> 4 bytes): the conversion, not a lookup, so
+# caching it cannot go stale; names never enter (they go to the resolver every time)
+_numeric4: dict[str, bytes] = {}
+
 
 def _host_text(host: Any) -> str:
     if isinstance(host, str):
@@ -40,6 +44,12 @@ def parse_address(
 ) -> tuple[bytes, int, int, int]:
     """-> (packed address in the socket's family, port, flowinfo, scope_id)."""
     if family == AF_INET:
+        if type(address) is tuple and len(address) == 2 and type(address[0]) is str \
+                and type(address[1]) is int and 0 <= address[1] <= 0xFFFF:
+            # the usual call, connect(("a.b.c.d", port)), skips the checks it passes
+            packed = _numeric4.get(address[0])
+            if packed is not None:
+                return packed, address[1], 0, 0
         if not isinstance(address, tuple):
             raise TypeError(
                 f"{caller}(): AF_INET address must be tuple, not {type(address).__name__}"
@@ -72,9 +82,15 @@ def resolve_text(host: str, family: int, resolve: Resolver) -> bytes:
         return b"\xff\xff\xff\xff"
     if family == AF_INET:
         try:
-            return _socket.inet_aton(host) if _is_dotted(host) else _socket.inet_pton(AF_INET, host)
+            packed = _socket.inet_aton(host) if _is_dotted(host) else _socket.inet_pton(
+                AF_INET, host)
         except OSError:
             pass
+        else:
+            if len(_numeric4) >= 1024:  # a bound: only numeric text, which never changes
+                _numeric4.clear()
+            _numeric4[host] = packed
+            return packed
     else:
         try:
             return _socket.inet_pton(AF_INET6, host.split("%", 1)[0])

@@ -12,6 +12,9 @@ from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
+from multisock.stack.tcp.config import TcpState
+
+_LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -78,21 +81,23 @@ class StreamCore(Core):
         self.check_open()
         with self.driver.operation():
             self.host.touch()
-            if self.tcb.state.name != "LISTEN":
+            tcb = self.tcb
+            if tcb.state is not _LISTEN:
                 raise oserror(errno.EINVAL)
-            child = None
-
-            def ready() -> bool:
-                nonlocal child
-                if self.closed:
-                    return True
-                if child is None:
-                    child = self.tcb.accept()
-                return child is not None
-
-            self.wait(ready)
+            child = tcb.accept()  # (no wait machinery when a connection is queued already)
             if child is None:
-                raise oserror(errno.EBADF)
+
+                def ready() -> bool:
+                    nonlocal child
+                    if self.closed:
+                        return True
+                    if child is None:
+                        child = tcb.accept()
+                    return child is not None
+
+                self.wait(ready)
+                if child is None:
+                    raise oserror(errno.EBADF)
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             remote = child.remote
@@ -111,7 +116,7 @@ class StreamCore(Core):
         with self.driver.operation():
             now = self.host.touch()
             tcb = self.tcb
-            state = tcb.state.name
+            state = tcb.state.name if self.connecting else ""
             if self.connecting:
                 # Linux's second connect() after a non-blocking one (or one that timed out)
                 if state in ("SYN_SENT", "SYN_RECEIVED"):
@@ -129,13 +134,14 @@ class StreamCore(Core):
                 self.connecting = True
                 raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             try:
-                self.wait(lambda: tcb.state.name != "SYN_SENT" or bool(tcb.pending_error))
-                now = self.host.touch()  # the wait released the lock: time moved on
+                if tcb.state is _SYN_SENT and not tcb.pending_error:
+                    self.wait(lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error))
+                    now = self.host.touch()  # the wait released the lock: time moved on
             except TimeoutError:
                 self.connecting = True
                 raise
             err = tcb.take_error()
-            if not err and tcb.state.name == "CLOSED":
+            if not err and tcb.state is _CLOSED:
                 err = errno.ECONNREFUSED
             if err:
                 self._fresh_tcb()

@@ -34,6 +34,10 @@ OPT_TIMESTAMP = 8
 _HEADER = struct.Struct("!HHIIBBHHH")
 _HEADER_TS = struct.Struct("!HHIIBBHHHBBBBII")  # header + NOP NOP TS(10)
 _TS_OPT = struct.Struct("!II")
+# header + MSS(4) + SACK-permitted(2) + TS(10) + NOP + window scale(3): a full SYN, 40 bytes
+_SYN_FULL = struct.Struct("!HHIIBBHHHBBHBBBBIIBBBB")
+_SYN_OPTIONS = struct.Struct("!BBHBBBBIIBBBB")  # the same options alone
+_SYN_KINDS = (OPT_MSS, 4, OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10, OPT_NOP, OPT_WSCALE, 3)
 _TS_PREFIX = b"\x01\x01\x08\x0a"
 _NO_SACK: list[tuple[int, int]] = []
 
@@ -98,6 +102,18 @@ class TCPHeader:
 
 def _parse_options(header: TCPHeader, options: memoryview) -> None:
     i, n = 0, len(options)
+    if n == 20:
+        # the usual SYN's options (MSS, SACK-permitted, TS, NOP, window scale: Linux's
+        # layout, and ours) in one unpack; anything else takes the general walk below
+        (k_mss, l_mss, mss, k_sack, l_sack, k_ts, l_ts, ts_val, ts_ecr, nop, k_ws, l_ws,
+         wscale) = _SYN_OPTIONS.unpack_from(options)
+        if (k_mss, l_mss, k_sack, l_sack, k_ts, l_ts, nop, k_ws, l_ws) == _SYN_KINDS:
+            header.mss = mss
+            header.sack_permitted = True
+            header.ts_val = ts_val
+            header.ts_ecr = ts_ecr
+            header.wscale = wscale
+            return
     while i < n:
         kind = options[i]
         if kind == OPT_EOL:
@@ -179,6 +195,13 @@ def build(
         )
     if mss is None and wscale is None and not sack_permitted and not sack_blocks and ts is None:
         return _HEADER.pack(src_port, dst_port, seq, ack, 0x50, flags, window, 0, urgent)
+    if mss is not None and wscale is not None and sack_permitted and ts is not None \
+            and not sack_blocks:
+        # the usual SYN (Linux's layout, as the general code below writes it): one pack
+        return _SYN_FULL.pack(
+            src_port, dst_port, seq, ack, 0xA0, flags, window, 0, urgent,
+            OPT_MSS, 4, mss, 4, 2, 8, 10, ts[0], ts[1], OPT_NOP, OPT_WSCALE, 3, wscale,
+        )
     options = bytearray()
     if mss is not None:
         options += struct.pack("!BBH", OPT_MSS, 4, mss)

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from multisock.stack.tcp import isn
+from multisock.stack.tcp import isn, timewait
 from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
 from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
 from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
@@ -45,6 +45,7 @@ _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: states in which the peer's data is still accepted
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 _MAX_WSCALE = 14
+_WSCALE_FOR: dict[int, int] = {}  # receive buffer size -> the window scale it needs
 _DEFAULT_MSS = {4: 536, 16: 1220}
 _IP_OVERHEAD = {4: 40, 16: 60}
 
@@ -89,6 +90,8 @@ class TcpSocket:
     """A control block. Created CLOSED by ``TcpStack.socket``; lives on after ``close``."""
 
     __slots__ = (
+        # a TIME-WAIT record points back weakly (timewait.py)
+        "__weakref__",
         # identity and user-visible state
         "ttl",
         "tos",
@@ -529,6 +532,8 @@ class TcpSocket:
             if self.state is FIN_WAIT_2:
                 self.t_misc = now + stack.config.fin_timeout
                 self._rearm()
+            elif self.state is TIME_WAIT:
+                timewait.enter(self, now)  # closed in TIME-WAIT: the record takes over
 
     def abort(self, now: float) -> None:
         """Drop the connection at once, telling the peer with a RST (like SO_LINGER 0)."""
@@ -574,8 +579,10 @@ class TcpSocket:
         if old is new:
             return
         self.state = new
-        self.stack.transition(self, old, new, now)
-        self.stack.touch(self)
+        stack = self.stack
+        if stack.config.log_transitions:
+            stack.transition(self, old, new, now)
+        stack.touch(self)
 
     def _init_mss(self, mtu: int) -> None:
         overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
@@ -586,9 +593,14 @@ class TcpSocket:
         self.rcv_mss = min(self.adv_mss, 536)
 
     def _init_rcv_wscale(self) -> None:
-        shift = 0
-        while shift < _MAX_WSCALE and (0xFFFF << shift) < self.rcvbuf:
-            shift += 1
+        rcvbuf = self.rcvbuf
+        shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
+        if shift is None:
+            shift = 0
+            while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
+                shift += 1
+            if len(_WSCALE_FOR) < 256:
+                _WSCALE_FOR[rcvbuf] = shift
         self.rcv_wscale = shift
 
     def _negotiate(self, hdr: TCPHeader, now: float) -> None:
@@ -1366,7 +1378,11 @@ class TcpSocket:
         self.persist = False
         self.t_misc = now + 2 * self.stack.config.msl
         self.sndq.clear()
-        self._rearm()
+        if self.closed:
+            # nobody will read or write here again: a small record holds the 4-tuple
+            timewait.enter(self, now)
+        else:
+            self._rearm()
 
     def _send_rst(self, ack: int, now: float) -> None:
         assert self.local is not None and self.remote is not None

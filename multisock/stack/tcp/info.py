@@ -2,67 +2,143 @@
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from multisock.stack.addresses import unpack
+from multisock.stack.tcp.timewait import TimeWait
 
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
     from multisock.stack.tcp.stack import TcpStack
 
 
+# what a row needs from a control block, read in one C call (``snapshot``)
+_BLOCK = attrgetter(
+    "state._name_", "in_recovery", "snd_una", "snd_nxt", "snd_max", "lost_end", "rxt_next",
+    "retries", "probes", "ts_ok", "sack_ok", "ws_ok", "snd_wscale", "rcv_wscale", "mss",
+    "rcv_mss", "adv_mss", "congestion", "snd_wnd", "rcv_adv", "rcv_nxt", "rcvbuf",
+    "total_retrans", "bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received",
+    "segs_out", "segs_in", "data_segs_out", "data_segs_in", "ooo_dropped", "dupacks", "error",
+    "local", "remote",
+)
+_RTT = attrgetter("backoff", "srtt", "rttvar", "min_rtt", "latest")
+_CC = attrgetter("cwnd", "ssthresh", "name")
+_NO_CC = (0, 0, None)
+
+#: a control block's numbers at one moment: plain values only (no references to the
+#: block's parts, and untracked by the garbage collector once it has looked at it once)
+Snapshot = tuple[tuple[Any, ...], tuple[Any, ...], float, tuple[Any, ...], int, int, int, int]
+
+
+def snapshot(sock: TcpSocket) -> Snapshot:
+    """What ``socket_info``/``connection_row`` report, taken cheaply: a finished
+    connection's row is built only if somebody reads ``TcpStack.history``."""
+    rtt = sock.rtt
+    cc = sock.cc
+    return (_BLOCK(sock), _RTT(rtt), rtt.current(), _CC(cc) if cc is not None else _NO_CC,
+            sock.board.sacked, sock.sndq.size, sock.recvq.size, sock.ooo.size)
+
+
 def socket_info(sock: TcpSocket) -> dict[str, Any]:
     """Field names follow Linux's ``struct tcp_info`` (times in seconds, sizes in bytes)."""
-    cc = sock.cc
-    rtt = sock.rtt
-    in_flight = max(sock.snd_max - sock.snd_una, 0)
+    return info_from(snapshot(sock))
+
+
+def info_from(snap: Snapshot) -> dict[str, Any]:
+    """The TCP_INFO-like dict of a snapshot."""
+    block, rtt, rto, cc, sacked, sndq_size, recvq_size, ooo_size = snap
+    (state, in_recovery, snd_una, snd_nxt, snd_max, lost_end, rxt_next, retries, probes,
+     ts_ok, sack_ok, ws_ok, snd_wscale, rcv_wscale, mss, rcv_mss, adv_mss, congestion,
+     snd_wnd, rcv_adv, rcv_nxt, rcvbuf, total_retrans, bytes_sent, bytes_retrans,
+     bytes_acked, bytes_received, segs_out, segs_in, data_segs_out, data_segs_in,
+     ooo_dropped, dupacks, error, _local, _remote) = block
+    backoff, srtt, rttvar, min_rtt, latest = rtt
+    cwnd, ssthresh, cc_name = cc
+    in_flight = max(snd_max - snd_una, 0)
     lost = 0
-    if sock.in_recovery and sock.lost_end > sock.snd_una:
-        lost = max(sock.lost_end - max(sock.rxt_next, sock.snd_una), 0)
+    if in_recovery and lost_end > snd_una:
+        lost = max(lost_end - max(rxt_next, snd_una), 0)
     return {
-        "state": sock.state.name,
-        "ca_state": "recovery"
-        if sock.in_recovery
-        else ("loss" if sock.snd_nxt < sock.snd_max else "open"),
-        "retransmits": sock.retries,
-        "probes": sock.probes,
-        "backoff": rtt.backoff,
-        "options": {"timestamps": sock.ts_ok, "sack": sock.sack_ok, "wscale": sock.ws_ok},
-        "snd_wscale": sock.snd_wscale,
-        "rcv_wscale": sock.rcv_wscale,
-        "rto": rtt.current(),
-        "rtt": rtt.srtt or 0.0,
-        "rttvar": rtt.rttvar,
-        "min_rtt": rtt.min_rtt,
-        "last_rtt": rtt.latest,
-        "snd_mss": sock.mss,
-        "rcv_mss": sock.rcv_mss,
-        "advmss": sock.adv_mss,
+        "state": state,
+        "ca_state": "recovery" if in_recovery else ("loss" if snd_nxt < snd_max else "open"),
+        "retransmits": retries,
+        "probes": probes,
+        "backoff": backoff,
+        "options": {"timestamps": ts_ok, "sack": sack_ok, "wscale": ws_ok},
+        "snd_wscale": snd_wscale,
+        "rcv_wscale": rcv_wscale,
+        "rto": rto,
+        "rtt": srtt or 0.0,
+        "rttvar": rttvar,
+        "min_rtt": min_rtt,
+        "last_rtt": latest,
+        "snd_mss": mss,
+        "rcv_mss": rcv_mss,
+        "advmss": adv_mss,
         "unacked": in_flight,
-        "sacked": sock.board.sacked,
+        "sacked": sacked,
         "lost": lost,
-        "snd_cwnd": cc.cwnd if cc is not None else 0,
-        "snd_ssthresh": cc.ssthresh if cc is not None else 0,
-        "congestion": cc.name if cc is not None else sock.congestion,
-        "snd_wnd": sock.snd_wnd,
-        "rcv_wnd": max(sock.rcv_adv - sock.rcv_nxt, 0),
-        "rcv_space": sock.rcvbuf - sock.recvq.size,
-        "total_retrans": sock.total_retrans,
-        "bytes_sent": sock.bytes_sent,
-        "bytes_retrans": sock.bytes_retrans,
-        "bytes_acked": sock.bytes_acked,
-        "bytes_received": sock.bytes_received,
-        "segs_out": sock.segs_out,
-        "segs_in": sock.segs_in,
-        "data_segs_out": sock.data_segs_out,
-        "data_segs_in": sock.data_segs_in,
-        "notsent_bytes": max(sock.sndq.size - in_flight, 0),
-        "recv_queue": sock.recvq.size,
-        "ooo_bytes": sock.ooo.size,
-        "ooo_dropped": sock.ooo_dropped,
-        "dupacks": sock.dupacks,
-        "error": sock.error,
+        "snd_cwnd": cwnd,
+        "snd_ssthresh": ssthresh,
+        "congestion": cc_name if cc_name is not None else congestion,
+        "snd_wnd": snd_wnd,
+        "rcv_wnd": max(rcv_adv - rcv_nxt, 0),
+        "rcv_space": rcvbuf - recvq_size,
+        "total_retrans": total_retrans,
+        "bytes_sent": bytes_sent,
+        "bytes_retrans": bytes_retrans,
+        "bytes_acked": bytes_acked,
+        "bytes_received": bytes_received,
+        "segs_out": segs_out,
+        "segs_in": segs_in,
+        "data_segs_out": data_segs_out,
+        "data_segs_in": data_segs_in,
+        "notsent_bytes": max(sndq_size - in_flight, 0),
+        "recv_queue": recvq_size,
+        "ooo_bytes": ooo_size,
+        "ooo_dropped": ooo_dropped,
+        "dupacks": dupacks,
+        "error": error,
     }
+
+
+def row_from(snap: Snapshot) -> dict[str, Any]:
+    """A connection's table row from a snapshot of it."""
+    block = snap[0]
+    return {
+        "state": block[0],
+        "recv_q": snap[6],
+        "send_q": snap[5],
+        "local": _endpoint(block[-2]),
+        "remote": _endpoint(block[-1]),
+        "info": info_from(snap),
+    }
+
+
+class History:
+    """The last ``maxlen`` finished connections' rows (``TcpStack.history``), kept as
+    snapshots: a row (two dicts of ~45 entries) is built only when it is read, which in
+    a busy server is never (``multisock run --stats`` reads them at exit)."""
+
+    __slots__ = ("_snaps",)
+
+    def __init__(self, maxlen: int) -> None:
+        self._snaps: deque[Snapshot] = deque(maxlen=maxlen)
+
+    def record(self, sock: TcpSocket) -> None:
+        self._snaps.append(snapshot(sock))
+
+    def __len__(self) -> int:
+        return len(self._snaps)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (row_from(snap) for snap in tuple(self._snaps))
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return row_from(self._snaps[index])
 
 
 def _endpoint(value: tuple[bytes, int] | None) -> str:
@@ -88,21 +164,21 @@ def connection_table(stack: TcpStack) -> list[dict[str, Any]]:
                     "info": None,
                 }
             )
-    for sock in stack.conns.values():
-        rows.append(connection_row(sock))
+    for conn in stack.conns.values():
+        rows.append(connection_row(conn))
     return rows
 
 
-def connection_row(sock: TcpSocket) -> dict[str, Any]:
-    """One connection's row of the table (also kept in ``stack.history`` once it ends)."""
-    return {
-        "state": sock.state.name,
-        "recv_q": sock.recvq.size,
-        "send_q": sock.sndq.size,
-        "local": _endpoint(sock.local),
-        "remote": _endpoint(sock.remote),
-        "info": socket_info(sock),
-    }
+def connection_row(sock: TcpSocket | TimeWait) -> dict[str, Any]:
+    """One connection's row of the table (also kept in ``stack.history`` once it ends).
+
+    A TIME-WAIT record (closed by its application) has no TCP_INFO left, as ``ss -ti``
+    shows none for such sockets: its control block's last row went to the history when
+    the record replaced it."""
+    if isinstance(sock, TimeWait):
+        return {"state": sock.state.name, "recv_q": 0, "send_q": 0,
+                "local": _endpoint(sock.local), "remote": _endpoint(sock.remote), "info": None}
+    return row_from(snapshot(sock))
 
 
 def format_table(stack: TcpStack) -> str:

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Protocol
 from multisock.stack.tcp.config import TcpState
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from multisock.stack.tcp.connection import TcpSocket
+    from multisock.stack.tcp.timewait import TimeWait
+
+    # what holds a port: a control block, or the TIME-WAIT record that replaced one
+    Holder: TypeAlias = TcpSocket | TimeWait
 
 
 class _Host(Protocol):
@@ -32,7 +38,7 @@ def _error(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
-def _covers(sock: TcpSocket, addr: bytes) -> bool:
+def _covers(sock: Holder, addr: bytes) -> bool:
     """Does ``sock``'s local address take traffic for ``addr``?"""
     assert sock.local is not None
     mine = sock.local[0]
@@ -45,7 +51,7 @@ def _covers(sock: TcpSocket, addr: bytes) -> bool:
     return False
 
 
-def overlap(a: TcpSocket, b: TcpSocket) -> bool:
+def overlap(a: Holder, b: Holder) -> bool:
     assert a.local is not None and b.local is not None
     return _covers(a, b.local[0]) or _covers(b, a.local[0])
 
@@ -54,13 +60,13 @@ class PortTable:
     __slots__ = ("by_port", "rng", "low", "high", "host")
 
     def __init__(self, rng: random.Random, low: int, high: int, host: _Host) -> None:
-        self.by_port: dict[int, list[TcpSocket]] = {}
+        self.by_port: dict[int, list[Holder]] = {}
         self.rng = rng
         self.low = low
         self.high = high
         self.host = host
 
-    def _conflict(self, sock: TcpSocket, other: TcpSocket) -> bool:
+    def _conflict(self, sock: TcpSocket, other: Holder) -> bool:
         if not overlap(sock, other):
             return False
         if sock.reuseport and other.reuseport:
@@ -132,7 +138,7 @@ class PortTable:
     def add_child(self, child: TcpSocket) -> None:
         self._add(child)
 
-    def _remove(self, sock: TcpSocket) -> None:
+    def _remove(self, sock: Holder) -> None:
         if sock.local is None:
             return
         users = self.by_port.get(sock.local[1])
@@ -141,5 +147,16 @@ class PortTable:
             if not users:
                 del self.by_port[sock.local[1]]
 
-    def release(self, sock: TcpSocket) -> None:
+    def release(self, sock: Holder) -> None:
         self._remove(sock)
+
+    def replace(self, sock: TcpSocket, record: TimeWait) -> None:
+        """``record`` holds ``sock``'s port from now on (its TIME-WAIT, timewait.py)."""
+        if sock.local is None:
+            return
+        users = self.by_port.get(sock.local[1])
+        if users:
+            for i, user in enumerate(users):
+                if user is sock:
+                    users[i] = record
+                    return

@@ -13,14 +13,17 @@ import random
 import socket as _socket
 import struct
 from collections import Counter, deque
+from operator import attrgetter
 from typing import Any, Protocol
 
 from multisock.stack.tcp import isn
 from multisock.stack.tcp.config import SYNCHRONIZED, TcpConfig, TcpState
 from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket
+from multisock.stack.tcp.info import History
 from multisock.stack.tcp.ports import PortTable
 from multisock.stack.tcp.seq import MASK
 from multisock.stack.tcp.timers import TimerHeap
+from multisock.stack.tcp.timewait import TimeWait
 from multisock.wire import tcp as wire
 from multisock.wire.errors import MalformedPacket
 from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
@@ -33,6 +36,7 @@ def _log() -> Any:
 
     return logging.getLogger("multisock.tcp")
 _PORTS_SEQ = struct.Struct("!HHI")
+_OPTIONS = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in one C call
 _NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
 
@@ -84,11 +88,12 @@ class TcpStack:
         self.ports = PortTable(
             self.rng, self.config.ephemeral_low, self.config.ephemeral_high, host
         )
-        self.conns: dict[Key, TcpSocket] = {}
+        # a connection closed by its application is a TimeWait record during TIME-WAIT
+        self.conns: dict[Key, TcpSocket | TimeWait] = {}
         self.listeners: dict[int, list[TcpSocket]] = {}
         self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=1000)
         # final rows of finished connections, for --stats summaries (bounded)
-        self.history: deque[dict[str, Any]] = deque(maxlen=1000)
+        self.history = History(1000)
         self._depth = 0
         self._busy = _Busy(self)
         self._pending: deque[tuple[bytes, bytes, bytes, float]] = deque()
@@ -156,6 +161,8 @@ class TcpStack:
                 self.counters["icmp_out_of_window"] += 1  # RFC 5927: not a segment in flight
                 return
             self.counters["icmp_errors"] += 1
+            if isinstance(sock, TimeWait):
+                return  # everything was acknowledged and nobody is left to tell
             with self.busy(now):
                 if mtu is not None:
                     sock.path_mtu_changed(mtu, now)
@@ -220,7 +227,7 @@ class TcpStack:
         else:
             self.host.tcp_output(src, dst, segment, ttl, tos)
 
-    def transition(self, sock: TcpSocket, old: TcpState, new: TcpState, now: float) -> None:
+    def transition(self, sock: TcpSocket | TimeWait, old: TcpState, new: TcpState, now: float) -> None:
         if self.config.log_transitions:
             name = f"{sock.local}->{sock.remote}"
             self.transitions.append((now, name, old.name, new.name))
@@ -242,14 +249,17 @@ class TcpStack:
         assert sock.local is not None and sock.remote is not None
         self.conns[(sock.local[0], sock.local[1], sock.remote[0], sock.remote[1])] = sock
 
-    def unregister(self, sock: TcpSocket) -> None:
+    def unregister(self, sock: TcpSocket, replacement: TimeWait | None = None) -> None:
+        """``sock`` leaves the connection table (for ``replacement``, its TIME-WAIT record,
+        when given); its final row goes to ``history``."""
         if sock.local is not None and sock.remote is not None:
             key = (sock.local[0], sock.local[1], sock.remote[0], sock.remote[1])
             if self.conns.get(key) is sock:
-                del self.conns[key]
-                from multisock.stack.tcp.info import connection_row
-
-                self.history.append(connection_row(sock))
+                if replacement is None:
+                    del self.conns[key]
+                else:
+                    self.conns[key] = replacement
+                self.history.record(sock)
         if sock.state is TcpState.CLOSED:
             self.remove_listener(sock)
             self.ports.release(sock)
@@ -271,7 +281,7 @@ class TcpStack:
         return [
             s
             for s in self.conns.values()
-            if s.parent is listener and s.state is TcpState.SYN_RECEIVED
+            if s.parent is listener and isinstance(s, TcpSocket) and s.state is TcpState.SYN_RECEIVED
         ]
 
     def _find_listener(self, dst: bytes, dport: int, src: bytes, sport: int) -> TcpSocket | None:
@@ -333,7 +343,7 @@ class TcpStack:
             return
         self._reply_rst(src, dst, hdr, len(payload))
 
-    def _time_wait_reuse(self, sock: TcpSocket, hdr: TCPHeader, now: float) -> bool:
+    def _time_wait_reuse(self, sock: TcpSocket | TimeWait, hdr: TCPHeader, now: float) -> bool:
         """A new SYN may end a TIME-WAIT early when it is clearly newer (RFC 6191 spirit)."""
         newer = ((hdr.seq - sock.rcv_nxt) & MASK) < 0x80000000 and hdr.seq != sock.rcv_nxt & MASK
         if sock.ts_ok and hdr.ts_val is not None:
@@ -395,9 +405,12 @@ class TcpStack:
                 self.counters["listen_drops"] += 1
             return
         child = TcpSocket(self, listener.family)
-        for name in OPTION_NAMES:
-            setattr(child, name, getattr(listener, name))
-        child.keepalive = listener.keepalive
+        inherited = _OPTIONS(listener)
+        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
+            for name, value in zip(OPTION_NAMES, inherited, strict=True):
+                setattr(child, name, value)
+        if listener.keepalive:
+            child.keepalive = True
         child.parent = listener
         child.local = (dst, hdr.dst_port)
         child.remote = (src, hdr.src_port)
@@ -462,9 +475,12 @@ class TcpStack:
             return _NO_ROOM
         self.counters["syncookies_recv"] += 1
         child = TcpSocket(self, listener.family)
-        for name in OPTION_NAMES:
-            setattr(child, name, getattr(listener, name))
-        child.keepalive = listener.keepalive
+        inherited = _OPTIONS(listener)
+        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
+            for name, value in zip(OPTION_NAMES, inherited, strict=True):
+                setattr(child, name, value)
+        if listener.keepalive:
+            child.keepalive = True
         child.parent = listener
         child.local = (dst, hdr.dst_port)
         child.remote = (src, hdr.src_port)

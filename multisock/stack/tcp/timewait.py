@@ -1,0 +1,199 @@
+"""TIME-WAIT without the control block: what a closed connection keeps for its 2*MSL.
+
+Once the application has closed a connection and it reaches TIME-WAIT, nothing of the
+full ``TcpSocket`` is needed any more (buffers, scoreboard, RTT and congestion state,
+options, statistics): only enough to answer the peer and to hold the 4-tuple, as
+Linux's ``inet_timewait_sock`` does. ``enter`` puts a ``TimeWait`` record in the
+control block's place in the stack's tables (connections, ports, timers), so the
+block itself can be freed at once. In a connect/accept/close loop that turns thousands
+of live blocks of ~15 garbage-collected objects each into small records the collector
+hardly has to visit (docs/performance.md, "Connections").
+
+The record behaves as the block did in TIME-WAIT (``TcpSocket._input_time_wait`` and the
+checks before it): a retransmitted FIN (or stray data) is ACKed again and a FIN restarts
+the 2*MSL wait; a pure ACK is not answered; a SYN gets a challenge ACK unless
+``TcpStack._time_wait_reuse`` lets it open a new incarnation; an old timestamp (PAWS)
+is answered with an ACK; an exact RST ends it, an in-window one is challenged. The port
+stays taken (``ports`` treats the record like any TIME-WAIT socket) until it expires.
+
+Whoever still holds the old control block (a test, or a socket object not yet garbage)
+keeps seeing TIME_WAIT there; a weak reference lets the record move it to CLOSED when
+TIME-WAIT ends, without keeping it alive.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING
+
+from multisock.stack.tcp.config import TcpState
+from multisock.stack.tcp.seq import MASK, ts_before, unwrap
+from multisock.wire import tcp as wire
+from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
+
+if TYPE_CHECKING:
+    from multisock.stack.tcp.connection import TcpSocket
+    from multisock.stack.tcp.stack import TcpStack
+
+TIME_WAIT, CLOSED = TcpState.TIME_WAIT, TcpState.CLOSED
+
+
+class TimeWait:
+    """A connection in TIME-WAIT after its application closed it (see the module text)."""
+
+    __slots__ = (
+        "stack",
+        "family",
+        "state",
+        "local",
+        "remote",
+        "snd_max",
+        "rcv_nxt",
+        "window",
+        "rwnd",
+        "ts_ok",
+        "ts_recent",
+        "ts_offset",
+        "ttl",
+        "tos",
+        "reuseaddr",
+        "reuseport",
+        "v6only",
+        "expires",
+        "armed_at",
+        "block",
+    )
+
+    # what the tables' other users read from any connection (constant here)
+    closed = True
+    bound = True
+    parent = None
+    fin_received = True
+
+    def __init__(self, sock: TcpSocket, now: float) -> None:
+        assert sock.local is not None and sock.remote is not None
+        self.stack = sock.stack
+        self.family = sock.family
+        self.state = TIME_WAIT
+        self.local = sock.local
+        self.remote = sock.remote
+        self.snd_max = sock.snd_max
+        self.rcv_nxt = sock.rcv_nxt
+        self.window = sock._window()  # what the block's next ACK would have carried
+        self.rwnd = max(sock.rcv_adv - sock.rcv_nxt, 0)
+        self.ts_ok = sock.ts_ok
+        self.ts_recent = sock.ts_recent
+        self.ts_offset = sock.ts_offset
+        self.ttl = sock.ttl
+        self.tos = sock.tos
+        self.reuseaddr = sock.reuseaddr
+        self.reuseport = sock.reuseport
+        self.v6only = sock.v6only
+        self.expires = sock.t_misc if sock.t_misc is not None else now + 2 * sock.stack.config.msl
+        self.armed_at: float | None = None
+        self.block: weakref.ref[TcpSocket] | None = weakref.ref(sock)
+
+    @property
+    def snd_una(self) -> int:
+        """Everything we sent (our FIN included) was acknowledged."""
+        return self.snd_max
+
+    # ------------------------------------------------------------------ input
+
+    def segment(self, hdr: TCPHeader, payload: memoryview, now: float) -> None:
+        """One segment for this 4-tuple (a SYN that may reopen it was handled before)."""
+        flags = hdr.flags
+        stack = self.stack
+        if self.ts_ok and hdr.ts_val is not None and not flags & RST and ts_before(
+            hdr.ts_val, self.ts_recent
+        ):
+            stack.counters["paws_dropped"] += 1
+            self._send_ack(now)
+            return
+        if flags & RST:
+            rcv_nxt = self.rcv_nxt
+            seq = unwrap(hdr.seq, rcv_nxt)
+            if seq == rcv_nxt:
+                stack.counters["resets_received"] += 1
+                self._finish(now, 0)
+            elif rcv_nxt < seq < rcv_nxt + max(self.rwnd, 1):
+                self._challenge_ack(now)
+            else:
+                stack.counters["rst_ignored"] += 1
+            return
+        if flags & SYN:
+            self._challenge_ack(now)
+        elif flags & FIN:
+            # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL
+            self.expires = now + 2 * stack.config.msl
+            stack.timers.arm(self, self.expires)
+            self._send_ack(now)
+        elif len(payload):
+            self._send_ack(now)
+
+    def _challenge_ack(self, now: float) -> None:
+        stack = self.stack
+        if stack.challenge_ack_allowed(now):
+            stack.counters["challenge_acks"] += 1
+            self._send_ack(now)
+
+    def _send_ack(self, now: float) -> None:
+        local, remote = self.local, self.remote
+        if self.ts_ok:
+            hdr = wire._HEADER_TS.pack(
+                local[1], remote[1], self.snd_max & MASK, self.rcv_nxt & MASK, 0x80, ACK,
+                self.window, 0, 0, 1, 1, 8, 10,
+                (int(now * 1000) + self.ts_offset) & MASK, self.ts_recent,
+            )
+        else:
+            hdr = wire._HEADER.pack(
+                local[1], remote[1], self.snd_max & MASK, self.rcv_nxt & MASK, 0x50, ACK,
+                self.window, 0, 0,
+            )
+        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos)
+
+    # ------------------------------------------------------------------ life
+
+    def on_timer(self, now: float) -> None:
+        if now >= self.expires:
+            self._finish(now, 0)
+        else:
+            self.stack.timers.arm(self, self.expires)  # a FIN moved the end later
+
+    def close(self, now: float) -> None:
+        """Already closed by its application: nothing to do (as for the block)."""
+
+    def _finish(self, now: float, err: int) -> None:
+        """TIME-WAIT is over (expired, reset, or recycled by a new SYN): free the 4-tuple."""
+        if self.state is CLOSED:
+            return
+        self.state = CLOSED
+        self.armed_at = None
+        stack = self.stack
+        local, remote = self.local, self.remote
+        key = (local[0], local[1], remote[0], remote[1])
+        if stack.conns.get(key) is self:
+            del stack.conns[key]
+        stack.ports.release(self)
+        block = self.block() if self.block is not None else None
+        self.block = None
+        if block is not None and block.state is TIME_WAIT:
+            block._set_state(CLOSED, now)  # logs the transition and tells its owner
+        else:
+            stack.transition(self, TIME_WAIT, CLOSED, now)
+
+
+def enter(sock: TcpSocket, now: float) -> TimeWait:
+    """Replace ``sock`` (closed by its application, now in TIME-WAIT) by a record in the
+    stack's connection, port and timer tables; ``sock`` keeps its fields (and TIME_WAIT)
+    for whoever still holds it, and is no longer driven by the stack."""
+    stack: TcpStack = sock.stack
+    record = TimeWait(sock, now)
+    stack.unregister(sock, replacement=record)
+    stack.ports.replace(sock, record)
+    # the block's own timer entry goes stale (compaction drops it), the record's is live
+    sock.t_rexmit = sock.t_dack = sock.t_keep = sock.t_misc = None
+    sock.armed_at = None
+    sock.persist = False
+    stack.timers.arm(record, record.expires)
+    return record
