@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ import requests
 from multisock.tls.channel import Deadline, TlsChannel
 from tests.cycles import caller_frame_outlives_call, collector_off
 from tests.patched_host import patched_default_host
-from tests.tls.conftest import Pki
+from tests.tls.conftest import Pki, serve
 
 
 @pytest.fixture(params=["multisock", "kernel"])
@@ -36,37 +36,6 @@ def where(request: pytest.FixtureRequest) -> Iterator[str]:
             return
         with patched_default_host(seed=43, name="tlscycles", loopback_delay="1ms"):
             yield "multisock"
-
-
-def tls_server(pki: Pki, handler: Callable[[Any], Any]) -> tuple[int, Callable[[], Any]]:
-    """One TLS connection served by ``handler`` in a thread; ``join()`` gives its result."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    result: list[Any] = []
-
-    def run() -> None:
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(20)
-            with pki.server_ctx().wrap_socket(conn, server_side=True) as tls:
-                result.append(handler(tls))
-        except Exception as exc:  # noqa: BLE001 - reported by join()
-            result.append(exc)
-        finally:
-            listener.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(30)
-        assert not thread.is_alive()
-        if isinstance(result[0], Exception):
-            raise result[0]
-        return result[0]
-
-    return listener.getsockname()[1], join
 
 
 def test_requests_get_closes_its_connection_without_a_collection(where: str, pki: Pki) -> None:
@@ -81,7 +50,7 @@ def test_requests_get_closes_its_connection_without_a_collection(where: str, pki
         tls.settimeout(10)
         return bytes(tls.recv(100))  # b"": the client closed (a timeout: it was kept open)
 
-    port, join = tls_server(pki, handler)
+    port, join = serve(pki, handler)
     response = requests.get(f"https://localhost:{port}/", verify=str(pki.ca_file), timeout=20)
     assert response.text == "ok"
     del response
@@ -90,7 +59,7 @@ def test_requests_get_closes_its_connection_without_a_collection(where: str, pki
 
 def test_nonblocking_read_wanting_input_leaves_no_cycle(where: str, pki: Pki) -> None:
     done = threading.Event()
-    port, join = tls_server(pki, lambda tls: done.wait(20))
+    port, join = serve(pki, lambda tls: done.wait(20))
     client = pki.client_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), 20),
                                           server_hostname="localhost")
     try:
