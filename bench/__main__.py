@@ -81,7 +81,9 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
     # TCP over a connected pair, multisock's (on ``net``) and the kernel's, alternating
     for key, func, name, unit, higher, extra in (
             ("bulk", bench_tcp.bulk, "TCP bulk, in-process link", "Gbit/s", True, "bytes"),
-            ("rtt", bench_tcp.rtt, "TCP 1-byte RTT (TCP_NODELAY)", "µs", False, "round_trips")):
+            ("rtt", bench_tcp.rtt, "TCP 1-byte RTT (TCP_NODELAY)", "µs", False, "round_trips"),
+            ("rtt", bench_tcp.rtt_one_cpu, "TCP 1-byte RTT, both threads on one CPU", "µs",
+             False, "round_trips")):
         if not wanted(key):
             continue
         ours, kernel = [], []

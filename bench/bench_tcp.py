@@ -7,6 +7,7 @@ the ratio multisock/kernel. Bulk: one connection, receiver uses recv_into with a
 
 from __future__ import annotations
 
+import os
 import socket
 import statistics
 import sys
@@ -83,6 +84,21 @@ def rtt(pair: Callable[[], tuple[Any, Any, Any]], rounds: int) -> float:
     for s in (client, server, listener):
         s.close()
     return elapsed / rounds * 1e6
+
+
+def rtt_one_cpu(pair: Callable[[], tuple[Any, Any, Any]], rounds: int) -> float:
+    """``rtt`` with both threads held on one CPU (the one this thread runs on).
+
+    On two or more idle CPUs the scheduler decides, run by run, whether the woken end of a
+    ping-pong starts on the waker's CPU (cheap) or the other one (a cross-CPU wake-up: tens
+    of microseconds on a VM), so the plain RTT is bimodal for both stacks and their ratio
+    moves with it. One CPU takes that choice away and leaves each stack's own cost."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})  # this thread; the echo thread inherits it
+    try:
+        return rtt(pair, rounds)
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def lossy_goodput(size: int, loss: float = 0.01, one_way: str = "10ms") -> tuple[float, float]:

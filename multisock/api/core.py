@@ -124,28 +124,32 @@ class Core:
         return self.timeout != 0.0
 
     def wait(self, ready: Callable[[], bool], flags: int = 0, timeout: Any = "default") -> None:
-        """Wait (lock held) until ``ready()``; BlockingIOError / TimeoutError / EBADF."""
-        if ready():
-            return
-        self.driver.drain()
+        """Wait (lock held) until ``ready()``; BlockingIOError / TimeoutError / EBADF.
+
+        The predicate is asked once before sleeping and once per wake-up (callers have
+        usually just asked it themselves: a blocking recv passes here once per segment)."""
+        driver = self.driver
+        driver.drain()  # what is queued may make us ready, and re-arms timers before we sleep
         if ready():
             return
         limit = self.timeout if timeout == "default" else timeout
         if flags & MSG_DONTWAIT or limit == 0.0:
             raise would_block()
-        driver = self.driver
         deadline = None if limit is None else driver.now() + limit
-        while not ready():
+        cond = self.cond
+        while True:
             if self.closed:
                 raise bad_fd()
             if deadline is None:
-                self.cond.wait()
+                cond.wait()
             else:
                 remaining = deadline - driver.now()
                 if remaining <= 0:
                     raise timed_out()
-                self.cond.wait(remaining)
+                cond.wait(remaining)
             driver.drain()
+            if ready():
+                return
 
     def changed(self) -> None:
         """The stack says readiness may have changed (lock held)."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from multisock.api import ancillary
 from multisock.api import options as O
 from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
-from multisock.api.errors import oserror, timed_out, would_block
+from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
 from multisock.stack.tcp.config import TcpState
 
@@ -233,7 +233,8 @@ class StreamCore(Core):
         return self.sndtimeo if self.sndtimeo is not None and self.timeout is None else "default"
 
     def sendall(self, data: Any, flags: int = 0) -> None:
-        self.check_open()
+        if self.closed:  # (check_open(), inlined here and in _recv_into: every call passes)
+            raise bad_fd()
         view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
@@ -279,7 +280,8 @@ class StreamCore(Core):
 
     def _recv_into(self, view: memoryview, flags: int) -> int:
         """Receive into ``view`` (lock not held); honours PEEK, DONTWAIT and WAITALL."""
-        self.check_open()
+        if self.closed:
+            raise bad_fd()
         want = len(view)
         if want == 0:
             return 0
@@ -290,7 +292,8 @@ class StreamCore(Core):
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0
-            limit = self._recv_timeout()
+            limit = self.rcvtimeo if self.rcvtimeo is not None and self.timeout is None \
+                else "default"  # (_recv_timeout(), inlined)
             while True:
                 try:
                     if not (tcb.readable or self.closed):  # (no wait when data is there)
@@ -301,9 +304,10 @@ class StreamCore(Core):
                     if got:
                         return got
                     raise
-                self.check_open()
+                if self.closed:
+                    raise bad_fd()
                 try:
-                    n = int(tcb.recv_into(view[got:], now, peek))
+                    n = int(tcb.recv_into(view[got:] if got else view, now, peek))
                 except BlockingIOError:
                     n = -1
                 if n == 0:
@@ -320,10 +324,10 @@ class StreamCore(Core):
         or a listener (the engine raises those) instead of waiting or saying EAGAIN. With a
         timeout, CPython first polls: a never-connected socket reports POLLHUP and goes on to
         the error, but a listener waits for POLLIN (a connection) or POLLOUT (never)."""
-        state = self.tcb.state.name
-        if state == "CLOSED":
+        state = self.tcb.state  # (compared by identity: Enum's .name is a slow descriptor)
+        if state is _CLOSED:
             return not self.tcb.was_connected
-        if state == "LISTEN":
+        if state is _LISTEN:
             if limit == "default":
                 limit = self.timeout
             return limit is None or limit == 0.0 or bool(flags & MSG_DONTWAIT)

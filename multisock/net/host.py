@@ -29,6 +29,17 @@ def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
     return TcpStack(ip, rng=rng)
 
 
+_socket_class: Any = None  # multisock.socket.socket, imported on first use (it imports us)
+
+
+def _load_socket_class() -> Any:
+    global _socket_class
+    from multisock.socket import socket
+
+    _socket_class = socket
+    return socket
+
+
 class Host:
     def __init__(
         self,
@@ -53,7 +64,8 @@ class Host:
         self._loopback_taps: list[Any] = []
         self._armed: TimerHandle | None = None
         self._armed_at: float | None = None
-        self._seen_pushes = -1  # TimerHeap.pushes when the armed deadline was computed
+        self._seen_pushes = -1  # TimerHeap.pushes + reassemblies when last computed
+        self._nothing_due = False  # that computation found no deadline at all
         self._rearm_callback = self.rearm  # one bound method, queued after each operation
         self._attached: set[str] = set()
         self.hosts_table: Any = None  # a multisock.hosts.HostsTable, consulted before DNS
@@ -82,7 +94,7 @@ class Host:
     def receive(self, packet: bytes, iface: Interface, now: float) -> None:
         """A packet arrives from a link (driver lock held)."""
         self.ip.input(packet, iface, now)
-        self.driver.after_drain(self._rearm_callback)
+        self.driver._after_drain[self._rearm_callback] = None  # (after_drain(), inlined)
 
     def _loopback_transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
         for tap in self._loopback_taps:
@@ -116,19 +128,27 @@ class Host:
     def touch(self) -> float:
         """Called by every socket operation (lock held): sets the stack's clock and
         makes sure the host's timer is re-armed once the operation's work drains."""
-        now = self.ip.now = self.driver.now()
-        self.driver.after_drain(self._rearm_callback)
+        driver = self.driver
+        now = self.ip.now = driver.clock()
+        driver._after_drain[self._rearm_callback] = None  # (after_drain(), inlined)
         return now
 
     def rearm(self) -> None:
+        """Point the host's one driver timer at the stack's earliest deadline.
+
+        Runs after every operation, so the common case must cost nothing: a deadline can
+        only move earlier through a new TCP timer-heap entry or a new reassembly, so while
+        neither count has moved since the last look, the armed timer (or the knowledge that
+        nothing is due) still stands."""
         ip = self.ip
-        if ip.tcp is not None:
-            pushes = ip.tcp.timers.pushes
-            if (pushes == self._seen_pushes and self._armed_at is not None
-                    and not ip.reassembly4.pending and not ip.reassembly6.pending):
-                return  # nothing new in the heap: no deadline before the armed one
-            self._seen_pushes = pushes
+        tcp = ip.tcp
+        seen = (tcp.timers.pushes if tcp is not None else 0) + ip.reassembly4.started \
+            + ip.reassembly6.started
+        if seen == self._seen_pushes and (self._armed_at is not None or self._nothing_due):
+            return
+        self._seen_pushes = seen
         deadline = ip.next_deadline()
+        self._nothing_due = deadline is None
         if deadline is None:
             return
         if self._armed_at is not None and self._armed_at <= deadline:
@@ -181,9 +201,10 @@ class Host:
 
     def socket(self, family: int = A.AF_INET, type: int = 1, proto: int = 0) -> Any:
         """A socket living on this host: the same class ``multisock.socket.socket`` is."""
-        from multisock.socket import socket
-
-        return socket(family, type, proto, host=self)
+        cls = _socket_class
+        if cls is None:
+            cls = _load_socket_class()
+        return cls(family, type, proto, host=self)
 
     def ping(self, dst: str, timeout: float = 1.0, size: int = 56) -> float:
         """One ICMP echo to ``dst``; returns the round-trip time in seconds.

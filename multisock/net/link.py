@@ -55,17 +55,20 @@ class Direction:
         self.label = label
 
     def send(self, packet: bytes, next_hop: bytes, now: float) -> None:
-        for tap in self.taps:
-            tap(packet)
+        if self.taps:
+            for tap in self.taps:
+                tap(packet)
         impairment = self.impairment
         if impairment.is_ideal:
-            impairment.counters["offered"] += 1
-            impairment.counters["delivered"] += 1
-            self.driver.call_soon(self._arrive, packet, next_hop)
+            counters = impairment.counters
+            counters["offered"] += 1
+            counters["delivered"] += 1
+            # arrives "now": straight to the far end, without a hop through _arrive
+            self.driver.call_soon(self.target.deliver, packet, next_hop, now)
             return
         for when, copy in impairment.offer(packet, now):
             if when <= now:
-                self.driver.call_soon(self._arrive, copy, next_hop)
+                self.driver.call_soon(self.target.deliver, copy, next_hop, now)
             else:
                 self.driver.call_at(when, self._arrive, copy, next_hop)
 

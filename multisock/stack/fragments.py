@@ -31,7 +31,7 @@ class _Pending:
 class Reassembler:
     """Collects fragments keyed by an opaque tuple (src, dst, proto/next, ident)."""
 
-    __slots__ = ("timeout", "max_bytes", "_pending", "_held", "counters")
+    __slots__ = ("timeout", "max_bytes", "_pending", "_held", "counters", "started")
 
     def __init__(self, timeout: float, max_bytes: int = 4 * 1024 * 1024) -> None:
         self.timeout = timeout
@@ -48,6 +48,9 @@ class Reassembler:
             "oversize": 0,
             "bad_length": 0,
         }
+        # datagrams ever started: a new deadline can only come from a new one (the host
+        # compares this, not the whole table, after every operation)
+        self.started = 0
 
     def add(
         self,
@@ -70,6 +73,7 @@ class Reassembler:
         if pending is None:
             pending = _Pending(now + self.timeout)
             self._pending[key] = pending
+            self.started += 1
         if offset == 0 and header is not None:
             pending.first_header = header
         if not more:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +45,11 @@ _ICMP4_UNREACH_ERRNO = {
 }
 
 
+# a 20-byte IPv4 header: built whole for TCP's fast path, read whole by input's
+_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_ROUTE_CACHE_SIZE = 256
+
+
 def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
@@ -66,6 +72,11 @@ class IPStack:
         self.icmp_limiter = TokenBucket()
         self._ident = self.rng.randrange(65536)
         self._pmtu: dict[bytes, int] = {}
+        # destination -> route, valid while the table's version stands (see _cached_route)
+        self._route_cache: dict[bytes, Route] = {}
+        self._route_cache_version = -1
+        self._source_cache: dict[bytes, bytes] = {}  # destination -> select_source's answer
+        self._source_cache_version = -1
         self.udp = UdpStack(self, self.rng)
         self.ping = PingStack(self, self.rng)
         self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
@@ -167,7 +178,25 @@ class IPStack:
         return Route(dst, len(dst) * 8, lo, source=dst)
 
     def select_source(self, dst: bytes) -> bytes | None:
-        """RFC 6724-ish: the route's preferred source, else the interface's first of the family."""
+        """RFC 6724-ish: the route's preferred source, else the interface's first of the family.
+
+        Remembered per destination while the routing table stands (every connect asks; an
+        address added also adds a route, which moves the table's version)."""
+        cache = self._source_cache
+        version = self.routes.version
+        if version != self._source_cache_version:
+            cache.clear()
+            self._source_cache_version = version
+        src = cache.get(dst)
+        if src is None:
+            src = self._select_source(dst)
+            if src is not None:
+                if len(cache) >= _ROUTE_CACHE_SIZE:
+                    cache.clear()
+                cache[dst] = src
+        return src
+
+    def _select_source(self, dst: bytes) -> bytes | None:
         if self.is_local_address(dst) and not A.is_wildcard(dst):
             return dst
         route = self.routes.lookup(dst)
@@ -189,7 +218,7 @@ class IPStack:
         return None
 
     def route_mtu(self, dst: bytes) -> int | None:
-        route = self.route(dst)
+        route = self._cached_route(dst)  # (every connect and every new child asks)
         if route is None:
             return None
         mtu = min(route.path_mtu(), 65535)  # lo's 65536 cannot carry one IPv4 packet that big
@@ -321,7 +350,18 @@ class IPStack:
         self.counters["in_packets"] += 1
         counters = iface.counters
         counters["rx_packets"] += 1
-        counters["rx_bytes"] += len(packet)
+        size = len(packet)
+        counters["rx_bytes"] += size
+        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
+            # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
+            # address of ours, from a trusted link (no checksum to verify). It takes exactly
+            # the branches _input4 and _deliver would; anything else goes the general way.
+            _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
+            if (proto == PROTO_TCP and not frag & 0x3FFF and 20 <= total <= size
+                    and dst in self._local and not self.raw_listeners):
+                self.counters["in_delivered"] += 1
+                self.tcp.input(src, dst, memoryview(packet)[20:total], now)
+                return
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -647,10 +687,50 @@ class IPStack:
 
     # ------------------------------------------------ the TCP engine's host side
 
+    def _cached_route(self, dst: bytes) -> Route | None:
+        """``route(dst)`` remembered per destination until the routing table changes (every
+        address added also adds a route) or the route's interface goes down."""
+        cache = self._route_cache
+        version = self.routes.version
+        if version != self._route_cache_version:
+            cache.clear()
+            self._route_cache_version = version
+        route = cache.get(dst)
+        if route is None or not route.interface.up:
+            route = self.route(dst)
+            if route is None:
+                return None
+            if len(cache) >= _ROUTE_CACHE_SIZE:
+                cache.clear()
+            cache[dst] = route
+        return route
+
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
+        if len(dst) == 4 and src and dst[0] < 224:
+            # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
+            # interface (no checksum to fill) - what output() and _send() would do, in one go
+            route = self._cached_route(dst)
+            if route is not None and route.interface.trusted:
+                iface = route.interface
+                length = 20 + len(segment) + len(payload)
+                mtu = route.mtu if route.mtu is not None else iface.mtu
+                if length <= mtu and length <= 0xFFFF:
+                    ident = self._ident = (self._ident + 1) & 0xFFFF
+                    packet = b"".join((
+                        _IPV4_HEADER.pack(0x45, tos, length, ident, 0x4000,
+                                          self.default_ttl if ttl is None else ttl,
+                                          PROTO_TCP, 0, src, dst),
+                        segment, payload))
+                    counters = iface.counters
+                    counters["tx_packets"] += 1
+                    counters["tx_bytes"] += length
+                    self.counters["out_packets"] += 1
+                    gateway = route.gateway
+                    iface.transmit(packet, dst if gateway is None else gateway, self.now)
+                    return
         try:
             self.output(src, dst, PROTO_TCP, bytes(segment), payload, ttl=ttl, tos=tos,
                         csum_offset=16, df=True)

@@ -70,15 +70,19 @@ class Route:
 class RoutingTable:
     """Longest-prefix match; among equal prefixes the lowest metric wins."""
 
-    __slots__ = ("_by_len", "_lengths")
+    __slots__ = ("_by_len", "_lengths", "version")
 
     def __init__(self) -> None:
+        # bumped by every change: callers caching lookups (IPStack's per-destination
+        # route cache) compare it instead of being told
+        self.version = 0
         # (bits, length) -> {masked prefix int: [routes sorted by metric]}
         self._by_len: dict[tuple[int, int], dict[int, list[Route]]] = {}
         # bits -> prefix lengths present, longest first
         self._lengths: dict[int, list[int]] = {32: [], 128: []}
 
     def add(self, route: Route) -> Route:
+        self.version += 1
         bits = route.family_bits
         key = mask_int(int.from_bytes(route.prefix, "big"), route.length, bits)
         route.prefix = key.to_bytes(bits // 8, "big")
@@ -94,6 +98,7 @@ class RoutingTable:
         return route
 
     def remove(self, route: Route) -> None:
+        self.version += 1
         bits = route.family_bits
         table = self._by_len.get((bits, route.length))
         if not table:

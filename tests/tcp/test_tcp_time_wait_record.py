@@ -10,6 +10,7 @@ import errno
 import gc
 import socket
 import weakref
+from typing import Any
 
 import pytest
 from tcpnet import A
@@ -179,3 +180,80 @@ def test_block_still_open_keeps_its_time_wait_until_closed() -> None:
     assert conn is sock  # the application may still read: the full block stays
     sock.close(s.now)
     assert isinstance(_record(s), TimeWait)
+
+
+def _another_connection(s: Script) -> Any:
+    """A further connection to the script's listener, from the next peer port."""
+    s.peer_port += 1
+    s.local_isn = None  # learnt again from this connection's SYN-ACK
+    s.inject("S 0:0(0) win 65535 <mss 1460>")
+    s.pop()
+    s.inject(". 1:1(0) ack 1 win 65535")
+    return s.accept()
+
+
+def _close_it(s: Script, sock: Any) -> None:
+    sock.close(s.now)
+    s.pop()  # our FIN
+    s.inject("F. 1:1(0) ack 2 win 65535")
+    s.pop()  # our ACK
+
+
+def test_records_expire_in_order_behind_one_timer_entry() -> None:
+    s = Script(TcpConfig(quickack_segments=0, msl=1.0))
+    first = _closed_into_time_wait(s)
+    s.advance(0.5)
+    second = _another_connection(s)
+    _close_it(s, second)
+    assert len(s.stack.time_wait) == 2
+    s.advance(1.6)  # 2.1 s after the first entered, 1.6 s after the second
+    assert first.state is TcpState.CLOSED  # type: ignore[attr-defined]
+    assert second.state is TcpState.TIME_WAIT
+    s.advance(0.5)
+    assert second.state is TcpState.CLOSED
+    assert not s.stack.conns and len(s.stack.time_wait) == 0
+    # the records were never timer-heap entries of their own: one entry served both
+    assert all(not isinstance(entry[2], TimeWait) for entry in s.stack.timers._heap)
+
+
+def test_block_closed_late_in_time_wait_still_expires_on_time() -> None:
+    s = Script(TcpConfig(quickack_segments=0, msl=1.0))
+    held = s.passive_open()
+    held.shutdown(socket.SHUT_WR, s.now)
+    s.pop()
+    s.inject("F. 1:1(0) ack 2 win 65535")  # TIME-WAIT at t=0, the application still holds it
+    s.pop()
+    s.advance(0.1)
+    other = _another_connection(s)
+    _close_it(s, other)  # a record queued at t=0.1
+    s.advance(0.5)
+    held.close(s.now)  # a record too now, but its wait started at t=0: it goes first
+    assert len(s.stack.time_wait) == 2
+    s.advance(1.45)  # t=2.05
+    assert held.state is TcpState.CLOSED
+    assert other.state is TcpState.TIME_WAIT
+    s.advance(0.1)
+    assert other.state is TcpState.CLOSED
+
+
+def test_history_keeps_the_final_row_of_a_finished_connection() -> None:
+    s = Script()
+    sock = s.passive_open()
+    assert sock.send(b"hello", s.now) == 5
+    s.pop()
+    s.inject(". 1:1(0) ack 6 win 65535")
+    s.inject("F. 1:1(0) ack 6 win 65535")  # the peer closes first: we go to LAST-ACK
+    s.pop()
+    sock.close(s.now)
+    s.pop()
+    before = sock.info()
+    s.inject(". 2:2(0) ack 7 win 65535")
+    assert sock.state is TcpState.CLOSED
+    (row,) = list(s.stack.history)
+    assert row["state"] == "CLOSED"
+    assert row["local"] == "10.0.0.1:8080" and row["remote"] == f"10.0.0.2:{s.peer_port}"
+    info = row["info"]
+    assert info["bytes_sent"] == 5 and info["bytes_acked"] == 5
+    assert info["rto"] == before["rto"] and info["snd_mss"] == before["snd_mss"]
+    assert info["segs_out"] == before["segs_out"] and info["segs_in"] == before["segs_in"] + 1
+    assert s.stack.history[0] == row and len(s.stack.history) == 1

@@ -96,7 +96,8 @@ class SendBuffer:
         """Drop ``n`` acknowledged bytes from the front."""
         if n <= 0:
             return
-        n = min(n, self.size)
+        if n > self.size:
+            n = self.size
         self.size -= n
         chunks = self.chunks
         head = self.head + n
@@ -145,20 +146,31 @@ class ReceiveQueue:
             self.size += len(data)
 
     def read_into(self, buf: memoryview, peek: bool = False) -> int:
-        want = min(len(buf), self.size)
-        got = 0
+        want = len(buf)
+        if want > self.size:
+            want = self.size
         head = self.head
         index = self.first
         chunks = self.chunks
-        while got < want:
-            chunk = chunks[index]
-            take = min(len(chunk) - head, want - got)
-            buf[got : got + take] = chunk[head : head + take]
-            got += take
-            head += take
-            if head == len(chunk):
-                index += 1
-                head = 0
+        if want and len(chunks[index]) - head == want:
+            # the usual small read: exactly the rest of the first chunk (no loop)
+            buf[:want] = chunks[index][head:]
+            got = want
+            index += 1
+            head = 0
+        else:
+            got = 0
+            while got < want:
+                chunk = chunks[index]
+                take = len(chunk) - head
+                if take > want - got:
+                    take = want - got
+                buf[got : got + take] = chunk[head : head + take]
+                got += take
+                head += take
+                if head == len(chunk):
+                    index += 1
+                    head = 0
         if not peek:
             self.head = head
             self.size -= got

@@ -23,7 +23,7 @@ from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
 from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
 from multisock.stack.tcp.rtt import RttEstimator
 from multisock.stack.tcp.sack import Scoreboard
-from multisock.stack.tcp.seq import MASK, ts_before, unwrap
+from multisock.stack.tcp.seq import HALF, MASK, ts_before, unwrap
 from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPHeader
 
@@ -417,7 +417,6 @@ class TcpSocket:
         stack.register(self)
         self._send_syn(now)
         self._arm_rexmit(now)
-        self._rearm()
 
     def accept(self) -> TcpSocket | None:
         if self.state is not LISTEN:
@@ -442,10 +441,19 @@ class TcpSocket:
         space = self.sndbuf - self.sndq.size
         if space <= 0 or not len(data):
             return 0
-        n = min(len(data), space)
-        self.sndq.append(data if n == len(data) else memoryview(data)[:n])
-        with self.stack.busy(now):
+        n = len(data)
+        if n > space:
+            n = space
+            data = memoryview(data)[:n]
+        self.sndq.append(data)
+        stack = self.stack
+        stack._depth += 1  # (stack.busy(now), inlined: once per send call)
+        try:
             self._output(now)
+        finally:
+            stack._depth -= 1
+            if not stack._depth and (stack._pending or stack._dirty):
+                stack._drain(now)
         return n
 
     def push(self, now: float) -> None:
@@ -639,15 +647,27 @@ class TcpSocket:
 
     def _rearm(self) -> None:
         when = self.t_rexmit
-        for t in (self.t_dack, self.t_keep, self.t_misc):
-            if t is not None and (when is None or t < when):
-                when = t
+        t = self.t_dack
+        if t is not None and (when is None or t < when):
+            when = t
+        t = self.t_keep
+        if t is not None and (when is None or t < when):
+            when = t
+        t = self.t_misc
+        if t is not None and (when is None or t < when):
+            when = t
         if when is not None:
-            self.stack.timers.arm(self, when)
+            armed = self.armed_at
+            if armed is None or when < armed:  # (TimerHeap.arm's own first test)
+                self.stack.timers.arm(self, when)
 
     def _arm_rexmit(self, now: float) -> None:
         self.persist = False
-        self.t_rexmit = now + self.rtt.current()
+        rtt = self.rtt
+        rto = rtt.rto
+        if rtt.backoff or rto > rtt.rto_max:
+            rto = rtt.current()
+        self.t_rexmit = now + rto
         self._rearm()
 
     # ------------------------------------------------------------------ output
@@ -686,7 +706,7 @@ class TcpSocket:
     def _xmit(self, seq: int, flags: int, payload: bytes | memoryview, now: float) -> None:
         """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
         win = self._window()
-        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        ts = ((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if self.ts_ok else None
         remote = self.remote
         local = self.local
         assert remote is not None and local is not None
@@ -728,8 +748,10 @@ class TcpSocket:
         self.t_dack = None
         self.segs_out += 1
         # header and payload go down separately: IP joins them with its own header in one
-        # copy (docs/performance.md: copies per byte)
-        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos, payload)
+        # copy (docs/performance.md: copies per byte); TcpStack.emit, inlined
+        stack = self.stack
+        stack.counters["segments_out"] += 1
+        stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _send_syn(self, now: float) -> None:
         cfg = self.stack.config
@@ -945,7 +967,7 @@ class TcpSocket:
         """After the application read: tell the peer when the window has grown a lot."""
         cur = self.rcv_adv - self.rcv_nxt
         free = self.rcvbuf - self.recvq.size
-        if free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1) and free >= 2 * cur:
+        if free >= 2 * cur and free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1):
             with self.stack.busy(now):
                 self._send_ack(now)
 
@@ -961,19 +983,20 @@ class TcpSocket:
         if state is CLOSED or state is LISTEN:
             return
         flags = hdr.flags
-        seq = unwrap(hdr.seq, self.rcv_nxt)
+        rcv_nxt = self.rcv_nxt
+        seq = rcv_nxt + ((hdr.seq - rcv_nxt + HALF) & MASK) - HALF  # unwrap(), inlined
         seglen = len(payload)
         # PAWS (RFC 7323 §5): an old timestamp marks an old duplicate
+        ts_val = hdr.ts_val
         if (
             self.ts_ok
-            and hdr.ts_val is not None
+            and ts_val is not None
             and not flags & RST
-            and ts_before(hdr.ts_val, self.ts_recent)
+            and ((ts_val - self.ts_recent) & MASK) >= HALF  # ts_before(), inlined
         ):
             self.stack.counters["paws_dropped"] += 1
             self._send_ack(now)
             return
-        rcv_nxt = self.rcv_nxt
         rwnd = self.rcv_adv - rcv_nxt
         if rwnd < 0:
             rwnd = 0
@@ -1025,8 +1048,8 @@ class TcpSocket:
         self.probes = 0
         if self._keepalive:
             self.t_keep = now + self.keepidle
-        if self.ts_ok and hdr.ts_val is not None and seq <= self.rcv_acked:
-            self.ts_recent = hdr.ts_val
+        if self.ts_ok and ts_val is not None and seq <= self.rcv_acked:
+            self.ts_recent = ts_val
         if not self._input_ack(hdr, seq, seglen, now):
             return
         state = self.state
@@ -1115,7 +1138,8 @@ class TcpSocket:
 
     def _input_ack(self, hdr: TCPHeader, seq: int, seglen: int, now: float) -> bool:
         """RFC 9293 §3.10.7.4 fifth check; False when the segment is to be dropped."""
-        ack = unwrap(hdr.ack, self.snd_una)
+        una = self.snd_una
+        ack = una + ((hdr.ack - una + HALF) & MASK) - HALF  # unwrap(), inlined
         state = self.state
         if state is SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
@@ -1211,7 +1235,7 @@ class TcpSocket:
         # RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn)
         sample: float | None = None
         if self.ts_ok and hdr.ts_ecr:
-            delta = (self._ts_now(now) - hdr.ts_ecr) & MASK
+            delta = ((int(now * 1000) + self.ts_offset) - hdr.ts_ecr) & MASK  # _ts_now()
             if self.karn_until is not None:
                 # Karn for timestamps: an echo older than our timeout retransmission is the
                 # original's, and its ACK may have been lost for as long as the outage

@@ -24,7 +24,8 @@ class RttEstimator:
 
     def sample(self, rtt: float) -> None:
         """Feed one measurement (Karn: never from a retransmitted segment)."""
-        rtt = max(rtt, 0.0)
+        if rtt < 0.0:
+            rtt = 0.0
         self.latest = rtt
         if self.min_rtt is None or rtt < self.min_rtt:
             self.min_rtt = rtt
@@ -36,8 +37,14 @@ class RttEstimator:
             self.rttvar += (abs(srtt - rtt) - self.rttvar) * 0.25
             self.srtt = srtt + (rtt - srtt) * 0.125
         assert self.srtt is not None
-        rto = self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar)
-        self.rto = min(max(rto, self.rto_min), self.rto_max)
+        spread = 4 * self.rttvar
+        rto = self.srtt + (spread if spread > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
+        # (comparisons rather than min/max: this runs once per acknowledgement)
+        if rto < self.rto_min:
+            rto = self.rto_min
+        if rto > self.rto_max:
+            rto = self.rto_max
+        self.rto = rto
         self.backoff = 0
 
     def current(self) -> float:

@@ -23,7 +23,7 @@ from multisock.stack.tcp.info import History
 from multisock.stack.tcp.ports import PortTable
 from multisock.stack.tcp.seq import MASK
 from multisock.stack.tcp.timers import TimerHeap
-from multisock.stack.tcp.timewait import TimeWait
+from multisock.stack.tcp.timewait import TimeWait, TimeWaitQueue
 from multisock.wire import tcp as wire
 from multisock.wire.errors import MalformedPacket
 from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
@@ -67,7 +67,7 @@ class _Busy:
     def __exit__(self, *exc: object) -> None:
         stack = self.stack
         stack._depth -= 1
-        if stack._depth == 0:
+        if stack._depth == 0 and (stack._pending or stack._dirty):
             stack._drain(self.now)
 
 
@@ -85,6 +85,7 @@ class TcpStack:
         self.secret = secret if secret is not None else self.rng.randbytes(32)
         self.counters: Counter[str] = Counter()
         self.timers = TimerHeap()
+        self.time_wait = TimeWaitQueue(self)  # records of closed connections in TIME-WAIT
         self.ports = PortTable(
             self.rng, self.config.ephemeral_low, self.config.ephemeral_high, host
         )
@@ -123,7 +124,7 @@ class TcpStack:
             _log().exception("TCP input failed")
         finally:
             self._depth -= 1
-            if not self._depth:
+            if not self._depth and (self._pending or self._dirty):
                 self._drain(now)
 
     def on_timer(self, now: float) -> None:
@@ -288,6 +289,14 @@ class TcpStack:
         group = self.listeners.get(dport)
         if not group:
             return None
+        if len(group) == 1:  # the usual case: one listener on the port, no ranking needed
+            sock = group[0]
+            assert sock.local is not None
+            mine = sock.local[0]
+            if mine == dst or (not any(mine) and (
+                    len(mine) == len(dst) or (len(dst) == 4 and not sock.v6only))):
+                return sock
+            return None
         best: list[TcpSocket] = []
         rank = -1
         for sock in group:
@@ -427,7 +436,8 @@ class TcpStack:
         child.snd_wnd = hdr.window
         child.was_connected = True
         child.state = TcpState.SYN_RECEIVED
-        self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
+        if cfg.log_transitions:
+            self.transition(child, TcpState.LISTEN, TcpState.SYN_RECEIVED, now)
         listener.syn_count += 1
         self.register(child)
         self.ports.add_child(child)

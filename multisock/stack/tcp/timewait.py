@@ -24,6 +24,7 @@ TIME-WAIT ends, without keeping it alive.
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING
 
 from multisock.stack.tcp.config import TcpState
@@ -60,7 +61,7 @@ class TimeWait:
         "reuseport",
         "v6only",
         "expires",
-        "armed_at",
+        "queued",
         "block",
     )
 
@@ -90,7 +91,7 @@ class TimeWait:
         self.reuseport = sock.reuseport
         self.v6only = sock.v6only
         self.expires = sock.t_misc if sock.t_misc is not None else now + 2 * sock.stack.config.msl
-        self.armed_at: float | None = None
+        self.queued = self.expires  # the expiry its place in the stack's queue stands for
         self.block: weakref.ref[TcpSocket] | None = weakref.ref(sock)
 
     @property
@@ -124,9 +125,9 @@ class TimeWait:
         if flags & SYN:
             self._challenge_ack(now)
         elif flags & FIN:
-            # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL
+            # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL (the queue
+            # moves the record to its tail when its old expiry comes)
             self.expires = now + 2 * stack.config.msl
-            stack.timers.arm(self, self.expires)
             self._send_ack(now)
         elif len(payload):
             self._send_ack(now)
@@ -154,12 +155,6 @@ class TimeWait:
 
     # ------------------------------------------------------------------ life
 
-    def on_timer(self, now: float) -> None:
-        if now >= self.expires:
-            self._finish(now, 0)
-        else:
-            self.stack.timers.arm(self, self.expires)  # a FIN moved the end later
-
     def close(self, now: float) -> None:
         """Already closed by its application: nothing to do (as for the block)."""
 
@@ -167,8 +162,7 @@ class TimeWait:
         """TIME-WAIT is over (expired, reset, or recycled by a new SYN): free the 4-tuple."""
         if self.state is CLOSED:
             return
-        self.state = CLOSED
-        self.armed_at = None
+        self.state = CLOSED  # (its queue entry is dropped when it reaches the head)
         stack = self.stack
         local, remote = self.local, self.remote
         key = (local[0], local[1], remote[0], remote[1])
@@ -183,6 +177,57 @@ class TimeWait:
             stack.transition(self, TIME_WAIT, CLOSED, now)
 
 
+class TimeWaitQueue:
+    """A stack's TIME-WAIT records, oldest first, behind one timer-heap entry.
+
+    Every record lives 2*MSL from the moment it was queued, so the queue is in expiry
+    order and only its head needs a timer (Linux keeps its TIME-WAIT sockets on a similar
+    "death row"). This keeps thousands of records out of the heap, whose pushes and pops
+    would otherwise grow with them. A record whose wait a retransmitted FIN restarted is
+    moved to the tail when its old expiry comes; one that ended early (RST, recycled by a
+    SYN) is dropped when it reaches the head."""
+
+    __slots__ = ("stack", "records", "armed_at")
+
+    def __init__(self, stack: TcpStack) -> None:
+        self.stack = stack
+        self.records: deque[TimeWait] = deque()
+        self.armed_at: float | None = None  # (the timer heap's bookkeeping)
+
+    def add(self, record: TimeWait) -> None:
+        records = self.records
+        if records and record.queued < records[-1].queued:
+            # a block closed by its application some time after it entered TIME-WAIT: its
+            # wait started earlier than the tail's (rare; found from the tail)
+            i = len(records)
+            while i and records[i - 1].queued > record.queued:
+                i -= 1
+            records.insert(i, record)
+        else:
+            records.append(record)
+        self.stack.timers.arm(self, record.queued)  # (nothing new unless it is the head)
+
+    def on_timer(self, now: float) -> None:
+        records = self.records
+        while records:
+            head = records[0]
+            if head.state is CLOSED:
+                records.popleft()
+            elif head.expires <= now:
+                records.popleft()
+                head._finish(now, 0)
+            elif head.expires != head.queued:
+                records.popleft()  # restarted by a FIN: its place is at the tail now
+                head.queued = head.expires
+                records.append(head)
+            else:
+                self.stack.timers.arm(self, head.queued)
+                return
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
 def enter(sock: TcpSocket, now: float) -> TimeWait:
     """Replace ``sock`` (closed by its application, now in TIME-WAIT) by a record in the
     stack's connection, port and timer tables; ``sock`` keeps its fields (and TIME_WAIT)
@@ -195,5 +240,5 @@ def enter(sock: TcpSocket, now: float) -> TimeWait:
     sock.t_rexmit = sock.t_dack = sock.t_keep = sock.t_misc = None
     sock.armed_at = None
     sock.persist = False
-    stack.timers.arm(record, record.expires)
+    stack.time_wait.add(record)
     return record
