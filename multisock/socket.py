@@ -605,11 +605,32 @@ def _registry_lookup(fd: int) -> _Any:
     return _cores_by_fd.get(fd)
 
 
+# the classes _make_core needs, imported on first use (not at import: see _lazy) and kept
+# here, as a function-level import costs ~1 us on every call
+_lazy: dict[str, _Any] = {}
+
+
+def _lazy_load(name: str) -> _Any:
+    found: _Any
+    if name == "stream":
+        from multisock.api import stream
+
+        found = stream.StreamCore
+    elif name == "dgram":
+        from multisock.api import dgram
+
+        found = dgram.DatagramCore
+    else:
+        from multisock import runtime
+
+        found = runtime.default_host
+    _lazy[name] = found
+    return found
+
+
 def _make_core(family: int, type: int, proto: int, host: _Any) -> _Any:
     if host is None:
-        from multisock.runtime import default_host
-
-        host = default_host()
+        host = (_lazy.get("default_host") or _lazy_load("default_host"))()
     base_type = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
     core: _Any
     if base_type == SOCK_DGRAM:
@@ -619,15 +640,11 @@ def _make_core(family: int, type: int, proto: int, host: _Any) -> _Any:
             raise _oserror(_errno.EPROTONOSUPPORT)
         if proto == _socket.IPPROTO_ICMPV6 and family != AF_INET6:
             raise _oserror(_errno.EPROTONOSUPPORT)
-        from multisock.api.dgram import DatagramCore
-
-        core = DatagramCore(host, family, type, proto)
+        core = (_lazy.get("dgram") or _lazy_load("dgram"))(host, family, type, proto)
     elif base_type == SOCK_STREAM:
         if proto not in (0, _socket.IPPROTO_TCP):
             raise _oserror(_errno.EPROTONOSUPPORT)
-        from multisock.api.stream import StreamCore
-
-        core = StreamCore(host, family, type, proto)
+        core = (_lazy.get("stream") or _lazy_load("stream"))(host, family, type, proto)
     elif base_type == SOCK_RAW and (
         (family == AF_INET and proto == _socket.IPPROTO_ICMP)
         or (family == AF_INET6 and proto == _socket.IPPROTO_ICMPV6)

@@ -29,6 +29,17 @@ def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
     return TcpStack(ip, rng=rng)
 
 
+_socket_class: Any = None  # multisock.socket.socket, imported on first use (it imports us)
+
+
+def _load_socket_class() -> Any:
+    global _socket_class
+    from multisock.socket import socket
+
+    _socket_class = socket
+    return socket
+
+
 class Host:
     def __init__(
         self,
@@ -190,9 +201,10 @@ class Host:
 
     def socket(self, family: int = A.AF_INET, type: int = 1, proto: int = 0) -> Any:
         """A socket living on this host: the same class ``multisock.socket.socket`` is."""
-        from multisock.socket import socket
-
-        return socket(family, type, proto, host=self)
+        cls = _socket_class
+        if cls is None:
+            cls = _load_socket_class()
+        return cls(family, type, proto, host=self)
 
     def ping(self, dst: str, timeout: float = 1.0, size: int = 56) -> float:
         """One ICMP echo to ``dst``; returns the round-trip time in seconds.

@@ -75,6 +75,8 @@ class IPStack:
         # destination -> route, valid while the table's version stands (see _cached_route)
         self._route_cache: dict[bytes, Route] = {}
         self._route_cache_version = -1
+        self._source_cache: dict[bytes, bytes] = {}  # destination -> select_source's answer
+        self._source_cache_version = -1
         self.udp = UdpStack(self, self.rng)
         self.ping = PingStack(self, self.rng)
         self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
@@ -176,7 +178,25 @@ class IPStack:
         return Route(dst, len(dst) * 8, lo, source=dst)
 
     def select_source(self, dst: bytes) -> bytes | None:
-        """RFC 6724-ish: the route's preferred source, else the interface's first of the family."""
+        """RFC 6724-ish: the route's preferred source, else the interface's first of the family.
+
+        Remembered per destination while the routing table stands (every connect asks; an
+        address added also adds a route, which moves the table's version)."""
+        cache = self._source_cache
+        version = self.routes.version
+        if version != self._source_cache_version:
+            cache.clear()
+            self._source_cache_version = version
+        src = cache.get(dst)
+        if src is None:
+            src = self._select_source(dst)
+            if src is not None:
+                if len(cache) >= _ROUTE_CACHE_SIZE:
+                    cache.clear()
+                cache[dst] = src
+        return src
+
+    def _select_source(self, dst: bytes) -> bytes | None:
         if self.is_local_address(dst) and not A.is_wildcard(dst):
             return dst
         route = self.routes.lookup(dst)
@@ -198,7 +218,7 @@ class IPStack:
         return None
 
     def route_mtu(self, dst: bytes) -> int | None:
-        route = self.route(dst)
+        route = self._cached_route(dst)  # (every connect and every new child asks)
         if route is None:
             return None
         mtu = min(route.path_mtu(), 65535)  # lo's 65536 cannot carry one IPv4 packet that big

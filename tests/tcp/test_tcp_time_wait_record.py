@@ -234,3 +234,26 @@ def test_block_closed_late_in_time_wait_still_expires_on_time() -> None:
     assert other.state is TcpState.TIME_WAIT
     s.advance(0.1)
     assert other.state is TcpState.CLOSED
+
+
+def test_history_keeps_the_final_row_of_a_finished_connection() -> None:
+    s = Script()
+    sock = s.passive_open()
+    assert sock.send(b"hello", s.now) == 5
+    s.pop()
+    s.inject(". 1:1(0) ack 6 win 65535")
+    s.inject("F. 1:1(0) ack 6 win 65535")  # the peer closes first: we go to LAST-ACK
+    s.pop()
+    sock.close(s.now)
+    s.pop()
+    before = sock.info()
+    s.inject(". 2:2(0) ack 7 win 65535")
+    assert sock.state is TcpState.CLOSED
+    (row,) = list(s.stack.history)
+    assert row["state"] == "CLOSED"
+    assert row["local"] == "10.0.0.1:8080" and row["remote"] == f"10.0.0.2:{s.peer_port}"
+    info = row["info"]
+    assert info["bytes_sent"] == 5 and info["bytes_acked"] == 5
+    assert info["rto"] == before["rto"] and info["snd_mss"] == before["snd_mss"]
+    assert info["segs_out"] == before["segs_out"] and info["segs_in"] == before["segs_in"] + 1
+    assert s.stack.history[0] == row and len(s.stack.history) == 1

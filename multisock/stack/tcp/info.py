@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from multisock.stack.tcp.stack import TcpStack
 
 
-# what a row needs from a control block, read in one C call (``snapshot``)
+# what a row needs from a control block, read in one C call (``snapshot``); the RTO is
+# worked out from the estimator's fields when the row is built
 _BLOCK = attrgetter(
     "state._name_", "in_recovery", "snd_una", "snd_nxt", "snd_max", "lost_end", "rxt_next",
     "retries", "probes", "ts_ok", "sack_ok", "ws_ok", "snd_wscale", "rcv_wscale", "mss",
@@ -23,23 +24,23 @@ _BLOCK = attrgetter(
     "total_retrans", "bytes_sent", "bytes_retrans", "bytes_acked", "bytes_received",
     "segs_out", "segs_in", "data_segs_out", "data_segs_in", "ooo_dropped", "dupacks", "error",
     "local", "remote",
+    "rtt.backoff", "rtt.srtt", "rtt.rttvar", "rtt.min_rtt", "rtt.latest", "rtt.rto",
+    "rtt.rto_max", "board.sacked", "sndq.size", "recvq.size", "ooo.size",
 )
-_RTT = attrgetter("backoff", "srtt", "rttvar", "min_rtt", "latest")
+_LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in _BLOCK's tuple
 _CC = attrgetter("cwnd", "ssthresh", "name")
 _NO_CC = (0, 0, None)
 
 #: a control block's numbers at one moment: plain values only (no references to the
 #: block's parts, and untracked by the garbage collector once it has looked at it once)
-Snapshot = tuple[tuple[Any, ...], tuple[Any, ...], float, tuple[Any, ...], int, int, int, int]
+Snapshot = tuple[tuple[Any, ...], tuple[Any, ...]]
 
 
 def snapshot(sock: TcpSocket) -> Snapshot:
     """What ``socket_info``/``connection_row`` report, taken cheaply: a finished
     connection's row is built only if somebody reads ``TcpStack.history``."""
-    rtt = sock.rtt
     cc = sock.cc
-    return (_BLOCK(sock), _RTT(rtt), rtt.current(), _CC(cc) if cc is not None else _NO_CC,
-            sock.board.sacked, sock.sndq.size, sock.recvq.size, sock.ooo.size)
+    return (_BLOCK(sock), _CC(cc) if cc is not None else _NO_CC)
 
 
 def socket_info(sock: TcpSocket) -> dict[str, Any]:
@@ -49,14 +50,15 @@ def socket_info(sock: TcpSocket) -> dict[str, Any]:
 
 def info_from(snap: Snapshot) -> dict[str, Any]:
     """The TCP_INFO-like dict of a snapshot."""
-    block, rtt, rto, cc, sacked, sndq_size, recvq_size, ooo_size = snap
+    block, cc = snap
     (state, in_recovery, snd_una, snd_nxt, snd_max, lost_end, rxt_next, retries, probes,
      ts_ok, sack_ok, ws_ok, snd_wscale, rcv_wscale, mss, rcv_mss, adv_mss, congestion,
      snd_wnd, rcv_adv, rcv_nxt, rcvbuf, total_retrans, bytes_sent, bytes_retrans,
      bytes_acked, bytes_received, segs_out, segs_in, data_segs_out, data_segs_in,
-     ooo_dropped, dupacks, error, _local, _remote) = block
-    backoff, srtt, rttvar, min_rtt, latest = rtt
+     ooo_dropped, dupacks, error, _local, _remote, backoff, srtt, rttvar, min_rtt, latest,
+     base_rto, rto_max, sacked, sndq_size, recvq_size, ooo_size) = block
     cwnd, ssthresh, cc_name = cc
+    rto = min(base_rto * (1 << backoff), rto_max)  # (RttEstimator.current())
     in_flight = max(snd_max - snd_una, 0)
     lost = 0
     if in_recovery and lost_end > snd_una:
@@ -110,10 +112,10 @@ def row_from(snap: Snapshot) -> dict[str, Any]:
     block = snap[0]
     return {
         "state": block[0],
-        "recv_q": snap[6],
-        "send_q": snap[5],
-        "local": _endpoint(block[-2]),
-        "remote": _endpoint(block[-1]),
+        "recv_q": block[_RECVQ],
+        "send_q": block[_SNDQ],
+        "local": _endpoint(block[_LOCAL]),
+        "remote": _endpoint(block[_LOCAL + 1]),
         "info": info_from(snap),
     }
 
