@@ -396,14 +396,20 @@ class socket:
             return int(self._sock.recv_into(buffer, nbytes, flags))
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
         try:
             return self._sock.recvfrom_into(buffer, nbytes, flags)
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
         if self._userspace:
@@ -438,7 +444,10 @@ class socket:
             return int(self._sock.send(data, flags))
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def sendall(self, data: _Any, flags: int = 0) -> None:
         try:
@@ -446,7 +455,10 @@ class socket:
             return
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def sendto(self, data: _Any, *args: _Any) -> int:
         if not self._userspace:
@@ -461,14 +473,20 @@ class socket:
             return int(self._sock.sendto(data, flags, address))
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
         try:
             return int(self._sock.sendmsg(buffers, *args))
         except OSError as exc:
             error = _without_frames(exc)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # see _without_frames: no cycle through this frame
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(_c_int(how))
@@ -522,7 +540,16 @@ def _c_int(value: _Any) -> int:
 def _without_frames(exc: OSError) -> OSError:
     """The same error, raised afresh: the stack's frames in its traceback hold views of the
     caller's buffer, which CPython has already released when its C method raises (asyncio
-    clears its bytearray right after a failed send; an export would make that fail)."""
+    clears its bytearray right after a failed send; an export would make that fail).
+
+    The caller raises it outside its ``except`` block (so that it carries no context) and
+    then deletes its local name for it: the traceback refers to the caller's frame, so a
+    frame still naming the error would be a reference cycle, and every frame below it
+    (the program's, with its sockets, connection pools, buffers) would live on until the
+    garbage collector ran. With TLS that was every would-block ``recv_into``: requests'
+    connections stayed open after ``requests.get()`` returned (urllib3 closes a pool's
+    connections when the pool is freed).
+    """
     new = type(exc)(*exc.args)
     if isinstance(exc, BlockingIOError) and isinstance(new, BlockingIOError):
         try:

@@ -109,13 +109,14 @@ class TlsChannel:
         as CPython reports it for reads and writes (``SSL_read_ex``/``SSL_write_ex`` return 0,
         which ``_ssl.c`` takes for EOF); the handshake and shutdown raise the OSError itself.
         """
+        wanted: ssl.SSLWantReadError | None = None
         try:
             while True:
                 with self._state:
                     try:
                         return_value = op()
                     except ssl.SSLWantReadError as exc:
-                        wanted: ssl.SSLWantReadError | None = exc
+                        wanted = exc
                     else:
                         wanted = None
                     finally:
@@ -139,6 +140,10 @@ class TlsChannel:
                 raise eof_error() from exc
             raise
         finally:
+            # the WantRead's traceback holds this frame: left here when another error ends
+            # the operation, it would be a cycle pinning every caller's frame (and their
+            # sockets) until the garbage collector ran
+            wanted = None
             self.publish()
 
     def write(self, data: Any, deadline: Deadline) -> int:
@@ -192,7 +197,10 @@ class TlsChannel:
             if deadline.nonblocking:
                 if self._out:
                     raise want_write()  # OpenSSL writes before it reads
-                raise wanted
+                try:
+                    raise wanted
+                finally:
+                    del wanted  # its traceback now holds this frame: no cycle through it
             also_write = bool(self._out) and not self._send_lock.locked()
             if not self.core.wait_io(True, also_write, deadline.remaining()):
                 raise timed_out(what)

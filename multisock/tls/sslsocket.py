@@ -385,7 +385,15 @@ class SSLSocket(_stdlib_sslsocket()):  # type: ignore[misc]
     def _real_close(self) -> None:
         self._sslobj = None
         self._channel = None
-        self._plain.close()
+        plain = self._plain
+        if plain._sock.closed and not plain._released:
+            # closed under us through ``self._sock`` (gevent's pywsgi reads out and closes
+            # ``socket._sock`` before closing the socket; with gevent's kernel sockets that
+            # is a raw socket object, and closing the socket after it is silent): nothing
+            # is left to close, and no EBADF to report
+            plain._closed = plain._released = True
+            return
+        plain.close()
 
     def detach(self) -> int:
         self._closed = True

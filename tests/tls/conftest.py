@@ -1,11 +1,15 @@
-"""Shared pieces for the TLS tests: a throw-away PKI (trustme) and a virtual host."""
+"""Shared pieces for the TLS tests: a throw-away PKI (trustme), a virtual host, and a
+one-connection server."""
 
 from __future__ import annotations
 
+import socket
 import ssl
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
@@ -68,3 +72,39 @@ def stack() -> Iterator[multisock.Host]:
     """A virtual host as the process default, with everything patched (ssl included)."""
     with patched_default_host(seed=10, name="tlshost", loopback_delay="1ms") as host:
         yield host
+
+
+def serve(pki: Pki, handler: Callable[[Any], Any], wrap: bool = True
+          ) -> tuple[int, Callable[[], Any]]:
+    """One connection to 127.0.0.1 (of whatever ``socket`` is now: patched or the kernel's),
+    TLS-wrapped unless ``wrap`` is false, served by ``handler`` in a thread; ``join()``
+    returns the handler's result or raises its exception."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            conn, _ = listener.accept()
+            conn.settimeout(20)
+            if wrap:
+                conn = pki.server_ctx().wrap_socket(conn, server_side=True)
+            with conn:
+                result.append(handler(conn))
+        except Exception as exc:  # noqa: BLE001 - reported by join()
+            result.append(exc)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def join() -> Any:
+        thread.join(30)
+        assert not thread.is_alive()
+        if isinstance(result[0], Exception):
+            raise result[0]
+        return result[0]
+
+    return listener.getsockname()[1], join

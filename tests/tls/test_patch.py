@@ -106,6 +106,30 @@ def test_userspace_socket_gets_multisock_class_and_is_an_sslsocket(pki: Pki) -> 
         net.close()
 
 
+def test_close_after_its_sock_was_closed_is_silent(pki: Pki) -> None:
+    """gevent's pywsgi reads out and closes ``socket._sock``, then the server closes the
+    socket. With gevent's kernel SSLSocket ``_sock`` is a raw socket object, which a second
+    close leaves alone; ours is the core, and closing the TLS socket after it must be as
+    silent (it raised EBADF, failing every pywsgi https handler greenlet)."""
+    net = multisock.Network(seed=6)
+    host = net.add_host("h")
+    monkey.patch_ssl()
+    try:
+        wrapped = pki.client_ctx().wrap_socket(multisock.socket.socket(host=host),
+                                               server_hostname="localhost")
+        plain = wrapped._plain
+        wrapped._sock.close()
+        wrapped.close()
+        wrapped.close()  # and again, as gevent's server does
+        assert plain._closed and plain._released
+        with pytest.raises(OSError) as caught:
+            wrapped.getsockname()
+        assert caught.value.errno == 9  # EBADF: the socket is closed all the same
+    finally:
+        monkey.unpatch_all()
+        net.close()
+
+
 def test_custom_sslsocket_class_and_unclosed_warning(pki: Pki) -> None:
     import gc
     import warnings

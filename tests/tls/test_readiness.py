@@ -16,7 +16,7 @@ import selectors
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +24,7 @@ import pytest
 import multisock
 from multisock import monkey
 from tests.patched_host import patched_default_host
-from tests.tls.conftest import Pki
+from tests.tls.conftest import Pki, serve
 
 
 @pytest.fixture
@@ -32,39 +32,6 @@ def lan() -> Iterator[multisock.Host]:
     """Patched, on an unimpaired loopback: a send is delivered before it returns."""
     with patched_default_host(seed=13, name="tlsready") as host:
         yield host
-
-
-def serve(pki: Pki, handler: Callable[[Any], Any], wrap: bool = True
-          ) -> tuple[int, Callable[[], Any]]:
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-    result: list[Any] = []
-
-    def run() -> None:
-        try:
-            conn, _ = listener.accept()
-            conn.settimeout(20)
-            if wrap:
-                conn = pki.server_ctx().wrap_socket(conn, server_side=True)
-            with conn:
-                result.append(handler(conn))
-        except Exception as exc:  # noqa: BLE001 - reported by join()
-            result.append(exc)
-        finally:
-            listener.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-
-    def join() -> Any:
-        thread.join(30)
-        assert not thread.is_alive()
-        if isinstance(result[0], Exception):
-            raise result[0]
-        return result[0]
-
-    return listener.getsockname()[1], join
 
 
 def readable_everywhere(s: Any) -> tuple[bool, bool, bool, bool, bool]:
