@@ -156,6 +156,11 @@ class socket:
                 return
             if self._userspace and self._sock.closed:
                 return
+            if self._userspace and _sys.is_finalizing():
+                # at interpreter exit, daemon threads stop wherever they are - the network's
+                # driver thread possibly inside its lock - so a finalizer that took that lock
+                # could hang the exit; the process is going away with everything it holds
+                return
             if not self._userspace and self._sock.fileno() < 0:
                 return
             import warnings

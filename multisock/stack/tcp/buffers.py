@@ -96,8 +96,10 @@ class SendBuffer:
         """Drop ``n`` acknowledged bytes from the front."""
         if n <= 0:
             return
-        if n > self.size:
-            n = self.size
+        if n >= self.size:
+            # everything acknowledged (request/response traffic, every time): start empty
+            self.clear()
+            return
         self.size -= n
         chunks = self.chunks
         head = self.head + n
@@ -141,9 +143,10 @@ class ReceiveQueue:
         self.size = 0
 
     def append(self, data: memoryview | bytes) -> None:
-        if len(data):
+        n = len(data)
+        if n:
             self.chunks.append(data)
-            self.size += len(data)
+            self.size += n
 
     def read_into(self, buf: memoryview, peek: bool = False) -> int:
         want = len(buf)

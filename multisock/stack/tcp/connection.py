@@ -863,16 +863,24 @@ class TcpSocket:
         fin_seq = self.fin_seq
         if fin_seq is not None and data_end > fin_seq:
             data_end = fin_seq
-        if una == self.snd_max and now - self.last_send > self.rtt.current():
-            cc.on_idle_restart(now)
-            self.last_send = now
-        pipe = self._pipe()
+        if una == self.snd_max:
+            rtt = self.rtt
+            rto = rtt.rto
+            if rtt.backoff or rto > rtt.rto_max:
+                rto = rtt.current()
+            if now - self.last_send > rto:
+                cc.on_idle_restart(now)
+                self.last_send = now
+        board = self.board
+        if self.in_recovery or board.ranges:
+            pipe = self._pipe()
+        else:
+            pipe = self.snd_nxt - una  # (_pipe()'s answer outside recovery with no SACKs)
         cwnd = cc.cwnd
         if not self.in_recovery and 0 < self.dupacks < 3:
             cwnd += self.dupacks * mss  # limited transmit (RFC 3042)
         wnd_edge = una + self.snd_wnd
         sent_any = False
-        board = self.board
         while True:
             if self.in_recovery and pipe < cwnd:
                 hole = board.next_hole(max(self.rxt_next, una), min(self.lost_end, self.snd_max))
