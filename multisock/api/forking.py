@@ -178,7 +178,10 @@ def _call(core_id: int, method: str, *args: Any) -> Any:
         _send_msg(channel, (core_id, method, args))
         status, value = _recv_msg(channel)
     if status == "err":
-        raise value
+        try:
+            raise value
+        finally:
+            del value  # its traceback holds this frame: no cycle through it
     return value
 
 

@@ -104,27 +104,32 @@ class StubResolver:
         if types is None:
             raise ResolveError(_socket.EAI_FAMILY, "ai_family not supported")
         last: ResolveError = _noname()
-        for candidate in self._candidates(name):
-            addresses: list[str] = []
-            canonical = candidate
-            ttl = float("inf")
-            failures = 0
-            for rdtype in types:
-                try:
-                    found, canon, rr_ttl = self._lookup(candidate, rdtype)
-                except ResolveError as exc:
-                    failures += 1
-                    if exc.code != _socket.EAI_NONAME:
-                        last = exc
-                    continue
-                addresses += found
-                canonical = canon
-                ttl = min(ttl, rr_ttl)
-            if addresses:
-                return Resolution(canonical, addresses, ttl)
-            if failures and last.code == _socket.EAI_AGAIN:
-                raise last
-        raise last
+        try:
+            for candidate in self._candidates(name):
+                addresses: list[str] = []
+                canonical = candidate
+                ttl = float("inf")
+                failures = 0
+                for rdtype in types:
+                    try:
+                        found, canon, rr_ttl = self._lookup(candidate, rdtype)
+                    except ResolveError as exc:
+                        failures += 1
+                        if exc.code != _socket.EAI_NONAME:
+                            last = exc
+                        continue
+                    addresses += found
+                    canonical = canon
+                    ttl = min(ttl, rr_ttl)
+                if addresses:
+                    return Resolution(canonical, addresses, ttl)
+                if failures and last.code == _socket.EAI_AGAIN:
+                    break
+            raise last
+        finally:
+            # a kept error's traceback holds this frame: still named here, it would be a cycle
+            # pinning every caller's frame until a collection
+            del last
 
     def reverse(self, address: str) -> str:
         qname = dns.reversename.from_address(address).to_text()

@@ -94,3 +94,27 @@ def test_child_sends_on_an_inherited_udp_socket_and_exit_releases_it(
         time.sleep(0.01)
     assert core.closed
     client.close()
+
+
+def test_an_error_served_by_the_parent_leaves_no_cycle_in_the_child(
+        host: multisock.Host) -> None:
+    """The child re-raises the parent's answer; a frame still naming it would be a cycle
+    pinning the child's calling frames until a collection (tests/cycles.py)."""
+    from tests.cycles import caller_frame_outlives_call, collector_off
+
+    srv = msock.socket(msock.AF_INET, msock.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    cli = msock.create_connection(srv.getsockname(), timeout=30)
+    conn, _ = srv.accept()
+
+    def body() -> None:
+        with collector_off():
+            # nothing sent yet: the parent answers BlockingIOError
+            assert not caller_frame_outlives_call(lambda: conn.recv(10, socket.MSG_DONTWAIT))
+        conn.close()
+
+    pid = child(body)
+    assert exit_code(pid) == 0
+    for s in (conn, cli, srv):
+        s.close()

@@ -20,6 +20,7 @@ import multisock
 from multisock import monkey
 from multisock.resolver import ResolveError, StubResolver
 from multisock.runtime import use_host
+from tests.cycles import caller_frame_outlives_call, collector_off
 
 
 class Zone(BaseResolver):  # type: ignore[misc]
@@ -164,3 +165,15 @@ def test_launcher_dns_option(tmp_path: Any) -> None:
                              str(script)], capture_output=True, text=True, env=env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "127.0.0.9"
+
+
+def test_a_failed_lookup_leaves_no_cycle_through_the_caller(
+        world: tuple[multisock.Host, Zone, Any]) -> None:
+    """The resolver raises the last failure it kept: a frame still naming it would be a
+    cycle pinning every caller's frame until a collection (the kernel's getaddrinfo raises
+    from C). Checked with the collector off (tests/cycles.py)."""
+    client, _, _ = world
+    with use_host(client), collector_off():
+        assert not caller_frame_outlives_call(lambda: socket.getaddrinfo("nothing.test", 80))
+        assert not caller_frame_outlives_call(
+            lambda: client.resolver.resolve("missing.test.", socket.AF_INET))
