@@ -168,7 +168,7 @@ def tun_rows(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for mtu in (1500, 65535):
         ours = bench_tun.multisock_rows(mtu, size, reps)
-        veth = bench_tun.vethrow(mtu, size, reps)
+        veth = bench_tun.veth_row(mtu, size, reps)
         for key, label in (("kernel <- multisock", "kernel downloads from multisock"),
                            ("multisock <- kernel", "multisock downloads from kernel")):
             rows.append(row(f"TUN MTU {mtu}: {label}", "Mbit/s", ours[key], veth, True,

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,3 +33,21 @@ def test_bench_quick_mode_runs(tmp_path: Path) -> None:
     for r in rows:
         if "kernel_median" in r:
             assert r["ratio_median"] == r["multisock_median"] / r["kernel_median"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the TUN rows need root: they create a TUN "
+                    "device, a veth pair and network namespaces")
+def test_bench_quick_tun_rows_run(tmp_path: Path) -> None:
+    """Quick mode leaves TUN out of the default run: this runs just those rows (~5 s)."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "tun",
+                             "--json", str(out)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    names = {r["scenario"] for r in rows}
+    for mtu in (1500, 65535):
+        assert f"TUN MTU {mtu}: kernel downloads from multisock" in names
+        assert f"TUN MTU {mtu}: multisock downloads from kernel" in names
+    assert all(r["multisock_median"] > 0 for r in rows)
