@@ -287,6 +287,25 @@ class TcpStack:
             if s.parent is listener and isinstance(s, TcpSocket) and s.state is TcpState.SYN_RECEIVED
         ]
 
+    def _new_child(self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader,
+                   now: float) -> TcpSocket:
+        """A control block for a connection arriving at ``listener`` (from a SYN, or from a
+        SYN cookie's ACK): the listener's options, both addresses, the path's MSS."""
+        child = TcpSocket(self, listener.family)
+        inherited = _OPTIONS(listener)
+        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
+            for name, value in zip(OPTION_NAMES, inherited, strict=True):
+                setattr(child, name, value)
+        if listener.keepalive:
+            child.keepalive = True
+        child.parent = listener
+        child.local = (dst, hdr.dst_port)
+        child.remote = (src, hdr.src_port)
+        child.created = now
+        mtu = self.host.route_mtu(src)
+        child._init_mss(mtu if mtu is not None else 576)
+        return child
+
     def _find_listener(self, dst: bytes, dport: int, src: bytes, sport: int) -> TcpSocket | None:
         group = self.listeners.get(dport)
         if not group:
@@ -415,19 +434,7 @@ class TcpStack:
             else:
                 self.counters["listen_drops"] += 1
             return
-        child = TcpSocket(self, listener.family)
-        inherited = _OPTIONS(listener)
-        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
-            for name, value in zip(OPTION_NAMES, inherited, strict=True):
-                setattr(child, name, value)
-        if listener.keepalive:
-            child.keepalive = True
-        child.parent = listener
-        child.local = (dst, hdr.dst_port)
-        child.remote = (src, hdr.src_port)
-        child.created = now
-        mtu = self.host.route_mtu(src)
-        child._init_mss(mtu if mtu is not None else 576)
+        child = self._new_child(listener, src, dst, hdr, now)
         child._init_rcv_wscale()
         child.iss = isn.initial_sequence(self.secret, dst, hdr.dst_port, src, hdr.src_port, now)
         child.snd_una = child.snd_nxt = child.snd_max = child.iss
@@ -486,19 +493,7 @@ class TcpStack:
             self.counters["listen_overflows"] += 1
             return _NO_ROOM
         self.counters["syncookies_recv"] += 1
-        child = TcpSocket(self, listener.family)
-        inherited = _OPTIONS(listener)
-        if inherited != _OPTIONS(child):  # (a listener usually has the defaults: no copy)
-            for name, value in zip(OPTION_NAMES, inherited, strict=True):
-                setattr(child, name, value)
-        if listener.keepalive:
-            child.keepalive = True
-        child.parent = listener
-        child.local = (dst, hdr.dst_port)
-        child.remote = (src, hdr.src_port)
-        child.created = now
-        mtu = self.host.route_mtu(src)
-        child._init_mss(mtu if mtu is not None else 576)
+        child = self._new_child(listener, src, dst, hdr, now)
         child.rcv_wscale = 0
         child.iss = cookie
         child.snd_una = child.snd_nxt = child.snd_max = cookie + 1
