@@ -72,6 +72,9 @@ class TcpConfig:
     keepalive_probes: int = 9
     ephemeral_low: int = 32768
     ephemeral_high: int = 60999
+    # net.ipv4.tcp_tw_reuse: connect() may take over a TIME-WAIT 4-tuple (timewait.py,
+    # TimeWait.reusable): 0 never, 1 always, 2 for loopback traffic only
+    tw_reuse: int = 2
     log_transitions: bool = False
 
     def __init__(self, **overrides: Any) -> None:

@@ -404,13 +404,18 @@ class TcpSocket:
             if chosen is None:
                 raise oserror(E.EADDRNOTAVAIL)
             src = chosen
-        stack.ports.connect_bind(self, src, addr, port)
+        reused = stack.ports.connect_bind(self, src, addr, port, now, stack.config.tw_reuse)
         self.remote = (addr, port)
         self.created = now
         self._init_mss(mtu)
-        self.iss = isn.initial_sequence(stack.secret, src, self.local_port, addr, port, now)
+        if reused is None:
+            self.iss = isn.initial_sequence(stack.secret, src, self.local_port, addr, port, now)
+        else:
+            # a TIME-WAIT 4-tuple taken over (tcp_tw_reuse): start beyond the old connection;
+            # a nonzero ts_recent in SYN-SENT arms PAWS for the SYN-ACK (_input_syn_sent)
+            self.iss, self.ts_recent = reused.successor()
+        self.ts_offset = isn.ts_offset(stack.secret, src, addr)
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
-        self.ts_offset = stack.rng.getrandbits(32)
         self._init_rcv_wscale()
         self.was_connected = True
         self._set_state(SYN_SENT, now)
@@ -1432,6 +1437,12 @@ class TcpSocket:
                     self._send_rst(ack, now)
                 return
             ack_ok = True
+            ts_val = hdr.ts_val
+            if self.ts_recent and ts_val is not None and ts_before(ts_val, self.ts_recent):
+                # PAWS with the ts_recent inherited from a reused TIME-WAIT (connect): an
+                # old duplicate from the previous connection, dropped as Linux does
+                self.stack.counters["paws_dropped"] += 1
+                return
         if flags & RST:
             if ack_ok:
                 self.stack.counters["resets_received"] += 1

@@ -7,6 +7,11 @@ A SYN cookie is an ISN that carries what a half-open connection would have held:
 a time counter (64 s units, 5 bits), an MSS index (3 bits) and a 24-bit keyed hash
 of the 4-tuple, the peer's ISN and the counter. When the final ACK comes back,
 ``ack - 1`` is checked and the connection is created with no state kept before.
+
+The timestamp clock's offset (RFC 7323 §7.1) is a keyed hash of the address pair, as
+Linux's ``secure_tcp_ts_off``: hidden from other hosts, but one clock for every
+connection between two addresses, so a new incarnation of a 4-tuple (TIME-WAIT reuse,
+either side) carries timestamps newer than the old one's and PAWS keeps working.
 """
 
 from __future__ import annotations
@@ -51,6 +56,22 @@ def initial_sequence(
     h = _hasher(secret)
     h.update(src + dst + _PORTS.pack(sport, dport))
     return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & 0xFFFFFFFF
+
+
+_TS_OFFSETS: dict[tuple[bytes, bytes, bytes], int] = {}  # (secret, src, dst) -> offset
+
+
+def ts_offset(secret: bytes, src: bytes, dst: bytes) -> int:
+    """Our timestamp clock's offset towards ``dst`` from ``src`` (see the module text)."""
+    key = (secret, src, dst)
+    offset = _TS_OFFSETS.get(key)
+    if offset is None:
+        if len(_TS_OFFSETS) >= 4096:  # peers are few in practice; a bound all the same
+            _TS_OFFSETS.clear()
+        h = _hasher(secret)
+        h.update(b"ts" + src + dst)
+        offset = _TS_OFFSETS[key] = int.from_bytes(h.digest()[:4], "big")
+    return offset
 
 
 def make_cookie(

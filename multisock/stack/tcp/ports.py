@@ -6,7 +6,9 @@ Linux's rules, which servers rely on:
 - SO_REUSEADDR on both lifts the conflict unless one of them is listening, and the
   new socket may always rebind over a TIME-WAIT one when it sets SO_REUSEADDR;
 - SO_REUSEPORT on both lifts it completely (listeners then share the SYNs);
-- ephemeral ports are random (RFC 6056 §3.3.1) within 32768-60999.
+- ephemeral ports are random (RFC 6056 §3.3.1) within 32768-60999; connect() may take
+  over a 4-tuple held by a TIME-WAIT record when ``TcpConfig.tw_reuse`` allows it
+  (Linux's net.ipv4.tcp_tw_reuse, checked during the same search: __inet_hash_connect).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ import socket as _socket
 from typing import TYPE_CHECKING, Protocol
 
 from multisock.stack.tcp.config import TcpState
+from multisock.stack.tcp.timewait import TimeWait
 
 if TYPE_CHECKING:
     from typing import TypeAlias
 
     from multisock.stack.tcp.connection import TcpSocket
-    from multisock.stack.tcp.timewait import TimeWait
 
     # what holds a port: a control block, or the TIME-WAIT record that replaced one
     Holder: TypeAlias = TcpSocket | TimeWait
@@ -85,7 +87,7 @@ class PortTable:
             raise _error(E.EADDRNOTAVAIL)
         sock.local = (addr, port)
         if port == 0:
-            sock.local = (addr, self._pick(sock, None))
+            sock.local = (addr, self._pick())
         else:
             for other in self.by_port.get(port, ()):
                 if other is not sock and self._conflict(sock, other):
@@ -93,34 +95,64 @@ class PortTable:
                     raise _error(E.EADDRINUSE)
         self._add(sock)
 
-    def connect_bind(self, sock: TcpSocket, src: bytes, dst: bytes, dport: int) -> None:
-        """Give a connecting socket its local address (and port, when it has none)."""
+    def connect_bind(
+        self, sock: TcpSocket, src: bytes, dst: bytes, dport: int, now: float = 0.0,
+        tw_reuse: int = 0,
+    ) -> TimeWait | None:
+        """Give a connecting socket its local address (and port, when it has none).
+
+        Returns the TIME-WAIT record whose 4-tuple the chosen port takes over (already
+        retired; ``tw_reuse`` as in ``TcpConfig``), or None. An explicitly bound port is
+        kept as it is."""
         if sock.bound:
             assert sock.local is not None
             if not any(sock.local[0]):
                 self._remove(sock)
                 sock.local = (src, sock.local[1])
                 self._add(sock)
-            return
+            return None
         sock.local = (src, 0)
-        sock.local = (src, self._pick(sock, (dst, dport)))
+        port, reused = self._pick_connect(src, (dst, dport), now, tw_reuse)
+        sock.local = (src, port)
         self._add(sock)
+        return reused
 
-    def _pick(self, sock: TcpSocket, remote: tuple[bytes, int] | None) -> int:
+    def _pick(self) -> int:
+        """A free port for bind(port=0): one nobody else holds."""
         span = self.high - self.low + 1
         start = self.rng.randrange(span)
-        assert sock.local is not None
-        addr = sock.local[0]
+        for i in range(span):
+            port = self.low + (start + i) % span
+            if not self.by_port.get(port):
+                return port
+        raise _error(E.EADDRINUSE)
+
+    def _pick_connect(
+        self, addr: bytes, remote: tuple[bytes, int], now: float, tw_reuse: int
+    ) -> tuple[int, TimeWait | None]:
+        """A port for (addr, ?, remote): free, or shared only with connections to other
+        peers (RFC 6056), or held for this 4-tuple only by a TIME-WAIT record that may be
+        reused (then retired here and returned)."""
+        span = self.high - self.low + 1
+        start = self.rng.randrange(span)
         for i in range(span):
             port = self.low + (start + i) % span
             users = self.by_port.get(port)
             if not users:
-                return port
-            if remote is not None and not any(
-                o.remote is None or o.remote == remote and _covers(o, addr) for o in users
-            ):
-                return port  # RFC 6056: a port may be shared by connections to different peers
-        raise _error(E.EADDRNOTAVAIL if remote is not None else E.EADDRINUSE)
+                return port, None
+            holder: Holder | None = None
+            for o in users:
+                if o.remote is None:
+                    break  # unconnected or listening on it: never shared
+                if o.remote == remote and _covers(o, addr):
+                    holder = o  # (one at most: a 4-tuple has one owner)
+            else:
+                if holder is None:
+                    return port, None  # only connections to other peers
+                if tw_reuse and isinstance(holder, TimeWait) and holder.reusable(now, tw_reuse):
+                    holder.take_over(now)  # frees the port entry and the 4-tuple
+                    return port, holder
+        raise _error(E.EADDRNOTAVAIL)
 
     def check_listen(self, sock: TcpSocket) -> None:
         assert sock.local is not None

@@ -440,7 +440,7 @@ class TcpStack:
         child.snd_una = child.snd_nxt = child.snd_max = child.iss
         child.irs = hdr.seq
         child.rcv_nxt = child.rcv_acked = hdr.seq + 1
-        child.ts_offset = self.rng.getrandbits(32)
+        child.ts_offset = isn.ts_offset(self.secret, dst, src)
         child._negotiate(hdr, now)
         child.snd_wnd = hdr.window
         child.was_connected = True

@@ -14,7 +14,8 @@ checks before it): a retransmitted FIN (or stray data) is ACKed again and a FIN 
 the 2*MSL wait; a pure ACK is not answered; a SYN gets a challenge ACK unless
 ``TcpStack._time_wait_reuse`` lets it open a new incarnation; an old timestamp (PAWS)
 is answered with an ACK; an exact RST ends it, an in-window one is challenged. The port
-stays taken (``ports`` treats the record like any TIME-WAIT socket) until it expires.
+stays taken (``ports`` treats the record like any TIME-WAIT socket) until it expires, or
+until ``connect()`` takes its 4-tuple over under ``TcpConfig.tw_reuse`` (``reusable``).
 
 Whoever still holds the old control block (a test, or a socket object not yet garbage)
 keeps seeing TIME_WAIT there; a weak reference lets the record move it to CLOSED when
@@ -27,6 +28,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
+from multisock.stack.addresses import is_loopback
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.seq import MASK, ts_before, unwrap
 from multisock.wire import tcp as wire
@@ -54,6 +56,7 @@ class TimeWait:
         "rwnd",
         "ts_ok",
         "ts_recent",
+        "ts_stamp",
         "ts_offset",
         "ttl",
         "tos",
@@ -84,6 +87,11 @@ class TimeWait:
         self.rwnd = max(sock.rcv_adv - sock.rcv_nxt, 0)
         self.ts_ok = sock.ts_ok
         self.ts_recent = sock.ts_recent
+        # when ts_recent was last taken from the peer (Linux's tw_ts_recent_stamp): the block
+        # does not keep that moment, but it took ts_recent from one of the segments that set
+        # last_rcv (the last of them, in practice the peer's FIN or its ACK of ours), so this
+        # is never earlier than the true moment and reuse is never allowed too soon
+        self.ts_stamp = sock.last_rcv
         self.ts_offset = sock.ts_offset
         self.ttl = sock.ttl
         self.tos = sock.tos
@@ -126,8 +134,12 @@ class TimeWait:
             self._challenge_ack(now)
         elif flags & FIN:
             # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL (the queue
-            # moves the record to its tail when its old expiry comes)
+            # moves the record to its tail when its old expiry comes); its timestamp (not
+            # older: PAWS above) is the newest we have seen, as Linux's TIME-WAIT keeps it
             self.expires = now + 2 * stack.config.msl
+            if self.ts_ok and hdr.ts_val is not None:
+                self.ts_recent = hdr.ts_val
+                self.ts_stamp = now
             self._send_ack(now)
         elif len(payload):
             self._send_ack(now)
@@ -152,6 +164,36 @@ class TimeWait:
                 self.window, 0, 0,
             )
         self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos)
+
+    # ------------------------------------------------------------------ reuse
+
+    def reusable(self, now: float, mode: int) -> bool:
+        """May a new outgoing connection take this 4-tuple over now (``TcpConfig.tw_reuse``)?
+
+        Linux's rule (``tcp_twsk_unique``): only with timestamps in use on the old
+        connection, and only once the seconds clock has moved past the second in which the
+        peer's last timestamp arrived. The new connection then starts its sequence space
+        beyond ours (``take_over``) and carries on the peer's timestamps, so PAWS tells its
+        segments from old duplicates at both ends. ``mode`` 2 allows it for loopback traffic
+        only: Linux checks that either address is a loopback one (a loopback pair here)."""
+        if mode == 0 or self.state is not TIME_WAIT or not self.ts_ok:
+            return False
+        if mode == 2 and not (is_loopback(self.local[0]) or is_loopback(self.remote[0])):
+            return False
+        return int(now) > int(self.ts_stamp)
+
+    def take_over(self, now: float) -> None:
+        """Retire this record, as its expiry would, for a new connection on its 4-tuple
+        (which then starts from ``successor``)."""
+        self.stack.counters["time_wait_reused"] += 1
+        self._finish(now, 0)
+
+    def successor(self) -> tuple[int, int]:
+        """(ISN, ts_recent) for the connection that took this 4-tuple over: an ISN a
+        maximal window beyond everything we sent, as Linux does; the peer's last timestamp,
+        to reject old duplicates of its SYN-ACK. (Timestamps need nothing more: their clock
+        offset is one per address pair, isn.ts_offset, so the new ones are newer.)"""
+        return (self.snd_max + 0xFFFF + 2) & MASK or 1, self.ts_recent
 
     # ------------------------------------------------------------------ life
 
