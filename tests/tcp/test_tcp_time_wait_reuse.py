@@ -2,8 +2,8 @@
 
 A client making many short connections to one server address:port fills its ephemeral
 range with TIME-WAIT records; Linux (tcp_twsk_unique) lets a new outgoing connection reuse
-such a 4-tuple when timestamps were in use on it and the seconds clock has moved past the
-second of the last timestamp received, by default (2) for loopback traffic only. The new
+such a 4-tuple when timestamps were in use on it and more than a second has passed since
+it entered TIME-WAIT, by default (2) for loopback traffic only. The new
 connection starts its sequence numbers a maximal window beyond the old ones and keeps the
 peer's last timestamp. A loopback test with kernel sockets would need ~28k ports in
 TIME-WAIT, so the comparison with Linux stays with its rule (see TimeWait.reusable).
@@ -114,7 +114,7 @@ def _refused(loop: Loop) -> None:
 def test_loopback_reuse_after_a_second_starts_beyond_the_old_connection() -> None:
     loop = Loop()
     held = loop.fill()
-    loop.advance(1.5)  # the seconds clock has moved past the last timestamp's second
+    loop.advance(1.5)  # more than a second in TIME-WAIT
     stamps = {r.local[1]: r.ts_recent for r in loop.stack.conns.values()
               if isinstance(r, TimeWait)}
     client = loop.connect()
@@ -171,13 +171,13 @@ def test_no_reuse_when_disabled() -> None:
     _refused(loop)
 
 
-def test_no_reuse_before_the_seconds_clock_moves() -> None:
+def test_no_reuse_within_a_second_of_entering_time_wait() -> None:
     loop = Loop()
     loop.fill()
-    assert loop.now < 0.5
-    loop.advance(0.5)  # still the second in which the last timestamps arrived
+    assert loop.now == 0.0  # (the scripted loopback takes no time: all entered at 0)
+    loop.advance(1.0)  # exactly one second: not yet (Linux: now_ms after entry_ms + 1000)
     _refused(loop)
-    loop.advance(0.6)  # into the next second: Linux's time_after32(seconds, stamp)
+    loop.advance(0.001)
     client = loop.connect()
     assert loop.stack.counters["time_wait_reused"] == 1
     loop.flush()
@@ -218,26 +218,28 @@ def test_explicit_bind_is_unchanged() -> None:
     assert loop.stack.counters["time_wait_reused"] == 0
 
 
-def test_a_record_refreshed_by_a_retransmitted_fin_waits_again() -> None:
-    # scripted peer: the record's timestamp and its stamp follow a retransmitted FIN
+def test_a_retransmitted_fin_refreshes_the_timestamp_the_successor_inherits() -> None:
+    # scripted peer: the record keeps the newest timestamp; the wait counts from the entry
     s = Script(TcpConfig(quickack_segments=0, tw_reuse=1, ephemeral_low=40000,
                          ephemeral_high=40000))
     sock = s.active_open(synack_opts="<mss 1460,TS val 100 ecr *>")
     sock.close(s.now)
     s.pop()  # our FIN
+    s.advance(0.5)
     s.inject("F. 1:1(0) ack 2 win 65535 <TS val 200 ecr *>")
     s.pop()  # our ACK of it
     (record,) = s.stack.conns.values()
     assert isinstance(record, TimeWait) and record.ts_recent == 200
-    s.advance(1.2)
+    assert record.entered == s.now
+    s.advance(0.7)
     s.inject("F. 1:1(0) ack 2 win 65535 <TS val 300 ecr *>")  # our ACK was lost
     s.pop()
-    assert record.ts_recent == 300 and record.ts_stamp == s.now
+    assert record.ts_recent == 300
     again = s.stack.socket(socket.AF_INET)
     with pytest.raises(OSError) as info:
-        again.connect(B, 8080, s.now)
+        again.connect(B, 8080, s.now)  # 0.7 s after entering TIME-WAIT
     assert info.value.errno == errno.EADDRNOTAVAIL
-    s.advance(1.0)
+    s.advance(0.4)
     again = s.stack.socket(socket.AF_INET)
     again.connect(B, 8080, s.now)
     assert again.local == (A, 40000) and again.ts_recent == 300
@@ -308,3 +310,51 @@ def test_reusing_syn_also_recycles_the_servers_own_time_wait() -> None:
     child = loop.listener.accept()
     assert child is not None and child.remote == (LO, port)
     assert loop.syns()[-1].seq == (held[port] + 65535 + 2) & 0xFFFFFFFF
+
+
+def test_through_the_socket_api_on_a_virtual_host() -> None:
+    # the load-test pattern (a new connection per request to one server port) with the
+    # public API: a host whose ephemeral range is narrowed to four ports, a clock we move
+    import multisock.socket as msock
+    from multisock.net.network import Network
+    from multisock.runtime import use_host
+
+    clock = [100.0]
+    net = Network(seed=5, clock=lambda: clock[0])
+    try:
+        host = net.add_host("client", "10.0.0.1/24")
+        ports = host.ip.tcp.ports  # (TcpConfig's range is read once, when the stack is made)
+        ports.low, ports.high = PORTS[0], PORTS[-1]
+        with use_host(host):
+            server = msock.socket(msock.AF_INET, msock.SOCK_STREAM)
+            server.bind(("127.0.0.1", 8080))
+            server.listen(16)
+            for _ in PORTS:
+                client = msock.socket(msock.AF_INET, msock.SOCK_STREAM)
+                client.settimeout(30)
+                client.connect(("127.0.0.1", 8080))
+                conn, _ = server.accept()
+                client.sendall(b"GET")
+                assert conn.recv(3) == b"GET"
+                client.close()  # the client closes first: its side holds TIME-WAIT
+                conn.close()
+            rows = host.ip.tcp.connections()[1:]
+            assert [r["state"] for r in rows] == ["TIME_WAIT"] * len(PORTS)
+            late = msock.socket(msock.AF_INET, msock.SOCK_STREAM)
+            with pytest.raises(OSError) as info:
+                late.connect(("127.0.0.1", 8080))
+            assert info.value.errno == errno.EADDRNOTAVAIL
+            late.close()
+            clock[0] += 1.5
+            client = msock.socket(msock.AF_INET, msock.SOCK_STREAM)
+            client.settimeout(30)
+            client.connect(("127.0.0.1", 8080))
+            assert client.getsockname()[1] in PORTS
+            conn, _ = server.accept()
+            client.sendall(b"again")
+            assert conn.recv(5) == b"again"
+            assert host.ip.tcp.counters["time_wait_reused"] == 1
+            for s in (client, conn, server):
+                s.close()
+    finally:
+        net.close()

@@ -56,7 +56,7 @@ class TimeWait:
         "rwnd",
         "ts_ok",
         "ts_recent",
-        "ts_stamp",
+        "entered",
         "ts_offset",
         "ttl",
         "tos",
@@ -87,11 +87,10 @@ class TimeWait:
         self.rwnd = max(sock.rcv_adv - sock.rcv_nxt, 0)
         self.ts_ok = sock.ts_ok
         self.ts_recent = sock.ts_recent
-        # when ts_recent was last taken from the peer (Linux's tw_ts_recent_stamp): the block
-        # does not keep that moment, but it took ts_recent from one of the segments that set
-        # last_rcv (the last of them, in practice the peer's FIN or its ACK of ours), so this
-        # is never earlier than the true moment and reuse is never allowed too soon
-        self.ts_stamp = sock.last_rcv
+        # when TIME-WAIT began (Linux's tw_entry_stamp), for tw_reuse: now in the usual case,
+        # where the block is replaced as it enters TIME-WAIT; for a block closed later it
+        # is later than the true moment, so reuse is never allowed too soon
+        self.entered = now
         self.ts_offset = sock.ts_offset
         self.ttl = sock.ttl
         self.tos = sock.tos
@@ -136,10 +135,10 @@ class TimeWait:
             # the peer did not hear our ACK of its FIN: ACK again, restart 2*MSL (the queue
             # moves the record to its tail when its old expiry comes); its timestamp (not
             # older: PAWS above) is the newest we have seen, as Linux's TIME-WAIT keeps it
+            # (for a connection that may take this 4-tuple over: ``successor``)
             self.expires = now + 2 * stack.config.msl
             if self.ts_ok and hdr.ts_val is not None:
                 self.ts_recent = hdr.ts_val
-                self.ts_stamp = now
             self._send_ack(now)
         elif len(payload):
             self._send_ack(now)
@@ -170,17 +169,19 @@ class TimeWait:
     def reusable(self, now: float, mode: int) -> bool:
         """May a new outgoing connection take this 4-tuple over now (``TcpConfig.tw_reuse``)?
 
-        Linux's rule (``tcp_twsk_unique``): only with timestamps in use on the old
-        connection, and only once the seconds clock has moved past the second in which the
-        peer's last timestamp arrived. The new connection then starts its sequence space
-        beyond ours (``take_over``) and carries on the peer's timestamps, so PAWS tells its
-        segments from old duplicates at both ends. ``mode`` 2 allows it for loopback traffic
-        only: Linux checks that either address is a loopback one (a loopback pair here)."""
+        Linux's rule (``tcp_twsk_unique``, as of commit 19ce8cd30465): only with timestamps in use on the
+        old connection, and only once more than a second has passed since it entered
+        TIME-WAIT (older kernels waited for the seconds clock to pass the second of the
+        peer's last timestamp, which could be a millisecond later). The new connection then
+        starts its sequence space beyond ours and keeps the peer's last timestamp
+        (``successor``), so PAWS tells its segments from old duplicates at both ends.
+        ``mode`` 2 allows it for loopback traffic only: Linux checks that either address
+        is a loopback one (here both are, in practice: 127/8 or ::1 route through ``lo``)."""
         if mode == 0 or self.state is not TIME_WAIT or not self.ts_ok:
             return False
         if mode == 2 and not (is_loopback(self.local[0]) or is_loopback(self.remote[0])):
             return False
-        return int(now) > int(self.ts_stamp)
+        return now - self.entered > 1.0
 
     def take_over(self, now: float) -> None:
         """Retire this record, as its expiry would, for a new connection on its 4-tuple
