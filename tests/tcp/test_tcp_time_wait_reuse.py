@@ -28,6 +28,7 @@ from multisock.stack.tcp.timewait import TimeWait
 from multisock.wire import tcp as wire
 
 LO = bytes([127, 0, 0, 1])
+LO6 = bytes(15) + b"\x01"
 PORTS = range(40000, 40004)  # the narrowed ephemeral range: four ports
 
 
@@ -35,7 +36,7 @@ class Loop:
     """One stack whose output comes back to it (in order, when ``flush`` runs)."""
 
     def __init__(self, tw_reuse: int = 2, *, addrs: tuple[bytes, bytes] = (LO, LO),
-                 timestamps: bool = True) -> None:
+                 timestamps: bool = True, family: int = socket.AF_INET) -> None:
         config = TcpConfig(
             quickack_segments=0, ephemeral_low=PORTS[0], ephemeral_high=PORTS[-1],
             tw_reuse=tw_reuse, timestamps=timestamps,
@@ -47,7 +48,8 @@ class Loop:
         self.host.deliver = lambda src, dst, seg: self.queue.append((src, dst, seg))  # type: ignore[assignment]
         self.stack = TcpStack(self.host, config, rng=random.Random(3), secret=b"s" * 32)
         self.now = 0.0
-        self.listener = self.stack.socket(socket.AF_INET)
+        self.family = family
+        self.listener = self.stack.socket(family)
         self.listener.bind(self.server_addr, 8080)
         self.listener.listen(64, self.now)
 
@@ -66,7 +68,7 @@ class Loop:
         self.now = end
 
     def connect(self) -> TcpSocket:
-        client = self.stack.socket(socket.AF_INET)
+        client = self.stack.socket(self.family)
         client.connect(self.server_addr, 8080, self.now)
         return client
 
@@ -169,6 +171,18 @@ def test_no_reuse_when_disabled() -> None:
     loop.fill()
     loop.advance(1.5)
     _refused(loop)
+
+
+def test_ipv6_loopback_and_a_pair_with_one_loopback_address() -> None:
+    # ::1 counts as loopback; so does a pair where only one end is 127/8 (Linux checks
+    # either address: a non-loopback source bound to talk to 127.0.0.1 still goes via lo)
+    for loop in (Loop(addrs=(LO6, LO6), family=socket.AF_INET6), Loop(addrs=(A, LO))):
+        held = loop.fill()
+        loop.advance(1.5)
+        client = loop.connect()
+        assert client.local is not None and client.local[1] in held
+        loop.flush()
+        assert client.state is TcpState.ESTABLISHED
 
 
 def test_no_reuse_within_a_second_of_entering_time_wait() -> None:
