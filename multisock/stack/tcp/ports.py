@@ -103,19 +103,49 @@ class PortTable:
 
         Returns the TIME-WAIT record whose 4-tuple the chosen port takes over (already
         retired; ``tw_reuse`` as in ``TcpConfig``), or None. An explicitly bound port is
-        kept as it is."""
+        kept as it is, if its 4-tuple is free (``_check_bound_tuple``)."""
         if sock.bound:
             assert sock.local is not None
-            if not any(sock.local[0]):
+            bound = sock.local
+            if not any(bound[0]):
                 self._remove(sock)
-                sock.local = (src, sock.local[1])
+                sock.local = (src, bound[1])
                 self._add(sock)
-            return None
+            try:
+                return self._check_bound_tuple(sock, (dst, dport), now)
+            except OSError:
+                if sock.local != bound:  # the failed connect leaves the bind as it was
+                    self._remove(sock)
+                    sock.local = bound
+                    self._add(sock)
+                raise
         sock.local = (src, 0)
         port, reused = self._pick_connect(src, (dst, dport), now, tw_reuse)
         sock.local = (src, port)
         self._add(sock)
         return reused
+
+    def _check_bound_tuple(self, sock: TcpSocket, remote: tuple[bytes, int],
+                           now: float) -> TimeWait | None:
+        """An explicitly bound port connecting to ``remote``: the 4-tuple must be free.
+
+        Linux's ``__inet_check_established`` without a TIME-WAIT pointer: a TIME-WAIT
+        record holding the 4-tuple is taken over at once when timestamps were in use on
+        it, whatever ``tw_reuse`` says (the application asked for this port with
+        SO_REUSEADDR); any other holder - a live connection, a record without timestamps
+        - makes the connect fail with EADDRNOTAVAIL."""
+        assert sock.local is not None
+        addr = sock.local[0]
+        for other in self.by_port.get(sock.local[1], ()):
+            if other is sock or other.remote != remote or other.local is None:
+                continue
+            if other.local[0] != addr:
+                continue
+            if isinstance(other, TimeWait) and other.state is TcpState.TIME_WAIT and other.ts_ok:
+                other.take_over(now)
+                return other
+            raise _error(E.EADDRNOTAVAIL)
+        return None
 
     def _pick(self) -> int:
         """A free port for bind(port=0): one nobody else holds."""
