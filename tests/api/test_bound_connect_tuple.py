@@ -58,14 +58,20 @@ def _bound_client(new: Factory, port: int) -> Any:
     return sock
 
 
-def test_a_live_four_tuple_is_not_taken_twice(side: tuple[Factory, str]) -> None:
-    new, address = side
+def _connected_from_a_bound_port(new: Factory, address: str) -> tuple[Any, ...]:
+    """listener, its address, a client bound with SO_REUSEADDR and connected, its port,
+    and the accepted server side."""
     listener = _listener(new, address)
     target = (address, listener.getsockname()[1])
     first = _bound_client(new, 0)
     first.connect(target)
-    port = first.getsockname()[1]
     server, _ = listener.accept()
+    return listener, target, first, first.getsockname()[1], server
+
+
+def test_a_live_four_tuple_is_not_taken_twice(side: tuple[Factory, str]) -> None:
+    new, address = side
+    listener, target, first, port, server = _connected_from_a_bound_port(new, address)
     second = _bound_client(new, port)
     with pytest.raises(OSError) as info:
         second.connect(target)
@@ -78,12 +84,7 @@ def test_a_live_four_tuple_is_not_taken_twice(side: tuple[Factory, str]) -> None
 
 def test_a_time_wait_of_ours_is_taken_over(side: tuple[Factory, str]) -> None:
     new, address = side
-    listener = _listener(new, address)
-    target = (address, listener.getsockname()[1])
-    first = _bound_client(new, 0)
-    first.connect(target)
-    port = first.getsockname()[1]
-    server, _ = listener.accept()
+    listener, target, first, port, server = _connected_from_a_bound_port(new, address)
     first.close()  # the client closes first: the client's side waits in TIME-WAIT
     assert server.recv(10) == b""
     server.close()
