@@ -17,6 +17,7 @@ import os as _os
 import socket as _stdlib
 import sys as _sys
 from typing import Any as _Any
+from typing import NoReturn as _NoReturn
 
 from multisock.api import core as _core
 from multisock.api.errors import bad_fd as _bad_fd
@@ -395,21 +396,13 @@ class socket:
         try:
             return int(self._sock.recv_into(buffer, nbytes, flags))
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
         try:
             return self._sock.recvfrom_into(buffer, nbytes, flags)
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def recvmsg(self, bufsize: int, ancbufsize: int = 0, flags: int = 0) -> _Any:
         if self._userspace:
@@ -443,22 +436,13 @@ class socket:
         try:
             return int(self._sock.send(data, flags))
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def sendall(self, data: _Any, flags: int = 0) -> None:
         try:
             self._sock.sendall(data, flags)
-            return
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def sendto(self, data: _Any, *args: _Any) -> int:
         if not self._userspace:
@@ -472,21 +456,13 @@ class socket:
         try:
             return int(self._sock.sendto(data, flags, address))
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
         try:
             return int(self._sock.sendmsg(buffers, *args))
         except OSError as exc:
-            error = _without_frames(exc)
-        try:
-            raise error
-        finally:
-            del error  # see _without_frames: no cycle through this frame
+            _raise_without_frames(exc)
 
     def shutdown(self, how: int) -> None:
         self._sock.shutdown(_c_int(how))
@@ -537,26 +513,33 @@ def _c_int(value: _Any) -> int:
     return int(number)
 
 
-def _without_frames(exc: OSError) -> OSError:
-    """The same error, raised afresh: the stack's frames in its traceback hold views of the
-    caller's buffer, which CPython has already released when its C method raises (asyncio
-    clears its bytearray right after a failed send; an export would make that fail).
+def _raise_without_frames(exc: OSError) -> _NoReturn:
+    """Raise the stack's error afresh, as the same type with the same arguments.
 
-    The caller raises it outside its ``except`` block (so that it carries no context) and
-    then deletes its local name for it: the traceback refers to the caller's frame, so a
-    frame still naming the error would be a reference cycle, and every frame below it
-    (the program's, with its sockets, connection pools, buffers) would live on until the
-    garbage collector ran. With TLS that was every would-block ``recv_into``: requests'
-    connections stayed open after ``requests.get()`` returned (urllib3 closes a pool's
-    connections when the pool is freed).
+    The stack's frames in its traceback hold views of the caller's buffer, which CPython has
+    already released when its C method raises (asyncio clears its bytearray right after a
+    failed send; an export would make that fail), so the new error carries neither that
+    traceback nor, as its context, the old error.
+
+    Nor does it leave a reference cycle: the new traceback refers to this frame and the
+    caller's, so a frame still naming either error would keep every frame below it (the
+    program's, with its sockets, connection pools, buffers) alive until the garbage
+    collector ran. With TLS that was every would-block ``recv_into``: requests' connections
+    stayed open after ``requests.get()`` returned (urllib3 closes a pool's connections when
+    the pool is freed). The caller's ``except ... as exc`` name is deleted by Python itself
+    when the error leaves its block.
     """
-    new = type(exc)(*exc.args)
-    if isinstance(exc, BlockingIOError) and isinstance(new, BlockingIOError):
+    error = type(exc)(*exc.args)
+    if isinstance(exc, BlockingIOError) and isinstance(error, BlockingIOError):
         try:
-            new.characters_written = exc.characters_written
+            error.characters_written = exc.characters_written
         except AttributeError:
             pass
-    return new
+    try:
+        raise error
+    finally:
+        error.__context__ = None  # raised while the caller handles exc: not its context
+        del error, exc
 
 
 def _ancbufsize(value: _Any) -> int:

@@ -1,7 +1,7 @@
 """An error from a socket method leaves no reference cycle behind: the caller's frame dies
 when it returns, as with a kernel socket, not when the garbage collector next runs.
 
-The facade raises the stack's errors afresh (see ``multisock.socket._without_frames``); a
+The facade raises the stack's errors afresh (see ``multisock.socket._raise_without_frames``); a
 frame still naming the error it raised is a cycle (frame -> error -> traceback -> frame)
 which pins every caller's frame, with their sockets and buffers, until a collection. The
 kernel socket raises from C and leaves nothing (the reference here). Checked with the
