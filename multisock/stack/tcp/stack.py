@@ -73,6 +73,21 @@ class _Busy:
             stack._drain(self.now)
 
 
+def _listener_rank(sock: TcpSocket, dst: bytes) -> int:
+    """How well a listener matches a SYN for ``dst``: 2 its own address, 1 a wildcard of the
+    same family, 0 an IPv6 wildcard taking IPv4 (not v6only), -1 not at all."""
+    assert sock.local is not None
+    mine = sock.local[0]
+    if mine == dst:
+        return 2
+    if not any(mine):
+        if len(mine) == len(dst):
+            return 1
+        if len(dst) == 4 and not sock.v6only:
+            return 0
+    return -1
+
+
 class TcpStack:
     def __init__(
         self,
@@ -310,24 +325,13 @@ class TcpStack:
         group = self.listeners.get(dport)
         if not group:
             return None
-        if len(group) == 1:  # the usual case: one listener on the port, no ranking needed
-            sock = group[0]
-            assert sock.local is not None
-            mine = sock.local[0]
-            if mine == dst or (not any(mine) and (
-                    len(mine) == len(dst) or (len(dst) == 4 and not sock.v6only))):
-                return sock
-            return None
+        if len(group) == 1:  # the usual case: one listener on the port, nothing to rank
+            return group[0] if _listener_rank(group[0], dst) >= 0 else None
         best: list[TcpSocket] = []
         rank = -1
         for sock in group:
-            assert sock.local is not None
-            mine = sock.local[0]
-            if mine == dst:
-                r = 2
-            elif not any(mine) and (len(mine) == len(dst) or (len(dst) == 4 and not sock.v6only)):
-                r = 1 if len(mine) == len(dst) else 0
-            else:
+            r = _listener_rank(sock, dst)
+            if r < 0:
                 continue
             if r > rank:
                 best, rank = [sock], r
