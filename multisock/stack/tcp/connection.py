@@ -452,13 +452,11 @@ class TcpSocket:
             data = memoryview(data)[:n]
         self.sndq.append(data)
         stack = self.stack
-        stack._depth += 1  # (stack.busy(now), inlined: once per send call)
+        stack._depth += 1  # (busy(), without the context manager: once per send call)
         try:
             self._output(now)
         finally:
-            stack._depth -= 1
-            if not stack._depth and (stack._pending or stack._dirty):
-                stack._drain(now)
+            stack.leave(now)
         return n
 
     def push(self, now: float) -> None:

@@ -67,10 +67,7 @@ class _Busy:
         self.stack._depth += 1
 
     def __exit__(self, *exc: object) -> None:
-        stack = self.stack
-        stack._depth -= 1
-        if stack._depth == 0 and (stack._pending or stack._dirty):
-            stack._drain(self.now)
+        self.stack.leave(self.now)
 
 
 def _listener_rank(sock: TcpSocket, dst: bytes) -> int:
@@ -140,9 +137,7 @@ class TcpStack:
             self.last_exception = exc
             _log().exception("TCP input failed")
         finally:
-            self._depth -= 1
-            if not self._depth and (self._pending or self._dirty):
-                self._drain(now)
+            self.leave(now)
 
     def on_timer(self, now: float) -> None:
         with self.busy(now):
@@ -208,6 +203,13 @@ class TcpStack:
         busy = self._busy
         busy.now = now
         return busy
+
+    def leave(self, now: float) -> None:
+        """One level of ``busy`` (or of input) ends; the outermost runs what waited for it:
+        input re-entered from our own output, and the sockets' on_change callbacks."""
+        self._depth -= 1
+        if not self._depth and (self._pending or self._dirty):
+            self._drain(now)
 
     def _drain(self, now: float) -> None:
         pending = self._pending
