@@ -666,11 +666,7 @@ class TcpSocket:
 
     def _arm_rexmit(self, now: float) -> None:
         self.persist = False
-        rtt = self.rtt
-        rto = rtt.rto
-        if rtt.backoff or rto > rtt.rto_max:
-            rto = rtt.current()
-        self.t_rexmit = now + rto
+        self.t_rexmit = now + self.rtt.current()
         self._rearm()
 
     # ------------------------------------------------------------------ output
@@ -866,14 +862,9 @@ class TcpSocket:
         fin_seq = self.fin_seq
         if fin_seq is not None and data_end > fin_seq:
             data_end = fin_seq
-        if una == self.snd_max:
-            rtt = self.rtt
-            rto = rtt.rto
-            if rtt.backoff or rto > rtt.rto_max:
-                rto = rtt.current()
-            if now - self.last_send > rto:
-                cc.on_idle_restart(now)
-                self.last_send = now
+        if una == self.snd_max and now - self.last_send > self.rtt.current():
+            cc.on_idle_restart(now)
+            self.last_send = now
         board = self.board
         if self.in_recovery or board.ranges:
             pipe = self._pipe()

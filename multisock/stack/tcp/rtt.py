@@ -49,7 +49,8 @@ class RttEstimator:
 
     def current(self) -> float:
         """The timeout to arm now: the base RTO doubled once per unanswered expiry."""
-        return min(self.rto * (1 << self.backoff), self.rto_max)
+        rto = self.rto * (1 << self.backoff) if self.backoff else self.rto
+        return rto if rto < self.rto_max else self.rto_max  # (no min(): asked per segment)
 
     def back_off(self) -> None:
         if self.rto * (1 << self.backoff) < self.rto_max:
