@@ -23,7 +23,7 @@ from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
 from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
 from multisock.stack.tcp.rtt import RttEstimator
 from multisock.stack.tcp.sack import Scoreboard
-from multisock.stack.tcp.seq import HALF, MASK, ts_before, unwrap
+from multisock.stack.tcp.seq import MASK, ts_before, unwrap
 from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPHeader
 
@@ -705,7 +705,7 @@ class TcpSocket:
     def _xmit(self, seq: int, flags: int, payload: bytes | memoryview, now: float) -> None:
         """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
         win = self._window()
-        ts = ((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if self.ts_ok else None
+        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
         remote = self.remote
         local = self.local
         assert remote is not None and local is not None
@@ -986,7 +986,7 @@ class TcpSocket:
             return
         flags = hdr.flags
         rcv_nxt = self.rcv_nxt
-        seq = rcv_nxt + ((hdr.seq - rcv_nxt + HALF) & MASK) - HALF  # unwrap(), inlined
+        seq = unwrap(hdr.seq, rcv_nxt)
         seglen = len(payload)
         # PAWS (RFC 7323 §5): an old timestamp marks an old duplicate
         ts_val = hdr.ts_val
@@ -994,7 +994,7 @@ class TcpSocket:
             self.ts_ok
             and ts_val is not None
             and not flags & RST
-            and ((ts_val - self.ts_recent) & MASK) >= HALF  # ts_before(), inlined
+            and ts_before(ts_val, self.ts_recent)
         ):
             self.stack.counters["paws_dropped"] += 1
             self._send_ack(now)
@@ -1141,7 +1141,7 @@ class TcpSocket:
     def _input_ack(self, hdr: TCPHeader, seq: int, seglen: int, now: float) -> bool:
         """RFC 9293 §3.10.7.4 fifth check; False when the segment is to be dropped."""
         una = self.snd_una
-        ack = una + ((hdr.ack - una + HALF) & MASK) - HALF  # unwrap(), inlined
+        ack = unwrap(hdr.ack, una)
         state = self.state
         if state is SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
@@ -1237,7 +1237,7 @@ class TcpSocket:
         # RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn)
         sample: float | None = None
         if self.ts_ok and hdr.ts_ecr:
-            delta = ((int(now * 1000) + self.ts_offset) - hdr.ts_ecr) & MASK  # _ts_now()
+            delta = (self._ts_now(now) - hdr.ts_ecr) & MASK
             if self.karn_until is not None:
                 # Karn for timestamps: an echo older than our timeout retransmission is the
                 # original's, and its ACK may have been lost for as long as the outage
