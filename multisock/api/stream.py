@@ -292,8 +292,7 @@ class StreamCore(Core):
             tcb = self.tcb
             peek = bool(flags & MSG_PEEK)
             got = 0
-            limit = self.rcvtimeo if self.rcvtimeo is not None and self.timeout is None \
-                else "default"  # (_recv_timeout(), inlined)
+            limit = self._recv_timeout()
             while True:
                 try:
                     if not (tcb.readable or self.closed):  # (no wait when data is there)

@@ -137,11 +137,6 @@ class Reassembler:
                     expired.append((key, pending.first_header))
         return expired
 
-    @property
-    def pending(self) -> bool:
-        """Datagrams waiting for fragments (each has a deadline)."""
-        return bool(self._pending)
-
     def next_deadline(self) -> float | None:
         if not self._pending:
             return None
