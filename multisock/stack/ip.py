@@ -24,7 +24,7 @@ from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
 from multisock.stack.ping import PingStack
-from multisock.stack.routing import Route, RoutingTable
+from multisock.stack.routing import DestinationMemo, Route, RoutingTable
 from multisock.stack.udp import UdpStack
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.checksum import transport_checksum, verify_transport_checksum
@@ -47,7 +47,6 @@ _ICMP4_UNREACH_ERRNO = {
 
 # a 20-byte IPv4 header: built whole for TCP's fast path, read whole by input's
 _IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
-_ROUTE_CACHE_SIZE = 256
 
 
 def _oserror(code: int) -> OSError:
@@ -72,11 +71,8 @@ class IPStack:
         self.icmp_limiter = TokenBucket()
         self._ident = self.rng.randrange(65536)
         self._pmtu: dict[bytes, int] = {}
-        # destination -> route, valid while the table's version stands (see _cached_route)
-        self._route_cache: dict[bytes, Route] = {}
-        self._route_cache_version = -1
-        self._source_cache: dict[bytes, bytes] = {}  # destination -> select_source's answer
-        self._source_cache_version = -1
+        self._routes_to = DestinationMemo(self.routes)  # route(dst), see _cached_route
+        self._sources_for = DestinationMemo(self.routes)  # select_source(dst)
         self.udp = UdpStack(self, self.rng)
         self.ping = PingStack(self, self.rng)
         self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
@@ -182,18 +178,11 @@ class IPStack:
 
         Remembered per destination while the routing table stands (every connect asks; an
         address added also adds a route, which moves the table's version)."""
-        cache = self._source_cache
-        version = self.routes.version
-        if version != self._source_cache_version:
-            cache.clear()
-            self._source_cache_version = version
-        src = cache.get(dst)
+        src: bytes | None = self._sources_for.get(dst)
         if src is None:
             src = self._select_source(dst)
             if src is not None:
-                if len(cache) >= _ROUTE_CACHE_SIZE:
-                    cache.clear()
-                cache[dst] = src
+                self._sources_for.put(dst, src)
         return src
 
     def _select_source(self, dst: bytes) -> bytes | None:
@@ -690,19 +679,12 @@ class IPStack:
     def _cached_route(self, dst: bytes) -> Route | None:
         """``route(dst)`` remembered per destination until the routing table changes (every
         address added also adds a route) or the route's interface goes down."""
-        cache = self._route_cache
-        version = self.routes.version
-        if version != self._route_cache_version:
-            cache.clear()
-            self._route_cache_version = version
-        route = cache.get(dst)
+        route: Route | None = self._routes_to.get(dst)
         if route is None or not route.interface.up:
             route = self.route(dst)
             if route is None:
                 return None
-            if len(cache) >= _ROUTE_CACHE_SIZE:
-                cache.clear()
-            cache[dst] = route
+            self._routes_to.put(dst, route)
         return route
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,

@@ -9,7 +9,7 @@ route's MTU) and per datagram, so this is plenty.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from multisock.stack.addresses import mask_int, unpack
 
@@ -136,3 +136,30 @@ class RoutingTable:
                 for entries in self._by_len[(bits, length)].values():
                     out.extend(entries)
         return out
+
+
+class DestinationMemo:
+    """Answers worked out from a routing table, per destination, forgotten whenever the table
+    changes (its ``version`` moves; every address added also adds a route) and bounded in
+    size. The IP layer keeps its route and source choices in two of these: they are asked
+    per segment and per connection."""
+
+    __slots__ = ("_table", "_version", "_answers", "_size")
+
+    def __init__(self, table: RoutingTable, size: int = 256) -> None:
+        self._table = table
+        self._version = -1
+        self._answers: dict[bytes, Any] = {}
+        self._size = size
+
+    def get(self, dst: bytes) -> Any:
+        if self._table.version != self._version:
+            self._answers.clear()
+            self._version = self._table.version
+            return None
+        return self._answers.get(dst)
+
+    def put(self, dst: bytes, answer: Any) -> None:
+        if len(self._answers) >= self._size:
+            self._answers.clear()
+        self._answers[dst] = answer
