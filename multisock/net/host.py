@@ -94,7 +94,7 @@ class Host:
     def receive(self, packet: bytes, iface: Interface, now: float) -> None:
         """A packet arrives from a link (driver lock held)."""
         self.ip.input(packet, iface, now)
-        self.driver._after_drain[self._rearm_callback] = None  # (after_drain(), inlined)
+        self.driver.after_drain(self._rearm_callback)
 
     def _loopback_transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
         for tap in self._loopback_taps:
@@ -130,7 +130,7 @@ class Host:
         makes sure the host's timer is re-armed once the operation's work drains."""
         driver = self.driver
         now = self.ip.now = driver.clock()
-        driver._after_drain[self._rearm_callback] = None  # (after_drain(), inlined)
+        driver.after_drain(self._rearm_callback)
         return now
 
     def rearm(self) -> None:
