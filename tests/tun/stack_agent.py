@@ -40,15 +40,19 @@ def main() -> int:
         tun.capture(writer)
     if args.loss or args.reorder:
         tun.impair(loss=args.loss or 0, reorder=args.reorder or 0, delay="1ms")
+    served = None
+    if args.mode == "serve-udp":  # bound before READY: the peer sends as soon as it reads it
+        family = socket.AF_INET6 if ":" in args.addr[0] else socket.AF_INET
+        served = host.socket(family, socket.SOCK_DGRAM)
+        served.bind(("", args.port))
     print("READY", flush=True)
     try:
         if args.mode == "ping":
             rtts = [host.ping(args.target, timeout=2) for _ in range(5)]
             print(f"RTT_MS={min(rtts) * 1000:.3f}")
         elif args.mode == "serve-udp":
-            family = socket.AF_INET6 if ":" in args.addr[0] else socket.AF_INET
-            sock = host.socket(family, socket.SOCK_DGRAM)
-            sock.bind(("", args.port))
+            assert served is not None
+            sock = served
             sock.settimeout(args.seconds)
             for _ in range(3):
                 data, source = sock.recvfrom(65535)
