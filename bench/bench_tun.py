@@ -48,6 +48,21 @@ def curl_mbps(ns: str, url: str, size: int) -> float:
     return size * 8 / (time.monotonic() - start) / 1e6
 
 
+def file_server(ns: str, root: str) -> subprocess.Popen[str]:
+    """``python3 -m http.server 8000`` in ``ns``, returned once it listens.
+
+    It prints its "Serving HTTP" line after binding; a fixed sleep was too short on a busy
+    machine (curl met a closed port)."""
+    server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-u", "-m", "http.server",
+                               "8000", "--directory", root],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert server.stdout is not None
+    if not server.stdout.readline().startswith("Serving HTTP"):
+        server.kill()
+        raise RuntimeError("http.server did not start")
+    return server
+
+
 def agent(ns: str, *args: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, AGENT, *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -73,10 +88,7 @@ def multisock_rows(mtu: int, size: int, reps: int) -> dict[str, list[float]]:
                 out["kernel <- multisock"].append(curl_mbps(ns, "http://10.79.0.2:8080/", size))
                 proc.kill()
                 proc.communicate()
-                server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-m", "http.server",
-                                           "8000", "--directory", root],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
+                server = file_server(ns, root)
                 proc = agent(ns, "http-get", "--target", "10.79.0.1", "--port", "8000", *link)
                 values = dict(line.split("=", 1) for line in proc.communicate()[0].splitlines()
                               if "=" in line)
@@ -105,10 +117,7 @@ def veth_row(mtu: int, size: int, reps: int) -> list[float]:
                     sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "mtu", str(mtu))
                     sh("ip", "netns", "exec", ns, "ip", "addr", "add", addr, "dev", dev)
                     sh("ip", "netns", "exec", ns, "ip", "link", "set", dev, "up")
-                server = subprocess.Popen(["ip", "netns", "exec", a, "python3", "-m", "http.server",
-                                           "8000", "--directory", root],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(0.5)
+                server = file_server(a, root)
                 results.append(curl_mbps(b, "http://10.80.0.1:8000/blob", size))
                 server.kill()
                 server.communicate()
