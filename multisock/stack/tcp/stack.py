@@ -16,6 +16,7 @@ from collections import Counter, deque
 from operator import attrgetter
 from typing import Any, Protocol
 
+from multisock.stack.icmp_quote import clamp_path_mtu
 from multisock.stack.tcp import isn
 from multisock.stack.tcp.config import SYNCHRONIZED, TcpConfig, TcpState
 from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket
@@ -160,26 +161,28 @@ class TcpStack:
         errno: int,
         now: float,
         mtu: int | None = None,
-    ) -> None:
-        """An ICMP error quoting a segment we sent (src = us, dst = the peer)."""
+    ) -> bool:
+        """An ICMP error quoting a segment we sent (src = us, dst = the peer). True when it
+        is believed: it names a connection and a sequence number between snd_una and
+        snd_nxt (RFC 5927, Linux's tcp_v4_err); only then may the IP layer learn ``mtu``."""
         try:
             if len(quoted) < 8:
-                return
+                return False
             sport, dport, seq = _PORTS_SEQ.unpack_from(quoted)
             sock = self.conns.get((src, sport, dst, dport))
             if sock is None:
-                return
+                return False
             una = sock.snd_una & MASK
             if ((seq - una) & MASK) > ((sock.snd_max - sock.snd_una) & MASK):
                 self.counters["icmp_out_of_window"] += 1  # RFC 5927: not a segment in flight
-                return
+                return False
             self.counters["icmp_errors"] += 1
             if isinstance(sock, TimeWait):
-                return  # everything was acknowledged and nobody is left to tell
+                return False  # everything was acknowledged and nobody is left to tell
             with self.busy(now):
                 if mtu is not None:
-                    sock.path_mtu_changed(mtu, now)
-                    return
+                    sock.path_mtu_changed(clamp_path_mtu(mtu, len(dst) == 16), now)
+                    return True
                 if sock.state is TcpState.SYN_SENT and errno:
                     sock._finish(now, errno)
                 elif sock.state is TcpState.SYN_RECEIVED and sock.parent is not None:
@@ -187,9 +190,11 @@ class TcpStack:
                         sock._finish(now, 0)
                 else:
                     sock.soft_error = errno  # RFC 5461: soft in synchronized states
+            return True
         except Exception as exc:
             self.counters["internal_errors"] += 1
             self.last_exception = exc
+            return False
 
     def connections(self) -> list[dict[str, Any]]:
         from multisock.stack.tcp.info import connection_table
