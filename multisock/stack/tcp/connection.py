@@ -83,6 +83,19 @@ def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
 
 
 _V4MAPPED = bytes(10) + b"\xff\xff"
+
+
+def window_scale_for(rcvbuf: int) -> int:
+    """The window scale we offer for a receive buffer: the smallest that lets the window
+    cover it (also what a SYN-cookie SYN-ACK offers, with no control block yet)."""
+    shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
+    if shift is None:
+        shift = 0
+        while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
+            shift += 1
+        if len(_WSCALE_FOR) < 256:
+            _WSCALE_FOR[rcvbuf] = shift
+    return shift
 _NO_QUEUE: tuple[()] = ()
 
 
@@ -604,15 +617,7 @@ class TcpSocket:
         self.rcv_mss = min(self.adv_mss, 536)
 
     def _init_rcv_wscale(self) -> None:
-        rcvbuf = self.rcvbuf
-        shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
-        if shift is None:
-            shift = 0
-            while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
-                shift += 1
-            if len(_WSCALE_FOR) < 256:
-                _WSCALE_FOR[rcvbuf] = shift
-        self.rcv_wscale = shift
+        self.rcv_wscale = window_scale_for(self.rcvbuf)
 
     def _negotiate(self, hdr: TCPHeader, now: float) -> None:
         """Apply the peer's SYN options; our SYN offered everything the config enables."""

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from multisock.stack.icmp_quote import clamp_path_mtu
 from multisock.stack.tcp import isn
 from multisock.stack.tcp.config import SYNCHRONIZED, TcpConfig, TcpState
-from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket
+from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket, window_scale_for
 from multisock.stack.tcp.info import History
 from multisock.stack.tcp.ports import PortTable
 from multisock.stack.tcp.seq import MASK
@@ -467,13 +467,26 @@ class TcpStack:
     def _send_cookie(
         self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader, now: float
     ) -> None:
-        """A stateless SYN-ACK: the ISN carries what the connection needs (MSS only)."""
+        """A stateless SYN-ACK: the ISN carries the MSS; with timestamps, our TSval carries
+        the peer's window scale and SACK-permitted (isn.cookie_timestamp), so those are
+        offered too. Without timestamps the connection gets the MSS only, as in Linux."""
         mtu = self.host.route_mtu(src) or 576
         ours = mtu - (40 if len(src) == 4 else 60)
         mss = min(hdr.mss or 536, ours)
         cookie = isn.make_cookie(
             self.secret, dst, hdr.dst_port, src, hdr.src_port, hdr.seq, mss, now
         )
+        cfg = self.config
+        ts: tuple[int, int] | None = None
+        wscale: int | None = None
+        sack = False
+        if cfg.timestamps and hdr.ts_val is not None:
+            peer_wscale = hdr.wscale if cfg.window_scaling else None
+            sack = cfg.sack and hdr.sack_permitted
+            ts_now = (int(now * 1000) + isn.ts_offset(self.secret, dst, src)) & MASK
+            ts = (isn.cookie_timestamp(ts_now, peer_wscale, sack), hdr.ts_val)
+            if peer_wscale is not None:
+                wscale = window_scale_for(listener.rcvbuf)
         out = wire.build(
             hdr.dst_port,
             hdr.src_port,
@@ -482,6 +495,9 @@ class TcpStack:
             SYN | ACK,
             min(listener.rcvbuf, 0xFFFF),
             mss=ours,
+            wscale=wscale,
+            sack_permitted=sack,
+            ts=ts,
         )
         self.counters["syncookies_sent"] += 1
         self.emit(dst, src, out)
@@ -500,12 +516,36 @@ class TcpStack:
         if mss is None:
             self.counters["syncookies_failed"] += 1
             return None
+        # what the cookie's timestamp echo says the peer offered (Linux's
+        # cookie_timestamp_decode): an echo claiming options we do not do is forged
+        cfg = self.config
+        wscale: int | None = None
+        sack = False
+        if hdr.ts_val is not None:
+            wscale, sack = isn.cookie_options(hdr.ts_ecr or 0)
+            if (
+                not cfg.timestamps
+                or (sack and not cfg.sack)
+                or (wscale is not None and not cfg.window_scaling)
+            ):
+                self.counters["syncookies_failed"] += 1
+                return None
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["listen_overflows"] += 1
             return _NO_ROOM
         self.counters["syncookies_recv"] += 1
         child = self._new_child(listener, src, dst, hdr, now)
-        child.rcv_wscale = 0
+        child.ts_offset = isn.ts_offset(self.secret, dst, src)
+        if hdr.ts_val is not None:
+            child.ts_ok = True
+            child.ts_recent = hdr.ts_val
+        child.sack_ok = sack
+        if wscale is not None:
+            child.ws_ok = True
+            child.snd_wscale = wscale
+            child._init_rcv_wscale()  # what the SYN-ACK offered: the same buffer's scale
+        else:
+            child.rcv_wscale = 0
         child.iss = cookie
         child.snd_una = child.snd_nxt = child.snd_max = cookie + 1
         child.irs = peer_isn
@@ -516,8 +556,8 @@ class TcpStack:
         from multisock.stack.tcp.congestion import make_congestion_control
 
         child.cc = make_congestion_control(child.congestion, child.mss, now)
-        child.snd_wnd = hdr.window
-        child.max_sndwnd = hdr.window
+        child.snd_wnd = hdr.window << child.snd_wscale
+        child.max_sndwnd = child.snd_wnd
         child.snd_wl1 = peer_isn
         child.snd_wl2 = cookie + 1
         child.was_connected = True
