@@ -3,14 +3,28 @@
 The quote is a truncated copy of a packet we sent: its IP header claims a total
 length the quote does not have, so the normal parsers (which insist on complete
 packets) do not fit. Only addresses, protocol and the first transport bytes
-(ports) are needed to find the socket the error is about.
+(ports) are needed to find the socket the error is about. The path-MTU floor such an
+error may set lives here too, for the IP layer's cache and TCP alike.
 """
 
 from __future__ import annotations
 
 from multisock.wire.errors import MalformedPacket
 
+#: the smallest path MTU an ICMP error may set: Linux's ip_rt_min_pmtu (512 bytes of data
+#: plus 40 of headers) for IPv4, the minimum link MTU for IPv6 (RFC 8200 §5)
+MIN_PMTU4 = 552
+MIN_PMTU6 = 1280
+
 _V6_EXTENSIONS = {0, 43, 60}
+
+
+def clamp_path_mtu(mtu: int, v6: bool) -> int:
+    """The path MTU to believe from an ICMP "fragmentation needed" / "packet too big":
+    never below the family's minimum, so that a forged (or RFC 1191 "unknown", 0) MTU
+    cannot shrink a connection's segments to a few bytes."""
+    floor = MIN_PMTU6 if v6 else MIN_PMTU4
+    return mtu if mtu > floor else floor
 _V6_FRAGMENT = 44
 
 

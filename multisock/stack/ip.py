@@ -21,7 +21,7 @@ from typing import Any
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
 from multisock.stack.icmp_limit import TokenBucket
-from multisock.stack.icmp_quote import parse_quoted4, parse_quoted6
+from multisock.stack.icmp_quote import clamp_path_mtu, parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
 from multisock.stack.ping import PingStack
 from multisock.stack.routing import DestinationMemo, Route, RoutingTable
@@ -43,6 +43,7 @@ _ICMP4_UNREACH_ERRNO = {
     icmpv4.PORT_UNREACH: errno.ECONNREFUSED,
     icmpv4.FRAG_NEEDED: errno.EMSGSIZE,
 }
+_PMTU_ENTRIES = 4096  # learned path MTUs kept (destinations are few; a bound all the same)
 
 
 # a 20-byte IPv4 header: built whole for TCP's fast path, read whole by input's
@@ -555,23 +556,37 @@ class IPStack:
             return
         if msg.type == icmpv4.DEST_UNREACH:
             err = _ICMP4_UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
-            mtu = msg.mtu if msg.code == icmpv4.FRAG_NEEDED else None
+            mtu = clamp_path_mtu(msg.mtu, False) if msg.code == icmpv4.FRAG_NEEDED else None
         elif msg.type == icmpv4.TIME_EXCEEDED:
             err, mtu = errno.EHOSTUNREACH, None
         else:
             err, mtu = errno.EPROTO, None
-        if mtu:
-            self._pmtu[inner.dst] = max(68, mtu)
         self._dispatch_error(inner.src, inner.dst, inner.proto, quoted, err, mtu, now)
 
     def _dispatch_error(
         self, src: bytes, dst: bytes, proto: int, quoted: memoryview, err: int, mtu: int | None,
         now: float,
     ) -> None:
+        """Hand an ICMP error to the protocol it is about; a path MTU it carries is learned
+        only when that protocol believes it (TCP checks that the quoted segment is one in
+        flight, as Linux does before updating the route: a forged error changes nothing)."""
+        believed = True
         if proto == PROTO_UDP:
             self.udp.icmp_error(src, dst, quoted, err)
         elif proto == PROTO_TCP and self.tcp is not None:
-            self.tcp.icmp_unreachable(src, dst, quoted, err, now, mtu)
+            believed = bool(self.tcp.icmp_unreachable(src, dst, quoted, err, now, mtu))
+        if mtu is not None and believed:
+            self._learn_pmtu(dst, mtu)
+
+    def _learn_pmtu(self, dst: bytes, mtu: int) -> None:
+        """Remember a smaller path MTU towards ``dst`` (a larger one is ignored, as Linux's
+        __ip_rt_update_pmtu does). Bounded: the entries come from packets."""
+        learned = self._pmtu.get(dst)
+        if learned is not None and learned <= mtu:
+            return
+        if learned is None and len(self._pmtu) >= _PMTU_ENTRIES:
+            self._pmtu.clear()
+        self._pmtu[dst] = mtu
 
     def _icmp6_input(
         self, src: bytes, dst: bytes, payload: memoryview, verify: bool, now: float
@@ -595,8 +610,7 @@ class IPStack:
             if msg.type == icmpv6.DEST_UNREACH:
                 err = errno.ECONNREFUSED if msg.code == 4 else errno.EHOSTUNREACH
             elif msg.type == icmpv6.PACKET_TOO_BIG:
-                mtu = max(1280, msg.mtu)
-                self._pmtu[inner.dst] = mtu
+                mtu = clamp_path_mtu(msg.mtu, True)
                 err = errno.EMSGSIZE
             elif msg.type == icmpv6.TIME_EXCEEDED:
                 err = errno.EHOSTUNREACH

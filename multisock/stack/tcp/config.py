@@ -55,6 +55,8 @@ class TcpConfig:
     synack_retries: int = 5
     retries2: int = 15  # tcp_retries2 (~15 min of backoff)
     fin_timeout: float = 60.0  # tcp_fin_timeout for orphaned FIN-WAIT-2
+    # tcp_orphan_retries: zero-window probes for a closed socket (0: 8, while backing off)
+    orphan_retries: int = 0
     rcvbuf: int = 4 * 1024 * 1024
     sndbuf: int = 4 * 1024 * 1024
     ooo_limit: int = 4 * 1024 * 1024  # bytes held out of order, per connection

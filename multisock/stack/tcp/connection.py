@@ -83,6 +83,19 @@ def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
 
 
 _V4MAPPED = bytes(10) + b"\xff\xff"
+
+
+def window_scale_for(rcvbuf: int) -> int:
+    """The window scale we offer for a receive buffer: the smallest that lets the window
+    cover it (also what a SYN-cookie SYN-ACK offers, with no control block yet)."""
+    shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
+    if shift is None:
+        shift = 0
+        while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
+            shift += 1
+        if len(_WSCALE_FOR) < 256:
+            _WSCALE_FOR[rcvbuf] = shift
+    return shift
 _NO_QUEUE: tuple[()] = ()
 
 
@@ -604,15 +617,7 @@ class TcpSocket:
         self.rcv_mss = min(self.adv_mss, 536)
 
     def _init_rcv_wscale(self) -> None:
-        rcvbuf = self.rcvbuf
-        shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
-        if shift is None:
-            shift = 0
-            while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
-                shift += 1
-            if len(_WSCALE_FOR) < 256:
-                _WSCALE_FOR[rcvbuf] = shift
-        self.rcv_wscale = shift
+        self.rcv_wscale = window_scale_for(self.rcvbuf)
 
     def _negotiate(self, hdr: TCPHeader, now: float) -> None:
         """Apply the peer's SYN options; our SYN offered everything the config enables."""
@@ -1186,6 +1191,7 @@ class TcpSocket:
                 self.persist = False
                 self.t_rexmit = None
                 self.rtt.backoff = 0
+                self.rexmit_start = None  # the window opened: a later probing starts anew
             if window > old:
                 self.stack.touch(self)
         # our FIN acknowledged?
@@ -1508,6 +1514,7 @@ class TcpSocket:
     def _established(self, now: float, set_state: bool = True) -> None:
         self.was_connected = True
         self.snd_nxt = max(self.snd_nxt, self.snd_una)
+        self.rexmit_start = None  # SYN retransmissions do not count against data's timeout
         self.last_rcv = now
         self.last_send = now
         if set_state:
@@ -1544,9 +1551,31 @@ class TcpSocket:
         self._rearm()
 
     def _timed_out(self, now: float, limit: int) -> bool:
-        if self.user_timeout and self.rexmit_start is not None:
-            return now - self.rexmit_start >= self.user_timeout / 1000.0
+        deadline = self._user_deadline()
+        if deadline is not None:
+            return now >= deadline
         return self.retries > limit
+
+    def _user_deadline(self) -> float | None:
+        """When TCP_USER_TIMEOUT ends the current wait: ``rexmit_start`` (the first timed-out
+        transmission's send time, or the first zero-window probe's expiry) plus the timeout.
+        One expression for the check and the timer, so the timer armed at the deadline finds
+        it reached (no float rounding leaves it a hair short, firing again and again)."""
+        start = self.rexmit_start
+        if not self.user_timeout or start is None:
+            return None
+        return start + self.user_timeout / 1000.0
+
+    def _arm_clamped(self, when: float) -> None:
+        """Arm the retransmission/persist timer for ``when``, or earlier when the user
+        timeout elapses first (Linux's tcp_clamp_rto_to_user_timeout and
+        tcp_clamp_probe0_to_user_timeout): the abort comes when the timeout says, not at
+        the next backed-off expiry (5 s of user timeout ended at 6.2 s before)."""
+        deadline = self._user_deadline()
+        if deadline is not None and deadline < when:
+            when = deadline
+        self.t_rexmit = when
+        self._rearm()
 
     def _rto_fire(self, now: float) -> None:
         cfg = self.stack.config
@@ -1588,27 +1617,32 @@ class TcpSocket:
         self.karn_ts = self._ts_now(now)  # the latest timeout retransmission
         self.karn_until = self.snd_max
         self.snd_nxt = self.snd_una
-        self._arm_rexmit(now)
+        self.persist = False
+        self._arm_clamped(now + self.rtt.current())
         self._output(now)
         if self.snd_nxt == self.snd_una:
             self._retransmit_head(now)
 
     def _persist_fire(self, now: float) -> None:
+        """The persist timer (Linux's tcp_probe_timer): probe a shut window, or send what a
+        too-small open one takes. Probing gives up, as Linux does, after ``retries2``
+        unanswered probes (any acceptable ACK resets ``probes``: a receiver that answers
+        may keep the window shut for ever, RFC 1122 4.2.2.17), once TCP_USER_TIMEOUT has
+        passed since the first probe (answered or not), and for an orphan after
+        ``_orphan_retries`` probes; the error reaches a sender blocked on the window."""
         self.persist = False
         if self.state not in _SENDING:
             return
-        if self.rexmit_start is None:
-            self.rexmit_start = now
-        if self.user_timeout and now - self.rexmit_start >= self.user_timeout / 1000.0:
-            self._finish(now, E.ETIMEDOUT)
-            return
         if self.snd_wnd == 0:
+            if self._probes_exhausted(now):
+                self._finish(now, self.soft_error or E.ETIMEDOUT)
+                return
             self.probes += 1
             self.stack.counters["window_probes"] += 1
             self._xmit(self.snd_una - 1, ACK, b"", now)  # seq one below: forces an ACK
             self.rtt.back_off()
             self.persist = True
-            self.t_rexmit = now + self.rtt.current()
+            self._arm_clamped(now + self.rtt.current())
         else:
             # window open but too small for SWS rules: send what fits (override timer)
             n = min(
@@ -1620,6 +1654,28 @@ class TcpSocket:
                 self._send_data(self.snd_nxt, n, now, ACK | PSH)
             else:
                 self._output(now)
+
+    def _probes_exhausted(self, now: float) -> bool:
+        """Whether zero-window probing ends now (tcp_probe_timer's tests, in its order).
+        ``rexmit_start`` marks the first probe (Linux's icsk_probes_tstamp); it is cleared
+        when the window opens or data is acknowledged."""
+        if self.rexmit_start is None:
+            self.rexmit_start = now
+        else:
+            deadline = self._user_deadline()
+            if deadline is not None and now >= deadline:
+                return True
+        cfg = self.stack.config
+        limit = cfg.retries2
+        if self.closed:
+            # an orphan: nobody waits for it, so it gets fewer probes (tcp_orphan_retries)
+            alive = self.rtt.current() < self.rtt.rto_max
+            limit = cfg.orphan_retries
+            if limit == 0 and alive:
+                limit = 8  # Linux: "8 corresponds to >100 seconds with minimal RTO"
+            if not alive and self.rtt.backoff >= limit:
+                return True
+        return self.probes >= limit
 
     def _keepalive_fire(self, now: float) -> None:
         if not self._keepalive or self.state not in (ESTABLISHED, CLOSE_WAIT, FIN_WAIT_2):

@@ -8,6 +8,12 @@ a time counter (64 s units, 5 bits), an MSS index (3 bits) and a 24-bit keyed ha
 of the 4-tuple, the peer's ISN and the counter. When the final ACK comes back,
 ``ack - 1`` is checked and the connection is created with no state kept before.
 
+With timestamps, the options a cookie has no room for travel in our SYN-ACK's TSval, which
+the peer echoes in every ACK (Linux's cookie_init_timestamp): its low 6 bits carry the
+peer's window scale (4 bits, 15 = none) and SACK-permitted (bit 4; bit 5 is Linux's
+ECN, which we do not negotiate). The value is rounded down so that our later timestamps
+are never older than it. Without timestamps a cookie connection has none of them.
+
 The timestamp clock's offset (RFC 7323 §7.1) is a keyed hash of the address pair, as
 Linux's ``secure_tcp_ts_off``: hidden from other hosts, but one clock for every
 connection between two addresses, so a new incarnation of a 4-tuple (TIME-WAIT reuse,
@@ -109,3 +115,27 @@ def check_cookie(
     if mac != cookie & 0xFFFFFF:
         return None
     return MSS_TABLE[(cookie >> 24) & 0x7]
+
+
+_TS_BITS = 6  # low TSval bits that carry options
+_TS_NO_WSCALE = 0xF
+_TS_SACK = 1 << 4
+
+
+def cookie_timestamp(ts_now: int, wscale: int | None, sack: bool) -> int:
+    """The TSval of a cookie SYN-ACK: ``ts_now`` with its low bits replaced by the peer's
+    window scale (None: not offered) and SACK-permitted, never later than ``ts_now``."""
+    options = _TS_NO_WSCALE if wscale is None else min(wscale, 14)
+    if sack:
+        options |= _TS_SACK
+    ts = ((ts_now >> _TS_BITS) << _TS_BITS) | options
+    if ts > ts_now:
+        ts -= 1 << _TS_BITS
+    return ts & 0xFFFFFFFF
+
+
+def cookie_options(ts_ecr: int) -> tuple[int | None, bool]:
+    """The peer's window scale (None: none) and SACK-permitted, from the echo of a cookie
+    SYN-ACK's TSval (``cookie_timestamp``)."""
+    wscale = ts_ecr & _TS_NO_WSCALE
+    return (None if wscale == _TS_NO_WSCALE else wscale), bool(ts_ecr & _TS_SACK)

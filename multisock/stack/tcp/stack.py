@@ -16,9 +16,10 @@ from collections import Counter, deque
 from operator import attrgetter
 from typing import Any, Protocol
 
+from multisock.stack.icmp_quote import clamp_path_mtu
 from multisock.stack.tcp import isn
 from multisock.stack.tcp.config import SYNCHRONIZED, TcpConfig, TcpState
-from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket
+from multisock.stack.tcp.connection import OPTION_NAMES, TcpSocket, window_scale_for
 from multisock.stack.tcp.info import History
 from multisock.stack.tcp.ports import PortTable
 from multisock.stack.tcp.seq import MASK
@@ -160,26 +161,28 @@ class TcpStack:
         errno: int,
         now: float,
         mtu: int | None = None,
-    ) -> None:
-        """An ICMP error quoting a segment we sent (src = us, dst = the peer)."""
+    ) -> bool:
+        """An ICMP error quoting a segment we sent (src = us, dst = the peer). True when it
+        is believed: it names a connection and a sequence number between snd_una and
+        snd_nxt (RFC 5927, Linux's tcp_v4_err); only then may the IP layer learn ``mtu``."""
         try:
             if len(quoted) < 8:
-                return
+                return False
             sport, dport, seq = _PORTS_SEQ.unpack_from(quoted)
             sock = self.conns.get((src, sport, dst, dport))
             if sock is None:
-                return
+                return False
             una = sock.snd_una & MASK
             if ((seq - una) & MASK) > ((sock.snd_max - sock.snd_una) & MASK):
                 self.counters["icmp_out_of_window"] += 1  # RFC 5927: not a segment in flight
-                return
+                return False
             self.counters["icmp_errors"] += 1
             if isinstance(sock, TimeWait):
-                return  # everything was acknowledged and nobody is left to tell
+                return False  # everything was acknowledged and nobody is left to tell
             with self.busy(now):
                 if mtu is not None:
-                    sock.path_mtu_changed(mtu, now)
-                    return
+                    sock.path_mtu_changed(clamp_path_mtu(mtu, len(dst) == 16), now)
+                    return True
                 if sock.state is TcpState.SYN_SENT and errno:
                     sock._finish(now, errno)
                 elif sock.state is TcpState.SYN_RECEIVED and sock.parent is not None:
@@ -187,9 +190,11 @@ class TcpStack:
                         sock._finish(now, 0)
                 else:
                     sock.soft_error = errno  # RFC 5461: soft in synchronized states
+            return True
         except Exception as exc:
             self.counters["internal_errors"] += 1
             self.last_exception = exc
+            return False
 
     def connections(self) -> list[dict[str, Any]]:
         from multisock.stack.tcp.info import connection_table
@@ -462,13 +467,26 @@ class TcpStack:
     def _send_cookie(
         self, listener: TcpSocket, src: bytes, dst: bytes, hdr: TCPHeader, now: float
     ) -> None:
-        """A stateless SYN-ACK: the ISN carries what the connection needs (MSS only)."""
+        """A stateless SYN-ACK: the ISN carries the MSS; with timestamps, our TSval carries
+        the peer's window scale and SACK-permitted (isn.cookie_timestamp), so those are
+        offered too. Without timestamps the connection gets the MSS only, as in Linux."""
         mtu = self.host.route_mtu(src) or 576
         ours = mtu - (40 if len(src) == 4 else 60)
         mss = min(hdr.mss or 536, ours)
         cookie = isn.make_cookie(
             self.secret, dst, hdr.dst_port, src, hdr.src_port, hdr.seq, mss, now
         )
+        cfg = self.config
+        ts: tuple[int, int] | None = None
+        wscale: int | None = None
+        sack = False
+        if cfg.timestamps and hdr.ts_val is not None:
+            peer_wscale = hdr.wscale if cfg.window_scaling else None
+            sack = cfg.sack and hdr.sack_permitted
+            ts_now = (int(now * 1000) + isn.ts_offset(self.secret, dst, src)) & MASK
+            ts = (isn.cookie_timestamp(ts_now, peer_wscale, sack), hdr.ts_val)
+            if peer_wscale is not None:
+                wscale = window_scale_for(listener.rcvbuf)
         out = wire.build(
             hdr.dst_port,
             hdr.src_port,
@@ -477,6 +495,9 @@ class TcpStack:
             SYN | ACK,
             min(listener.rcvbuf, 0xFFFF),
             mss=ours,
+            wscale=wscale,
+            sack_permitted=sack,
+            ts=ts,
         )
         self.counters["syncookies_sent"] += 1
         self.emit(dst, src, out)
@@ -495,12 +516,36 @@ class TcpStack:
         if mss is None:
             self.counters["syncookies_failed"] += 1
             return None
+        # what the cookie's timestamp echo says the peer offered (Linux's
+        # cookie_timestamp_decode): an echo claiming options we do not do is forged
+        cfg = self.config
+        wscale: int | None = None
+        sack = False
+        if hdr.ts_val is not None:
+            wscale, sack = isn.cookie_options(hdr.ts_ecr or 0)
+            if (
+                not cfg.timestamps
+                or (sack and not cfg.sack)
+                or (wscale is not None and not cfg.window_scaling)
+            ):
+                self.counters["syncookies_failed"] += 1
+                return None
         if len(listener.accept_queue) >= max(listener.backlog, 1):
             self.counters["listen_overflows"] += 1
             return _NO_ROOM
         self.counters["syncookies_recv"] += 1
         child = self._new_child(listener, src, dst, hdr, now)
-        child.rcv_wscale = 0
+        child.ts_offset = isn.ts_offset(self.secret, dst, src)
+        if hdr.ts_val is not None:
+            child.ts_ok = True
+            child.ts_recent = hdr.ts_val
+        child.sack_ok = sack
+        if wscale is not None:
+            child.ws_ok = True
+            child.snd_wscale = wscale
+            child._init_rcv_wscale()  # what the SYN-ACK offered: the same buffer's scale
+        else:
+            child.rcv_wscale = 0
         child.iss = cookie
         child.snd_una = child.snd_nxt = child.snd_max = cookie + 1
         child.irs = peer_isn
@@ -511,8 +556,8 @@ class TcpStack:
         from multisock.stack.tcp.congestion import make_congestion_control
 
         child.cc = make_congestion_control(child.congestion, child.mss, now)
-        child.snd_wnd = hdr.window
-        child.max_sndwnd = hdr.window
+        child.snd_wnd = hdr.window << child.snd_wscale
+        child.max_sndwnd = child.snd_wnd
         child.snd_wl1 = peer_isn
         child.snd_wl2 = cookie + 1
         child.was_connected = True
