@@ -69,7 +69,8 @@ def _core_of(obj: Any) -> Any:
     ``__getattr__`` proxy) answers any name with something made up. Any other object is
     what the kernel sees in it, its ``fileno()``, and that fd number leads to the core."""
     if isinstance(obj, _userspace_classes()):
-        return obj._sock if obj._userspace else None
+        sock: Any = obj
+        return sock._sock if sock._userspace else None
     from multisock.socket import _cores_by_fd
 
     fd = obj if isinstance(obj, int) else None
