@@ -230,3 +230,26 @@ def test_fragmented_udp_gets_its_checksum_from_the_whole_datagram(order: str) ->
                                          out[0][20:] + out[1][20:])
     else:
         assert len(out) == 3 and out[0][26:28] == b"\0\0"
+
+
+def test_tcpdump_finds_no_bad_checksum(tmp_path: Path) -> None:
+    """What the issue saw: ``tcpdump -vv`` flagged every packet of a trusted-link capture."""
+    import shutil
+    import subprocess
+
+    tcpdump = shutil.which("tcpdump")
+    if tcpdump is None:
+        pytest.skip("tcpdump is not installed (apt-get install tcpdump)")
+    path = tmp_path / "trace.pcap"
+    with multisock.Network(seed=17) as net:
+        a = net.add_host("a", "10.17.0.1/24", "fd17::1/64")
+        b = net.add_host("b", "10.17.0.2/24", "fd17::2/64")
+        net.link(a, b, mtu=1500)
+        net.capture(str(path))
+        exchange(net, a, b, "10.17.0.1", "10.17.0.2", socket.AF_INET)
+        exchange(net, a, b, "fd17::1", "fd17::2", socket.AF_INET6)
+    out = subprocess.run([tcpdump, "-vv", "-n", "-r", str(path)], capture_output=True,
+                         text=True, check=True).stdout
+    flagged = [line for line in out.splitlines() if "incorrect" in line or "bad cksum" in line]
+    assert flagged == []
+    assert out.count("(correct)") > 100
