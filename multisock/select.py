@@ -46,11 +46,31 @@ EPOLLERR = _kernel_select.EPOLLERR
 EPOLLHUP = _kernel_select.EPOLLHUP
 
 
+_socket_types: tuple[type, ...] = ()
+
+
+def _userspace_classes() -> tuple[type, ...]:
+    """The classes whose objects carry a userspace core in ``_sock``: multisock's socket and,
+    once TLS was imported (never imported here: a program without TLS loads no OpenSSL),
+    multisock's SSLSocket."""
+    global _socket_types
+    tls = sys.modules.get("multisock.tls.sslsocket")
+    if len(_socket_types) != (1 if tls is None else 2):
+        from multisock.socket import socket
+
+        _socket_types = (socket,) if tls is None else (socket, tls.SSLSocket)
+    return _socket_types
+
+
 def _core_of(obj: Any) -> Any:
-    """The userspace core behind ``obj`` (socket object or fd number), or None."""
-    sock = getattr(obj, "_sock", None)
-    if sock is not None and getattr(obj, "_userspace", False):
-        return sock
+    """The userspace core behind ``obj`` (socket object or fd number), or None.
+
+    Recognised by type, never by attribute names: a wrapper (``mock.Mock(wraps=sock)``, a
+    ``__getattr__`` proxy) answers any name with something made up. Any other object is
+    what the kernel sees in it, its ``fileno()``, and that fd number leads to the core."""
+    if isinstance(obj, _userspace_classes()):
+        sock: Any = obj
+        return sock._sock if sock._userspace else None
     from multisock.socket import _cores_by_fd
 
     fd = obj if isinstance(obj, int) else None
@@ -59,7 +79,7 @@ def _core_of(obj: Any) -> Any:
             fd = obj.fileno()
         except (OSError, ValueError):
             return None
-    return _cores_by_fd.get(fd) if fd is not None else None
+    return _cores_by_fd.get(fd) if isinstance(fd, int) else None
 
 
 def _fileno(obj: Any) -> int:

@@ -197,35 +197,62 @@ class socket:
     def _is_userspace(self) -> bool:
         return self._userspace
 
-    def _wrap(self, sock: _Any) -> socket:
-        new = object.__new__(self.__class__)
+    @staticmethod
+    def _adopt(core: _Any) -> socket:
+        """A plain ``socket`` holding ``core`` (the caller has counted the reference)."""
+        new = object.__new__(socket)
         new._io_refs = 0
         new._closed = False
-        new._sock = sock
-        new._userspace = self._userspace
+        new._sock = core
+        new._userspace = True
         new._meta = None
         new._released = False
         return new
 
     def dup(self) -> socket:
+        """Like the stdlib: ``self.__class__(family, type, proto, fileno=<dup>)``, so that a
+        subclass's ``__init__`` runs on the copy (PySocks sets its proxy state there)."""
         if self._closed:
             raise _bad_fd()
-        if self._userspace:
-            self._sock.refs += 1
-            return self._wrap(self._sock)
-        fd = _os.dup(self._sock.fileno())
-        sock = self.__class__(self.family, self.type, self.proto, fileno=fd)
+        if not self._userspace:
+            fd = _os.dup(self._sock.fileno())
+            sock = self.__class__(self.family, self.type, self.proto, fileno=fd)
+            sock.settimeout(self.gettimeout())
+            return sock
+        core = self._sock
+        if core.closed:
+            raise _bad_fd()
+        core.refs += 1
+        if self.__class__ is socket:
+            # nothing of a subclass to run: share the core without making its fd (10,000
+            # TLS connections, which dup() their plain socket, need not cost 10,000 fds)
+            sock = self._adopt(core)
+        else:
+            # the fd number adopts the core in __init__ (registry lookup); the reference
+            # counted above is the one the copy closes
+            try:
+                sock = self.__class__(self.family, self.type, self.proto,
+                                      fileno=core.fileno())
+            except BaseException:
+                core.refs -= 1
+                raise
+            if getattr(sock, "_sock", None) is not core:
+                core.refs -= 1  # an __init__ that made a socket of its own
         sock.settimeout(self.gettimeout())
         return sock
 
     def accept(self) -> tuple[socket, _Any]:
+        """Like the stdlib: the connection is a plain ``socket``, whatever the listener's
+        class (a subclass's ``__init__`` does not run)."""
         if self._closed:
             raise _bad_fd()
         if self._userspace:
+            # the core's timeout starts at the default timeout: what the stdlib's
+            # setblocking(True) below ensures for a kernel fd
             core, addr = self._sock.accept()
-            return self._wrap(core), addr
+            return self._adopt(core), addr
         fd, addr = self._sock._accept()
-        sock = self.__class__(self.family, self.type, self.proto, fileno=fd)
+        sock = socket(self.family, self.type, self.proto, fileno=fd)
         if _socket.getdefaulttimeout() is None and self.gettimeout():
             sock.setblocking(True)
         return sock, addr

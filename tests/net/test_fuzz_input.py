@@ -19,6 +19,7 @@ import multisock
 from multisock.net.host import Host
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6, udp
 from multisock.wire.checksum import transport_checksum
+from tests.fuzz_budget import budget
 
 SRC4, DST4 = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
 SRC6 = bytes.fromhex("fd000000000000000000000000000001")
@@ -72,14 +73,14 @@ mutation = st.tuples(st.integers(0, len(VALID) - 1), st.lists(
     st.tuples(st.integers(0, 200), st.integers(0, 255)), max_size=6), st.integers(0, 200))
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(500), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=300))
 def test_random_bytes(host: Host, data: bytes) -> None:
     deliver(host, data)
     assert host.driver.errors == []
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=budget(1000), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(spec=mutation)
 def test_mutated_valid_packets(host: Host, spec: tuple[int, list[tuple[int, int]], int]) -> None:
     index, flips, cut = spec
