@@ -200,3 +200,14 @@ def test_child_of_a_tun_owner_gets_its_own_network_with_the_impairments() -> Non
     lines = result.stdout.splitlines()
     assert lines[0] == f"{MARK} multisock.socket"
     assert lines[1] == "['eth0', 'lo'] 0.003"  # no interface for the device: not attached
+
+
+def test_gevent_error_under_the_shims_names_the_variable() -> None:
+    pytest.importorskip("gevent", reason="gevent not installed (pip install '.[gevent]')")
+    code = ("from gevent import monkey\n"
+            "try:\n"
+            "    monkey.patch_all()\n"
+            "except RuntimeError as exc:\n"
+            "    print(exc)\n")
+    result = python(code, {"MULTISOCK": "1"})
+    assert "MULTISOCK_GEVENT=1" in result.stdout, result.stdout + result.stderr
