@@ -211,3 +211,40 @@ def test_gevent_error_under_the_shims_names_the_variable() -> None:
             "    print(exc)\n")
     result = python(code, {"MULTISOCK": "1"})
     assert "MULTISOCK_GEVENT=1" in result.stdout, result.stdout + result.stderr
+
+
+# --------------------------------------------------------------- the documented limit (item 17)
+
+LIMIT = '''
+import socket, subprocess, sys
+if sys.argv[1:] == ["child"]:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 8765))
+    s.listen()
+    print("READY", flush=True)
+    sys.stdin.read()
+    sys.exit()
+child = subprocess.Popen([sys.executable, __file__, "child"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True)
+assert child.stdout.readline() == "READY\\n"
+c = socket.socket()
+c.settimeout(10)
+try:
+    c.connect(("127.0.0.1", 8765))
+    print("reached")
+except ConnectionRefusedError:
+    print("refused")
+child.communicate("")
+'''
+
+
+def test_readme_limit_parent_cannot_reach_a_server_in_its_child(tmp_path: Path) -> None:
+    # README, "Limits": each process has its own network. If a gateway makes this reachable,
+    # this test fails and the README must change with it.
+    script = tmp_path / "limit.py"
+    script.write_text(LIMIT)
+    shims = python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')",
+                   {"MULTISOCK": "1"})
+    assert shims.stdout.split() == ["refused"], shims.stderr
+    result = launcher(str(script))
+    assert result.stdout.split() == ["refused"], result.stderr
