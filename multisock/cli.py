@@ -14,6 +14,7 @@ import atexit
 import os
 import runpy
 import sys
+import textwrap
 from typing import Any
 
 from multisock.net.units import RATE_UNITS, TIME_UNITS
@@ -26,9 +27,10 @@ from multisock.options import (
     check_combination,
 )
 
-EPILOG = f"""units: times need one ({TIME_UNITS}); rates need one ({RATE_UNITS});
-probabilities are 1% or 0.01. A bare number such as --delay 20 is refused.
-Every option has a MULTISOCK_<OPTION> environment variable for the shims (docs/activation.md)."""
+EPILOG = "\n".join(textwrap.wrap(
+    f"UNITS: a time needs one ({TIME_UNITS}); a rate needs one ({RATE_UNITS}). A bare "
+    "number such as --delay 20 is refused. Probabilities are 1% or 0.01. Every option has a "
+    "MULTISOCK_<OPTION> environment variable for MULTISOCK=1 (docs/activation.md).", 79))
 
 
 class ActivationError(Exception):
@@ -52,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="multisock run",
         usage="python -m multisock run [options] script.py [args...] | -m module [args...]",
         description="Run a Python program with its sockets on multisock's userspace stack.",
-        epilog=EPILOG.replace("%", "%%"),
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for option in OPTIONS:

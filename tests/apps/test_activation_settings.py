@@ -155,6 +155,7 @@ def test_launcher_help_states_the_units() -> None:
     assert "--delay TIME one-way delay; a unit is required: ns, us, ms or s, e.g. 20ms" in text
     assert "--rate RATE bandwidth; a unit is required" in text and "10mbit" in text
     assert "A bare number such as --delay 20 is refused" in text
+    assert "Probabilities are 1% or 0.01" in text and "%%" not in text
 
 
 def test_launcher_refuses_an_unwritable_pcap(tmp_path: Path) -> None:
