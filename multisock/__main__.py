@@ -7,10 +7,13 @@ import sys
 USAGE = """usage: python -m multisock <command> [...]
 
 commands:
-  demo [--seed N] [--loss P] [--delay D] [--pcap FILE]
+  demo [--seed N] [--loss P] [--delay TIME] [--pcap FILE]
                        a web server and a client on two virtual hosts over a lossy link
   run [options] script.py [args...] | run [options] -m module [args...]
                        run a program with its sockets on multisock's stack
+                       (--delay 10ms --loss 1% --rate 10mbit...: times and rates need a unit)
+
+python -m multisock <command> --help describes a command and its options.
 """
 
 

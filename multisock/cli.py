@@ -14,98 +14,144 @@ import atexit
 import os
 import runpy
 import sys
+import textwrap
 from typing import Any
 
-IMPAIRMENTS = ("delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate")
+from multisock.net.units import RATE_UNITS, TIME_UNITS
+from multisock.options import (
+    IMPAIRMENTS,
+    OPTIONS,
+    TUN_OWNER,
+    Option,
+    OptionError,
+    check_combination,
+)
+
+EPILOG = "\n".join(textwrap.wrap(
+    f"UNITS: a time needs one ({TIME_UNITS}); a rate needs one ({RATE_UNITS}). A bare "
+    "number such as --delay 20 is refused. Probabilities are 1% or 0.01. Every option has a "
+    "MULTISOCK_<OPTION> environment variable for MULTISOCK=1 (docs/activation.md).", 79))
+
+
+class ActivationError(Exception):
+    """The settings were valid but the host could not be built as asked (TUN busy, a pcap
+    file that cannot be written...): the program must not start on kernel sockets instead."""
+
+
+def _argparse_type(option: Option) -> Any:
+    def convert(text: str) -> Any:
+        try:
+            return option.check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = option.name
+    return convert
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m multisock run",
+        prog="multisock run",
+        usage="python -m multisock run [options] script.py [args...] | -m module [args...]",
         description="Run a Python program with its sockets on multisock's userspace stack.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--delay", help="one-way delay, e.g. 10ms")
-    parser.add_argument("--jitter", help="delay variation, e.g. 2ms")
-    parser.add_argument("--loss", help="packet loss, e.g. 1%%")
-    parser.add_argument("--reorder", help="reordering probability, e.g. 1%%")
-    parser.add_argument("--duplicate", help="duplication probability, e.g. 1%%")
-    parser.add_argument("--corrupt", help="bit-flip probability, e.g. 1%%")
-    parser.add_argument("--rate", help="bandwidth, e.g. 10mbit")
-    parser.add_argument("--mtu", type=int, help="loopback MTU (default 65536)")
-    parser.add_argument("--seed", type=int, help="random seed (reproducible impairments)")
-    parser.add_argument("--pcap", metavar="FILE", help="write every packet to FILE")
-    parser.add_argument("--stats", action="store_true", help="print per-connection stats at exit")
-    parser.add_argument("--hosts", metavar="FILE", help="an /etc/hosts-style name table")
-    parser.add_argument("--dns", metavar="IP", help="DNS server for names not otherwise known")
-    parser.add_argument("--hostname", default="multisock", help="the virtual host's name")
-    parser.add_argument("--tun", metavar="NAME", help="attach the host to TUN device NAME (root)")
-    parser.add_argument("--addr", metavar="CIDR", action="append",
-                        help="the stack's address on the TUN link (repeat for IPv4 and IPv6)")
-    parser.add_argument("--peer", metavar="IP", action="append",
-                        help="the kernel's address on the TUN link; default route via it")
-    parser.add_argument("--gevent", action="store_true",
-                        help="gevent.monkey.patch_all() first; the stack then runs on the hub")
+    for option in OPTIONS:
+        if not option.flag:
+            continue
+        help_text = option.help.replace("%", "%%")
+        if option.switch:
+            parser.add_argument(f"--{option.name}", action="store_true", help=help_text)
+        else:
+            parser.add_argument(f"--{option.name}", metavar=option.metavar,
+                                type=_argparse_type(option), help=help_text,
+                                action="append" if option.listed else "store")
     parser.add_argument("-m", dest="module", help="run a library module as a script")
     parser.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...]")
     return parser
 
 
 def options_from_env(env: dict[str, str]) -> dict[str, Any]:
-    """The shims' configuration: MULTISOCK_<OPTION> mirrors --<option>."""
-    out: dict[str, Any] = {}
-    for name in (*IMPAIRMENTS, "pcap", "hosts", "dns", "hostname", "tun"):
-        value = env.get(f"MULTISOCK_{name.upper()}")
-        if value:
-            out[name] = value
-    for name in ("addr", "peer"):
-        value = env.get(f"MULTISOCK_{name.upper()}")
-        if value:
-            out[name] = value.split(",")
-    for name in ("mtu", "seed"):
-        value = env.get(f"MULTISOCK_{name.upper()}")
-        if value:
-            out[name] = int(value)
-    out["stats"] = env.get("MULTISOCK_STATS", "") not in ("", "0")
-    out["gevent"] = env.get("MULTISOCK_GEVENT", "") not in ("", "0")
-    return out
+    """The shims' configuration: MULTISOCK_<OPTION> mirrors --<option>, every value checked
+    (``multisock.options.from_env``; raises ``OptionError``)."""
+    from multisock.options import from_env
+
+    return from_env(env)
+
+
+def _inherits_tun(name: str, options: dict[str, Any]) -> bool:
+    """A child of the process holding TUN device ``name``: it must not create it again."""
+    owner = options.get("tun_owner")
+    return owner is not None and owner != os.getpid() and os.path.exists(f"/sys/class/net/{name}")
 
 
 def activate(options: dict[str, Any]) -> Any:
-    """Create the default host as configured, make it the process default, patch."""
+    """Create the default host as configured, make it the process default, patch.
+
+    Raises ``ActivationError`` when the host cannot be built as asked.
+    """
     if options.get("gevent"):
         # gevent first: the network below then gets the gevent backend (net.backends)
-        from gevent import monkey as gevent_monkey
-
+        try:
+            from gevent import monkey as gevent_monkey
+        except ImportError:
+            raise ActivationError("gevent was asked for but is not installed "
+                                  "(pip install 'multisock[gevent]')") from None
         gevent_monkey.patch_all()
     from multisock import monkey
     from multisock.net.network import Network
     from multisock.runtime import set_default_host
 
-    net = Network(seed=options.get("seed"), name="run")
+    net = Network(seed=options.get("seed"), name="run", backend=options.get("backend"))
+    try:
+        host = _build_host(net, options)
+    except BaseException:
+        net.close()
+        raise
+    set_default_host(host)
+    host.driver.start()
+    monkey.patch_all()
+    if options.get("stats"):
+        atexit.register(print_stats, host)
+    atexit.register(net.close)
+    return host
+
+
+def _build_host(net: Any, options: dict[str, Any]) -> Any:
     host = net.add_host(options.get("hostname") or "multisock")
     impairments = {k: options[k] for k in IMPAIRMENTS if options.get(k)}
     if impairments:
         host.impair_loopback(**impairments)
-    if options.get("tun"):
-        addrs, peers = options.get("addr") or [], options.get("peer") or []
-        if not addrs or not peers:
-            raise SystemExit("multisock: --tun needs --addr CIDR and --peer IP")
+    tun_name = options.get("tun")
+    if tun_name and not _inherits_tun(tun_name, options):
         from multisock.net.tun import TunUnavailable
 
         try:
-            tun = host.attach_tun(options["tun"], addrs, peers, mtu=int(options.get("mtu") or 1500))
+            tun = host.attach_tun(tun_name, options.get("addr") or [], options.get("peer") or [],
+                                  mtu=int(options.get("mtu") or 1500))
         except TunUnavailable as exc:
-            raise SystemExit(f"multisock: {exc.strerror}") from None
+            raise ActivationError(f"TUN device {tun_name!r}: {exc.strerror}") from None
+        except (OSError, ValueError) as exc:
+            raise ActivationError(f"TUN device {tun_name!r}: {exc}") from None
         if impairments:
             tun.impair(**impairments)
-    elif options.get("mtu"):
+        # children (which inherit the environment) get their own in-process network
+        os.environ[TUN_OWNER] = str(os.getpid())
+    elif options.get("mtu") and not tun_name:
         host.loopback.mtu = int(options["mtu"])
     if options.get("pcap"):
-        net.capture(options["pcap"])
+        try:
+            net.capture(options["pcap"])
+        except OSError as exc:
+            raise ActivationError(f"cannot write the pcap file: {exc}") from None
     if options.get("hosts"):
         from multisock.hosts import HostsTable
 
-        host.hosts_table = HostsTable.from_file(options["hosts"])
+        try:
+            host.hosts_table = HostsTable.from_file(options["hosts"])
+        except (OSError, ValueError) as exc:
+            raise ActivationError(f"cannot read the hosts file: {exc}") from None
     if options.get("dns"):
         from multisock.resolver import StubResolver
         from multisock.socket import socket as msocket
@@ -118,12 +164,6 @@ def activate(options: dict[str, Any]) -> Any:
         host.resolver = StubResolver(
             [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
         )
-    set_default_host(host)
-    host.driver.start()
-    monkey.patch_all()
-    if options.get("stats"):
-        atexit.register(print_stats, host)
-    atexit.register(net.close)
     return host
 
 
@@ -148,18 +188,26 @@ def print_stats(host: Any) -> None:
 def run_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.tun is None and (args.addr or args.peer):
-        print("multisock run: --addr/--peer go with --tun", file=sys.stderr)
-        return 2
+    try:
+        check_combination(vars(args), env=False)
+    except OptionError as exc:
+        parser.error(str(exc))
     if args.module is None and not args.target:
-        parser.print_usage(sys.stderr)
-        print("multisock run: give a script or -m module", file=sys.stderr)
-        return 2
+        parser.error("give a script or -m module")
     if args.module is None and not os.path.exists(args.target[0]):
         print(f"multisock run: can't open file {args.target[0]!r}: no such file", file=sys.stderr)
         return 2
+    from multisock import _activate
+
+    if _activate.is_active():
+        parser.error("MULTISOCK=1 in the environment already activated multisock in this "
+                     "process; unset MULTISOCK to use run's options")
     options = {k: v for k, v in vars(args).items() if k not in ("module", "target")}
-    activate(options)
+    try:
+        activate(options)
+    except ActivationError as exc:
+        print(f"multisock run: {exc}", file=sys.stderr)
+        return 1
     try:
         if args.module is not None:
             sys.argv = [args.module, *args.target]

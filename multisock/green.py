@@ -266,7 +266,7 @@ def _check_networks() -> None:
             "threads backend before gevent patched; their sockets would block every greenlet. "
             "Call gevent.monkey.patch_all() before multisock.monkey.patch_all() and before "
             "creating networks or sockets, or use 'python -m multisock run --gevent script.py' "
-            "(or close those networks first)."
+            "or, with MULTISOCK=1, MULTISOCK_GEVENT=1 (or close those networks first)."
         )
 
 

@@ -1,9 +1,11 @@
-"""Zero-code activation: ``PYTHONPATH=shims MULTISOCK=1 python app.py``.
+"""Zero-code activation from a checkout: ``PYTHONPATH=shims MULTISOCK=1 python app.py``.
 
-Runs at interpreter start-up (Python imports ``sitecustomize`` from the path).
-With ``MULTISOCK=1`` it builds the virtual host from the ``MULTISOCK_*``
-variables and patches before the application imports anything. Python
-subprocesses inherit the environment, so they are activated too. Any other
+Runs at interpreter start-up (Python imports ``sitecustomize`` from the path). An installed
+multisock does the same through ``multisock-activate.pth`` in site-packages; both call
+``multisock._activate.main()``, which activates once per process and stops the program
+(exit status 2, one message) on any bad ``MULTISOCK*`` setting instead of letting it run on
+kernel sockets. Python subprocesses inherit the environment, so they are activated too
+(``docs/activation.md``: what children of a TUN-attached process get). Any other
 ``sitecustomize`` further along the path still runs.
 """
 
@@ -28,8 +30,17 @@ def _chain_to_next_sitecustomize() -> None:
             return
 
 
-if os.environ.get("MULTISOCK", "") not in ("", "0"):
-    from multisock.cli import activate, options_from_env
+def _activate() -> None:
+    try:
+        from multisock._activate import main
+    except ImportError as exc:
+        sys.stderr.write(f"multisock: MULTISOCK is set but multisock cannot be imported ({exc}); "
+                         "put the checkout on PYTHONPATH or install it\n")
+        sys.stderr.flush()
+        os._exit(2)
+    main()
 
-    activate(options_from_env(dict(os.environ)))
+
+if os.environ.get("MULTISOCK", "") not in ("", "0"):
+    _activate()
 _chain_to_next_sitecustomize()
