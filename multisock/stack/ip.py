@@ -16,19 +16,21 @@ import os
 import random
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
 from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
-from multisock.stack.ping import PingStack
 from multisock.stack.routing import DestinationMemo, Route, RoutingTable
-from multisock.stack.udp import UdpStack
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.checksum import transport_checksum, verify_transport_checksum
 from multisock.wire.errors import MalformedPacket
+
+if TYPE_CHECKING:
+    from multisock.stack.ping import PingStack
+    from multisock.stack.udp import UdpStack
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -54,7 +56,17 @@ def _oserror(code: int) -> OSError:
 
 
 class IPStack:
-    """IPv4 + IPv6 for one host, with ICMP, UDP, ping sockets and a TCP engine slot."""
+    """IPv4 + IPv6 for one host, with ICMP, and slots for the transports above it.
+
+    The transports register with the IP layer, which never imports them (smoltcp's
+    interface dispatching to sockets): whoever builds a host (``net.host.Host``) makes a
+    ``UdpStack``, a ``PingStack`` and a ``TcpStack`` over this object and puts them in
+    :attr:`udp`, :attr:`ping` and :attr:`tcp`. IP reaches them through those attributes
+    only, so the layer below knows the ones above by their interface, never by import.
+    """
+
+    udp: UdpStack  # UDP datagrams, and ICMP errors quoting one
+    ping: PingStack  # ICMP echo replies for ping sockets
 
     def __init__(self, name: str, rng: random.Random | None = None) -> None:
         self.name = name
@@ -73,9 +85,7 @@ class IPStack:
         self._pmtu: dict[bytes, int] = {}
         self._routes_to = DestinationMemo(self.routes)  # route(dst), see _cached_route
         self._sources_for = DestinationMemo(self.routes)  # select_source(dst)
-        self.udp = UdpStack(self, self.rng)
-        self.ping = PingStack(self, self.rng)
-        self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
+        self.tcp: Any = None  # a TcpStack, attached by the host like udp and ping
         self.raw_listeners: list[Callable[[bytes, bytes, int, bytes], None]] = []
         self.raw_icmp: Any = None  # created with the first raw ICMP socket
         self.counters: dict[str, int] = {
