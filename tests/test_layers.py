@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "multisock.stack", "multisock.stack.addresses", "multisock.stack.interface",
         "multisock.stack.routing", "multisock.stack.fragments", "multisock.stack.icmp_limit",
         "multisock.stack.icmp_quote", "multisock.stack.datagram", "multisock.stack.ports",
+        "multisock.stack.hooks",
     )),
     ("stack.ip", ("multisock.stack.ip",)),
     ("stack.udp+ping", ("multisock.stack.udp", "multisock.stack.ping", "multisock.stack.raw")),

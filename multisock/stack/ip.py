@@ -20,6 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
+from multisock.stack.hooks import (
+    FORWARD,
+    INPUT,
+    OUTPUT,
+    POST_ROUTING,
+    PRE_ROUTING,
+    Hook,
+    Hooks,
+    Packet,
+)
 from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
@@ -88,6 +98,9 @@ class IPStack:
         self.tcp: Any = None  # a TcpStack, attached by the host like udp and ping
         self.raw_listeners: list[Callable[[bytes, bytes, int, bytes], None]] = []
         self.raw_icmp: Any = None  # created with the first raw ICMP socket
+        # netfilter-like hook points (stack/hooks.py); None while nothing is registered,
+        # which is all the fast paths ask
+        self.hooks: Hooks | None = None
         self.counters: dict[str, int] = {
             "in_packets": 0,
             "in_delivered": 0,
@@ -119,6 +132,19 @@ class IPStack:
         iface = Interface(name, len(self.interfaces) + 1, mtu, loopback=loopback, trusted=trusted)
         self.interfaces.append(iface)
         return iface
+
+    def add_hook(self, point: str, hook: Hook) -> None:
+        """Plug ``hook`` into one of the hook points (``hooks.PRE_ROUTING``...): the
+        security layer's way in. See ``multisock/stack/hooks.py`` for verdicts."""
+        if self.hooks is None:
+            self.hooks = Hooks()
+        self.hooks.add(point, hook)
+
+    def remove_hook(self, point: str, hook: Hook) -> None:
+        if self.hooks is not None:
+            self.hooks.remove(point, hook)
+            if self.hooks.empty():
+                self.hooks = None  # the fast paths again
 
     def interface(self, name: str) -> Interface:
         for iface in self.interfaces:
@@ -253,6 +279,10 @@ class IPStack:
             if chosen is None:
                 raise _oserror(errno.EADDRNOTAVAIL)
             src = chosen
+        hooks = self.hooks
+        if hooks is not None and hooks.output and not hooks.admit(
+                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+            raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
         if iface.trusted or csum_offset is None:
@@ -335,6 +365,12 @@ class IPStack:
         return self._ident
 
     def _transmit(self, iface: Interface, packet: bytes, next_hop: bytes) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.post_routing:
+            kept = hooks.rewrite(POST_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept
         counters = iface.counters
         counters["tx_packets"] += 1
         counters["tx_bytes"] += len(packet)
@@ -351,7 +387,9 @@ class IPStack:
         counters["rx_packets"] += 1
         size = len(packet)
         counters["rx_bytes"] += size
-        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
+        hooks = self.hooks
+        if (size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None
+                and hooks is None):
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would; anything else goes the general way.
@@ -361,6 +399,11 @@ class IPStack:
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, memoryview(packet)[20:total], now)
                 return
+        if hooks is not None and hooks.pre_routing:
+            kept = hooks.rewrite(PRE_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -449,6 +492,10 @@ class IPStack:
         ttl: int,
         tos: int = 0,
     ) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.input and not hooks.admit(
+                INPUT, Packet(INPUT, src, dst, proto, payload, packet, iface)):
+            return
         verify = not iface.trusted
         for listener in self.raw_listeners:
             listener(src, dst, proto, packet)
@@ -510,6 +557,11 @@ class IPStack:
             else:
                 self._icmp_error6(packet, icmpv6.DEST_UNREACH, 0, now)
             return
+        hooks = self.hooks
+        if hooks is not None and hooks.forward:
+            forwarded = Packet.of_wire(FORWARD, packet, iface)
+            if forwarded is not None and not hooks.admit(FORWARD, forwarded):
+                return
         mtu = route.path_mtu()
         buf = bytearray(packet)
         if len(dst) == 4:
@@ -701,7 +753,7 @@ class IPStack:
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
-        if len(dst) == 4 and src and dst[0] < 224:
+        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
             # interface (no checksum to fill) - what output() and _send() would do, in one go
             route = self._cached_route(dst)
