@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from multisock import net as _net
+
 __version__ = "0.1.0"
 __all__ = ["Network", "Host", "Link", "Switch", "__version__"]
 
@@ -38,3 +40,16 @@ def __getattr__(name: str) -> Any:
 
         return Switch
     raise AttributeError(f"module 'multisock' has no attribute {name!r}")
+
+
+def _facade_socket(*args: Any, **kwargs: Any) -> Any:
+    """``Host.socket()``'s factory: the facade's class, imported on first use.
+
+    The root wires the facade into the network layer (``multisock.net.socket_factory``)
+    so that net never imports the layer above it; see ``docs/architecture.md``."""
+    from multisock.socket import socket
+
+    return socket(*args, **kwargs)
+
+
+_net.socket_factory = _facade_socket

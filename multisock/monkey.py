@@ -23,9 +23,11 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
+# the facade reads it (create_connection obeys a swapped socket.socket): it lives below us
+from multisock.runtime import patched_modules as _patched_modules
+
 _MISSING = object()
 _saved: dict[str, dict[str, Any]] = {}
-_patched_modules: set[str] = set()
 _ssl_on_import = False  # patch_all() ran before ssl was imported: patch it on import
 
 

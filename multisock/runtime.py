@@ -1,8 +1,14 @@
-"""Which virtual host a socket call belongs to when the caller did not say.
+"""The process's state the facade consults: which virtual host a socket call belongs to
+when the caller did not say, and which stdlib modules activation has patched.
 
 ``multisock.socket.socket()`` (and so every patched program) creates sockets on
 the *current host*: a thread-local override set with :func:`use_host`, else the
 process-wide default host, created on first use on its own :class:`Network`.
+
+:data:`patched_modules` is written by ``multisock.monkey`` (activation, the layer above)
+and read by ``create_connection`` & co., which obey a program that swaps
+``socket.socket`` while activated; it lives here so that the facade need not import
+activation.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ if TYPE_CHECKING:
 _local = threading.local()
 _lock = threading.Lock()
 _default_host: Host | None = None
+patched_modules: set[str] = set()  # names of the stdlib modules multisock has patched
 
 
 def default_host() -> Host:

@@ -20,6 +20,7 @@ from typing import Any as _Any
 from typing import NoReturn as _NoReturn
 
 from multisock.api import core as _core
+from multisock.api import forking as _forking  # installs the fork hooks
 from multisock.api.errors import bad_fd as _bad_fd
 from multisock.api.errors import oserror as _oserror
 
@@ -635,7 +636,14 @@ class _Detached:
 
 # --------------------------------------------------------------- core registry
 
-_cores_by_fd: dict[int, _Any] = {}
+_cores_by_fd = _core.cores_by_fd
+
+
+def _kernel_socket_class() -> _Any:
+    return _KernelSocket  # read at fork time: multisock.green may have swapped it
+
+
+_forking.kernel_socket_class = _kernel_socket_class
 
 
 def _registry_lookup(fd: int) -> _Any:

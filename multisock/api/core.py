@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from multisock.api import forking  # noqa: F401 - installs the fork hooks
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
 from multisock.api.sockaddr import format_address, parse_address
@@ -32,6 +31,10 @@ SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
 SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
 
 _default_timeout: float | None = None
+
+# readiness eventfd -> its core, for every core that made one (fileno()): how fromfd(),
+# socket(fileno=...) and select find the userspace socket behind a number
+cores_by_fd: dict[int, Core] = {}
 
 
 def get_default_timeout() -> float | None:
@@ -192,11 +195,9 @@ class Core:
             return -1
         with self.driver.lock:
             if self._fd is None:
-                from multisock.socket import _cores_by_fd
-
                 self._fd = ReadinessFd()
                 self._fd.update(self.readable())
-                _cores_by_fd[self._fd.fd] = self
+                cores_by_fd[self._fd.fd] = self
                 self._sync_fd_blocking()
             return self._fd.fd
 
@@ -220,9 +221,7 @@ class Core:
                     watcher()
             self.host.touch()
         if self._fd is not None:
-            from multisock.socket import _cores_by_fd
-
-            _cores_by_fd.pop(self._fd.fd, None)
+            cores_by_fd.pop(self._fd.fd, None)
             self._fd.close()
 
     def close_protocol(self) -> None:

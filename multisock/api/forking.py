@@ -24,7 +24,10 @@ import pickle
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from multisock.api.core import Core
 
 _LEN = struct.Struct("!I")
 
@@ -32,6 +35,15 @@ _state = threading.local()
 _pending: dict[str, Any] = {}
 _child_channel: Any = None
 _child_lock = threading.Lock()
+
+# The class multisock wraps kernel fds in, read at fork time: ``multisock.socket._KernelSocket``,
+# which ``multisock.green`` swaps for gevent's. The facade, a layer above, registers how to
+# read it when it is imported (which also installs the fork hooks below).
+def _stdlib_kernel_socket_class() -> Any:
+    return _socket.socket
+
+
+kernel_socket_class: Callable[[], Any] = _stdlib_kernel_socket_class
 
 
 def _send_msg(sock: Any, obj: Any) -> None:
@@ -61,8 +73,6 @@ def _live_cores() -> list[Any]:
     not every socket)."""
     import gc
 
-    from multisock.api.core import Core
-
     return [o for o in gc.get_objects() if isinstance(o, Core) and not o.closed]
 
 
@@ -89,9 +99,7 @@ def _channel(sock: Any) -> Any:
     """The channel as the class multisock wraps kernel fds in: the C socket, or under gevent
     (``multisock.green``) gevent's cooperative one, so that waiting for the other process
     parks a greenlet instead of the hub."""
-    from multisock import socket as msock
-
-    cls = msock._KernelSocket
+    cls = kernel_socket_class()
     if cls is _socket.socket:
         return sock
     return cls(sock.family, sock.type, sock.proto, sock.detach())

@@ -12,8 +12,9 @@ import errno
 import socket as _stdlib
 from typing import Any
 
+from multisock import net
 from multisock.api.resolve import candidates
-from multisock.runtime import default_host
+from multisock.runtime import default_host, patched_modules
 from multisock.stack import addresses as A
 
 AF_UNSPEC = _socket.AF_UNSPEC
@@ -307,14 +308,10 @@ def _patched_or_ours(name: str) -> Any:
     is obeyed, as with the stdlib's functions), else multisock's own."""
     import sys
 
-    from multisock import monkey
-
-    if monkey.is_patched("socket"):
+    if "socket" in patched_modules:
         return getattr(sys.modules["socket"], name)
     if name == "socket":
-        from multisock.socket import socket
-
-        return socket
+        return net.socket_factory  # the facade's class, wired by the package root
     return globals()[name]
 
 

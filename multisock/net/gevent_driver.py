@@ -18,6 +18,7 @@ callbacks (the timer, io watchers) always find it free.
 
 from __future__ import annotations
 
+import errno
 import time
 from collections.abc import Callable
 from typing import Any
@@ -26,7 +27,6 @@ from gevent import get_hub, getcurrent, sleep
 from gevent.event import Event
 from gevent.lock import RLock
 
-from multisock.api.errors import would_block
 from multisock.net.driver import Driver
 
 
@@ -47,7 +47,9 @@ class GreenCondition:
 
     def wait(self, timeout: float | None = None) -> bool:
         if getcurrent() is self._hub:
-            raise would_block()
+            # what gevent's non-blocking kernel socket raises (the facade's would_block(),
+            # built here: the driver sits below the facade)
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
         event = self._event
         if event is None:
             event = self._event = Event()

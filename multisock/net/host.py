@@ -7,14 +7,19 @@ re-arms one driver timer at the stack's earliest deadline.
 
 from __future__ import annotations
 
+import _socket
 import random
 import struct
 from typing import TYPE_CHECKING, Any
 
+from multisock import net as _net
 from multisock.net.impairments import Impairment
 from multisock.stack import addresses as A
 from multisock.stack.interface import Interface
 from multisock.stack.ip import IPStack
+from multisock.stack.ping import PingStack
+from multisock.stack.tcp import TcpStack
+from multisock.stack.udp import UdpStack
 
 if TYPE_CHECKING:
     from multisock.net.driver import TimerHandle
@@ -22,22 +27,15 @@ if TYPE_CHECKING:
     from multisock.net.pcap import PcapWriter
 
 
-def _make_tcp(ip: IPStack, rng: random.Random) -> Any:
-    """Attach the TCP engine (kept import-light so the IP layer has no hard dependency)."""
-    from multisock.stack.tcp import TcpStack
-
-    return TcpStack(ip, rng=rng)
-
-
-_socket_class: Any = None  # multisock.socket.socket, imported on first use (it imports us)
-
-
-def _load_socket_class() -> Any:
-    global _socket_class
-    from multisock.socket import socket
-
-    _socket_class = socket
-    return socket
+def _build_stack(name: str, rng: random.Random, tcp_rng: random.Random, now: float) -> IPStack:
+    """The host's protocol stack: IP, with UDP, ping and TCP registered in its slots (the
+    IP layer imports no transport: the transports sit above it and register with it)."""
+    ip = IPStack(name, rng=rng)
+    ip.udp = UdpStack(ip, rng)
+    ip.ping = PingStack(ip, rng)
+    ip.now = now
+    ip.tcp = TcpStack(ip, rng=tcp_rng)
+    return ip
 
 
 class Host:
@@ -54,10 +52,9 @@ class Host:
         self.name = name
         self.hostname: str | None = None  # sethostname()'s; gethostname() falls back to name
         self.driver = net.driver
-        self.ip = IPStack(name, rng=net.derive_rng("host", name))
+        self.ip = _build_stack(name, net.derive_rng("host", name), net.derive_rng("tcp", name),
+                               self.driver.now())
         self.ip.forwarding = forwarding
-        self.ip.now = self.driver.now()
-        self.ip.tcp = _make_tcp(self.ip, net.derive_rng("tcp", name))
         self.loopback = self.ip.interfaces[0]
         self.loopback_impairment = Impairment(net.derive_rng("lo", name))
         self.loopback.transmit = self._loopback_transmit
@@ -201,10 +198,9 @@ class Host:
 
     def socket(self, family: int = A.AF_INET, type: int = 1, proto: int = 0) -> Any:
         """A socket living on this host: the same class ``multisock.socket.socket`` is."""
-        cls = _socket_class
-        if cls is None:
-            cls = _load_socket_class()
-        return cls(family, type, proto, host=self)
+        factory = _net.socket_factory
+        assert factory is not None, "multisock/__init__.py registers it before net is imported"
+        return factory(family, type, proto, host=self)
 
     def ping(self, dst: str, timeout: float = 1.0, size: int = 56) -> float:
         """One ICMP echo to ``dst``; returns the round-trip time in seconds.
@@ -212,13 +208,11 @@ class Host:
         Raises ``TimeoutError`` when no reply arrives in ``timeout`` seconds and
         ``OSError`` (ENETUNREACH...) when the request cannot be sent.
         """
-        from multisock import socket as msock
-
         target = A.pack(dst)
         family = A.family_of(target)
         proto = 1 if family == A.AF_INET else 58
         echo_type = 8 if family == A.AF_INET else 128
-        with msock.socket(family, msock.SOCK_DGRAM, proto, host=self) as sock:
+        with self.socket(family, _socket.SOCK_DGRAM, proto) as sock:
             sock.settimeout(timeout)
             seq = self.ip.rng.randrange(65536)
             payload = bytes(range(256)) * (size // 256 + 1)

@@ -16,19 +16,31 @@ import os
 import random
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
+from multisock.stack.hooks import (
+    FORWARD,
+    INPUT,
+    OUTPUT,
+    POST_ROUTING,
+    PRE_ROUTING,
+    Hook,
+    Hooks,
+    Packet,
+)
 from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import clamp_path_mtu, parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
-from multisock.stack.ping import PingStack
 from multisock.stack.routing import DestinationMemo, Route, RoutingTable
-from multisock.stack.udp import UdpStack
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.checksum import transport_checksum, verify_transport_checksum
 from multisock.wire.errors import MalformedPacket
+
+if TYPE_CHECKING:
+    from multisock.stack.ping import PingStack
+    from multisock.stack.udp import UdpStack
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -55,7 +67,17 @@ def _oserror(code: int) -> OSError:
 
 
 class IPStack:
-    """IPv4 + IPv6 for one host, with ICMP, UDP, ping sockets and a TCP engine slot."""
+    """IPv4 + IPv6 for one host, with ICMP, and slots for the transports above it.
+
+    The transports register with the IP layer, which never imports them (smoltcp's
+    interface dispatching to sockets): whoever builds a host (``net.host.Host``) makes a
+    ``UdpStack``, a ``PingStack`` and a ``TcpStack`` over this object and puts them in
+    :attr:`udp`, :attr:`ping` and :attr:`tcp`. IP reaches them through those attributes
+    only, so the layer below knows the ones above by their interface, never by import.
+    """
+
+    udp: UdpStack  # UDP datagrams, and ICMP errors quoting one
+    ping: PingStack  # ICMP echo replies for ping sockets
 
     def __init__(self, name: str, rng: random.Random | None = None) -> None:
         self.name = name
@@ -74,11 +96,12 @@ class IPStack:
         self._pmtu: dict[bytes, int] = {}
         self._routes_to = DestinationMemo(self.routes)  # route(dst), see _cached_route
         self._sources_for = DestinationMemo(self.routes)  # select_source(dst)
-        self.udp = UdpStack(self, self.rng)
-        self.ping = PingStack(self, self.rng)
-        self.tcp: Any = None  # a TcpStack, attached by the host once the engine is there
+        self.tcp: Any = None  # a TcpStack, attached by the host like udp and ping
         self.raw_listeners: list[Callable[[bytes, bytes, int, bytes], None]] = []
         self.raw_icmp: Any = None  # created with the first raw ICMP socket
+        # netfilter-like hook points (stack/hooks.py); None while nothing is registered,
+        # which is all the fast paths ask
+        self.hooks: Hooks | None = None
         self.counters: dict[str, int] = {
             "in_packets": 0,
             "in_delivered": 0,
@@ -110,6 +133,19 @@ class IPStack:
         iface = Interface(name, len(self.interfaces) + 1, mtu, loopback=loopback, trusted=trusted)
         self.interfaces.append(iface)
         return iface
+
+    def add_hook(self, point: str, hook: Hook) -> None:
+        """Plug ``hook`` into one of the hook points (``hooks.PRE_ROUTING``...): the
+        security layer's way in. See ``multisock/stack/hooks.py`` for verdicts."""
+        if self.hooks is None:
+            self.hooks = Hooks()
+        self.hooks.add(point, hook)
+
+    def remove_hook(self, point: str, hook: Hook) -> None:
+        if self.hooks is not None:
+            self.hooks.remove(point, hook)
+            if self.hooks.empty():
+                self.hooks = None  # the fast paths again
 
     def interface(self, name: str) -> Interface:
         for iface in self.interfaces:
@@ -244,6 +280,10 @@ class IPStack:
             if chosen is None:
                 raise _oserror(errno.EADDRNOTAVAIL)
             src = chosen
+        hooks = self.hooks
+        if hooks is not None and hooks.output and not hooks.admit(
+                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+            raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
         if iface.trusted or csum_offset is None:
@@ -326,6 +366,12 @@ class IPStack:
         return self._ident
 
     def _transmit(self, iface: Interface, packet: bytes, next_hop: bytes) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.post_routing:
+            kept = hooks.rewrite(POST_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept
         counters = iface.counters
         counters["tx_packets"] += 1
         counters["tx_bytes"] += len(packet)
@@ -342,7 +388,9 @@ class IPStack:
         counters["rx_packets"] += 1
         size = len(packet)
         counters["rx_bytes"] += size
-        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
+        hooks = self.hooks
+        if (size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None
+                and hooks is None):
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would; anything else goes the general way.
@@ -352,6 +400,11 @@ class IPStack:
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, memoryview(packet)[20:total], now)
                 return
+        if hooks is not None and hooks.pre_routing:
+            kept = hooks.rewrite(PRE_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -440,6 +493,10 @@ class IPStack:
         ttl: int,
         tos: int = 0,
     ) -> None:
+        hooks = self.hooks
+        if hooks is not None and hooks.input and not hooks.admit(
+                INPUT, Packet(INPUT, src, dst, proto, payload, packet, iface)):
+            return
         verify = not iface.trusted
         for listener in self.raw_listeners:
             listener(src, dst, proto, packet)
@@ -501,6 +558,11 @@ class IPStack:
             else:
                 self._icmp_error6(packet, icmpv6.DEST_UNREACH, 0, now)
             return
+        hooks = self.hooks
+        if hooks is not None and hooks.forward:
+            forwarded = Packet.of_wire(FORWARD, packet, iface)
+            if forwarded is not None and not hooks.admit(FORWARD, forwarded):
+                return
         mtu = route.path_mtu()
         buf = bytearray(packet)
         if len(dst) == 4:
@@ -705,7 +767,7 @@ class IPStack:
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
-        if len(dst) == 4 and src and dst[0] < 224:
+        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
             # interface (no checksum to fill) - what output() and _send() would do, in one go
             route = self._cached_route(dst)
