@@ -16,18 +16,18 @@ import sys
 from collections.abc import Mapping
 
 EXIT_STATUS = 2
-_active = False
 
 
 def is_active() -> bool:
     """True once the environment activated multisock in this process."""
-    return _active
+    from multisock import runtime
+
+    return runtime.env_activated
 
 
 def main(env: Mapping[str, str] | None = None) -> None:
     """Activate from ``MULTISOCK=1`` and the ``MULTISOCK_*`` variables, once."""
-    global _active
-    if _active:
+    if is_active():
         return
     environ = os.environ if env is None else env
     try:
@@ -37,7 +37,9 @@ def main(env: Mapping[str, str] | None = None) -> None:
         if not enabled(environ):
             return
         options = from_env(environ)
-        _active = True
+        from multisock import runtime
+
+        runtime.env_activated = True
         activate(options)
     except (OptionError, ActivationError) as exc:
         _refuse(str(exc))

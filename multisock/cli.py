@@ -197,9 +197,9 @@ def run_main(argv: list[str]) -> int:
     if args.module is None and not os.path.exists(args.target[0]):
         print(f"multisock run: can't open file {args.target[0]!r}: no such file", file=sys.stderr)
         return 2
-    from multisock import _activate
+    from multisock import runtime
 
-    if _activate.is_active():
+    if runtime.env_activated:
         parser.error("MULTISOCK=1 in the environment already activated multisock in this "
                      "process; unset MULTISOCK to use run's options")
     options = {k: v for k, v in vars(args).items() if k not in ("module", "target")}

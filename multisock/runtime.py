@@ -27,6 +27,9 @@ _local = threading.local()
 _lock = threading.Lock()
 _default_host: Host | None = None
 patched_modules: set[str] = set()  # names of the stdlib modules multisock has patched
+# True once MULTISOCK=1 activated this process (written by ``multisock._activate``, read by
+# ``run``, which refuses to build a second network on top)
+env_activated = False
 
 
 def default_host() -> Host:

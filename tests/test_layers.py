@@ -58,9 +58,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("facade.api", ("multisock.api.*",)),
     ("facade.socket", ("multisock.socket",)),
     ("facade.shims", ("multisock.select", "multisock.selectors_shim", "multisock.tls.*")),
-    ("activation", ("multisock.monkey", "multisock.green", "multisock.asyncio_sendfile")),
+    # the settings table of run and the shims (it checks values with net's parsers)
+    ("activation", ("multisock.monkey", "multisock.green", "multisock.asyncio_sendfile",
+                    "multisock.options")),
     ("tools", ("multisock.sim.*", "multisock.pytest_plugin")),
-    ("entry", ("multisock", "multisock.cli", "multisock.demo", "multisock.__main__")),
+    ("entry", ("multisock", "multisock.cli", "multisock.demo", "multisock.__main__",
+               "multisock._activate")),
 )
 
 # frozenset of modules -> why that circle is allowed to stand (aim for none)
