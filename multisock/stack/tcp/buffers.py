@@ -209,7 +209,7 @@ class OutOfOrder:
 
     Bounded two ways (a queue must be charged by what it costs, not by its payload):
     payload bytes (``limit``, what the advertised window promised) and segments
-    (``limit // SEGMENT_CHARGE``: each stored segment costs ~250 bytes of Python
+    (``limit // SEGMENT_CHARGE``: each stored segment costs ~200 bytes of Python
     objects beyond its payload, so 1-byte segments could otherwise hold 2 million
     ranges). Over either bound, segments above the arrival are pruned from the highest
     sequence down, as Linux's ``tcp_prune_ofo_queue`` does (data nearest ``rcv_nxt``
