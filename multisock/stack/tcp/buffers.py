@@ -14,10 +14,16 @@ from bisect import bisect_right
 def _keep(data: bytes | memoryview) -> bytes | memoryview:
     """What the send buffer stores for ``data``: a copy, unless the bytes cannot change.
 
-    A large view into an immutable ``bytes`` object is kept as it is (the caller can
-    never modify it, so the kernel's copy-on-send buys nothing): one copy per byte less
-    for bulk senders. Small or partial views are copied so that a few bytes never pin a
-    big object.
+    A large view into an immutable ``bytes`` object is kept without a copy (the caller
+    can never modify it, so the kernel's copy-on-send buys nothing): one copy per byte
+    less for bulk senders. Small or partial views are copied so that a few bytes never
+    pin a big object.
+
+    The caller's view itself is never kept: once ``send()`` returns the caller may
+    release it (trio's ``send_all`` does, ``with view[sent:] as remaining``), and every
+    later retransmission would then raise. A slice of it is a view of our own over
+    the same ``bytes``, which the caller's ``release()`` does not end; a view over
+    the whole object is the object itself.
     """
     if type(data) is bytes:
         return data
@@ -26,10 +32,12 @@ def _keep(data: bytes | memoryview) -> bytes | memoryview:
         and type(data.obj) is bytes
         and len(data) >= 65536
         and 2 * len(data) >= len(data.obj)
+        and data.ndim == 1
         and data.c_contiguous
         and data.format == "B"
     ):
-        return data
+        whole: bytes = data.obj
+        return whole if len(data) == len(whole) else data[:]
     return bytes(data)
 
 
