@@ -144,4 +144,8 @@ def test_first_sack_block_is_the_most_recent_arrival() -> None:
     s.inject("P. 101:201(100) ack 1 win 65535")  # lower, but newer: reported first
     s.expect(". 1:1(0) ack 1 <sack 101:201 301:401>")
     s.inject("P. 501:601(100) ack 1 win 65535")
-    s.expect(". 1:1(0) ack 1 <sack 501:601 301:401 101:201>")
+    # then the most recently reported ones, newest first (RFC 2018 §4; Linux's
+    # tcp_sack_new_ofo_skb puts each new block in front of the others)
+    s.expect(". 1:1(0) ack 1 <sack 501:601 101:201 301:401>")
+    s.inject("P. 201:251(50) ack 1 win 65535")  # extends 101:201, which comes first again
+    s.expect(". 1:1(0) ack 1 <sack 101:251 501:601 301:401>")

@@ -8,14 +8,22 @@ payload memoryviews of arrived packets and copies only in ``read_into``.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+
 
 def _keep(data: bytes | memoryview) -> bytes | memoryview:
     """What the send buffer stores for ``data``: a copy, unless the bytes cannot change.
 
-    A large view into an immutable ``bytes`` object is kept as it is (the caller can
-    never modify it, so the kernel's copy-on-send buys nothing): one copy per byte less
-    for bulk senders. Small or partial views are copied so that a few bytes never pin a
-    big object.
+    A large view into an immutable ``bytes`` object is kept without a copy (the caller
+    can never modify it, so the kernel's copy-on-send buys nothing): one copy per byte
+    less for bulk senders. Small or partial views are copied so that a few bytes never
+    pin a big object.
+
+    The caller's view itself is never kept: once ``send()`` returns the caller may
+    release it (trio's ``send_all`` does, ``with view[sent:] as remaining``), and every
+    later retransmission would then raise. A slice of it is a view of our own over
+    the same ``bytes``, which the caller's ``release()`` does not end; a view over
+    the whole object is the object itself.
     """
     if type(data) is bytes:
         return data
@@ -24,10 +32,12 @@ def _keep(data: bytes | memoryview) -> bytes | memoryview:
         and type(data.obj) is bytes
         and len(data) >= 65536
         and 2 * len(data) >= len(data.obj)
+        and data.ndim == 1
         and data.c_contiguous
         and data.format == "B"
     ):
-        return data
+        whole: bytes = data.obj
+        return whole if len(data) == len(whole) else data[:]
     return bytes(data)
 
 
@@ -197,75 +207,201 @@ class ReceiveQueue:
 
 
 class OutOfOrder:
-    """Segments beyond rcv_nxt, merged into disjoint ranges, bounded in bytes."""
+    """Segments beyond rcv_nxt: bounded, with O(log n) insertion and SACK reporting.
 
-    __slots__ = ("ranges", "size", "limit", "dropped")
+    Two sorted views of the same bytes. ``starts``/``ends``/``datas`` are the stored
+    segments (disjoint, sorted by start; found by bisection, so an arrival costs a
+    bisection plus a list insertion, whatever the queue holds). ``ranges`` is their
+    union as merged ``(start, end)`` blocks, what the SACK option reports; kept up to
+    date on every change instead of being rebuilt from all segments per ACK.
+
+    Bounded two ways (a queue must be charged by what it costs, not by its payload):
+    payload bytes (``limit``, what the advertised window promised) and segments
+    (``limit // SEGMENT_CHARGE``: each stored segment costs ~200 bytes of Python
+    objects beyond its payload, so 1-byte segments could otherwise hold 2 million
+    ranges). Over either bound, segments above the arrival are pruned from the highest
+    sequence down, as Linux's ``tcp_prune_ofo_queue`` does (data nearest ``rcv_nxt``
+    is worth most); an arrival above everything held is dropped instead.
+    """
+
+    __slots__ = (
+        "starts", "ends", "datas", "ranges", "recent", "size", "limit", "max_segments",
+        "dropped", "pruned",
+    )
+
+    SEGMENT_CHARGE = 512  # bytes of limit per stored segment (>= its real overhead, 2x)
+    MIN_SEGMENTS = 64  # so that tiny limits (tests, small rcvbuf) still hold a few holes
+    MERGE_BELOW = 2048  # adjacent pieces smaller than this are joined (bounded copy)
+    RECENT = 4  # blocks remembered for the SACK option (it carries at most 4)
 
     def __init__(self, limit: int) -> None:
-        self.ranges: list[tuple[int, int, bytes]] = []  # (start, end, data), sorted, disjoint
-        self.size = 0
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.datas: list[bytes] = []
+        self.ranges: list[tuple[int, int]] = []  # merged blocks, sorted, never adjacent
+        self.recent: list[int] = []  # a sequence number in each recently changed block, newest first
+        self.size = 0  # payload bytes held
         self.limit = limit
-        self.dropped = 0
+        self.max_segments = max(limit // self.SEGMENT_CHARGE, self.MIN_SEGMENTS)
+        self.dropped = 0  # arrivals refused (over the bounds)
+        self.pruned = 0  # segments given up to make room for a lower arrival
+
+    def __len__(self) -> int:
+        return len(self.starts)
 
     def add(self, start: int, data: bytes | memoryview) -> bool:
-        """Keep what is new of [start, start+len); False when over the bound (dropped)."""
+        """Keep what is new of [start, start+len); False when it does not fit (dropped).
+
+        Segments the arrival covers entirely are replaced by it, so that a repeated
+        large segment over many small ones costs their removal once, not every time.
+        """
         end = start + len(data)
-        new: list[tuple[int, int, bytes]] = []
-        pieces: list[tuple[int, int, bytes]] = []
-        cursor = start
-        payload = bytes(data)
-        for r_start, r_end, r_data in self.ranges:
-            if r_end <= start or r_start >= end:
-                new.append((r_start, r_end, r_data))
-                continue
-            if r_start > cursor:
-                pieces.append((cursor, r_start, payload[cursor - start : r_start - start]))
-            cursor = max(cursor, r_end)
-            new.append((r_start, r_end, r_data))
-        if cursor < end:
-            pieces.append((cursor, end, payload[cursor - start :]))
-        added = sum(e - s for s, e, _ in pieces)
-        if added == 0:
+        if end <= start:
             return True
-        if self.size + added > self.limit:
+        starts, ends = self.starts, self.ends
+        i = bisect_right(starts, start)
+        lo = start
+        if i and ends[i - 1] > lo:
+            if ends[i - 1] >= end:
+                self._touch(start)
+                return True  # a duplicate of what is held
+            lo = ends[i - 1]
+        j = i
+        count = len(starts)
+        while j < count and ends[j] <= end:
+            j += 1
+        hi = starts[j] if j < count and starts[j] < end else end
+        covered = 0
+        for k in range(i, j):
+            covered += ends[k] - starts[k]
+        added = hi - lo - covered
+        if added == 0 and j == i:
+            return True
+        # make room by pruning from the top (only segments above this arrival)
+        while (self.size + added > self.limit or count - (j - i) + 1 > self.max_segments) and count > j:
+            self._pop_last()
+            count -= 1
+        if self.size + added > self.limit or count - (j - i) + 1 > self.max_segments:
             self.dropped += 1
             return False
-        new.extend(pieces)
-        new.sort(key=lambda r: r[0])
-        self.ranges = new
+        offset = lo - start
+        piece = bytes(data[offset : offset + hi - lo])
+        datas = self.datas
+        # join a small piece to a small neighbour: many tiny in-order pieces after a hole
+        # (interactive traffic) then cost one segment, and the copy stays bounded
+        if j == i and i and ends[i - 1] == lo and len(datas[i - 1]) + len(piece) <= self.MERGE_BELOW:
+            datas[i - 1] += piece
+            ends[i - 1] = hi
+        elif j == i and i < count and starts[i] == hi and len(datas[i]) + len(piece) <= self.MERGE_BELOW:
+            datas[i] = piece + datas[i]
+            starts[i] = lo
+        else:
+            starts[i:j] = [lo]
+            ends[i:j] = [hi]
+            datas[i:j] = [piece]
         self.size += added
+        self._cover(lo, hi)
+        self._touch(start)
         return True
+
+    def _cover(self, lo: int, hi: int) -> None:
+        """Merge [lo, hi) into the SACK blocks."""
+        ranges = self.ranges
+        k = bisect_right(ranges, lo, key=_first)
+        if k and ranges[k - 1][1] >= lo:
+            k -= 1
+            lo = ranges[k][0]
+            if ranges[k][1] > hi:
+                hi = ranges[k][1]
+        m = k
+        while m < len(ranges) and ranges[m][0] <= hi:
+            if ranges[m][1] > hi:
+                hi = ranges[m][1]
+            m += 1
+        ranges[k:m] = [(lo, hi)]
+
+    def _block_of(self, seq: int) -> tuple[int, int] | None:
+        ranges = self.ranges
+        k = bisect_right(ranges, seq, key=_first) - 1
+        if k >= 0 and ranges[k][1] > seq:
+            return ranges[k]
+        return None
+
+    def _touch(self, seq: int) -> None:
+        """Remember that the block holding ``seq`` changed last (RFC 2018 §4 order)."""
+        block = self._block_of(seq)
+        recent = [seq]
+        for other in self.recent:
+            if len(recent) >= self.RECENT:
+                break
+            b = self._block_of(other)
+            if b is not None and b != block:
+                recent.append(other)
+        self.recent = recent
+
+    def _pop_last(self) -> None:
+        """Prune the highest segment (``tcp_prune_ofo_queue``)."""
+        lo = self.starts.pop()
+        hi = self.ends.pop()
+        self.datas.pop()
+        self.size -= hi - lo
+        self.pruned += 1
+        ranges = self.ranges
+        if ranges[-1][0] >= lo:
+            ranges.pop()
+        else:
+            ranges[-1] = (ranges[-1][0], lo)
 
     def pop_ready(self, rcv_nxt: int) -> list[bytes]:
         """Data that now continues the in-order stream at ``rcv_nxt`` (in order)."""
         out: list[bytes] = []
-        ranges = self.ranges
-        while ranges and ranges[0][0] <= rcv_nxt:
-            start, end, data = ranges.pop(0)
+        starts, ends, datas = self.starts, self.ends, self.datas
+        n = 0
+        count = len(starts)
+        while n < count and starts[n] <= rcv_nxt:
+            start, end = starts[n], ends[n]
             self.size -= end - start
             if end > rcv_nxt:
-                out.append(data[rcv_nxt - start :])
+                out.append(datas[n] if start == rcv_nxt else datas[n][rcv_nxt - start :])
                 rcv_nxt = end
+            n += 1
+        if n:
+            del starts[:n], ends[:n], datas[:n]
+            ranges = self.ranges
+            k = 0
+            while k < len(ranges) and ranges[k][0] <= rcv_nxt:
+                k += 1
+            del ranges[:k]
         return out
 
     def sack_blocks(self, limit: int = 4, recent: int | None = None) -> list[tuple[int, int]]:
-        """Merged ranges for the SACK option: the one holding ``recent`` (the latest arrival)
-        first, as RFC 2018 §4 requires, then the others from the highest down."""
-        merged: list[list[int]] = []
-        for start, end, _ in self.ranges:
-            if merged and merged[-1][1] == start:
-                merged[-1][1] = end
-            else:
-                merged.append([start, end])
-        blocks = [(s, e) for s, e in reversed(merged)]
-        if recent is not None:
-            for i, (s, e) in enumerate(blocks):
-                if s <= recent < e:
-                    if i:
-                        blocks.insert(0, blocks.pop(i))
-                    break
-        return blocks[:limit]
+        """Blocks for the SACK option: the one holding ``recent`` (the latest arrival)
+        first, as RFC 2018 §4 requires, then the other recently changed ones, newest
+        first (as Linux does), then the rest from the highest down. O(limit log n)."""
+        blocks: list[tuple[int, int]] = []
+        seqs = self.recent if recent is None else [recent, *self.recent]
+        for seq in seqs:
+            if len(blocks) >= limit:
+                return blocks
+            block = self._block_of(seq)
+            if block is not None and block not in blocks:
+                blocks.append(block)
+        ranges = self.ranges
+        k = len(ranges) - 1
+        while len(blocks) < limit and k >= 0:
+            if ranges[k] not in blocks:
+                blocks.append(ranges[k])
+            k -= 1
+        return blocks
 
     def clear(self) -> None:
+        self.starts = []
+        self.ends = []
+        self.datas = []
         self.ranges = []
+        self.recent = []
         self.size = 0
+
+
+def _first(block: tuple[int, int]) -> int:
+    return block[0]
