@@ -83,12 +83,12 @@ def test_scoreboard_merges_and_advances() -> None:
     assert sb.add(200, 300, 100, 1000) == 100
     assert sb.add(400, 500, 100, 1000) == 100
     assert sb.add(250, 450, 100, 1000) == 100  # bridges the two
-    assert sb.ranges == [[200, 500]] and sb.high == 500
+    assert (sb.starts, sb.ends) == ([200], [500]) and sb.high == 500
     assert sb.add(50, 120, 100, 1000) == 20  # clipped at snd_una
     assert sb.next_hole(100, 1000) == (120, 200)
     assert sb.skip_sacked(300) == 500
     sb.advance(300)
-    assert sb.ranges == [[300, 500]] and sb.sacked == 200
+    assert (sb.starts, sb.ends) == ([300], [500]) and sb.sacked == 200
     assert sb.add(600, 2000, 100, 1000) == 400  # clipped at snd_max
 
 

@@ -825,12 +825,12 @@ class TcpSocket:
         una = self.snd_una
         if not self.in_recovery:
             board = self.board
-            if board.ranges:
+            if board.starts:
                 return self.snd_nxt - una - board.sacked_between(una, self.snd_nxt)
             return self.snd_nxt - una
         out = self.snd_max - una
         board = self.board
-        if self.sack_ok and board.ranges:
+        if self.sack_ok and board.starts:
             start = max(self.rxt_next, una)
             lost = 0
             if self.lost_end > start:
@@ -871,7 +871,7 @@ class TcpSocket:
             cc.on_idle_restart(now)
             self.last_send = now
         board = self.board
-        if self.in_recovery or board.ranges:
+        if self.in_recovery or board.starts:
             pipe = self._pipe()
         else:
             pipe = self.snd_nxt - una  # (_pipe()'s answer outside recovery with no SACKs)
@@ -892,7 +892,7 @@ class TcpSocket:
                     sent_any = True
                     continue
             seq = self.snd_nxt
-            if board.ranges and seq < self.snd_max:
+            if board.starts and seq < self.snd_max:
                 seq = board.skip_sacked(seq)
                 self.snd_nxt = seq
             avail = data_end - seq
@@ -1238,7 +1238,7 @@ class TcpSocket:
         self.snd_una = ack
         if self.snd_nxt < ack:
             self.snd_nxt = ack
-        if self.board.ranges:
+        if self.board.starts:
             self.board.advance(ack)
         # RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn)
         sample: float | None = None
@@ -1271,7 +1271,7 @@ class TcpSocket:
                 cc.on_recovery_exit(now)
             else:
                 cc.on_recovery_ack(acked, self._pipe(), now)
-                if not self.sack_ok or not self.board.ranges:
+                if not self.sack_ok or not self.board.starts:
                     # NewReno partial ACK (RFC 6582 §3.2): resend the next hole at once
                     self.ndup = max(self.ndup - acked // self.mss, 0)
                     self.rxt_next = ack

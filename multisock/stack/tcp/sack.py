@@ -1,19 +1,34 @@
 """The sender's SACK scoreboard (RFC 2018 / RFC 6675): what the peer holds above snd_una.
 
-Ranges are unwrapped sequence numbers, sorted and disjoint. A connection has few
-of them (one per hole the network made), so lists beat anything cleverer here.
+Ranges are unwrapped sequence numbers, sorted and disjoint, kept as two parallel lists
+(``starts`` and ``ends``) searched by bisection. The peer chooses the blocks, so the
+scoreboard must not trust it to send few: a receiver reporting 1-byte blocks across a
+large flight would otherwise build millions of ranges that every ACK scans (Linux's
+CVE-2019-11478 was this shape). So every operation is a bisection plus work on the
+ranges it touches, and at most ``MAX_RANGES`` ranges are kept: past that, the block
+is ignored. Forgetting SACK information is always safe (RFC 2018 §8: a sender may not
+rely on it and retransmits what it does not know to be held), it only costs spurious
+retransmissions to a peer that fragments its reports so finely.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+
+# a real path makes one range per hole: 1024 holes is a loss pattern no congestion
+# control survives; a peer reporting more is describing something else
+MAX_RANGES = 1024
+
 
 class Scoreboard:
-    __slots__ = ("ranges", "sacked", "high")
+    __slots__ = ("starts", "ends", "sacked", "high", "ignored")
 
     def __init__(self) -> None:
-        self.ranges: list[list[int]] = []
+        self.starts: list[int] = []  # truthy when anything is sacked
+        self.ends: list[int] = []
         self.sacked = 0  # bytes covered by ranges
         self.high = 0  # highest sacked sequence number (end of the last range)
+        self.ignored = 0  # blocks dropped because the scoreboard was full
 
     def add(self, start: int, end: int, snd_una: int, snd_max: int) -> int:
         """Record one block; returns how many bytes are newly sacked (0 for junk blocks)."""
@@ -23,68 +38,74 @@ class Scoreboard:
             end = snd_max
         if end <= start:
             return 0
-        ranges = self.ranges
-        before = self.sacked
-        merged: list[list[int]] = []
-        placed = False
-        for r in ranges:
-            if r[1] < start:
-                merged.append(r)
-            elif r[0] > end:
-                if not placed:
-                    merged.append([start, end])
-                    placed = True
-                merged.append(r)
-            else:
-                start = min(start, r[0])
-                end = max(end, r[1])
-        if not placed:
-            merged.append([start, end])
-            merged.sort()
-        self.ranges = merged
-        self.sacked = sum(e - s for s, e in merged)
-        self.high = merged[-1][1]
-        return self.sacked - before
+        starts, ends = self.starts, self.ends
+        # ranges [lo, hi) touch the block (an adjacent range merges too)
+        lo = bisect_left(ends, start)
+        hi = bisect_right(starts, end)
+        if lo == hi and len(starts) >= MAX_RANGES:
+            self.ignored += 1
+            return 0
+        covered = 0
+        if lo < hi:
+            if starts[lo] < start:
+                start = starts[lo]
+            if ends[hi - 1] > end:
+                end = ends[hi - 1]
+            for i in range(lo, hi):
+                covered += ends[i] - starts[i]
+        starts[lo:hi] = (start,)
+        ends[lo:hi] = (end,)
+        new = (end - start) - covered
+        self.sacked += new
+        self.high = ends[-1]
+        return new
 
     def advance(self, snd_una: int) -> None:
         """Forget everything the cumulative ACK now covers."""
-        ranges = self.ranges
-        if not ranges or ranges[0][0] >= snd_una:
+        starts, ends = self.starts, self.ends
+        if not starts or starts[0] >= snd_una:
             return
-        while ranges and ranges[0][1] <= snd_una:
-            ranges.pop(0)
-        if ranges and ranges[0][0] < snd_una:
-            ranges[0][0] = snd_una
-        self.sacked = sum(e - s for s, e in ranges)
-        self.high = ranges[-1][1] if ranges else 0
+        gone = bisect_right(ends, snd_una)
+        if gone:
+            self.sacked -= sum(ends[:gone]) - sum(starts[:gone])
+            del starts[:gone], ends[:gone]
+        if starts and starts[0] < snd_una:
+            self.sacked -= snd_una - starts[0]
+            starts[0] = snd_una
+        self.high = ends[-1] if ends else 0
 
     def next_hole(self, seq: int, limit: int) -> tuple[int, int] | None:
         """The first un-sacked span at or after ``seq`` and below ``limit``."""
-        for s, e in self.ranges:
-            if seq < s:
-                return (seq, min(s, limit)) if seq < limit else None
-            if seq < e:
-                seq = e
-        return (seq, limit) if seq < limit else None
+        seq = self.skip_sacked(seq)
+        if seq >= limit:
+            return None
+        i = bisect_right(self.starts, seq)
+        nxt = self.starts[i] if i < len(self.starts) else limit
+        return (seq, min(nxt, limit))
 
     def skip_sacked(self, seq: int) -> int:
         """``seq`` moved past a sacked range it falls in (retransmitting after an RTO)."""
-        for s, e in self.ranges:
-            if s <= seq < e:
-                return e
-            if s > seq:
-                break
+        i = bisect_right(self.starts, seq) - 1
+        if i >= 0 and seq < self.ends[i]:
+            return self.ends[i]
         return seq
 
     def sacked_between(self, start: int, end: int) -> int:
+        starts, ends = self.starts, self.ends
+        if not starts:
+            return 0
+        if start <= starts[0] and end >= ends[-1]:
+            return self.sacked
+        lo = bisect_right(ends, start)
+        hi = bisect_left(starts, end)
         total = 0
-        for s, e in self.ranges:
-            lo, hi = max(s, start), min(e, end)
-            if hi > lo:
-                total += hi - lo
+        for i in range(lo, hi):
+            s, e = starts[i], ends[i]
+            total += (e if e < end else end) - (s if s > start else start)
         return total
 
     def clear(self) -> None:
-        self.ranges = []
+        self.starts = []
+        self.ends = []
         self.sacked = 0
         self.high = 0
