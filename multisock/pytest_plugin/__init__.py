@@ -240,6 +240,9 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
     try:
         marked = MarkerSettings.from_marker(marker.args, marker.kwargs) if marker else None
     except SettingError as exc:
+        # raised after the other setup hooks ran (before them, their teardowns would break)
+        __tracebackhide__ = True
+        result = yield
         raise pytest.UsageError(str(exc)) from None
     from multisock.pytest_plugin import stacks
 
