@@ -44,7 +44,7 @@ class Events:
 
 def activate_multisock() -> None:
     """What ``python -m multisock run`` does before running a program."""
-    from multisock.cli import activate
+    from multisock.launch import activate
 
     activate({})
 

@@ -31,7 +31,7 @@ def main(env: Mapping[str, str] | None = None) -> None:
         return
     environ = os.environ if env is None else env
     try:
-        from multisock.cli import ActivationError, activate
+        from multisock.launch import ActivationError, activate
         from multisock.options import OptionError, enabled, from_env
 
         if not enabled(environ):

@@ -60,8 +60,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("facade.shims", ("multisock.select", "multisock.selectors_shim", "multisock.tls.*")),
     # the settings table of run and the shims (it checks values with net's parsers)
     ("activation", ("multisock.monkey", "multisock.green", "multisock.asyncio_sendfile",
-                    "multisock.options")),
-    ("tools", ("multisock.sim.*", "multisock.pytest_plugin")),
+                    "multisock.options", "multisock.launch")),
+    ("tools", ("multisock.sim.*", "multisock.pytest_plugin.*")),
     ("entry", ("multisock", "multisock.cli", "multisock.demo", "multisock.__main__",
                "multisock._activate")),
 )
