@@ -33,7 +33,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 
-
 def _kernel_selector_class() -> type[selectors.BaseSelector]:
     """The stdlib's DefaultSelector (epoll on Linux), taken at import: before activation
     replaces ``selectors``' classes with multisock's, and from gevent's saved originals

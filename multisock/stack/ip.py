@@ -347,11 +347,12 @@ class IPStack:
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would; anything else goes the general way.
             _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
+            # (a source that may be a martian - ours, loopback, multicast or broadcast -
+            # arriving on a link goes the general way: _martian_source decides there)
             if (proto == PROTO_TCP and not frag & 0x3FFF and 20 <= total <= size
-                    and dst in self._local and not self.raw_listeners):
-                if (src in self._local or src[0] == 127) and not iface.loopback:
-                    self.counters["in_martian_source"] += 1  # (as _martian_source, inlined)
-                    return
+                    and dst in self._local and not self.raw_listeners
+                    and (iface.loopback or not (src[0] == 127 or src[0] >= 224
+                                                or src in self._local))):
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, memoryview(packet)[20:total], now)
                 return

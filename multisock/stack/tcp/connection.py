@@ -1108,9 +1108,8 @@ class TcpSocket:
         rate limit (``TcpStack.oow_ack_allowed``). A segment occupying sequence space
         without SYN (data or FIN) is answered at once, as Linux does: it is no part of an
         ACK loop, and its sender is waiting for that (D)SACK or ACK of its FIN."""
-        if (seglen or flags & FIN) and not flags & SYN:
-            self._send_ack(now)
-        elif self.stack.oow_ack_allowed(self, now, counter):
+        exempt = (seglen or flags & FIN) and not flags & SYN
+        if exempt or self.stack.oow_ack_allowed(self, now, counter):
             self._send_ack(now)
 
     def _input_rst(self, seq: int, rwnd: int, now: float) -> None:
