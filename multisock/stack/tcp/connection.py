@@ -286,7 +286,7 @@ class TcpSocket:
         self.quick_left = cfg.quickack_segments
         self.ack_now = False
         self.dsack: tuple[int, int] | None = None
-        self.last_oow_ack = float("-inf")  # TcpStack.oow_ack_allowed: one a 500 ms
+        self.last_oow_ack = float("-inf")  # when the last rate-limited ACK went (oow_ack_allowed)
         self.ts_ok = False
         self.ts_recent = 0
         self.ts_offset = 0
