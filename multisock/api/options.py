@@ -11,6 +11,7 @@ from __future__ import annotations
 import _socket
 import errno
 import struct
+import sys
 from typing import Any
 
 from multisock.api.errors import oserror
@@ -56,6 +57,27 @@ def as_bool(value: Any) -> bool:
 def buf_size(value: Any, minimum: int) -> int:
     size = as_int(value)
     return max(minimum, min(size * 2 if size < MAX_BUF // 2 else MAX_BUF, MAX_BUF))
+
+
+CA_NAME_MAX = 16  # Linux TCP_CA_NAME_MAX: a name is at most 15 bytes
+
+
+def congestion_name(value: Any) -> str:
+    """TCP_CONGESTION's value as Linux reads it: the first 15 bytes, up to a NUL (an int
+    is its C bytes, as CPython passes it); empty is EINVAL. Whether such an algorithm
+    exists is the caller's question (ENOENT)."""
+    if isinstance(value, int):
+        raw = value.to_bytes(4, sys.byteorder, signed=True)  # (OverflowError, as CPython)
+    else:
+        try:
+            raw = bytes(memoryview(value))
+        except TypeError:
+            raise TypeError(
+                f"a bytes-like object is required, not '{type(value).__name__}'"
+            ) from None
+    if not raw:
+        raise oserror(errno.EINVAL)
+    return raw[: CA_NAME_MAX - 1].split(b"\0", 1)[0].decode("latin-1")
 
 
 def linger_decode(value: Any) -> float | None:

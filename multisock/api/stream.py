@@ -13,6 +13,7 @@ from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
 from multisock.stack.tcp.config import TcpState
+from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 
 _LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
 
@@ -444,11 +445,12 @@ class StreamCore(Core):
                     else:
                         setattr(tcb, self._TCP_ATTRS[option], number)
                 elif option == TCP_CONGESTION:
-                    name = bytes(memoryview(value)).split(b"\0", 1)[0].decode()
-                    try:
-                        tcb.congestion = name
-                    except (KeyError, ValueError):
-                        raise oserror(errno.ENOENT) from None
+                    # checked here, as Linux does: an unknown name accepted now would
+                    # only fail inside the stack at the handshake (connect() timed out)
+                    name = O.congestion_name(value)
+                    if name not in CONGESTION_ALGORITHMS:
+                        raise oserror(errno.ENOENT)
+                    tcb.congestion = name
                 else:
                     raise oserror(errno.ENOPROTOOPT)
             elif not O.set_ip_option(tcb, self.family, level, option, value):

@@ -6,10 +6,16 @@ segment into the peer's receive buffer, and the peer's ACK back, inside the
 same call. Deliveries are queued rather than called recursively, so a long
 exchange never deepens the Python stack.
 
+A drain has a budget (``Driver.drain_budget`` callbacks): whatever is still queued
+when it is spent continues on the driver thread, woken at once, in passes of the
+same budget with the lock released between them. No exchange that feeds itself (an
+ACK loop, a bug) can keep a socket call from returning or the lock from other threads.
+
 Timers (link delays, TCP timers, reassembly expiry) live in one heap; a daemon
-thread sleeps in ``select()`` — on a wake-up pipe plus any registered device fds
-(a TUN device) — until the earliest timer, a readable device, or a wake-up because
-an earlier timer was added. It never busy-waits, and it does not hold the lock
+thread sleeps in the kernel's selector (epoll; ``select()`` would spin on an fd
+past FD_SETSIZE) — on a wake-up pipe plus any registered device fds (a TUN device) —
+until the earliest timer, a readable device, or a wake-up because an earlier timer
+was added or a drain left work. It never busy-waits, and it does not hold the lock
 while it sleeps. The driver is the only place that reads the clock.
 """
 
@@ -18,15 +24,29 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-import select
+import selectors
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-# the kernel's, taken before activation can replace select.select with multisock's
-_kernel_select = select.select
+
+def _kernel_selector_class() -> type[selectors.BaseSelector]:
+    """The stdlib's DefaultSelector (epoll on Linux), taken at import: before activation
+    replaces ``selectors``' classes with multisock's, and from gevent's saved originals
+    if gevent patched ``selectors`` first."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("selectors"):
+        cls: type[selectors.BaseSelector] = gevent_monkey.get_original(
+            "selectors", "DefaultSelector"
+        )
+        return cls
+    return selectors.DefaultSelector
+
+
+_KernelSelector = _kernel_selector_class()
 
 
 class Timed(Protocol):
@@ -144,6 +164,9 @@ class Driver:
     """Owns time and concurrency for one network."""
 
     backend = "threads"  # net.gevent_driver.GeventDriver is the cooperative one
+    # callbacks one drain() may run; far above what a socket call queues (a send buffer's
+    # segments and their ACKs), so only a loop that feeds itself ever reaches it
+    drain_budget = 10_000
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
         self.clock = clock
@@ -152,6 +175,9 @@ class Driver:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sleeping_until: float | None = None  # what the driver thread sleeps towards
         self._readers: dict[int, Callable[[], None]] = {}
+        self._selector = _KernelSelector()
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self.passes = 0  # the driver thread's loop passes: a test's measure of idleness
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -192,14 +218,23 @@ class Driver:
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` (lock held) whenever ``fd`` is readable (e.g. a TUN device)."""
         with self.lock:
+            self._unregister(fd)  # (a number closed without remove_reader, now reused)
             self._readers[fd] = callback
+            self._selector.register(fd, selectors.EVENT_READ)
             self._ensure_thread()
             self._wake()
 
     def remove_reader(self, fd: int) -> None:
         with self.lock:
-            self._readers.pop(fd, None)
+            if self._readers.pop(fd, None) is not None:
+                self._unregister(fd)
             self._wake()
+
+    def _unregister(self, fd: int) -> None:
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
 
     def cooperate(self) -> None:
         """A point (lock not held) where a cooperative driver lets others run: after a
@@ -221,15 +256,22 @@ class Driver:
         self._after_drain[callback] = None
 
     def drain(self) -> None:
-        """Run everything ready; safe to call re-entrantly (the outer call does the work)."""
+        """Run what is ready, up to ``drain_budget`` callbacks; what is left then continues
+        on the driver (``_continue_later``). Safe to call re-entrantly (the outer call
+        does the work)."""
         if self._draining:
             return
         self._draining = True
         try:
             ready = self._ready
             popleft = ready.popleft
+            budget = self.drain_budget
             while True:
                 while ready:
+                    if budget <= 0:
+                        self._continue_later()
+                        return
+                    budget -= 1
                     callback, args = popleft()
                     try:  # (inline rather than _guarded: every delivered packet passes here)
                         callback(*args)
@@ -237,7 +279,11 @@ class Driver:
                         self._record(exc)
                 if not self._after_drain:
                     break
+                if budget <= 0:
+                    self._continue_later()
+                    return
                 pending, self._after_drain = self._after_drain, {}
+                budget -= len(pending)
                 for callback in pending:
                     try:
                         callback()
@@ -245,6 +291,16 @@ class Driver:
                         self._record(exc)
         finally:
             self._draining = False
+
+    def _continue_later(self) -> None:
+        """A drain spent its budget: the driver thread goes on with the rest at once."""
+        self._ensure_thread()
+        self._wake()
+
+    @property
+    def backlog(self) -> bool:
+        """Work a budget-limited drain left (the driver is continuing it)."""
+        return bool(self._ready) or bool(self._after_drain)
 
     def _guarded(self, callback: Callable[..., None], *args: Any) -> None:
         """A bug in one callback must not kill the driver: record it and go on."""
@@ -298,23 +354,34 @@ class Driver:
 
     def _run(self) -> None:
         wake_r = self._wake_r
+        select = self._selector.select
         while True:
             with self.lock:
                 if self._closed:
                     return
+                self.passes += 1
+                if self._ready or self._after_drain:
+                    self.drain()  # one budget of what a drain left (the lock is freed below)
                 deadline = self.run_due()
-                self._sleeping_until = deadline if deadline is not None else float("inf")
-                fds = [wake_r, *self._readers]
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+                backlog = self.backlog
+                if backlog:
+                    self._sleeping_until = float("-inf")  # no wake-up needed: not sleeping
+                else:
+                    self._sleeping_until = deadline if deadline is not None else float("inf")
+            if backlog:
+                timeout: float | None = 0.0
+            else:
+                timeout = None if deadline is None else max(0.0, deadline - self.clock())
             try:
-                readable, _, _ = _kernel_select(fds, [], [], timeout)
+                events = select(timeout)
             except (OSError, ValueError):
-                readable = []  # a reader fd was closed under us; the next pass drops it
+                events = []  # the selector was closed under us (close()): the next pass ends
             with self.lock:
                 self._sleeping_until = None
                 if self._closed:
                     return
-                for fd in readable:
+                for key, _ in events:
+                    fd = key.fd
                     if fd == wake_r:
                         try:
                             while os.read(wake_r, 4096):
@@ -338,6 +405,7 @@ class Driver:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+        self._selector.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

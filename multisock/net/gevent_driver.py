@@ -8,6 +8,8 @@ differs. Instead of a daemon thread sleeping in ``select()``:
   daemon thread, a pending TCP timer does not keep ``gevent.wait()`` or the
   program alive), re-armed when an earlier timer is added;
 * a device fd (TUN) is a libev io watcher;
+* what a budget-limited drain left continues in a hub callback (one budget each, so
+  greenlets run in between);
 * a core blocks on :class:`GreenCondition`: it releases the driver lock and parks
   the greenlet on a gevent ``Event``, so a blocking ``recv`` yields to the hub.
 
@@ -78,6 +80,7 @@ class GeventDriver(Driver):
         super().__init__(clock, name)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
+        self._continuing = False  # a hub callback will go on with a drain's leftovers
 
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
@@ -124,6 +127,21 @@ class GeventDriver(Driver):
                 return
             self.run_due()
             self._arm()
+
+    # ----------------------------------------------------------------- drains
+
+    def _continue_later(self) -> None:
+        """A drain spent its budget: go on in a hub callback, after what is already
+        scheduled there (woken greenlets included), not in the caller's operation."""
+        if not self._continuing:
+            self._continuing = True
+            self.hub.loop.run_callback(self._continue)
+
+    def _continue(self) -> None:
+        self._continuing = False
+        with self.lock:
+            if not self._closed:
+                self.drain()  # (schedules the next pass itself while work is left)
 
     # ------------------------------------------------------------ device fds
 

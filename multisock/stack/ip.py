@@ -108,6 +108,7 @@ class IPStack:
             "in_malformed": 0,
             "in_bad_checksum": 0,
             "in_not_for_us": 0,
+            "in_martian_source": 0,
             "in_unknown_proto": 0,
             "out_packets": 0,
             "out_no_route": 0,
@@ -395,8 +396,12 @@ class IPStack:
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would; anything else goes the general way.
             _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
+            # (a source that may be a martian - ours, loopback, multicast or broadcast -
+            # arriving on a link goes the general way: _martian_source decides there)
             if (proto == PROTO_TCP and not frag & 0x3FFF and 20 <= total <= size
-                    and dst in self._local and not self.raw_listeners):
+                    and dst in self._local and not self.raw_listeners
+                    and (iface.loopback or not (src[0] == 127 or src[0] >= 224
+                                                or src in self._local))):
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, memoryview(packet)[20:total], now)
                 return
@@ -443,8 +448,24 @@ class IPStack:
             return True, False
         return False, False
 
+    def _martian_source(self, src: bytes, iface: Interface) -> bool:
+        """A source that cannot have come from this interface: one of our own addresses or
+        a loopback one arriving on a link, or a multicast/broadcast source. Linux drops
+        these as martians (``accept_local`` and ``route_localnet`` off; RFC 1122 3.2.1.3,
+        RFC 4291 2.5.3). One forged LAND SYN (source = destination) would otherwise make a
+        connection talk to itself; the TCP rate limits bound that loop, this stops it."""
+        if iface.loopback:
+            return False
+        if (src in self._local or A.is_loopback(src) or A.is_multicast(src)
+                or src == b"\xff\xff\xff\xff"):
+            self.counters["in_martian_source"] += 1
+            return True
+        return False
+
     def _input4(self, packet: bytes, iface: Interface, now: float) -> None:
         header, payload = ipv4.parse(packet, verify_checksum=not iface.trusted)
+        if self._martian_source(header.src, iface):
+            return
         dst = header.dst
         accept, broadcast = self._for_us4(dst)
         if not accept:
@@ -464,6 +485,8 @@ class IPStack:
 
     def _input6(self, packet: bytes, iface: Interface, now: float) -> None:
         header, payload = ipv6.parse(packet)
+        if self._martian_source(header.src, iface):
+            return
         dst = header.dst
         multicast = A.is_multicast(dst)
         if not multicast and not self.is_local_address(dst):

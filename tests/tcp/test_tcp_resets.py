@@ -166,15 +166,17 @@ def test_too_old_ack_gets_challenge_ack() -> None:
     assert sock.readable_bytes == 0 and s.stack.counters["ack_too_old"] == 1
 
 
-def test_challenge_acks_are_rate_limited() -> None:
-    from multisock.stack.tcp import TcpConfig
-
-    s = Script(TcpConfig(quickack_segments=0, challenge_ack_limit=3))
+def test_challenge_acks_are_rate_limited_per_connection() -> None:
+    """One challenge ACK per connection per tcp_invalid_ratelimit (0.5 s), as Linux."""
+    s = Script()
     s.passive_open()
     for i in range(6):
         s.inject(f"R. {100 + i}:{100 + i}(0) ack 1 win 0")
-    assert len(s.host.sent) == 3
-    assert s.stack.counters["challenge_acks_limited"] == 3
+    assert len(s.host.sent) == 1
+    assert s.stack.counters["challenge_acks_skipped"] == 5
+    s.now += 0.5
+    s.inject("R. 200:200(0) ack 1 win 0")
+    assert len(s.host.sent) == 2 and s.stack.counters["challenge_acks"] == 2
 
 
 def test_listener_closed_resets_unaccepted_children() -> None:

@@ -68,7 +68,14 @@ class TcpConfig:
     window_scaling: bool = True
     congestion: str = "cubic"
     quickack_segments: int = 16  # ACK every segment at connection start (Linux quickack mode)
-    challenge_ack_limit: int = 1000  # per second, RFC 5961 §7
+    # net.ipv4.tcp_invalid_ratelimit: per connection, at most one ACK per this many seconds
+    # answers a segment that did not advance it (out of window, PAWS, ACK of unsent data) and
+    # at most one challenge ACK; what ends ACK storms and hides which 4-tuples exist
+    invalid_ratelimit: float = 0.5
+    # net.ipv4.tcp_challenge_ack_limit, a host-wide budget per second (RFC 5961 §7): off by
+    # default as in Linux 6.x (INT_MAX); a smaller value is randomised each second as Linux
+    # does since CVE-2016-5696 (a fixed budget lets an off-path attacker count it down)
+    challenge_ack_limit: int = 0x7FFFFFFF
     keepalive_time: float = 7200.0
     keepalive_intvl: float = 75.0
     keepalive_probes: int = 9

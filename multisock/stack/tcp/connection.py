@@ -189,6 +189,7 @@ class TcpSocket:
         "quick_left",
         "ack_now",
         "dsack",
+        "last_oow_ack",
         # options negotiated
         "ts_ok",
         "ts_recent",
@@ -298,6 +299,7 @@ class TcpSocket:
         self.quick_left = cfg.quickack_segments
         self.ack_now = False
         self.dsack: tuple[int, int] | None = None
+        self.last_oow_ack = float("-inf")  # when the last rate-limited ACK went (oow_ack_allowed)
         self.ts_ok = False
         self.ts_recent = 0
         self.ts_offset = 0
@@ -1002,7 +1004,7 @@ class TcpSocket:
             and ts_before(ts_val, self.ts_recent)
         ):
             self.stack.counters["paws_dropped"] += 1
-            self._send_ack(now)
+            self._oow_ack(flags, seglen, now, "acks_skipped_paws")
             return
         rwnd = self.rcv_adv - rcv_nxt
         if rwnd < 0:
@@ -1043,7 +1045,7 @@ class TcpSocket:
                 self.ack_now = True
             else:
                 self.stack.counters["out_of_window"] += 1
-                self._send_ack(now)
+                self._oow_ack(flags, seglen, now, "acks_skipped_seq")
                 return
         if flags & SYN:
             # RFC 5961 §4: any SYN in a synchronized state gets a challenge ACK
@@ -1103,9 +1105,16 @@ class TcpSocket:
             self._rearm()
 
     def _challenge_ack(self, now: float) -> None:
-        stack = self.stack
-        if stack.challenge_ack_allowed(now):
-            stack.counters["challenge_acks"] += 1
+        if self.stack.challenge_ack_allowed(self, now):
+            self._send_ack(now)
+
+    def _oow_ack(self, flags: int, seglen: int, now: float, counter: str) -> None:
+        """ACK a segment that did not advance the connection, within the per-connection
+        rate limit (``TcpStack.oow_ack_allowed``). A segment occupying sequence space
+        without SYN (data or FIN) is answered at once, as Linux does: it is no part of an
+        ACK loop, and its sender is waiting for that (D)SACK or ACK of its FIN."""
+        exempt = (seglen or flags & FIN) and not flags & SYN
+        if exempt or self.stack.oow_ack_allowed(self, now, counter):
             self._send_ack(now)
 
     def _input_rst(self, seq: int, rwnd: int, now: float) -> None:
@@ -1157,8 +1166,12 @@ class TcpSocket:
             state = self.state
         una = self.snd_una
         if ack > self.snd_max:
+            # an ACK of data never sent: answered at most once per rate-limit interval
+            # whatever it carries (the other end of a desynchronised pair answers that ACK
+            # as out of window: without the limit, the two never stop)
             self.stack.counters["ack_too_new"] += 1
-            self._send_ack(now)
+            if self.stack.oow_ack_allowed(self, now, "acks_skipped_unsent"):
+                self._send_ack(now)
             return False
         if ack < una - self.max_sndwnd:
             self.stack.counters["ack_too_old"] += 1

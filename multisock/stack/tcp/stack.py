@@ -258,16 +258,44 @@ class TcpStack:
             self.transitions.append((now, name, old.name, new.name))
             _log().info("%.6f %s %s -> %s", now, name, old.name, new.name)
 
-    def challenge_ack_allowed(self, now: float) -> bool:
-        """RFC 5961 §7: at most ``challenge_ack_limit`` challenge ACKs a second."""
-        second = float(int(now))
-        if second != self._challenge_window:
-            self._challenge_window = second
-            self._challenge_count = 0
-        self._challenge_count += 1
-        if self._challenge_count > self.config.challenge_ack_limit:
-            self.counters["challenge_acks_limited"] += 1
+    def oow_ack_allowed(self, owner: TcpSocket | TimeWait, now: float, counter: str) -> bool:
+        """May ``owner`` answer a segment that did not advance it with an ACK now?
+
+        Linux's ``tcp_invalid_ratelimit`` (tcp_oow_rate_limited): one such ACK per
+        connection per ``invalid_ratelimit`` seconds. Two ends that each take the other's
+        ACK for invalid (a forged segment desynchronised them, or a LAND SYN made a
+        connection with itself) would otherwise answer each other for ever; limited, the
+        loop dies after one round. ``counter`` counts the ACKs not sent."""
+        if now - owner.last_oow_ack < self.config.invalid_ratelimit:
+            self.counters[counter] += 1
             return False
+        owner.last_oow_ack = now
+        return True
+
+    def challenge_ack_allowed(self, owner: TcpSocket | TimeWait, now: float) -> bool:
+        """RFC 5961 §7 challenge ACKs: first the connection's own rate limit, then the
+        host-wide budget, if one is configured.
+
+        A fixed host-wide budget is the side channel of CVE-2016-5696: an attacker spends
+        it with his own connection and counts the challenge ACKs he gets back, so a spoofed
+        probe that hit a live 4-tuple shows as one missing. The per-connection limit comes
+        first (an attacker cannot drain it for a connection he does not know), and the
+        budget, when set, is drawn at random each second in [limit/2, limit*3/2) as Linux
+        draws it."""
+        if not self.oow_ack_allowed(owner, now, "challenge_acks_skipped"):
+            return False
+        limit = self.config.challenge_ack_limit
+        if limit < 0x7FFFFFFF:
+            second = float(int(now))
+            if second != self._challenge_window:
+                self._challenge_window = second
+                half = (limit + 1) >> 1
+                self._challenge_count = self.rng.randint(half, max(limit + half - 1, half))
+            if self._challenge_count <= 0:
+                self.counters["challenge_acks_limited"] += 1
+                return False
+            self._challenge_count -= 1
+        self.counters["challenge_acks"] += 1
         return True
 
     def register(self, sock: TcpSocket) -> None:

@@ -66,6 +66,7 @@ class TimeWait:
         "expires",
         "queued",
         "block",
+        "last_oow_ack",
     )
 
     # what the tables' other users read from any connection (constant here)
@@ -100,6 +101,7 @@ class TimeWait:
         self.expires = sock.t_misc if sock.t_misc is not None else now + 2 * sock.stack.config.msl
         self.queued = self.expires  # the expiry its place in the stack's queue stands for
         self.block: weakref.ref[TcpSocket] | None = weakref.ref(sock)
+        self.last_oow_ack = sock.last_oow_ack  # the rate limit goes on (stack.oow_ack_allowed)
 
     @property
     def snd_una(self) -> int:
@@ -116,7 +118,10 @@ class TimeWait:
             hdr.ts_val, self.ts_recent
         ):
             stack.counters["paws_dropped"] += 1
-            self._send_ack(now)
+            if (len(payload) or flags & FIN) and not flags & SYN or stack.oow_ack_allowed(
+                self, now, "acks_skipped_time_wait"
+            ):
+                self._send_ack(now)
             return
         if flags & RST:
             rcv_nxt = self.rcv_nxt
@@ -144,9 +149,7 @@ class TimeWait:
             self._send_ack(now)
 
     def _challenge_ack(self, now: float) -> None:
-        stack = self.stack
-        if stack.challenge_ack_allowed(now):
-            stack.counters["challenge_acks"] += 1
+        if self.stack.challenge_ack_allowed(self, now):
             self._send_ack(now)
 
     def _send_ack(self, now: float) -> None:
