@@ -39,6 +39,7 @@ from hypothesis import strategies as st
 import multisock
 from multisock.net.host import Host
 from multisock.net.pcap import PcapWriter
+from multisock.stack import addresses
 from multisock.wire import arp, ethernet, icmpv4, icmpv6, ipv4, ipv6, tcp, udp
 from multisock.wire.checksum import verify_transport_checksum
 from multisock.wire.errors import MalformedPacket
@@ -139,11 +140,15 @@ def must_refuse(packet: bytes, trusted: bool, local: set[bytes]) -> str | None:
             return "in_malformed"
         if packet[0] >> 4 == 4:
             h4, payload = ipv4.parse(packet, verify_checksum=not trusted)
+            if _martian(h4.src, local):
+                return "in_martian_source"
             if h4.mf or h4.frag_offset:
                 return None
             src, dst, proto = h4.src, h4.dst, h4.proto
         else:
             h6, payload = ipv6.parse(packet)
+            if _martian(h6.src, local):
+                return "in_martian_source"
             if h6.fragment is not None:
                 return None
             src, dst, proto = h6.src, h6.dst, h6.next_header
@@ -163,6 +168,12 @@ def must_refuse(packet: bytes, trusted: bool, local: set[bytes]) -> str | None:
     except MalformedPacket:
         return "tcp bad_segments" if proto == 6 else "udp bad_header"
     return None
+
+
+def _martian(src: bytes, local: set[bytes]) -> bool:
+    """A source no link may bring (ours, loopback, multicast, broadcast): IP drops it first."""
+    return (src in local or addresses.is_loopback(src) or addresses.is_multicast(src)
+            or src == b"\xff\xff\xff\xff")
 
 
 def counter(host: Host, name: str) -> int:
