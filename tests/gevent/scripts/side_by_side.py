@@ -1,0 +1,74 @@
+"""gevent scenarios whose outcome must be the same on gevent's kernel sockets and under
+multisock: ``python side_by_side.py kernel|multisock CASE`` prints ``RESULT <json>``.
+
+``kernel``: ``gevent.monkey.patch_all()`` only. ``multisock``: then ``multisock.monkey``'s, as
+``MULTISOCK=1 MULTISOCK_GEVENT=1`` does. Each case returns plain data (values, exception type
+names and errnos), compared by ``tests/gevent/test_side_by_side.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gevent.monkey
+
+gevent.monkey.patch_all()
+if sys.argv[1] == "multisock":
+    import multisock.monkey
+
+    multisock.monkey.patch_all()
+
+import socket  # noqa: E402
+
+import gevent  # noqa: E402
+
+CASES: dict[str, Callable[[], Any]] = {}
+
+
+def case(fn: Callable[[], Any]) -> Callable[[], Any]:
+    CASES[fn.__name__] = fn
+    return fn
+
+
+def outcome(fn: Callable[[], Any]) -> Any:
+    try:
+        return ["ok", fn()]
+    except OSError as exc:
+        return [type(exc).__name__, exc.errno]
+    except Exception as exc:  # noqa: BLE001 - the type is the outcome
+        return [type(exc).__name__, str(exc)[:80]]
+
+
+def pair() -> tuple[Any, Any]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return client, server
+
+
+@case
+def raw_sock_recv_never_waits() -> Any:
+    """gevent's ``sock._sock`` is its raw non-blocking socket (pywsgi reads it after a
+    response, 'socket.recv would hang'); closing the socket after its ``_sock`` is silent."""
+    client, server = pair()
+    client.sendall(b"junk")
+    gevent.sleep(0.05)
+    out = [outcome(lambda: server._sock.recv(16384)), outcome(lambda: server._sock.recv(16384))]
+    server._sock.close()
+    out.append(outcome(server.close))
+    client.close()
+    return out
+
+
+def main() -> None:
+    result = outcome(CASES[sys.argv[2]])
+    print("RESULT " + json.dumps(result, default=repr), flush=True)
+
+
+if __name__ == "__main__":
+    main()
