@@ -57,6 +57,20 @@ def activate_multisock(gevent: bool = False) -> None:
     activate({"gevent": True} if gevent else {})
 
 
+def patch_gevent_stock() -> None:
+    """The stock side of gevent's tests: gevent's own monkey-patching, nothing else.
+
+    Both sides start from ``gevent.monkey.patch_all()`` (most of gevent's modules call it at
+    import anyway), so the only difference is multisock under it, as ``MULTISOCK_GEVENT=1``
+    adds. (Unpatched, a module that does not patch itself would see an unpatched ``os``: e.g.
+    test__selectors' "closing fd before selecting" passes only while ``os.close`` is not
+    gevent's deferred close.)
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+
 def setup_gevent_resources() -> None:
     """gevent's tests read their resources from ``gevent.testing``, not from ``test.support``:
     deny ``network``/``urlfetch`` (they would resolve and connect to hosts on the internet)."""
@@ -207,11 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()
     faulthandler.dump_traceback_later(args.timeout * 2, exit=True)  # import + collection
     gevent = is_gevent_target(args.target)
-    # stock gevent modules run as gevent's own runner runs them: each patches what it means to
-    # (most call gevent.monkey.patch_all() at import); under multisock, gevent's patch_all() and
-    # then multisock's come first, as with MULTISOCK=1 MULTISOCK_GEVENT=1 in the environment
+    # gevent's modules: gevent.monkey.patch_all() first (stock), or it and then multisock's, as
+    # MULTISOCK=1 MULTISOCK_GEVENT=1 in the environment does
     if args.mode == "multisock":
         activate_multisock(gevent)
+    elif gevent:
+        patch_gevent_stock()
 
     import unittest
 

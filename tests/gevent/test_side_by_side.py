@@ -23,6 +23,9 @@ SCRIPT = Path(__file__).resolve().parent / "scripts" / "side_by_side.py"
 
 CASES = [
     "raw_sock_recv_never_waits",
+    "select_closed_while_selecting",
+    "select_with_tuple_answers",
+    "poll_reports_socket_closed_while_polling",
 ]
 
 
