@@ -467,7 +467,12 @@ class socket:
             ancbufsize, flags = _ancbufsize(ancbufsize), _c_int(flags)
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
-    def send(self, data: _Any, flags: int = 0) -> int:
+    def send(self, data: _Any, flags: int = 0, *, timeout: _Any = None) -> int:
+        """``send``; ``timeout=`` is gevent's socket's keyword (gevent programs pass it): 0.0
+        means do not wait for room, like ``MSG_DONTWAIT``; other values wait by the socket's
+        own timeout, as gevent's does."""
+        if timeout is not None and timeout == 0.0:
+            flags |= _socket.MSG_DONTWAIT
         try:
             return int(self._sock.send(data, flags))
         except OSError as exc:

@@ -72,16 +72,20 @@ def _called_as_raw_socket() -> bool:
     ``self.socket._sock.recv(16384)`` after a response, "socket.recv would hang"), and the
     facade's ``_sock`` is the core, which waits by the socket's timeout. Asked only on the way to
     a wait, so the check costs nothing on the paths that do not block: the first frame outside
-    ``multisock.api`` is the facade, the TLS layer, the fork server... (wait) or someone
+    the core's modules is the facade, the TLS layer, the fork server... (wait) or someone
     else's code holding the raw socket (EAGAIN, as gevent's raw socket says).
     """
     frame = sys._getframe(2)
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
-        if not name.startswith("multisock.api."):
+        if name not in _CORE_MODULES:
             return not (name == "multisock" or name.startswith("multisock."))
         frame = frame.f_back  # type: ignore[assignment]
     return False
+
+
+# the modules whose frames are the core's own (the caller is the first frame outside them)
+_CORE_MODULES = frozenset({"multisock.api.core", "multisock.api.stream", "multisock.api.dgram"})
 
 
 class Core:
@@ -179,6 +183,17 @@ class Core:
             driver.drain()
             if ready():
                 return
+
+    def wait_to_read(self, ready: Callable[[], bool], flags: int = 0,
+                     timeout: Any = "default") -> None:
+        """:meth:`wait` for data; under gevent one greenlet at a time (the driver's
+        ``reading``: a second reader gets gevent's AssertionError, as with gevent's sockets)."""
+        if self.driver.backend != "gevent":
+            self.wait(ready, flags, timeout)
+            return
+        reading: Any = getattr(self.driver, "reading")  # noqa: B009 - GeventDriver's only
+        with reading(self):
+            self.wait(ready, flags, timeout)
 
     def changed(self) -> None:
         """The stack says readiness may have changed (lock held)."""

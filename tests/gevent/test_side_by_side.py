@@ -26,6 +26,8 @@ CASES = [
     "select_closed_while_selecting",
     "select_with_tuple_answers",
     "poll_reports_socket_closed_while_polling",
+    "send_timeout_keyword",
+    "second_reader_is_refused",
 ]
 
 

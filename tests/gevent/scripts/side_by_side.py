@@ -113,6 +113,44 @@ def poll_reports_socket_closed_while_polling() -> Any:
     return len(poller.poll(0.001)) == 1
 
 
+@case
+def send_timeout_keyword() -> Any:
+    """gevent's ``send(data, flags, timeout=)``: on a closed socket EBADF; ``timeout=0.0`` on
+    a full send buffer says EAGAIN instead of waiting."""
+    closed = socket.socket()
+    closed.close()
+    out = [outcome(lambda: closed.send(b"a", timeout=1))]
+    client, server = pair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    sent = 0
+    result = None
+    for _ in range(100_000):
+        result = outcome(lambda: client.send(b"x" * 65536, timeout=0.0))
+        if result[0] != "ok":
+            break
+        sent += result[1]
+    out.append(result)
+    client.close()
+    server.close()
+    return out
+
+
+@case
+def second_reader_is_refused() -> Any:
+    """Two greenlets waiting to read one socket: gevent refuses the second at once with its
+    ConcurrentObjectUseError (an AssertionError); the first still gets the data."""
+    client, server = pair()
+    first = gevent.spawn(server.recv, 25)
+    gevent.sleep(0.01)
+    refused = outcome(lambda: server.recv(25))
+    out: list[Any] = [refused[0], refused[1].startswith("This socket is already used")]
+    client.sendall(b"data")
+    out.append(first.get(timeout=5))
+    client.close()
+    server.close()
+    return out
+
+
 def main() -> None:
     result = outcome(CASES[sys.argv[2]])
     print("RESULT " + json.dumps(result, default=repr), flush=True)
