@@ -28,6 +28,8 @@ CASES = [
     "poll_reports_socket_closed_while_polling",
     "send_timeout_keyword",
     "second_reader_is_refused",
+    "default_selector_is_gevents",
+    "gevent_selector_readiness",
 ]
 
 

@@ -151,6 +151,50 @@ def second_reader_is_refused() -> Any:
     return out
 
 
+@case
+def default_selector_is_gevents() -> Any:
+    """After patching, ``selectors.DefaultSelector`` is gevent's ``GeventSelector`` and
+    ``SelectSelector._select`` carries gevent's cooperative mark (gevent checks both)."""
+    import selectors
+
+    import gevent.selectors
+
+    return [selectors.DefaultSelector is gevent.selectors.GeventSelector,
+            gevent.selectors.DefaultSelector is gevent.selectors.GeventSelector,
+            "_gevent_monkey" in dir(selectors.SelectSelector._select)]
+
+
+@case
+def gevent_selector_readiness() -> Any:
+    """``GeventSelector`` on a socket: not writable while the send buffer is full, writable
+    and readable when they are (an io watcher on multisock's readiness eventfd, which is
+    always writable, would say writable at once)."""
+    import selectors
+
+    import gevent.selectors
+
+    client, server = pair()
+    client.setblocking(False)
+    while outcome(lambda: client.send(b"x" * 65536))[0] == "ok":
+        pass
+    out = []
+    with gevent.selectors.GeventSelector() as sel:
+        sel.register(client, selectors.EVENT_WRITE)
+        out.append([mask for _, mask in sel.select(0.05)])
+        sel.unregister(client)
+        sel.register(server, selectors.EVENT_READ)
+        out.append([mask for _, mask in sel.select(0.05)])
+        server.setblocking(False)
+        while outcome(lambda: server.recv(1 << 20))[0] == "ok":
+            pass
+        sel.unregister(server)
+        sel.register(client, selectors.EVENT_WRITE)
+        out.append([mask for _, mask in sel.select(1)])
+    client.close()
+    server.close()
+    return out
+
+
 def main() -> None:
     result = outcome(CASES[sys.argv[2]])
     print("RESULT " + json.dumps(result, default=repr), flush=True)
