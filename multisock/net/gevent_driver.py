@@ -70,6 +70,33 @@ class GreenCondition:
     notify = notify_all
 
 
+class _Reading:
+    """One greenlet at a time waits to read a socket, as gevent's own sockets enforce (their
+    read watcher refuses a second waiter): the second gets gevent's
+    ``ConcurrentObjectUseError``, an AssertionError, at once instead of an undefined share of
+    the data."""
+
+    __slots__ = ("_readers", "_core")
+
+    def __init__(self, readers: dict[int, Any], core: Any) -> None:
+        self._readers = readers
+        self._core = core
+
+    def __enter__(self) -> None:
+        current = getcurrent()
+        other = self._readers.get(id(self._core))
+        if other is not None and other is not current and not other.dead:
+            from gevent.exceptions import ConcurrentObjectUseError
+
+            raise ConcurrentObjectUseError(
+                f"This socket is already used by another greenlet: {other!r}")
+        self._readers[id(self._core)] = current
+
+    def __exit__(self, *exc: object) -> None:
+        if self._readers.get(id(self._core)) is getcurrent():
+            del self._readers[id(self._core)]
+
+
 class GeventDriver(Driver):
     """A :class:`Driver` whose timers and device fds are watchers on the gevent hub."""
 
@@ -81,6 +108,11 @@ class GeventDriver(Driver):
         self._timer: Any = None
         self._io: dict[int, Any] = {}
         self._continuing = False  # a hub callback will go on with a drain's leftovers
+        self._readers: dict[int, Any] = {}  # id(core) -> the greenlet waiting to read it
+
+    def reading(self, core: Any) -> _Reading:
+        """``with driver.reading(core):`` around a wait for data (see :class:`_Reading`)."""
+        return _Reading(self._readers, core)
 
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
