@@ -7,8 +7,8 @@ same call. Deliveries are queued rather than called recursively, so a long
 exchange never deepens the Python stack.
 
 Timers (link delays, TCP timers, reassembly expiry) live in one heap; a daemon
-thread sleeps in ``select()`` — on a wake-up pipe plus any registered device fds
-(a TUN device) — until the earliest timer, a readable device, or a wake-up because
+thread sleeps in the kernel's ``epoll`` — on a wake-up pipe plus any registered fds
+(a TUN device, the gateway's kernel sockets) — until the earliest timer, a readable device, or a wake-up because
 an earlier timer was added. It never busy-waits, and it does not hold the lock
 while it sleeps. The driver is the only place that reads the clock.
 """
@@ -25,8 +25,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-# the kernel's, taken before activation can replace select.select with multisock's
-_kernel_select = select.select
+# the kernel's, taken before activation can replace select.epoll with multisock's
+_kernel_epoll = select.epoll
+_EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
 
 
 class Timed(Protocol):
@@ -152,6 +153,10 @@ class Driver:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sleeping_until: float | None = None  # what the driver thread sleeps towards
         self._readers: dict[int, Callable[[], None]] = {}
+        self._writers: dict[int, Callable[[], None]] = {}
+        # one persistent kernel epoll (not select(): the gateway registers a kernel socket per
+        # flow, thousands of fds, beyond select's FD_SETSIZE and its scan per wake-up)
+        self._epoll: Any = None
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -193,13 +198,45 @@ class Driver:
         """Call ``callback`` (lock held) whenever ``fd`` is readable (e.g. a TUN device)."""
         with self.lock:
             self._readers[fd] = callback
-            self._ensure_thread()
-            self._wake()
+            self._interest(fd)
 
     def remove_reader(self, fd: int) -> None:
         with self.lock:
-            self._readers.pop(fd, None)
-            self._wake()
+            if self._readers.pop(fd, None) is not None:
+                self._interest(fd)
+
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (lock held) whenever ``fd`` is writable (a kernel socket of the
+        gateway whose connect is under way, or whose send buffer was full)."""
+        with self.lock:
+            self._writers[fd] = callback
+            self._interest(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        with self.lock:
+            if self._writers.pop(fd, None) is not None:
+                self._interest(fd)
+
+    def _interest(self, fd: int) -> None:
+        """Tell the kernel's epoll what ``fd`` is now watched for (lock held). The epoll
+        object is persistent, so the driver thread need not wake up for a change."""
+        if self._closed:
+            return
+        if self._epoll is None:
+            self._epoll = _kernel_epoll()
+            self._epoll.register(self._wake_r, _EPOLLIN)
+        mask = (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
+        try:
+            if mask:
+                try:
+                    self._epoll.modify(fd, mask)
+                except FileNotFoundError:
+                    self._epoll.register(fd, mask)
+            else:
+                self._epoll.unregister(fd)
+        except OSError:
+            pass  # an fd closed under us: epoll forgot it already
+        self._ensure_thread()
 
     def cooperate(self) -> None:
         """A point (lock not held) where a cooperative driver lets others run: after a
@@ -298,23 +335,27 @@ class Driver:
 
     def _run(self) -> None:
         wake_r = self._wake_r
+        with self.lock:
+            if self._epoll is None and not self._closed:
+                self._epoll = _kernel_epoll()
+                self._epoll.register(wake_r, _EPOLLIN)
+            epoll = self._epoll
         while True:
             with self.lock:
                 if self._closed:
                     return
                 deadline = self.run_due()
                 self._sleeping_until = deadline if deadline is not None else float("inf")
-                fds = [wake_r, *self._readers]
-            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            timeout = -1.0 if deadline is None else max(0.0, deadline - self.clock())
             try:
-                readable, _, _ = _kernel_select(fds, [], [], timeout)
+                events = epoll.poll(timeout)
             except (OSError, ValueError):
-                readable = []  # a reader fd was closed under us; the next pass drops it
+                events = []  # closed under us: the next pass sees _closed
             with self.lock:
                 self._sleeping_until = None
                 if self._closed:
                     return
-                for fd in readable:
+                for fd, mask in events:
                     if fd == wake_r:
                         try:
                             while os.read(wake_r, 4096):
@@ -322,10 +363,16 @@ class Driver:
                         except BlockingIOError:
                             pass
                         continue
-                    callback = self._readers.get(fd)
-                    if callback is not None:
-                        self._guarded(callback)
-                        self.drain()
+                    if mask & (_EPOLLOUT | select.EPOLLERR | select.EPOLLHUP):
+                        callback = self._writers.get(fd)
+                        if callback is not None:
+                            self._guarded(callback)
+                            self.drain()
+                    if mask & ~_EPOLLOUT:
+                        callback = self._readers.get(fd)
+                        if callback is not None:
+                            self._guarded(callback)
+                            self.drain()
 
     def close(self) -> None:
         with self.lock:
@@ -334,10 +381,13 @@ class Driver:
             self._closed = True
             self._timers.clear()
             self._readers.clear()
+            self._writers.clear()
             self._wake()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+        if self._epoll is not None:
+            self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

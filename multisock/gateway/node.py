@@ -1,0 +1,73 @@
+"""The gateway node: a host of the virtual network that relays flows to the real kernel.
+
+``Gateway(net)`` (or ``net.add_gateway()``) adds a host named ``gateway`` whose IP layer is
+*transparent* (it takes every packet routed to it, whatever the destination) and whose TCP
+stack hands every SYN it has no listener for to a :class:`~multisock.gateway.tcp.TcpRelay`.
+Hosts join its LAN with :meth:`Gateway.attach` (an address from the plan, a default route
+via the gateway, the link's impairments); :meth:`Gateway.relay_loopback` makes a host's own
+127.0.0.1/::1 ports without a listener reach the kernel's loopback.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from multisock.gateway import plan as P
+from multisock.gateway.tcp import TcpRelay
+from multisock.stack import addresses as A
+
+if TYPE_CHECKING:
+    from multisock.net.host import Host
+    from multisock.net.link import Link
+    from multisock.net.network import Network
+
+
+class Gateway:
+    """A slirp-like gateway on ``net`` (see the module doc and docs/gateway.md)."""
+
+    def __init__(self, net: Network, name: str = "gateway", *, gateway4: str = P.GATEWAY4,
+                 gateway6: str = P.GATEWAY6) -> None:
+        self.net = net
+        self.plan = P.AddressPlan(gateway4, gateway6)
+        self.host = net.add_host(name)
+        self.host.ip.transparent = True
+        self.switch = net.add_switch(f"{name}-lan")
+        net.link(self.host, self.switch,
+                 a_addr=[f"{gateway4}/{P.PREFIX4}", f"{gateway6}/{P.PREFIX6}"])
+        self.tcp = TcpRelay(self.host, self.plan.tcp_target)
+        self.attached: list[Host] = []
+        self.loopback_relays: dict[str, TcpRelay] = {}
+        self.publishers: list[Any] = []
+
+    def attach(self, host: Host, **impairments: Any) -> Link:
+        """Join ``host`` to the gateway's LAN: the next guest addresses, default routes via
+        the gateway; ``impairments`` apply to the host's link (both directions)."""
+        addr4, addr6 = P.guest_addresses(len(self.attached))
+        link = self.net.link(host, self.switch, a_addr=[addr4, addr6], **impairments)
+        host.add_route("0.0.0.0/0", via=A.unpack(self.plan.gateway4))
+        host.add_route("::/0", via=A.unpack(self.plan.gateway6))
+        self.attached.append(host)
+        return link
+
+    def relay_loopback(self, host: Host) -> TcpRelay:
+        """Connections to ``host``'s 127.0.0.1/::1 ports where no virtual socket listens go
+        to the kernel's loopback (a virtual listener on the port takes precedence)."""
+        relay = TcpRelay(host, P.loopback_target)
+        self.loopback_relays[host.name] = relay
+        return relay
+
+    def close(self) -> None:
+        """Close every kernel socket the gateway holds (flows are aborted)."""
+        for publisher in self.publishers:
+            publisher.close()
+        self.publishers.clear()
+        self.tcp.close()
+        for relay in self.loopback_relays.values():
+            relay.close()
+        self.loopback_relays.clear()
+
+    def kernel_fds(self) -> int:
+        """Kernel sockets open for flows right now (for leak checks)."""
+        relays = [self.tcp, *self.loopback_relays.values()]
+        return sum(len(r.pending) + len(r.flows) for r in relays)
+
