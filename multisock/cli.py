@@ -140,6 +140,8 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         os.environ[TUN_OWNER] = str(os.getpid())
     elif options.get("mtu") and not tun_name:
         host.loopback.mtu = int(options["mtu"])
+    if not options.get("isolated") and not tun_name:
+        _add_gateway(net, host, impairments, options.get("publish") or [])
     if options.get("pcap"):
         try:
             net.capture(options["pcap"])
@@ -165,6 +167,21 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
             [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
         )
     return host
+
+
+def _add_gateway(net: Any, host: Any, impairments: dict[str, Any], publish: list[Any]) -> None:
+    """The host gateway (docs/gateway.md): flows with no virtual listener - on the loopback
+    or to any other address - leave through kernel sockets; ``--publish`` lets kernel
+    clients in. The link to the gateway carries the same impairments as the loopback."""
+    gateway = net.add_gateway()
+    gateway.attach(host, **impairments)
+    gateway.relay_loopback(host)
+    for spec in publish:
+        try:
+            gateway.publish(spec.host_port, host, spec.port, spec.proto, host_ip=spec.host_ip)
+        except OSError as exc:
+            where = f"{spec.host_ip or '127.0.0.1'}:{spec.host_port}/{spec.proto}"
+            raise ActivationError(f"cannot publish {where}: {exc.strerror or exc}") from None
 
 
 def print_stats(host: Any) -> None:

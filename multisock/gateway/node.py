@@ -56,6 +56,50 @@ class Gateway:
         self.loopback_relays[host.name] = relay
         return relay
 
+    def publish(self, host_port: int, virtual_host: Host, port: int | None = None,
+                proto: str = "tcp", *, host_ip: str | None = None,
+                virtual_addr: str | None = None) -> list[Any]:
+        """Listen on the kernel's ``host_ip:host_port`` (127.0.0.1 and ::1 when no address
+        is given - never every interface unless asked, unlike docker's default) and relay
+        each connection (or datagram, ``proto="udp"``) to ``virtual_host``'s ``port``
+        (default: the same number) at ``virtual_addr`` (default: the virtual host's own
+        loopback of the same family, so a server bound to 127.0.0.1 is reached too).
+        ``host_port`` 0 picks a free port (read it from the returned publishers' ``port``).
+        Returns the publishers, one per kernel address."""
+        from multisock.gateway.publish import TcpPublisher
+
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"proto must be 'tcp' or 'udp': {proto!r}")
+        vport = port if port is not None else host_port
+        if not 0 < vport < 65536:
+            raise ValueError("give the virtual port when the kernel port is 0")
+        made: list[Any] = []
+        binds = [host_ip] if host_ip is not None else ["127.0.0.1", "::1"]
+        try:
+            for bind in binds:
+                six = ":" in bind
+                target = virtual_addr or ("::1" if six else "127.0.0.1")
+                chosen = made[0].port if made and host_port == 0 else host_port
+                try:
+                    if proto == "tcp":
+                        made.append(TcpPublisher(virtual_host, bind, chosen, target,
+                                                 vport))
+                    else:
+                        from multisock.gateway.udp import UdpPublisher
+
+                        made.append(UdpPublisher(virtual_host, bind, chosen, target,
+                                                 vport))
+                except OSError:
+                    if host_ip is None and six and made:
+                        continue  # no IPv6 on this machine: 127.0.0.1 alone, like docker
+                    raise
+        except BaseException:
+            for publisher in made:
+                publisher.close()
+            raise
+        self.publishers.extend(made)
+        return made
+
     def close(self) -> None:
         """Close every kernel socket the gateway holds (flows are aborted)."""
         for publisher in self.publishers:
@@ -70,4 +114,5 @@ class Gateway:
         """Kernel sockets open for flows right now (for leak checks)."""
         relays = [self.tcp, *self.loopback_relays.values()]
         return sum(len(r.pending) + len(r.flows) for r in relays)
+
 

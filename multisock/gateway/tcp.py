@@ -24,7 +24,7 @@ from __future__ import annotations
 import _socket
 import errno as E
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multisock.gateway import kernel
 from multisock.stack.tcp.config import CAN_SEND, TcpState
@@ -230,13 +230,24 @@ class TcpRelay:
                 self.host.ip.tcp.no_listener = None
 
 
+class FlowOwner(Protocol):
+    """What a flow needs from whoever made it (a relay, a published port)."""
+
+    host: Host
+    driver: Any
+    flows: set[TcpFlow]
+
+
 class TcpFlow:
-    """One relayed connection: a virtual TCP socket and a kernel one, bytes both ways."""
+    """One relayed connection: a virtual TCP socket and a kernel one, bytes both ways.
+
+    The virtual socket may still be connecting (a published port's flow): nothing is read
+    from the kernel until it can send."""
 
     __slots__ = ("relay", "v", "k", "fd", "out", "reading", "writing", "k_eof", "v_eof",
                  "done", "queued")
 
-    def __init__(self, relay: TcpRelay, vsock: TcpSocket, ksock: Any) -> None:
+    def __init__(self, relay: FlowOwner, vsock: TcpSocket, ksock: Any) -> None:
         self.relay = relay
         self.v = vsock
         self.k = ksock
