@@ -140,7 +140,8 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         os.environ[TUN_OWNER] = str(os.getpid())
     elif options.get("mtu") and not tun_name:
         host.loopback.mtu = int(options["mtu"])
-    if not options.get("isolated") and not tun_name:
+    gateway = not options.get("isolated") and not tun_name
+    if gateway:
         _add_gateway(net, host, impairments, options.get("publish") or [])
     if options.get("pcap"):
         try:
@@ -154,6 +155,14 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
             host.hosts_table = HostsTable.from_file(options["hosts"])
         except (OSError, ValueError) as exc:
             raise ActivationError(f"cannot read the hosts file: {exc}") from None
+    elif gateway:
+        from multisock.gateway.dns import HOSTS
+        from multisock.hosts import HostsTable
+
+        try:
+            host.hosts_table = HostsTable.from_file(HOSTS)  # the host's names, like slirp
+        except (OSError, ValueError):
+            pass
     if options.get("dns"):
         from multisock.resolver import StubResolver
         from multisock.socket import socket as msocket
@@ -166,6 +175,15 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         host.resolver = StubResolver(
             [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
         )
+    elif gateway:
+        from multisock.gateway.dns import read_resolv_conf
+        from multisock.resolver import StubResolver
+        from multisock.socket import socket as msocket
+
+        conf = read_resolv_conf()  # the host's resolvers, reached through the gateway
+        host.resolver = StubResolver(
+            conf.nameservers, search=conf.search, ndots=conf.ndots, timeout=conf.timeout,
+            attempts=conf.attempts, socket_factory=lambda fam, typ: msocket(fam, typ, host=host))
     return host
 
 

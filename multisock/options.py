@@ -159,9 +159,7 @@ def _publish(text: str) -> Publish:
             raise ValueError(f"use [IPv6]:HOSTPORT[:PORT]: {text!r}")
         host_ip, spec = _ip(spec[1:end]), spec[end + 2:]
     parts = spec.split(":")
-    if host_ip is None and len(parts) == 3:
-        host_ip = _ip(parts.pop(0))
-    elif host_ip is None and len(parts) == 2 and "." in parts[0]:
+    if host_ip is None and len(parts) == 3 or host_ip is None and len(parts) == 2 and "." in parts[0]:
         host_ip = _ip(parts.pop(0))
     if not 1 <= len(parts) <= 2:
         raise ValueError(f"use [HOSTIP:]HOSTPORT[:PORT][/udp]: {text!r}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.gateway import plan as P
 from multisock.gateway.tcp import TcpRelay
+from multisock.gateway.udp import DEFAULT_TIMEOUT, UdpRelay
 from multisock.stack import addresses as A
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class Gateway:
     """A slirp-like gateway on ``net`` (see the module doc and docs/gateway.md)."""
 
     def __init__(self, net: Network, name: str = "gateway", *, gateway4: str = P.GATEWAY4,
-                 gateway6: str = P.GATEWAY6) -> None:
+                 gateway6: str = P.GATEWAY6, udp_timeout: float = DEFAULT_TIMEOUT) -> None:
         self.net = net
         self.plan = P.AddressPlan(gateway4, gateway6)
         self.host = net.add_host(name)
@@ -35,8 +36,11 @@ class Gateway:
         net.link(self.host, self.switch,
                  a_addr=[f"{gateway4}/{P.PREFIX4}", f"{gateway6}/{P.PREFIX6}"])
         self.tcp = TcpRelay(self.host, self.plan.tcp_target)
+        self.udp_timeout = udp_timeout
+        self.udp = UdpRelay(self.host, self.plan.udp_target, self.plan.virtual_address,
+                            timeout=udp_timeout)
         self.attached: list[Host] = []
-        self.loopback_relays: dict[str, TcpRelay] = {}
+        self.loopback_relays: dict[str, tuple[TcpRelay, UdpRelay]] = {}
         self.publishers: list[Any] = []
 
     def attach(self, host: Host, **impairments: Any) -> Link:
@@ -49,12 +53,13 @@ class Gateway:
         self.attached.append(host)
         return link
 
-    def relay_loopback(self, host: Host) -> TcpRelay:
-        """Connections to ``host``'s 127.0.0.1/::1 ports where no virtual socket listens go
-        to the kernel's loopback (a virtual listener on the port takes precedence)."""
-        relay = TcpRelay(host, P.loopback_target)
-        self.loopback_relays[host.name] = relay
-        return relay
+    def relay_loopback(self, host: Host) -> tuple[TcpRelay, UdpRelay]:
+        """Connections (and datagrams) to ``host``'s 127.0.0.1/::1 ports where no virtual
+        socket listens go to the kernel's loopback (a virtual socket takes precedence)."""
+        relays = (TcpRelay(host, P.loopback_target),
+                  UdpRelay(host, P.loopback_udp_target, P.same_address, timeout=self.udp_timeout))
+        self.loopback_relays[host.name] = relays
+        return relays
 
     def publish(self, host_port: int, virtual_host: Host, port: int | None = None,
                 proto: str = "tcp", *, host_ip: str | None = None,
@@ -106,13 +111,16 @@ class Gateway:
             publisher.close()
         self.publishers.clear()
         self.tcp.close()
-        for relay in self.loopback_relays.values():
-            relay.close()
+        self.udp.close()
+        for tcp, udp in self.loopback_relays.values():
+            tcp.close()
+            udp.close()
         self.loopback_relays.clear()
 
     def kernel_fds(self) -> int:
         """Kernel sockets open for flows right now (for leak checks)."""
-        relays = [self.tcp, *self.loopback_relays.values()]
-        return sum(len(r.pending) + len(r.flows) for r in relays)
+        tcps = [self.tcp, *(t for t, _ in self.loopback_relays.values())]
+        udps = [self.udp, *(u for _, u in self.loopback_relays.values())]
+        return sum(len(r.pending) + len(r.flows) for r in tcps) + sum(len(u.flows) for u in udps)
 
 

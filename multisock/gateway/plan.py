@@ -61,6 +61,12 @@ class AddressPlan:
             return self.gateway6
         return src
 
+    def udp_target(self, dst: bytes, port: int) -> Any:
+        real = self.kernel_address(dst)
+        if real is None or A.is_multicast(dst) or A.is_v4_broadcast(dst):
+            return None
+        return kernel.sockaddr(real, port)
+
     def tcp_target(self, dst: bytes, port: int) -> Any:
         real = self.kernel_address(dst)
         if real is None:
@@ -73,3 +79,13 @@ def loopback_target(dst: bytes, port: int) -> Any:
     if (len(dst) == 4 and dst[0] == 127) or dst == KERNEL_LOOPBACK6:
         return kernel.sockaddr(dst, port)
     return None
+
+
+def loopback_udp_target(dst: bytes, port: int) -> Any:
+    target = loopback_target(dst, port)
+    return target
+
+
+def same_address(addr: bytes) -> bytes:
+    """Replies to a loopback relay come from the loopback address they went to."""
+    return addr

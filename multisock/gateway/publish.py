@@ -29,7 +29,7 @@ class TcpPublisher:
     def __init__(self, host: Host, bind_addr: str, host_port: int, virtual_addr: str,
                  port: int, backlog: int = 128) -> None:
         self.host = host
-        self.driver = host.driver
+        self.driver: Any = host.driver
         self.flows: set[TcpFlow] = set()
         self.target = (A.pack(virtual_addr), port)
         family = _socket.AF_INET6 if ":" in bind_addr else _socket.AF_INET

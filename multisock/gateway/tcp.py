@@ -68,7 +68,7 @@ class TcpRelay:
     def __init__(self, host: Host, target: Target, *, max_flows: int = 65536,
                  backlog: int = 65536) -> None:
         self.host = host
-        self.driver = host.driver
+        self.driver: Any = host.driver
         self.target = target
         self.max_flows = max_flows
         self.pending: dict[Key, _Pending] = {}
