@@ -245,7 +245,7 @@ class TcpFlow:
     from the kernel until it can send."""
 
     __slots__ = ("relay", "v", "k", "fd", "out", "reading", "writing", "k_eof", "v_eof",
-                 "done", "queued")
+                 "done", "queued", "to_virtual", "to_kernel")
 
     def __init__(self, relay: FlowOwner, vsock: TcpSocket, ksock: Any) -> None:
         self.relay = relay
@@ -259,6 +259,7 @@ class TcpFlow:
         self.v_eof = False  # the app's FIN, passed on as shutdown(SHUT_WR)
         self.done = False
         self.queued = False
+        self.to_virtual = self.to_kernel = 0  # bytes relayed each way
         vsock.on_change = self._changed
 
     def _changed(self) -> None:
@@ -315,6 +316,7 @@ class TcpFlow:
                 except OSError:
                     self._kernel_reset(now)
                     return False
+                self.to_kernel += sent
                 if sent < len(out):
                     self.out = out[sent:]
                     return True
@@ -361,6 +363,7 @@ class TcpFlow:
                 except OSError:
                     pass
                 return False
+            self.to_virtual += len(data)
             try:
                 v.send(data, now)
             except OSError:

@@ -156,7 +156,8 @@ class Driver:
         self._writers: dict[int, Callable[[], None]] = {}
         # one persistent kernel epoll (not select(): the gateway registers a kernel socket per
         # flow, thousands of fds, beyond select's FD_SETSIZE and its scan per wake-up)
-        self._epoll: Any = None
+        self._epoll: Any = _kernel_epoll()
+        self._epoll.register(self._wake_r, _EPOLLIN)
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -222,9 +223,6 @@ class Driver:
         object is persistent, so the driver thread need not wake up for a change."""
         if self._closed:
             return
-        if self._epoll is None:
-            self._epoll = _kernel_epoll()
-            self._epoll.register(self._wake_r, _EPOLLIN)
         mask = (_EPOLLIN if fd in self._readers else 0) | (_EPOLLOUT if fd in self._writers else 0)
         try:
             if mask:
@@ -335,11 +333,7 @@ class Driver:
 
     def _run(self) -> None:
         wake_r = self._wake_r
-        with self.lock:
-            if self._epoll is None and not self._closed:
-                self._epoll = _kernel_epoll()
-                self._epoll.register(wake_r, _EPOLLIN)
-            epoll = self._epoll
+        epoll = self._epoll
         while True:
             with self.lock:
                 if self._closed:
@@ -386,8 +380,7 @@ class Driver:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
-        if self._epoll is not None:
-            self._epoll.close()
+        self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 
