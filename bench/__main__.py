@@ -15,8 +15,8 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time

@@ -26,8 +26,21 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 # the kernel's, taken before activation can replace select.epoll with multisock's
-_kernel_epoll = select.epoll
-_EPOLLIN, _EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
+_kernel_epoll = getattr(select, "epoll", None)
+_EPOLLIN, _EPOLLOUT, _EPOLLERR, _EPOLLHUP = 0x001, 0x004, 0x008, 0x010  # sys/epoll.h
+
+
+def _find_epoll() -> Any:
+    """The kernel's epoll class: gevent's monkey-patching removes it from ``select`` (and
+    keeps the original), for a threads driver made after that."""
+    if _kernel_epoll is not None:
+        return _kernel_epoll
+    try:
+        from gevent import monkey
+
+        return monkey.get_original("select", "epoll")
+    except (ImportError, AttributeError) as exc:
+        raise OSError("multisock: the threads driver needs the kernel's select.epoll") from exc
 
 
 class Timed(Protocol):
@@ -156,8 +169,7 @@ class Driver:
         self._writers: dict[int, Callable[[], None]] = {}
         # one persistent kernel epoll (not select(): the gateway registers a kernel socket per
         # flow, thousands of fds, beyond select's FD_SETSIZE and its scan per wake-up)
-        self._epoll: Any = _kernel_epoll()
-        self._epoll.register(self._wake_r, _EPOLLIN)
+        self._epoll: Any = self._make_poller()
         self._timers: list[tuple[float, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
@@ -170,6 +182,12 @@ class Driver:
         self._operation = _Operation(self)
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
+
+    def _make_poller(self) -> Any:
+        """The persistent epoll the driver thread sleeps in, the wake-up pipe in it."""
+        epoll = _find_epoll()()
+        epoll.register(self._wake_r, _EPOLLIN)
+        return epoll
 
     # ----------------------------------------------------------------- queues
 
@@ -357,7 +375,7 @@ class Driver:
                         except BlockingIOError:
                             pass
                         continue
-                    if mask & (_EPOLLOUT | select.EPOLLERR | select.EPOLLHUP):
+                    if mask & (_EPOLLOUT | _EPOLLERR | _EPOLLHUP):
                         callback = self._writers.get(fd)
                         if callback is not None:
                             self._guarded(callback)
@@ -380,7 +398,8 @@ class Driver:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
-        self._epoll.close()
+        if self._epoll is not None:
+            self._epoll.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
 

@@ -80,6 +80,10 @@ class GeventDriver(Driver):
         self._io: dict[int, Any] = {}
         self._wio: dict[int, Any] = {}
 
+    def _make_poller(self) -> Any:
+        """None: fds are io watchers on the hub, which sleeps in its own poller."""
+        return None
+
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
         a greenlet opening thousands of connections in a loop must let the server accept."""
