@@ -61,10 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
         if not option.flag:
             continue
         help_text = option.help.replace("%", "%%")
+        flag = "--" + option.name.replace("_", "-")
         if option.switch:
-            parser.add_argument(f"--{option.name}", action="store_true", help=help_text)
+            parser.add_argument(flag, dest=option.name, action="store_true", help=help_text)
         else:
-            parser.add_argument(f"--{option.name}", metavar=option.metavar,
+            parser.add_argument(flag, dest=option.name, metavar=option.metavar,
                                 type=_argparse_type(option), help=help_text,
                                 action="append" if option.listed else "store")
     parser.add_argument("-m", dest="module", help="run a library module as a script")
@@ -145,6 +146,16 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
             net.capture(options["pcap"])
         except OSError as exc:
             raise ActivationError(f"cannot write the pcap file: {exc}") from None
+    for line in options.get("firewall") or ():
+        try:
+            host.firewall.add(line)
+        except (TypeError, ValueError) as exc:
+            raise ActivationError(f"firewall rule {line!r}: {exc}") from None
+    if options.get("ids_rules"):
+        try:
+            host.security.load_rules(options["ids_rules"])
+        except (OSError, ValueError) as exc:
+            raise ActivationError(f"IDS rules {options['ids_rules']!r}: {exc}") from None
     if options.get("hosts"):
         from multisock.hosts import HostsTable
 
