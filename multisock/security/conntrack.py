@@ -41,6 +41,7 @@ TCP_STATE_NAMES = ("SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAI
                    "LAST_ACK", "TIME_WAIT", "CLOSE")
 # Linux's nf_conntrack_tcp_timeout_* defaults, seconds, indexed by the state above
 TCP_TIMEOUTS = (120.0, 60.0, 432000.0, 120.0, 60.0, 30.0, 120.0, 10.0)
+TCP_ESTABLISHED_TIMEOUT = TCP_TIMEOUTS[ESTABLISHED_TCP]
 UDP_TIMEOUT, UDP_STREAM_TIMEOUT = 30.0, 120.0
 ICMP_TIMEOUT, GENERIC_TIMEOUT = 30.0, 600.0
 DEFAULT_MAX = 65536
@@ -120,6 +121,10 @@ class ConnTrack:
         conn.packets[direction] += 1
         conn.octets[direction] += flow.size
         if proto == TCP:
+            if conn.tcp == ESTABLISHED_TCP and not flow.flags & 0x07 and flow.flags & ACK:
+                # the bulk of every connection: an ACK-only-flags segment while established
+                conn.expires = now + TCP_ESTABLISHED_TIMEOUT
+                return ESTABLISHED, conn, direction
             info = self._tcp(conn, flow.flags, direction, now)
         else:
             if direction:

@@ -63,12 +63,13 @@ class Flow:
 def parse(packet: Packet) -> Flow | None:
     """The :class:`Flow` of a hook's packet; None when its transport header is malformed."""
     payload = packet.payload
-    if not isinstance(payload, memoryview):
+    if payload.__class__ is not memoryview:
         payload = memoryview(payload)
     data = packet.data
     size = len(data) if data is not None else len(payload) + (20 if len(packet.src) == 4 else 40)
-    iface = packet.iface.name if packet.iface is not None else ""
-    flow = Flow(packet.proto, packet.src, packet.dst, payload, size, iface)
+    iface = packet.iface
+    flow = Flow(packet.proto, packet.src, packet.dst, payload, size,
+                iface.name if iface is not None else "")
     if data is not None and packet.point != "input":
         # each fragment is seen apart before reassembly: only the first has the ports
         if len(packet.src) == 4:
@@ -77,6 +78,15 @@ def parse(packet: Packet) -> Flow | None:
                 return flow
         elif packet.proto in _V6_EXTENSIONS:
             return flow  # matched by address and protocol alone
+    if flow.proto == TCP:  # the usual packet, without the call
+        if len(payload) < 20:
+            return None
+        flow.sport, flow.dport, flow.seq, _ack, offset, flow.flags = _TCP.unpack_from(payload)
+        offset = (offset >> 4) * 4
+        if offset < 20 or offset > len(payload):
+            return None
+        flow.data_offset = offset
+        return flow
     if _fill(flow, payload, len(packet.src) == 16):
         return flow
     return None
