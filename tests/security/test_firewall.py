@@ -226,3 +226,30 @@ def test_text_rules_apply(pair: tuple[Host, Host]) -> None:
     _listen(b, 5432)
     b.firewall.add("input drop tcp dport 5432")
     assert _connect(a, B_ADDR, 5432) == "filtered"
+
+
+def test_grouped_port_runs_keep_first_match_order() -> None:
+    """Single-port rules sit behind one set test; the order of first match stays."""
+    from multisock.security.core import Security
+    from multisock.security.flow import Flow
+    from multisock.stack.ip import IPStack
+
+    sec = Security(IPStack("x"))
+    fw = sec.firewall
+    fw.add_rule("input", "accept", proto="tcp", dport=22, src="10.0.0.0/8")
+    for port in (22, 23, 25, 80, 443):  # a run of five
+        fw.add_rule("input", "drop" if port != 80 else "accept", proto="tcp", dport=port)
+    fw.add_rule("input", "accept", proto="udp", dport=53)
+    chain = fw.compiled["input"]
+    assert chain is not None
+
+    def verdict(src: str, proto: int, dport: int) -> int:
+        flow = Flow(proto, socket.inet_aton(src), b"\x0a\x00\x00\x02", memoryview(b""), 40, "")
+        flow.dport = dport
+        return chain(flow, 0, 0.0)
+
+    assert verdict("10.1.1.1", 6, 22) == 1  # the rule before the run wins
+    assert verdict("192.0.2.1", 6, 22) == 0
+    assert verdict("192.0.2.1", 6, 80) == 1 and verdict("192.0.2.1", 6, 443) == 0
+    assert verdict("192.0.2.1", 17, 80) == 1  # UDP 80: not the run's protocol; policy accept
+    assert [r["packets"] for r in fw.rules()[:7]] == [1, 1, 0, 0, 1, 1, 0]
