@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from multisock.net.driver import TimerHandle
     from multisock.net.network import Network
     from multisock.net.pcap import PcapWriter
+    from multisock.security.firewall import Firewall
+    from multisock.security.nat import Nat
 
 
 def _build_stack(name: str, rng: random.Random, tcp_rng: random.Random, now: float) -> IPStack:
@@ -184,12 +186,12 @@ class Host:
         return self._security
 
     @property
-    def firewall(self) -> Any:
+    def firewall(self) -> Firewall:
         """``add_rule(chain, action, **match)``, ``set_policy``, ``rules()``, ``clear()``."""
         return self.security.firewall
 
     @property
-    def nat(self) -> Any:
+    def nat(self) -> Nat:
         """``masquerade(out, source=CIDR)``, ``forward_port(proto, port, address, port)``."""
         return self.security.nat
 
