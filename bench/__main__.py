@@ -155,6 +155,22 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("security"):  # the firewall's cost, against no firewall in the same run
+        from bench import bench_security
+
+        cpu: list[tuple[float, float]] = []
+        plain, guarded, checked = bench_security.measure(size["bulk"] // 2, max(reps, 3), cpu)
+        rows.append(row("TCP bulk, no firewall", "Gbit/s", plain, None, True))
+        walled = row(f"TCP bulk, conntrack + {checked} rules", "Gbit/s", guarded, None, True,
+                     note="ratio: to the no-firewall row, same run; target >= 0.70")
+        walled["ratio_median"] = walled["multisock_median"] / rows[-1]["multisock_median"]
+        rows.append(walled)
+        per_cpu = row(f"TCP bulk per CPU-second, conntrack + {checked} rules", "Gbit/cpu-s",
+                      [w for _, w in cpu], None, True,
+                      note="ratio: to no firewall per CPU-second (steadier under load)")
+        per_cpu["ratio_median"] = per_cpu["multisock_median"] / row(
+            "", "", [b for b, _ in cpu], None, True)["multisock_median"]
+        rows.append(per_cpu)
     if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
         from bench import bench_gevent
 
@@ -237,13 +253,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,gateway,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,security,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
-                "loss", "gevent", "gateway"}  # quick mode (CI) never builds namespaces
+                "loss", "gevent", "gateway", "security"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

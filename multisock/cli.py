@@ -57,10 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         if not option.flag:
             continue
         help_text = option.help.replace("%", "%%")
+        flag = "--" + option.name.replace("_", "-")
         if option.switch:
-            parser.add_argument(f"--{option.name}", action="store_true", help=help_text)
+            parser.add_argument(flag, dest=option.name, action="store_true", help=help_text)
         else:
-            parser.add_argument(f"--{option.name}", metavar=option.metavar,
+            parser.add_argument(flag, dest=option.name, metavar=option.metavar,
                                 type=_argparse_type(option), help=help_text,
                                 action="append" if option.listed else "store")
     parser.add_argument("-m", dest="module", help="run a library module as a script")

@@ -97,6 +97,16 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
             net.capture(options["pcap"])
         except OSError as exc:
             raise ActivationError(f"cannot write the pcap file: {exc}") from None
+    for line in options.get("firewall") or ():
+        try:
+            host.firewall.add(line)
+        except (TypeError, ValueError) as exc:
+            raise ActivationError(f"firewall rule {line!r}: {exc}") from None
+    if options.get("ids_rules"):
+        try:
+            host.security.load_rules(options["ids_rules"])
+        except (OSError, ValueError) as exc:
+            raise ActivationError(f"IDS rules {options['ids_rules']!r}: {exc}") from None
     if options.get("hosts"):
         from multisock.hosts import HostsTable
 

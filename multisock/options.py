@@ -108,6 +108,12 @@ def _backend(text: str) -> str:
     return text
 
 
+def _firewall_rule(text: str) -> str:
+    from multisock.security.rules import check_line
+
+    return check_line(text)
+
+
 def _pid(text: str) -> int:
     pid = _integer(text)
     if pid <= 0:
@@ -174,9 +180,10 @@ class Option:
     check: Callable[[str], Any]
     help: str
     metavar: str | None = None
-    listed: bool = False  # repeatable flag; comma-separated in the environment
+    listed: bool = False  # repeatable flag; separated by ``separator`` in the environment
     switch: bool = False  # a flag without value; 1 or 0 in the environment
     flag: bool = True  # False: an environment variable only
+    separator: str = ","  # between a listed option's values in the environment
 
     @property
     def env(self) -> str:
@@ -210,6 +217,11 @@ OPTIONS: tuple[Option, ...] = (
            "unless HOSTIP is given; repeatable)", "[HOSTIP:]HOSTPORT[:PORT][/udp]", listed=True),
     Option("gevent", _switch, "gevent.monkey.patch_all() first; the stack then runs on the hub",
            switch=True),
+    Option("firewall", _firewall_rule, "a firewall rule, e.g. \"input drop tcp dport 5432\" "
+           "(repeat; ';' between rules in the environment; grammar in docs/security.md)",
+           "RULE", listed=True, separator=";"),
+    Option("ids_rules", _nonempty, "IDS/IPS rules (Snort subset) for the host, from FILE",
+           "FILE"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )
@@ -238,7 +250,8 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
         text = env[key]
         try:
             if option.listed:
-                out[option.name] = [option.check(part) for part in text.split(",") if part]
+                out[option.name] = [option.check(part.strip())
+                                    for part in text.split(option.separator) if part.strip()]
             elif option.switch or text:
                 out[option.name] = option.check(text)
         except ValueError as exc:
