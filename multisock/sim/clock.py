@@ -75,7 +75,7 @@ def _virtual_functions(driver: VirtualDriver, owner: int, urandom: Callable[[int
     def urandom_(size: int) -> bytes:
         return urandom(size) if get_ident() == owner else real_urandom(size)
 
-    made = {"monotonic": monotonic, "monotonic_ns": monotonic_ns, "perf_counter": perf_counter,
+    made: dict[str, Callable[..., Any]] = {"monotonic": monotonic, "monotonic_ns": monotonic_ns, "perf_counter": perf_counter,
             "perf_counter_ns": perf_counter_ns, "time": time_, "time_ns": time_ns,
             "sleep": sleep}
     out: dict[tuple[str, str], Callable[..., Any]] = {("time", n): f for n, f in made.items()}

@@ -31,7 +31,7 @@ def first_difference(first: bytes, second: bytes) -> str | None:
     if first == second:
         return None
     a, b = records(first), records(second)
-    for index, (one, two) in enumerate(zip(a, b)):
+    for index, (one, two) in enumerate(zip(a, b, strict=False)):
         if one != two:
             (t1, p1), (t2, p2) = one, two
             what = "timestamps" if p1 == p2 else "bytes"

@@ -22,12 +22,12 @@ import asyncio
 import selectors
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from multisock.net.virtual_driver import NondeterminismError, VirtualDriver
 
 
-class VirtualSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined,misc]
+class VirtualSelector(selectors._BaseSelectorImpl):
     """A selector over multisock sockets whose wait is virtual time."""
 
     def __init__(self, driver: VirtualDriver) -> None:
@@ -58,7 +58,8 @@ class VirtualSelector(selectors._BaseSelectorImpl):  # type: ignore[name-defined
         found = self._found
         found.clear()
         cores = self._cores
-        for fd, key in self._fd_to_key.items():
+        keys: dict[int, selectors.SelectorKey] = cast(Any, self)._fd_to_key
+        for fd, key in keys.items():
             core = cores[fd]
             events = 0
             if key.events & selectors.EVENT_READ and core.readable():
@@ -114,10 +115,11 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
                 "multisock.sim: call_soon_threadsafe() from another thread "
                 f"({threading.current_thread().name}): a real thread's timing is not simulated")
 
-    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any
-                        ) -> asyncio.Future[Any]:
+    def run_in_executor(self, executor: Any, func: Callable[..., Any],  # type: ignore[override]
+                        *args: Any) -> asyncio.Future[Any]:
         """Run ``func(*args)`` now, to completion, in zero virtual time (see the module)."""
-        self._check_closed()
+        if self.is_closed():
+            raise RuntimeError("Event loop is closed")
         future: asyncio.Future[Any] = self.create_future()
         try:
             future.set_result(func(*args))
@@ -127,14 +129,15 @@ class VirtualEventLoop(asyncio.SelectorEventLoop):
             future.set_exception(exc)
         return future
 
-    def add_signal_handler(self, sig: int, callback: Callable[..., Any], *args: Any) -> None:
+    def add_signal_handler(self, sig: int, callback: Callable[..., Any],  # type: ignore[override]
+                           *args: Any) -> None:
         raise NondeterminismError(
             f"multisock.sim: signal handler for {sig}: a signal comes from the real world")
 
-    async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def subprocess_exec(self, *args: Any, **kwargs: Any) -> Any:
         raise NondeterminismError("multisock.sim: a subprocess is not simulated")
 
-    async def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def subprocess_shell(self, *args: Any, **kwargs: Any) -> Any:
         raise NondeterminismError("multisock.sim: a subprocess is not simulated")
 
 

@@ -95,11 +95,11 @@ def _threads_refused() -> Iterator[None]:
                 "tasks (run_in_executor runs inline in a simulation)")
         original(thread)
 
-    threading.Thread.start = start  # type: ignore[method-assign]
+    setattr(threading.Thread, "start", start)  # noqa: B010 - (mypy: a method replaced)
     try:
         yield
     finally:
-        threading.Thread.start = original  # type: ignore[method-assign]
+        setattr(threading.Thread, "start", original)  # noqa: B010
 
 
 @contextmanager

@@ -83,7 +83,6 @@ def test_partition_timeouts_are_exact_in_virtual_time() -> None:
             return "connected", loop.time() - start
 
         async def old_connection() -> tuple[bytes, float]:
-            start = loop.time()
             writer.write(b"during\n")
             line = await asyncio.wait_for(reader.readline(), 30)
             return line, loop.time()
