@@ -34,6 +34,10 @@ class VirtualSelector(selectors._BaseSelectorImpl):
         super().__init__()
         self._driver = driver
         self._cores: dict[int, Any] = {}
+        self._watchers: dict[int, Callable[[], None]] = {}
+        # fds that may be ready: told so by their core, or ready at the last look (level-
+        # triggered); insertion-ordered, so events come out in a replayable order
+        self._suspects: dict[int, None] = {}
         self._found: list[tuple[selectors.SelectorKey, int]] = []
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
@@ -45,21 +49,43 @@ class VirtualSelector(selectors._BaseSelectorImpl):
                 f"multisock.sim: a real file descriptor ({fileobj!r}) was registered with the "
                 "simulated event loop; its readiness would come from the real world")
         key = super().register(fileobj, events, data)
-        self._cores[key.fd] = core
+        fd = key.fd
+        suspects = self._suspects
+
+        def watcher() -> None:  # the stack says this socket's readiness may have changed
+            suspects[fd] = None
+
+        self._cores[fd] = core
+        self._watchers[fd] = watcher
+        core.watchers.add(watcher)
+        suspects[fd] = None
         return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
         key = super().unregister(fileobj)
-        self._cores.pop(key.fd, None)
+        core = self._cores.pop(key.fd, None)
+        watcher = self._watchers.pop(key.fd, None)
+        if core is not None and watcher is not None:
+            core.watchers.discard(watcher)
+        self._suspects.pop(key.fd, None)
         return key
 
     def _check(self) -> bool:
-        """Collect the ready keys (driver lock held); True when there are some."""
+        """Collect the ready keys among the suspects (driver lock held); True if any.
+        Only sockets whose core signalled a change, or that were ready last time, are
+        looked at: a thousand idle connections cost nothing per loop pass."""
         found = self._found
         found.clear()
-        cores = self._cores
+        suspects = self._suspects
+        if not suspects:
+            return False
         keys: dict[int, selectors.SelectorKey] = cast(Any, self)._fd_to_key
-        for fd, key in keys.items():
+        cores = self._cores
+        for fd in list(suspects):
+            key = keys.get(fd)
+            if key is None:
+                del suspects[fd]
+                continue
             core = cores[fd]
             events = 0
             if key.events & selectors.EVENT_READ and core.readable():
@@ -68,6 +94,8 @@ class VirtualSelector(selectors._BaseSelectorImpl):
                 events |= selectors.EVENT_WRITE
             if events:
                 found.append((key, events))
+            else:
+                del suspects[fd]
         return bool(found)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
@@ -85,7 +113,11 @@ class VirtualSelector(selectors._BaseSelectorImpl):
         return ready
 
     def close(self) -> None:
+        for fd, core in self._cores.items():
+            core.watchers.discard(self._watchers[fd])
         self._cores.clear()
+        self._watchers.clear()
+        self._suspects.clear()
         super().close()
 
 

@@ -123,6 +123,10 @@ def _arguments(main: Callable[..., Any], net: Network) -> tuple[Any, ...]:
     return (net,) if required else ()
 
 
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
 def _run_once(main: Callable[..., Any], seed: int, until: float | str | None,
               net: Network | None, trace: bool) -> tuple[Any, bytes]:
     own = net is None
@@ -134,11 +138,10 @@ def _run_once(main: Callable[..., Any], seed: int, until: float | str | None,
         sim = Simulation(network, until=until)
         args = _arguments(main, network)
         with sim.installed(host):
-            if inspect.iscoroutinefunction(main):
+            result = main(*args)  # a coroutine (also from a lambda or partial), or the answer
+            if inspect.isawaitable(result):
                 with asyncio.Runner(loop_factory=sim.new_loop) as runner:
-                    result = runner.run(main(*args))
-            else:
-                result = main(*args)
+                    result = runner.run(_awaited(result))
         sim.check_errors()
         if writer is not None:
             writer.flush()
@@ -153,8 +156,9 @@ def run(main: Callable[..., Any], *, seed: int = 0, until: float | str | None = 
         pcap: str | None = None) -> Any:
     """Run ``main`` in a fresh simulated network and return its result.
 
-    ``main`` is a coroutine function (run on a virtual-time event loop) or a plain function
-    (run on this thread, its blocking calls moving virtual time); either gets the
+    ``main`` is a coroutine function (run on a virtual-time event loop; so is an awaitable
+    that a plain function returns) or a plain function (run on this thread, its blocking
+    calls moving virtual time); either gets the
     :class:`~multisock.net.network.Network` when it takes a positional argument, to add
     hosts, links and faults. Its sockets live on host ``"multisock"`` (loopback).
     ``until``: the virtual time limit (seconds or ``"60s"``), past which
