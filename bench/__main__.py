@@ -171,6 +171,15 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
         per_cpu["ratio_median"] = per_cpu["multisock_median"] / row(
             "", "", [b for b, _ in cpu], None, True)["multisock_median"]
         rows.append(per_cpu)
+    if wanted("sim"):  # virtual time (multisock.sim): one run per repetition
+        from bench import bench_sim
+
+        idle = [bench_sim.idle_rate(600.0 if quick else 3600.0) for _ in range(1 if quick else 3)]
+        rows.append(row("sim: idle-heavy, 50 conns, keep-alive every 30 s", "sim s/wall s",
+                        idle, None, True, simulated=600.0 if quick else 3600.0))
+        busy = [bench_sim.busy_rate(200 if quick else 5000) for _ in range(1 if quick else 3)]
+        rows.append(row("sim: busy echo, 100 B messages, 1 ms link", "pkt/wall s",
+                        [rate for rate, _ in busy], None, True, **busy[0][1]))
     if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
         from bench import bench_gevent
 
@@ -253,13 +262,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,gateway,security,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,security,sim,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
-                "loss", "gevent", "gateway", "security"}  # quick mode (CI) never builds namespaces
+                "loss", "gevent", "gateway", "security",
+                "sim"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

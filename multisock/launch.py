@@ -89,7 +89,8 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         os.environ[TUN_OWNER] = str(os.getpid())
     elif options.get("mtu") and not tun_name:
         host.loopback.mtu = int(options["mtu"])
-    gateway = not options.get("isolated") and not tun_name
+    # a simulation is sealed: kernel sockets would bring real time and real fates in
+    gateway = not options.get("isolated") and not tun_name and not options.get("virtual_time")
     if gateway:
         _add_gateway(net, host, impairments, options.get("publish") or [])
     if options.get("pcap"):

@@ -222,6 +222,10 @@ OPTIONS: tuple[Option, ...] = (
            "RULE", listed=True, separator=";"),
     Option("ids_rules", _nonempty, "IDS/IPS rules (Snort subset) for the host, from FILE",
            "FILE"),
+    Option("virtual_time", _switch, "run in a simulation: virtual clock, time moves only when "
+           "every task waits; seeded randomness (docs/simulation.md)", switch=True),
+    Option("until", parse_duration, "with --virtual-time: stop at this virtual time "
+           f"(exit status 124); a unit is required: {TIME_UNITS}", "TIME"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )
@@ -263,8 +267,19 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
     """Settings that only mean something together."""
     def name(option: str) -> str:
-        return PREFIX + option.upper() if env else f"--{option}"
+        return PREFIX + option.upper() if env else "--" + option.replace("_", "-")
 
+    if options.get("virtual_time"):
+        if env:
+            raise OptionError(name("virtual_time"), "a simulation needs the whole program "
+                              "under it: use python -m multisock run --virtual-time")
+        for other in ("tun", "gevent", "publish"):
+            if options.get(other):
+                raise OptionError(name(other), f"does not go with {name('virtual_time')} "
+                                  "(real devices, kernel ports and gevent's hub run on real "
+                                  "time; a simulation is isolated)")
+    elif options.get("until"):
+        raise OptionError(name("until"), f"goes with {name('virtual_time')}")
     if options.get("tun"):
         for needed in ("addr", "peer"):
             if not options.get(needed):

@@ -192,11 +192,16 @@ class Driver:
         self._operation = _Operation(self)
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
+        self.origin = clock()  # the network's time 0: ``Network.at`` and ``Link.down(at=)``
 
     # ----------------------------------------------------------------- queues
 
     def now(self) -> float:
         return self.clock()
+
+    def wall(self) -> float:
+        """Wall-clock time for a capture's timestamps (a virtual driver gives its own)."""
+        return time.time()
 
     def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` before the current locked operation returns."""

@@ -120,9 +120,8 @@ class Host:
             self.loopback.trusted = self.loopback_impairment.corrupt == 0
 
     def capture_loopback(self, writer: PcapWriter) -> None:
-        import time
-
-        self._loopback_taps.append(lambda packet: writer.write(packet, time.time()))
+        wall = self.driver.wall  # time.time(), or a virtual network's own clock
+        self._loopback_taps.append(lambda packet: writer.write(packet, wall()))
 
     # ----------------------------------------------------------------- timers
 

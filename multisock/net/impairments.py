@@ -64,7 +64,7 @@ class GilbertElliott:
 class Impairment:
     __slots__ = (
         "rng", "delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue",
-        "up", "is_ideal", "counters", "_busy_until", "_departures", "_last_arrival",
+        "up", "held", "is_ideal", "counters", "_busy_until", "_departures", "_last_arrival",
     )
 
     def __init__(self, rng: random.Random, **settings: Any) -> None:
@@ -78,10 +78,11 @@ class Impairment:
         self.rate: int | None = None
         self.queue: int | None = None
         self.up = True
+        self.held = False  # Direction.hold(): packets wait until release()
         self.is_ideal = True
         self.counters = {
             "offered": 0, "delivered": 0, "lost": 0, "queue_dropped": 0, "down_dropped": 0,
-            "duplicated": 0, "corrupted": 0, "reordered": 0,
+            "duplicated": 0, "corrupted": 0, "reordered": 0, "held": 0,
         }
         self._busy_until = 0.0
         self._departures: list[float] = []
@@ -109,7 +110,7 @@ class Impairment:
             else:
                 raise TypeError(f"unknown impairment {key!r}")
         self.is_ideal = (
-            self.up and self.delay == 0 and self.jitter == 0 and self.loss == 0
+            self.up and not self.held and self.delay == 0 and self.jitter == 0 and self.loss == 0
             and self.reorder == 0 and self.duplicate == 0 and self.corrupt == 0
             and self.rate is None
         )

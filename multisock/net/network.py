@@ -15,10 +15,12 @@ from typing import IO, Any
 
 from multisock import net as _net
 from multisock.net.backends import make_driver
+from multisock.net.driver import TimerHandle
 from multisock.net.host import Host
 from multisock.net.link import Direction, HostPort, Link, LinkEnd
 from multisock.net.pcap import PcapWriter
 from multisock.net.switch import Switch, SwitchPort
+from multisock.net.units import parse_duration
 from multisock.stack.interface import Interface
 
 
@@ -43,6 +45,21 @@ class Network:
         self.links: list[Link] = []
         self._captures: list[PcapWriter] = []
         self.gateways: list[Any] = []
+
+    # ---------------------------------------------------------------- timeline
+
+    def now(self) -> float:
+        """Seconds since the network was made, on its driver's clock (virtual or real)."""
+        return self.driver.now() - self.driver.origin
+
+    def at(self, t: float | str, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` at time ``t`` of the network (seconds since it was made,
+        or a duration such as ``"20s"``), on the driver with its lock held; a fault schedule
+        (``net.at(20, link.down)``). A time already past runs at the next timer pass. An
+        exception is recorded in ``driver.errors`` (a simulation reports it)."""
+        when = self.driver.origin + parse_duration(t)
+        with self.driver.lock:
+            return self.driver.call_at(when, callback, *args)
 
     def derive_rng(self, *labels: str) -> random.Random:
         return random.Random(f"{self.seed}/" + "/".join(labels))
