@@ -79,9 +79,11 @@ class Sampler:
         now = self.net.driver.now()
         t = round(now - self.origin, 6)
         for probe in self.probes():
+            last = self._last_acked.get(probe.label)
+            if last is not None and now - last[0] < self.interval / 2:
+                continue  # (the last look, just after a tick: too short to mean a rate)
             info = probe.tcb.info()
             acked = int(info.get("bytes_acked", 0))
-            last = self._last_acked.get(probe.label)
             goodput = 0.0
             if last is not None and now > last[0]:
                 goodput = (acked - last[1]) * 8 / (now - last[0])

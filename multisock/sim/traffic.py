@@ -177,6 +177,10 @@ class BulkTcp(Traffic):
                     continue
             with self.driver.operation():
                 self.final_info[index] = tcb.info()
+            if self.size is None:
+                # a timed test ends at its time, as iperf's does: what is still queued is
+                # discarded (an abortive close, RST) rather than drained past the end
+                sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, struct.pack("ii", 1, 0))
         finally:
             sock.close()
 
@@ -188,6 +192,8 @@ class BulkTcp(Traffic):
             while True:
                 try:
                     n = conn.recv_into(buf)
+                except ConnectionResetError:  # the sender's abortive close at the end
+                    break
                 except TimeoutError:
                     if self.stopping.is_set():
                         break
@@ -197,6 +203,9 @@ class BulkTcp(Traffic):
                 if index is None:
                     index = self._by_port.get(peer_port, 0)
                 now = self.now()
+                if self.duration is not None and self.size is None and \
+                        now > (self.started_at or 0.0) + self.duration:
+                    continue  # past the test's end: not counted
                 self.received[index] += n
                 if self.first[index] == math.inf:
                     self.first[index] = now
