@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
 IMPAIRMENTS = ("delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue")
 _HOST_KEYS = {"name", "addresses", "routes", "rules", "routing", "ecmp", "hash", "redirects",
-              "rip", "ospf", "mtu"}
+              "rip", "mtu"}
 _LINK_KEYS = {"a", "b", "name", "a_addr", "b_addr", "mtu", "a_to_b", "b_to_a", *IMPAIRMENTS}
 _EVENT_ACTIONS = ("down", "up", "set", "stop", "start")
 
@@ -285,8 +285,9 @@ class Scenario:
         except (ValueError, OSError, KeyError) as exc:
             raise ScenarioError(f"{host.name}: {exc}") from None
         protocol = entry.get("routing", "static")
-        if protocol not in ("static", "rip", "ospf"):
-            raise ScenarioError(f"{host.name}: routing = {protocol!r} (static, rip or ospf)")
+        if protocol not in ("static", "rip"):
+            raise ScenarioError(f"{host.name}: routing = {protocol!r} (static or rip; "
+                                "ospf is not written yet)")
 
     def address_of(self, name: str) -> str:
         """The first IPv4 address of a host (what ``to = "b"`` sends to)."""

@@ -388,7 +388,8 @@ class Ping(Traffic):
             self.samples.append((at - (self.started_at or 0.0), rtt))
             if rtt is not None:
                 self.rtts.append(rtt)
-            next_at += self.interval
+            # like ping: the next one leaves on the interval, never in a catch-up burst
+            next_at = max(next_at + self.interval, self.now())
 
     def report(self) -> dict[str, Any]:
         received = len(self.rtts)

@@ -245,7 +245,15 @@ class IPStack:
             self.hash_policy = hash_policy
 
     def _flow_hash(self, src: bytes, dst: bytes, ports: bytes = b"") -> int:
-        return zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, self._hash_seed)))
+        """32 bits per flow: CRC-32 of the fields (seeded per host), then MurmurHash3's
+        finaliser, since CRC's high bits - which hash-threshold reads - barely move when
+        only a port changes."""
+        h = zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, self._hash_seed)))
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
 
     def _policy_route(self, dst: bytes, src: bytes, iif: str | None, mark: int,
                       flow: int) -> Route | None:

@@ -203,7 +203,7 @@ class Rule:
         if self.fwmark is not None:
             parts.append(f"fwmark {self.fwmark:#x}" + (
                 f"/{self.mask:#x}" if self.mask != 0xFFFFFFFF else ""))
-        parts.append(f"lookup {self.table}")
+        parts.append(f"lookup {'main' if self.table == 254 else self.table}")
         return " ".join(parts)
 
 
