@@ -50,6 +50,7 @@ further; ``Scenario.run()`` plays the traffic and the timeline and returns the
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from typing import TYPE_CHECKING, Any
 
@@ -392,7 +393,7 @@ class Scenario:
         for gen, start in zip(self.traffic, self.traffic_starts, strict=True):
             schedule(self.net, origin + start, gen.start)
         for event in self.events:
-            schedule(self.net, origin + event.at, lambda e=event: self.apply(e))
+            schedule(self.net, origin + event.at, functools.partial(self.apply, event))
         wait_until(self.net, origin + until)
         for gen in self.traffic:
             gen.stop()
