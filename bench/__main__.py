@@ -145,6 +145,13 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
         goodput, mathis = bench_tcp.lossy_goodput(size["loss"])
         rows.append(row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
                         True, kernel_note="the kernel column holds the Mathis estimate"))
+    if wanted("routers"):  # the simulation's forwarding speed: a chain of 10 routers
+        from bench import bench_routers
+
+        rate = [bench_routers.packets_per_second(size["udp"] // 5) for _ in range(reps)]
+        rows.append(row("simulated packets through 10 routers", "pkt/s", rate, None, True,
+                        note="UDP datagrams over a chain of 10 routers; each link traversal "
+                             "counts"))
     if wanted("tun") and os.geteuid() == 0:
         rows += tun_rows(quick)
     if wanted("micro"):
@@ -262,14 +269,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,gateway,security,sim,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,security,sim,routers,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
                 "loss", "gevent", "gateway", "security",
-                "sim"}  # quick mode (CI) never builds namespaces
+                "sim", "routers"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

@@ -83,6 +83,9 @@ class Impairment:
         self.counters = {
             "offered": 0, "delivered": 0, "lost": 0, "queue_dropped": 0, "down_dropped": 0,
             "duplicated": 0, "corrupted": 0, "reordered": 0, "held": 0,
+            # bytes that left the transmitter (counted off the ideal path only: a link's
+            # utilisation means something only when it has a rate)
+            "sent_bytes": 0,
         }
         self._busy_until = 0.0
         self._departures: list[float] = []
@@ -115,6 +118,11 @@ class Impairment:
             and self.rate is None
         )
 
+    def backlog(self, now: float) -> int:
+        """Packets waiting in the transmitter's queue at ``now`` (the one being sent
+        included): what ``tc -s qdisc`` calls the backlog, for the metrics sampler."""
+        return sum(1 for departure in self._departures if departure > now)
+
     def offer(self, packet: bytes, now: float) -> list[tuple[float, bytes]]:
         counters = self.counters
         counters["offered"] += 1
@@ -142,6 +150,7 @@ class Impairment:
             departure = max(now, self._busy_until) + len(packet) * 8 / self.rate
             self._busy_until = departure
             waiting.append(departure)
+        counters["sent_bytes"] += len(packet)
         reordered = self.reorder > 0 and rng.random() < self.reorder
         if reordered:
             counters["reordered"] += 1

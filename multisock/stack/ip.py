@@ -15,6 +15,7 @@ import errno
 import os
 import random
 import struct
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from multisock.stack.hooks import (
 from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import clamp_path_mtu, parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
-from multisock.stack.routing import DestinationMemo, Route, RoutingTable
+from multisock.stack.routing import DestinationMemo, Route, RoutingTable, Rule
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.checksum import transport_checksum, verify_transport_checksum
 from multisock.wire.errors import MalformedPacket
@@ -55,6 +56,8 @@ _ICMP4_UNREACH_ERRNO = {
     icmpv4.PORT_UNREACH: errno.ECONNREFUSED,
     icmpv4.FRAG_NEEDED: errno.EMSGSIZE,
 }
+MAIN_TABLE = 254  # Linux's number for the main table (``ip rule``'s "lookup main")
+MAIN_RULE_PRIORITY = 32766
 _PMTU_ENTRIES = 4096  # learned path MTUs kept (destinations are few; a bound all the same)
 
 
@@ -87,6 +90,21 @@ class IPStack:
         # every address of every interface: route() and input ask "is it ours?" per packet
         self._local: set[bytes] = set()
         self.routes = RoutingTable()
+        # policy routing (``ip rule``): None while no rule was added, which is all the
+        # lookups and the fast paths ask; the main table is ``routes``
+        self.rules: list[Rule] | None = None
+        self.tables: dict[int, RoutingTable] = {MAIN_TABLE: self.routes}
+        # equal-cost multipath: what a forwarded packet's flow hash covers - 0 addresses
+        # (Linux's fib_multipath_hash_policy default), 1 addresses, protocol and ports
+        self.hash_policy = 0
+        self._hash_seed = zlib.crc32(name.encode())  # per host, as Linux's is per boot
+        # a forwarded packet's firewall mark for rules with fwmark (iptables -j MARK's part;
+        # the security layer or a script sets it); None: every mark is 0
+        self.marker: Callable[[bytes, Interface], int] | None = None
+        # ICMP redirects (RFC 1122 3.2.2.2, RFC 1812 5.2.7.2), Linux's defaults: a router
+        # sends them, a host (not forwarding) obeys them
+        self.send_redirects = True
+        self.accept_redirects = True
         self.forwarding = False
         # deliver every unicast packet locally, whatever its destination (IP_TRANSPARENT with
         # TPROXY's role): the host gateway's node terminates flows to any address this way
@@ -123,6 +141,9 @@ class IPStack:
             "icmp_errors_sent": 0,
             "icmp_rate_limited": 0,
             "echo_replies_sent": 0,
+            "redirects_sent": 0,
+            "redirects_accepted": 0,
+            "redirects_ignored": 0,
         }
         self.malformed_reasons: dict[str, int] = {}
         lo = self.add_interface("lo", mtu=65536, loopback=True, trusted=True)
@@ -166,9 +187,10 @@ class IPStack:
 
     def add_route(
         self, cidr: str, *, via: str | None = None, dev: str | None = None, metric: int = 0,
-        mtu: int | None = None,
+        mtu: int | None = None, table: int = MAIN_TABLE,
     ) -> Route:
-        """Add a route; ``via`` a gateway (its interface found by lookup) and/or ``dev``."""
+        """Add a route; ``via`` a gateway (its interface found by lookup) and/or ``dev``;
+        ``table``: a policy routing table other than main (created on first use)."""
         prefix, length = A.parse_cidr(cidr)
         gateway = A.pack(via) if via is not None else None
         if dev is not None:
@@ -182,7 +204,73 @@ class IPStack:
             raise ValueError("a route needs via= or dev=")
         if gateway is not None and len(gateway) != len(prefix):
             raise ValueError("gateway family differs from the prefix's")
-        return self.routes.add(Route(prefix, length, iface, gateway=gateway, metric=metric, mtu=mtu))
+        return self.table(table).add(
+            Route(prefix, length, iface, gateway=gateway, metric=metric, mtu=mtu))
+
+    def table(self, number: int) -> RoutingTable:
+        """Routing table ``number`` (254 is main), created empty on first use."""
+        found = self.tables.get(number)
+        if found is None:
+            found = self.tables[number] = RoutingTable()
+            found.multipath = self.routes.multipath
+        return found
+
+    def add_rule(self, table: int, *, priority: int | None = None, src: str | None = None,
+                 dst: str | None = None, iif: str | None = None, fwmark: int | None = None,
+                 mask: int = 0xFFFFFFFF) -> Rule:
+        """``ip rule add [from SRC] [to DST] [iif IF] [fwmark M[/MASK]] lookup TABLE``.
+        The first rule added also installs Linux's "from all lookup main" at 32766; a rule
+        without a priority gets the one below the lowest already there, as Linux gives."""
+        if self.rules is None:
+            self.rules = [Rule(MAIN_RULE_PRIORITY, MAIN_TABLE)]
+        if priority is None:
+            priority = max(min(r.priority for r in self.rules) - 1, 1)
+        rule = Rule(priority, table, fwmark=fwmark, mask=mask, iif=iif)
+        if src is not None:
+            rule.src, rule.src_len = A.parse_cidr(src if "/" in src else src + (
+                "/32" if ":" not in src else "/128"))
+        if dst is not None:
+            rule.dst, rule.dst_len = A.parse_cidr(dst if "/" in dst else dst + (
+                "/32" if ":" not in dst else "/128"))
+        self.table(table)
+        self.rules.append(rule)
+        self.rules.sort(key=lambda r: r.priority)
+        self.routes.version += 1  # the memos keyed by destination alone must forget
+        return rule
+
+    def set_multipath(self, enabled: bool = True, hash_policy: int | None = None) -> None:
+        """Equal-cost multipath in every table (see ``RoutingTable``); ``hash_policy`` as
+        Linux's ``fib_multipath_hash_policy``: 0 addresses, 1 addresses and ports."""
+        for table in self.tables.values():
+            table.multipath = enabled
+            table.version += 1
+        if hash_policy is not None:
+            self.hash_policy = hash_policy
+
+    def _flow_hash(self, src: bytes, dst: bytes, ports: bytes = b"") -> int:
+        """32 bits per flow: CRC-32 of the fields (seeded per host), then MurmurHash3's
+        finaliser, since CRC's high bits - which hash-threshold reads - barely move when
+        only a port changes."""
+        h = zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, self._hash_seed)))
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    def _policy_route(self, dst: bytes, src: bytes, iif: str | None, mark: int,
+                      flow: int) -> Route | None:
+        """The first rule that matches and whose table has a route (``ip route get``)."""
+        assert self.rules is not None
+        tables = self.tables
+        for rule in self.rules:
+            if rule.matches(src, dst, iif, mark):
+                table = tables.get(rule.table)
+                if table is not None:
+                    found = table.lookup(dst, flow)
+                    if found is not None:
+                        return found
+        return None
 
     def local_addresses(self) -> list[bytes]:
         return [a for iface in self.interfaces for a, _ in iface.addresses]
@@ -204,10 +292,16 @@ class IPStack:
 
     # ----------------------------------------------------------------- routing
 
-    def route(self, dst: bytes) -> Route | None:
-        """Local destinations go over loopback (Linux's ``local`` table), others by LPM."""
+    def route(self, dst: bytes, src: bytes = b"", mark: int = 0) -> Route | None:
+        """Local destinations go over loopback (Linux's ``local`` table), others by LPM
+        (through the policy rules when there are any; among equal-cost routes by a hash
+        of the destination, so every packet to one place takes one path)."""
         if dst in self._local or (self.is_local_address(dst) and not A.is_wildcard(dst)):
             return self._loopback_route(dst)
+        if self.rules is not None:
+            return self._policy_route(dst, src, None, mark, self._flow_hash(b"", dst))
+        if self.routes.multipath:
+            return self.routes.lookup(dst, self._flow_hash(b"", dst))
         return self.routes.lookup(dst)
 
     def _loopback_route(self, dst: bytes) -> Route:
@@ -274,7 +368,7 @@ class IPStack:
         """Send one transport message; raises OSError for what the caller must report."""
         if A.is_v4_broadcast(dst) and not broadcast_ok:
             raise _oserror(errno.EACCES)
-        route = self.route(dst)
+        route = self.route(dst, src)
         if route is None:
             self.counters["out_no_route"] += 1
             raise _oserror(errno.ENETUNREACH)
@@ -576,7 +670,10 @@ class IPStack:
             else:
                 self._icmp_error6(packet, icmpv6.TIME_EXCEEDED, 0, now)
             return
-        route = self.routes.lookup(dst)
+        if self.rules is None and not self.routes.multipath:
+            route = self.routes.lookup(dst)
+        else:
+            route = self._forward_route(packet, src, dst, iface, header)
         if route is None:
             self.counters["out_no_route"] += 1
             if len(dst) == 4:
@@ -589,6 +686,8 @@ class IPStack:
             forwarded = Packet.of_wire(FORWARD, packet, iface)
             if forwarded is not None and not hooks.admit(FORWARD, forwarded):
                 return
+        if route.interface is iface and len(dst) == 4 and self.send_redirects:
+            self._maybe_redirect(packet, src, dst, route, iface, now)
         mtu = route.path_mtu()
         buf = bytearray(packet)
         if len(dst) == 4:
@@ -619,6 +718,59 @@ class IPStack:
         self.counters["forwarded"] += 1
         self._transmit(route.interface, bytes(buf), route.next_hop(dst))
 
+    def _forward_route(self, packet: bytes, src: bytes, dst: bytes, iface: Interface,
+                       header: Any) -> Route | None:
+        """A forwarded packet's route through the policy rules and/or among equal-cost
+        routes (the general case; the plain lookup stays inline in ``_forward``)."""
+        ports = b""
+        if self.hash_policy == 1:
+            if len(dst) == 4:
+                proto, start = header.proto, header.header_length
+                if proto in (PROTO_TCP, PROTO_UDP) and not header.frag_offset:
+                    ports = bytes((proto,)) + packet[start:start + 4]
+            elif header.next_header in (PROTO_TCP, PROTO_UDP):
+                ports = bytes((header.next_header,)) + packet[40:44]
+        flow = self._flow_hash(src, dst, ports)
+        if self.rules is None:
+            return self.routes.lookup(dst, flow)
+        mark = self.marker(packet, iface) if self.marker is not None else 0
+        return self._policy_route(dst, src, iface.name, mark, flow)
+
+    def _maybe_redirect(self, packet: bytes, src: bytes, dst: bytes, route: Route,
+                        iface: Interface, now: float) -> None:
+        """A packet leaving by the interface it came in on, from a neighbour on that link,
+        towards a next hop on the same link: tell the sender to use that next hop directly
+        (host redirect, RFC 1812 5.2.7.2). The packet is still forwarded."""
+        next_hop = route.next_hop(dst)
+        if not iface.on_link(src) or next_hop == src or not iface.on_link(next_hop):
+            return
+        if not self._may_send_error(src, now):
+            return
+        self.counters["redirects_sent"] += 1
+        message = icmpv4.build_error(icmpv4.REDIRECT, 1, packet,
+                                     int.from_bytes(next_hop, "big"))
+        self._quiet_output(b"", src, PROTO_ICMP, message)
+
+    def _redirect_input(self, src: bytes, msg: Any) -> None:
+        """Obey a redirect as Linux's host does (accept_redirects, forwarding off): only from
+        the gateway we use for that destination now, only towards a neighbour on that link;
+        then a host route through the new gateway takes over."""
+        try:
+            inner, _quoted = parse_quoted4(msg.body)
+        except MalformedPacket:
+            self.counters["redirects_ignored"] += 1
+            return
+        gateway = msg.rest.to_bytes(4, "big")
+        current = self.route(inner.dst)
+        if (not self.accept_redirects or self.forwarding or current is None
+                or current.gateway != src or not current.interface.on_link(gateway)
+                or gateway in self._local or msg.code not in (0, 1)):
+            self.counters["redirects_ignored"] += 1
+            return
+        self.counters["redirects_accepted"] += 1
+        self.routes.add(Route(inner.dst, 32, current.interface, gateway=gateway,
+                              metric=current.metric))
+
     # -------------------------------------------------------------------- ICMP
 
     def _icmp4_input(
@@ -636,6 +788,8 @@ class IPStack:
             self.ping.echo_reply(src, dst, msg.ident, bytes(payload))
         elif msg.type in (icmpv4.DEST_UNREACH, icmpv4.TIME_EXCEEDED, icmpv4.PARAM_PROBLEM):
             self._icmp4_error_input(msg, now)
+        elif msg.type == icmpv4.REDIRECT:
+            self._redirect_input(src, msg)
 
     def _icmp4_error_input(self, msg: Any, now: float) -> None:
         try:
@@ -793,7 +947,7 @@ class IPStack:
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
-        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None:
+        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None and self.rules is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
             # interface (no checksum to fill) - what output() and _send() would do, in one go
             route = self._cached_route(dst)
