@@ -7,6 +7,7 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary as A
+from multisock.api import multicast
 from multisock.api import options as O
 from multisock.api.core import MSG_PEEK, MSG_TRUNC, Core
 from multisock.api.errors import oserror
@@ -307,12 +308,11 @@ class DatagramCore(Core):
             elif (level, option) in _RECV_OPTIONS:
                 bit = _RECV_OPTIONS[(level, option)]
                 ep.recv_meta = ep.recv_meta | bit if O.as_bool(value) else ep.recv_meta & ~bit
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
-                ep.multicast_ttl = O.as_int(value)
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
-                ep.multicast_loop = O.as_bool(value)
-            elif level in (O.IPPROTO_IP, O.IPPROTO_IPV6) and option in O.MULTICAST_NOOPS:
-                pass  # every host hears every group on our links: membership is a no-op
+            elif multicast.handles(level, option, self.family):
+                if (self.is_ping or self.is_raw) and option in (
+                        _socket.IP_ADD_MEMBERSHIP, _socket.IP_DROP_MEMBERSHIP):
+                    raise oserror(errno.ENOPROTOOPT)  # (only UDP joins groups here)
+                multicast.setsockopt(self.host.ip, self.host.ip.udp, ep, level, option, value)
             else:
                 raise oserror(errno.ENOPROTOOPT)
 
@@ -351,10 +351,8 @@ class DatagramCore(Core):
                 value = ip_value
             elif (level, option) in _RECV_OPTIONS:
                 value = int(bool(ep.recv_meta & _RECV_OPTIONS[(level, option)]))
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
-                value = ep.multicast_ttl
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
-                value = int(ep.multicast_loop)
+            elif multicast.handles(level, option, self.family):
+                value = multicast.getsockopt(ep, level, option)
             else:
                 raise oserror(errno.ENOPROTOOPT)
         return O.reply(value, buflen)

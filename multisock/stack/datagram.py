@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from multisock.stack.addresses import AF_INET
 
@@ -53,6 +53,8 @@ class DatagramEndpoint:
         "tos",
         "multicast_ttl",
         "multicast_loop",
+        "multicast_if",
+        "memberships",
         "counters",
         "shut_rd",
         "shut_wr",
@@ -79,6 +81,10 @@ class DatagramEndpoint:
         self.tos = 0
         self.multicast_ttl = 1
         self.multicast_loop = True
+        # IP_MULTICAST_IF / IPV6_MULTICAST_IF: (the interface, the address it was named by)
+        self.multicast_if: tuple[Any, bytes] | None = None
+        # the groups this socket joined, as (group, interface); None until the first join
+        self.memberships: list[tuple[bytes, Any]] | None = None
         self.shut_rd = False
         self.shut_wr = False
         # which per-datagram IP header fields recvmsg() reports (IP_RECVTTL/IPV6_RECVHOPLIMIT,
