@@ -22,13 +22,17 @@ PER_DATAGRAM_OVERHEAD = 256
 
 RECV_HOPLIMIT = 1  # IP_RECVTTL / IPV6_RECVHOPLIMIT
 RECV_TCLASS = 2  # IP_RECVTOS / IPV6_RECVTCLASS
+RECV_PKTINFO = 4  # IP_PKTINFO / IPV6_RECVPKTINFO
 
 
 class Meta(NamedTuple):
-    """The IP header fields of one received datagram that ancillary data can report."""
+    """The IP header fields of one received datagram that ancillary data can report, and
+    the interface it arrived on (IP_PKTINFO's index)."""
 
     ttl: int
     tos: int
+    dst: bytes = b""
+    ifindex: int = 0
 
 
 class DatagramEndpoint:

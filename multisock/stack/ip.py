@@ -644,7 +644,8 @@ class IPStack:
                     self.counters["in_bad_checksum"] += 1
                     return
             self.counters["in_delivered"] += 1
-            if not self.udp.input(src, dst, payload, broadcast, ttl, tos) and not broadcast:
+            if (not self.udp.input(src, dst, payload, broadcast, ttl, tos, iface.index)
+                    and not broadcast):
                 self._icmp_port_unreachable(src, dst, packet, now)
         elif proto == PROTO_ICMP and len(src) == 4:
             self.counters["in_delivered"] += 1

@@ -83,8 +83,10 @@ class UdpStack:
         ep.remote = None
 
     def sendto(self, ep: DatagramEndpoint, data: bytes | memoryview, addr: bytes, port: int,
-               ttl: int | None = None, tos: int | None = None) -> int:
-        """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's."""
+               ttl: int | None = None, tos: int | None = None,
+               source: bytes | None = None) -> int:
+        """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's;
+        ``source``: the source address IP_PKTINFO/IPV6_PKTINFO chose (checked local)."""
         size = len(data)
         target = wire_address(ep, addr)
         limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
@@ -95,6 +97,8 @@ class UdpStack:
         self.autobind(ep)
         assert ep.local is not None
         src = wire_address(ep, ep.local[0])
+        if source is not None:
+            src = source
         if is_wildcard(src):
             src = b""
         header = udp_wire.build(ep.local[1], port, size)
@@ -125,7 +129,7 @@ class UdpStack:
         return size
 
     def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool,
-              ttl: int = 64, tos: int = 0) -> bool:
+              ttl: int = 64, tos: int = 0, ifindex: int = 0) -> bool:
         """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
         try:
             header, payload = udp_wire.parse(segment)
@@ -139,7 +143,7 @@ class UdpStack:
             return False
         data = bytes(payload)
         targets = receivers if broadcast else receivers[:1]
-        meta = Meta(ttl, tos)
+        meta = Meta(ttl, tos, dst, ifindex)
         for ep in targets:
             if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port), meta):
                 self.counters["rcvbuf_errors"] += 1
