@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,6 +117,9 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
         rows.append(row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
     net.close()
 
+    if wanted("gateway"):
+        rows += gateway_rows(size, rows)
+
     if wanted("http"):
         ours, kernel = [], []
         for _ in range(1 if quick else 3):
@@ -156,6 +160,35 @@ def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
 
         rows += bench_gevent.rows(size["http"], 10 if quick else 50, 0.0, 1 if quick else 3)
     return rows
+
+
+def gateway_rows(size: dict[str, Any], done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Through the host gateway (docs/gateway.md) against kernel <-> kernel, same run; the
+    bulk rows also say what share of the in-process bulk figure they reach (target 50 %)."""
+    from bench import bench_gateway
+
+    net, app = bench_gateway.network()
+    out = []
+    in_process = next((r["multisock_median"] for r in done
+                       if r["scenario"] == "TCP bulk, in-process link"), None)
+    for name, pair in (("kernel -> gateway -> multisock", bench_gateway.pair_from_kernel),
+                       ("multisock -> gateway -> kernel", bench_gateway.pair_to_kernel)):
+        ours, kernel = [], []
+        for _ in range(size["reps"]):
+            ours.append(bench_tcp.bulk(lambda p=pair: p(app), size["bulk"]))  # type: ignore[misc]
+            kernel.append(bench_tcp.bulk(bench_tcp._pair_kernel, size["bulk"]))
+        extra: dict[str, Any] = {"bytes": size["bulk"]}
+        if in_process:
+            extra["share_of_in_process_bulk"] = statistics.median(ours) / in_process
+        out.append(row(f"TCP bulk, {name}", "Gbit/s", ours, kernel, True, **extra))
+    ours, kernel = [], []
+    for _ in range(size["reps"]):
+        ours.append(bench_gateway.connection_rate(app, size["conns"]))
+        kernel.append(bench_gateway.connection_rate(None, size["conns"]))
+    out.append(row("TCP connect+accept+close through the gateway", "conn/s", ours, kernel, True,
+                   connections=size["conns"]))
+    net.close()
+    return out
 
 
 def tun_rows(quick: bool) -> list[dict[str, Any]]:
@@ -204,13 +237,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     args = parser.parse_args()
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
-                "loss", "gevent"}  # quick mode (CI) never builds namespaces
+                "loss", "gevent", "gateway"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

@@ -1,8 +1,9 @@
 """``python -m compat_tests [targets...] [--stock-only | --multisock-only] [--timeout S] [--json F]``
 
 Runs each target (a module of CPython's ``test`` package, or ``module.Class``) on the stock
-socket module and under multisock, prints per target run/passed/failed/errored/skipped side
-by side, the tests that pass stock but not under multisock, and checks the manifest.
+socket module and under multisock; gevent's own test modules (``gevent.tests.test__pywsgi``,
+``--suite gevent``) on gevent's monkey-patching alone and with multisock activated under it.
+Prints per target run/passed/failed/errored/skipped side by side, the tests that pass stock but not under multisock, and checks the manifest.
 Exit status: 0 when every stock-passing test passes under multisock or is listed in the
 manifest, no listed test passes, and every manifest id names a real test; 1 otherwise.
 """
@@ -35,6 +36,33 @@ DEFAULT_TARGETS = [
     "test_asyncio.test_streams",
     "test_ssl",  # TLS over userspace sockets (multisock.tls), CPython's own TLS tests
 ]
+
+# gevent's own tests (in the installed gevent package), run on gevent's monkey-patching and with
+# multisock activated under it (MULTISOCK_GEVENT=1): what programs written for gevent rely on
+GEVENT_TARGETS = [
+    "gevent.tests.test__pywsgi",
+    "gevent.tests.test__server_pywsgi",
+    "gevent.tests.test__server",
+    "gevent.tests.test__makefile_ref",
+    "gevent.tests.test__socket_dns",
+    "gevent.tests.test__socket_dns6",
+    "gevent.tests.test__select",
+    "gevent.tests.test__selectors",
+    "gevent.tests.test__monkey_selectors",
+    "gevent.tests.test__socket",
+    "gevent.tests.test__socket_ex",
+    "gevent.tests.test__socket_close",
+    "gevent.tests.test__socket_timeout",
+    "gevent.tests.test__socket_errors",
+    "gevent.tests.test__socket_send_memoryview",
+    "gevent.tests.test__socketpair",
+    "gevent.tests.test__ssl",
+    "gevent.tests.test__backdoor",
+    "gevent.tests.test__greenio",
+]
+
+SUITES = {"cpython": DEFAULT_TARGETS, "gevent": GEVENT_TARGETS,
+          "all": DEFAULT_TARGETS + GEVENT_TARGETS}
 
 
 def in_scope(test_id: str, target: str) -> bool:
@@ -91,7 +119,13 @@ def fmt_counts(c: dict[str, int] | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compat_tests", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="*", help=f"default: {' '.join(DEFAULT_TARGETS)}")
+    parser.add_argument("targets", nargs="*",
+                        help="modules of CPython's test package (test_socket, "
+                             "test_socket.BasicTCPTest) or gevent's, named in full "
+                             "(gevent.tests.test__pywsgi); default: the --suite")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="all",
+                        help="the targets when none are named: CPython's, gevent's, or both "
+                             "(default)")
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--stock-only", action="store_true")
     only.add_argument("--multisock-only", action="store_true")
@@ -108,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="print the failure detail of each regression")
     args = parser.parse_args(argv)
-    targets = args.targets or DEFAULT_TARGETS
+    targets = args.targets or SUITES[args.suite]
     logdir = new_logdir(args.logs)
 
     if args.check_manifest:
@@ -233,10 +267,18 @@ def to_json(targets: list[str], results: dict[tuple[str, str], ModeResult],
     return out
 
 
+def module_of(test_id: str) -> str:
+    """The module a manifest id lives in: ``test_socket``, ``test_asyncio.test_streams``,
+    ``gevent.tests.test__pywsgi``."""
+    parts = test_id.split(".")
+    if test_id.startswith("gevent.tests."):
+        return ".".join(parts[:3])
+    return ".".join(parts[:2]) if parts[0] == "test_asyncio" else parts[0]
+
+
 def check_manifest(logdir: Path) -> int:
     """Every manifest id must name a test collected from its module."""
-    modules = sorted({k.split(".")[0] if not k.startswith("test_asyncio.")
-                      else ".".join(k.split(".")[:2]) for k in EXPECTED_FAILURES})
+    modules = sorted({module_of(k) for k in EXPECTED_FAILURES})
     bad: list[str] = []
     for module in modules:
         ids = set(list_ids(module, logdir))

@@ -42,11 +42,42 @@ class Events:
         self._file.flush()
 
 
-def activate_multisock() -> None:
-    """What ``python -m multisock run`` does before running a program."""
+GEVENT_PREFIX = "gevent.tests."
+
+
+def is_gevent_target(target: str) -> bool:
+    """gevent's own test modules are named in full (``gevent.tests.test__pywsgi``)."""
+    return target.startswith(GEVENT_PREFIX)
+
+
+def activate_multisock(gevent: bool = False) -> None:
+    """What ``python -m multisock run`` (``--gevent`` for gevent's tests) does first."""
     from multisock.launch import activate
 
-    activate({})
+    activate({"gevent": True} if gevent else {})
+
+
+def patch_gevent_stock() -> None:
+    """The stock side of gevent's tests: gevent's own monkey-patching, nothing else.
+
+    Both sides start from ``gevent.monkey.patch_all()`` (most of gevent's modules call it at
+    import anyway), so the only difference is multisock under it, as ``MULTISOCK_GEVENT=1``
+    adds. (Unpatched, a module that does not patch itself would see an unpatched ``os``: e.g.
+    test__selectors' "closing fd before selecting" passes only while ``os.close`` is not
+    gevent's deferred close.)
+    """
+    from gevent import monkey
+
+    monkey.patch_all()
+
+
+def setup_gevent_resources() -> None:
+    """gevent's tests read their resources from ``gevent.testing``, not from ``test.support``:
+    deny ``network``/``urlfetch`` (they would resolve and connect to hosts on the internet)."""
+    from gevent.testing import resources
+
+    resources.setup_resources([r for r in resources.get_ALL_RESOURCES()
+                               if r not in ("network", "urlfetch")])
 
 
 def flatten(suite: Any) -> Iterator[Any]:
@@ -60,6 +91,8 @@ def flatten(suite: Any) -> Iterator[Any]:
 
 
 def short_id(full: str) -> str:
+    if full.startswith(GEVENT_PREFIX):
+        return full
     return full[len("test."):] if full.startswith("test.") else full
 
 
@@ -67,7 +100,7 @@ def load(target: str) -> list[Any]:
     import unittest
 
     loader = unittest.TestLoader()
-    suite = loader.loadTestsFromName("test." + target)
+    suite = loader.loadTestsFromName(target if is_gevent_target(target) else "test." + target)
     tests = list(flatten(suite))
     if loader.errors:
         # import errors come back as synthetic failing tests; keep them so they are counted
@@ -158,6 +191,21 @@ def make_result(events: Events, timeout: float, ids: dict[int, int]) -> Any:
 LOCAL_NETWORK_MODULES = frozenset({"test_socketserver"})
 
 
+def setup_cpython_resources(target: str) -> None:
+    """CPython's ``test.support`` resources, as regrtest would set them for this machine."""
+    from test import support
+    from test.libregrtest.cmdline import ALL_RESOURCES
+
+    support.verbose = 0
+    # what regrtest enables, minus what leaves this machine: loaded with unittest, use_resources
+    # stays None and every resource counts as enabled, so 'network' tests would resolve and
+    # connect to hosts on the internet (test_ssl's NetworkedTests, test_socket's test_idna...)
+    # test_socketserver asks for 'network' at import but only ever uses localhost: it keeps it
+    denied = {"urlfetch"} if target.split(".")[0] in LOCAL_NETWORK_MODULES else {
+        "network", "urlfetch"}
+    support.use_resources = [r for r in ALL_RESOURCES if r not in denied]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m compat_tests.worker")
     parser.add_argument("--target", required=True, help="module (or module.Class) under test/")
@@ -172,22 +220,20 @@ def main(argv: list[str] | None = None) -> int:
     events = Events(args.events)
     faulthandler.enable()
     faulthandler.dump_traceback_later(args.timeout * 2, exit=True)  # import + collection
+    gevent = is_gevent_target(args.target)
+    # gevent's modules: gevent.monkey.patch_all() first (stock), or it and then multisock's, as
+    # MULTISOCK=1 MULTISOCK_GEVENT=1 in the environment does
     if args.mode == "multisock":
-        activate_multisock()
+        activate_multisock(gevent)
+    elif gevent:
+        patch_gevent_stock()
 
     import unittest
 
-    from test import support
-    from test.libregrtest.cmdline import ALL_RESOURCES
-
-    support.verbose = 0
-    # what regrtest enables, minus what leaves this machine: loaded with unittest, use_resources
-    # stays None and every resource counts as enabled, so 'network' tests would resolve and
-    # connect to hosts on the internet (test_ssl's NetworkedTests, test_socket's test_idna...)
-    # test_socketserver asks for 'network' at import but only ever uses localhost: it keeps it
-    denied = {"urlfetch"} if args.target.split(".")[0] in LOCAL_NETWORK_MODULES else {
-        "network", "urlfetch"}
-    support.use_resources = [r for r in ALL_RESOURCES if r not in denied]
+    if gevent:
+        setup_gevent_resources()
+    else:
+        setup_cpython_resources(args.target)
     tests = load(args.target)
     all_ids = [short_id(t.id()) for t in tests]
     if args.list or args.start == 0:

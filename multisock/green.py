@@ -209,6 +209,72 @@ def _keep_wrapper(original: Any) -> Any:
     return _make_socket_stdlib
 
 
+class _CoreWatcher:
+    """What ``gevent.selectors.GeventSelector`` needs of a libev io watcher, for a userspace
+    socket: ``start(callback, fd, pass_events=True)`` calls back with libev's read/write bits
+    while the socket is ready (level-triggered, like the io watcher), ``stop()``, ``close()``.
+    Readiness is the stack's own (write readiness exact, which an io watcher on the readiness
+    eventfd, always writable, could not be)."""
+
+    def __init__(self, core: Any, events: int) -> None:
+        self._core = core
+        self._events = events
+        self._callback: Any = None
+        self._fd = -1
+
+    def start(self, callback: Any, fd: int, pass_events: bool = True) -> None:
+        self._callback, self._fd = callback, fd
+        self._core.watchers.add(self._notify)
+        self._notify()
+
+    def _notify(self) -> None:
+        import selectors
+
+        from gevent.select import _EV_READ, _EV_WRITE
+
+        core, events, callback = self._core, self._events, self._callback
+        if callback is None:
+            return
+        ready = 0
+        if events & selectors.EVENT_READ and (core.closed or core.readable()):
+            ready |= _EV_READ
+        if events & selectors.EVENT_WRITE and (core.closed or core.writable()):
+            ready |= _EV_WRITE
+        if ready:
+            callback(ready, self._fd)
+
+    def stop(self) -> None:
+        self._callback = None
+        if self._core._watchers:
+            self._core.watchers.discard(self._notify)
+
+    def close(self) -> None:
+        self.stop()
+
+
+def _green_register(original: Any) -> Any:
+    """``GeventSelector.register`` (gevent's ``DefaultSelector``) for userspace sockets too:
+    their watcher is a :class:`_CoreWatcher` instead of a libev io watcher. (Patched on
+    gevent's class in place: its methods name the class through ``super(GeventSelector,
+    self)``, so a subclass bound to that name would recurse.)"""
+    import selectors
+
+    from multisock.select import _core_of
+
+    def register(self: Any, fileobj: Any, events: int, data: Any = None) -> Any:
+        core = _core_of(fileobj)
+        if core is None:
+            return original(self, fileobj, events, data)
+        base: Any = selectors._BaseSelectorImpl
+        key = base.register(self, fileobj, events, data)
+        self._inactive_watchers[key.fd] = _CoreWatcher(core, events)
+        return key
+
+    register.__doc__ = original.__doc__
+    register.multisock_hook = True  # type: ignore[attr-defined]
+    return register
+
+
 def patch_gevent() -> None:
     """Point gevent's socket classes, servers, DNS and readiness helpers at multisock."""
     import gevent._socket3
@@ -253,6 +319,28 @@ def patch_gevent() -> None:
     _patch("gevent.select", "select", mselect.select)
     _patch("gevent.select", "poll", mselect.poll)
     _patched_modules.update({"gevent.socket", "gevent.select"})
+    _patch_selectors()
+
+
+def _patch_selectors() -> None:
+    """Under gevent's ``selectors`` patch, ``DefaultSelector`` stays gevent's choice, its
+    ``GeventSelector``, taught userspace sockets; multisock's ``SelectSelector`` waits in
+    gevent's select, so it carries gevent's mark of a cooperative ``_select``."""
+    import gevent.selectors
+
+    from multisock.monkey import _patch, _patch_class, is_patched
+    from multisock.selectors_shim import MultisockSelectSelector
+
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is None or not gevent_monkey.is_module_patched("selectors"):
+        return
+    selector = gevent.selectors.GeventSelector
+    if not getattr(selector.register, "multisock_hook", False):
+        _patch_class("gevent.selectors", "GeventSelector", "register",
+                     _green_register(selector.register))
+    if is_patched("selectors"):
+        _patch("selectors", "DefaultSelector", selector)
+    MultisockSelectSelector._select._gevent_monkey = True  # type: ignore[attr-defined]
 
 
 def _check_networks() -> None:

@@ -115,6 +115,59 @@ def _pid(text: str) -> int:
     return pid
 
 
+class Publish(tuple[str | None, int, int, str]):
+    """One ``--publish``: (kernel address or None for 127.0.0.1 and ::1, kernel port,
+    virtual port, "tcp" or "udp")."""
+
+    __slots__ = ()
+
+    @property
+    def host_ip(self) -> str | None:
+        return self[0]
+
+    @property
+    def host_port(self) -> int:
+        return self[1]
+
+    @property
+    def port(self) -> int:
+        return self[2]
+
+    @property
+    def proto(self) -> str:
+        return self[3]
+
+
+def _port(text: str, where: str) -> int:
+    port = _integer(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be within 1..65535: {where!r}")
+    return port
+
+
+def _publish(text: str) -> Publish:
+    """``[HOSTIP:]HOSTPORT[:PORT][/udp]`` (an IPv6 HOSTIP in brackets: ``[::1]:8000``)."""
+    spec, proto = text.strip(), "tcp"
+    if "/" in spec:
+        spec, proto = spec.rsplit("/", 1)
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"protocol must be tcp or udp: {text!r}")
+    host_ip: str | None = None
+    if spec.startswith("["):
+        end = spec.find("]")
+        if end < 0 or spec[end + 1:end + 2] != ":":
+            raise ValueError(f"use [IPv6]:HOSTPORT[:PORT]: {text!r}")
+        host_ip, spec = _ip(spec[1:end]), spec[end + 2:]
+    parts = spec.split(":")
+    if host_ip is None and len(parts) == 3 or host_ip is None and len(parts) == 2 and "." in parts[0]:
+        host_ip = _ip(parts.pop(0))
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"use [HOSTIP:]HOSTPORT[:PORT][/udp]: {text!r}")
+    host_port = _port(parts[0], text)
+    port = _port(parts[1], text) if len(parts) == 2 else host_port
+    return Publish((host_ip, host_port, port, proto))
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -151,6 +204,10 @@ OPTIONS: tuple[Option, ...] = (
            "CIDR", listed=True),
     Option("peer", _ip, "the kernel's address on the TUN link; default route via it", "IP",
            listed=True),
+    Option("isolated", _switch, "no host gateway: connections stay inside the process "
+           "(without it, flows with no virtual listener reach real services)", switch=True),
+    Option("publish", _publish, "kernel port relayed to the program's PORT (127.0.0.1 and ::1 "
+           "unless HOSTIP is given; repeatable)", "[HOSTIP:]HOSTPORT[:PORT][/udp]", listed=True),
     Option("gevent", _switch, "gevent.monkey.patch_all() first; the stack then runs on the hub",
            switch=True),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
@@ -201,3 +258,6 @@ def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
                 raise OptionError(name("tun"), f"needs {name(needed)} as well")
     elif options.get("addr") or options.get("peer"):
         raise OptionError(f"{name('addr')}/{name('peer')}", f"go with {name('tun')}")
+    if options.get("publish") and options.get("isolated"):
+        raise OptionError(name("publish"), f"needs the gateway, which {name('isolated')} "
+                          "turns off")

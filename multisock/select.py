@@ -96,6 +96,21 @@ def _fileno(obj: Any) -> int:
     return fd
 
 
+# the shortest sleep of a wait asked for a positive timeout (the kernel rounds it up to its clock)
+_AT_LEAST = 1e-6
+
+
+def _remaining(deadline: float | None, slept: bool) -> float | None:
+    """Seconds left until ``deadline`` (None: no limit). A wait asked for a positive timeout
+    sleeps at least once, as the kernel's does: setting up the wake-up pipe may outlast a 1 ms
+    timeout, and skipping the sleep would never yield to gevent's hub, where another greenlet
+    is about to close or fill the socket (gevent's poll(1 ms) reports that close)."""
+    if deadline is None:
+        return None
+    remaining = max(0.0, deadline - time.monotonic())
+    return remaining if slept else max(remaining, _AT_LEAST)
+
+
 def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
          ) -> tuple[list[Any], list[Any]]:
     """Ready subsets of ``readers`` and ``writers`` within ``timeout`` seconds (None: forever)."""
@@ -117,7 +132,7 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
         r, w = [], []
         if real_r or real_w:
             r, w, _ = _select(real_r, real_w, [], 0.0)
-        return ready_r + r, ready_w + w
+        return ready_r + list(r), ready_w + list(w)
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -130,14 +145,18 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
     cores = {id(c): c for _, c in user_r + user_w}
     for core in cores.values():
         core.watchers.add(watcher)
+    slept = False
     try:
         while True:
             ready_r = [o for o, c in user_r if c.readable()]
             ready_w = [o for o, c in user_w if c.writable()]
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = _remaining(deadline, slept)
             if ready_r or ready_w:
                 remaining = 0.0
+            slept = True
+            # gevent's select returns tuples (its own result, or a patched _original_select)
             r, w, _ = _select(real_r + [wake_r], real_w, [], remaining)
+            r, w = list(r), list(w)
             if wake_r in r:
                 r.remove(wake_r)
                 try:
@@ -299,9 +318,10 @@ class _Multiplexer:
         if not self._user:
             return self._kernel_poll(seconds, maxevents)
         deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)
+        slept = seconds is not None and seconds <= 0  # a zero timeout never sleeps
         while True:
             ready = [(n, ev) for n, (c, m) in self._user.items() if (ev := _user_events(c, m))]
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            remaining = _remaining(deadline, slept)
             if ready:
                 remaining = 0.0
             if remaining != 0.0 and self._waker is None:
@@ -310,6 +330,7 @@ class _Multiplexer:
                 self._ensure_waker()
                 continue
             waker = self._waker
+            slept = True
             # room for every registered fd (the kernel's epoll caps an unsized poll at 1023)
             events = self._kernel_poll(remaining, len(self._user) + max(maxevents, 1023) + 1)
             real = [(fd, ev) for fd, ev in events if waker is None or fd != waker.r]

@@ -379,11 +379,18 @@ class socket:
         if self._released:
             return
         self._released = True
-        if self._userspace and self._sock.closed:
+        core = self._sock
+        if self._userspace and core.closed:
             # closed through another object holding the same fd (socket(fileno=...),
-            # socket.close(fd)): the kernel says EBADF to the second close
-            raise _bad_fd()
-        self._sock.close()
+            # socket.close(fd)): the kernel says EBADF to the second close. Closed through
+            # this socket's own ``_sock`` (gevent's pywsgi closes ``socket._sock`` first, then
+            # the socket): silent, as closing a gevent socket whose raw socket is closed is
+            if getattr(core, "closed_through_fd", False):
+                raise _bad_fd()
+            return
+        core.close()
+        if self._userspace and core.closed:
+            core.closed_through_fd = True
 
     def close(self) -> None:
         self._closed = True
@@ -481,7 +488,12 @@ class socket:
             return self._own_timeout().recvmsg_into(buffers, ancbufsize, flags)
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
-    def send(self, data: _Any, flags: int = 0) -> int:
+    def send(self, data: _Any, flags: int = 0, *, timeout: _Any = None) -> int:
+        """``send``; ``timeout=`` is gevent's socket's keyword (gevent programs pass it): 0.0
+        means do not wait for room, like ``MSG_DONTWAIT``; other values wait by the socket's
+        own timeout, as gevent's does."""
+        if timeout is not None and timeout == 0.0:
+            flags |= _socket.MSG_DONTWAIT
         sock = self._own_timeout() if self._userspace else self._sock
         try:
             return int(sock.send(data, flags))
@@ -777,6 +789,7 @@ def close(fd: int) -> None:
     core = _registry_lookup(fd)
     if core is not None:
         core.close()
+        core.closed_through_fd = True  # the socket object's own close() now says EBADF
         return
     _socket.close(fd)
 

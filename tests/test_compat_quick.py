@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # fits the CI budget (~1-2 minutes on 2 cores); the slice of test_socket covers the module
@@ -40,6 +42,19 @@ QUICK_TARGETS = [
 ]
 
 
+# gevent's own tests (gevent.monkey.patch_all(), then multisock under it): pywsgi, the servers,
+# select/selectors and the socket API, a few seconds each
+GEVENT_QUICK_TARGETS = [
+    "gevent.tests.test__pywsgi",
+    "gevent.tests.test__server",
+    "gevent.tests.test__select",
+    "gevent.tests.test__selectors",
+    "gevent.tests.test__monkey_selectors",
+    "gevent.tests.test__socket_ex",
+    "gevent.tests.test__socket_close",
+]
+
+
 def run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "compat_tests", *args], cwd=ROOT, env=env,
@@ -55,6 +70,19 @@ def test_quick_selection_passes_as_on_stock(tmp_path: Path) -> None:
     for target in QUICK_TARGETS:
         entry = data["targets"][target]
         # the comparison is meaningful only if both sides ran the same, non-empty set
+        assert entry["stock"]["counts"]["run"] == entry["multisock"]["counts"]["run"] > 0
+        assert not entry["stock"]["load_error"] and not entry["multisock"]["load_error"]
+
+
+def test_gevent_selection_passes_as_on_gevent_alone(tmp_path: Path) -> None:
+    pytest.importorskip("gevent", reason="gevent is not installed")
+    out = tmp_path / "compat-gevent.json"
+    result = run([*GEVENT_QUICK_TARGETS, "-j", "2", "--timeout", "60", "--json", str(out)],
+                 tmp_path)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    data = json.loads(out.read_text())
+    for target in GEVENT_QUICK_TARGETS:
+        entry = data["targets"][target]
         assert entry["stock"]["counts"]["run"] == entry["multisock"]["counts"]["run"] > 0
         assert not entry["stock"]["load_error"] and not entry["multisock"]["load_error"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,30 @@ def check_timeout(value: Any) -> float | None:
     return timeout
 
 
+def _called_as_raw_socket() -> bool:
+    """True when code outside multisock called this core directly (``sock._sock.recv()``).
+
+    Under gevent, a socket's ``_sock`` is the raw kernel socket, always non-blocking: gevent's
+    socket object does the waiting. Code written for gevent relies on it (pywsgi reads
+    ``self.socket._sock.recv(16384)`` after a response, "socket.recv would hang"), and the
+    facade's ``_sock`` is the core, which waits by the socket's timeout. Asked only on the way to
+    a wait, so the check costs nothing on the paths that do not block: the first frame outside
+    the core's modules is the facade, the TLS layer, the fork server... (wait) or someone
+    else's code holding the raw socket (EAGAIN, as gevent's raw socket says).
+    """
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name not in _CORE_MODULES:
+            return not (name == "multisock" or name.startswith("multisock."))
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+# the modules whose frames are the core's own (the caller is the first frame outside them)
+_CORE_MODULES = frozenset({"multisock.api.core", "multisock.api.stream", "multisock.api.dgram"})
+
+
 class Core:
     """Shared state and helpers; protocol subclasses fill in the operations."""
 
@@ -83,6 +108,9 @@ class Core:
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
+        # closed by a socket object or socket.close(fd): another object's close() is EBADF
+        # (closed by a direct core.close(), gevent's ``sock._sock.close()``: it is silent)
+        self.closed_through_fd = False
         # extra callbacks run on every readiness change (select/poll shims register here);
         # the set is created on first use (an empty set is 216 bytes per socket)
         self._watchers: set[Callable[[], None]] | None = None
@@ -141,6 +169,8 @@ class Core:
         limit = self.timeout if timeout == "default" else timeout
         if flags & MSG_DONTWAIT or limit == 0.0:
             raise would_block()
+        if self.driver.backend == "gevent" and _called_as_raw_socket():
+            raise would_block()
         deadline = None if limit is None else driver.now() + limit
         cond = self.cond
         while True:
@@ -156,6 +186,17 @@ class Core:
             driver.drain()
             if ready():
                 return
+
+    def wait_to_read(self, ready: Callable[[], bool], flags: int = 0,
+                     timeout: Any = "default") -> None:
+        """:meth:`wait` for data; under gevent one greenlet at a time (the driver's
+        ``reading``: a second reader gets gevent's AssertionError, as with gevent's sockets)."""
+        if self.driver.backend != "gevent":
+            self.wait(ready, flags, timeout)
+            return
+        reading: Any = getattr(self.driver, "reading")  # noqa: B009 - GeventDriver's only
+        with reading(self):
+            self.wait(ready, flags, timeout)
 
     def changed(self) -> None:
         """The stack says readiness may have changed (lock held)."""

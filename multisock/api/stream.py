@@ -306,8 +306,8 @@ class StreamCore(Core):
             while True:
                 try:
                     if not (tcb.readable or self.closed):  # (no wait when data is there)
-                        self.wait(lambda: bool(tcb.readable) or self.closed
-                                  or self._never_connected(flags, limit), flags, limit)
+                        self.wait_to_read(lambda: bool(tcb.readable) or self.closed
+                                          or self._never_connected(flags, limit), flags, limit)
                         now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:

@@ -70,6 +70,33 @@ class GreenCondition:
     notify = notify_all
 
 
+class _Reading:
+    """One greenlet at a time waits to read a socket, as gevent's own sockets enforce (their
+    read watcher refuses a second waiter): the second gets gevent's
+    ``ConcurrentObjectUseError``, an AssertionError, at once instead of an undefined share of
+    the data."""
+
+    __slots__ = ("_readers", "_core")
+
+    def __init__(self, readers: dict[int, Any], core: Any) -> None:
+        self._readers = readers
+        self._core = core
+
+    def __enter__(self) -> None:
+        current = getcurrent()
+        other = self._readers.get(id(self._core))
+        if other is not None and other is not current and not other.dead:
+            from gevent.exceptions import ConcurrentObjectUseError
+
+            raise ConcurrentObjectUseError(
+                f"This socket is already used by another greenlet: {other!r}")
+        self._readers[id(self._core)] = current
+
+    def __exit__(self, *exc: object) -> None:
+        if self._readers.get(id(self._core)) is getcurrent():
+            del self._readers[id(self._core)]
+
+
 class GeventDriver(Driver):
     """A :class:`Driver` whose timers and device fds are watchers on the gevent hub."""
 
@@ -80,7 +107,15 @@ class GeventDriver(Driver):
         super().__init__(clock, name)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
+        self._wio: dict[int, Any] = {}  # the gateway's kernel sockets waiting to be writable
         self._continuing = False  # a hub callback will go on with a drain's leftovers
+        # id(core) -> the greenlet waiting to read it (not the base class's fd -> callback
+        # ``_readers``)
+        self._core_readers: dict[int, Any] = {}
+
+    def reading(self, core: Any) -> _Reading:
+        """``with driver.reading(core):`` around a wait for data (see :class:`_Reading`)."""
+        return _Reading(self._core_readers, core)
 
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
@@ -161,6 +196,29 @@ class GeventDriver(Driver):
                 watcher.stop()
                 watcher.close()
 
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        with self.lock:
+            self.remove_writer(fd)
+            self._writers[fd] = callback
+            watcher = self.hub.loop.io(fd, 2, ref=False)
+            watcher.start(self._writable, fd)
+            self._wio[fd] = watcher
+
+    def remove_writer(self, fd: int) -> None:
+        with self.lock:
+            self._writers.pop(fd, None)
+            watcher = self._wio.pop(fd, None)
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+
+    def _writable(self, fd: int) -> None:
+        with self.lock:
+            callback = self._writers.get(fd)
+            if callback is not None and not self._closed:
+                self._guarded(callback)
+                self.drain()
+
     def _readable(self, fd: int) -> None:
         with self.lock:
             callback = self._readers.get(fd)
@@ -174,4 +232,6 @@ class GeventDriver(Driver):
         with self.lock:
             for fd in list(self._io):
                 self.remove_reader(fd)
+            for fd in list(self._wio):
+                self.remove_writer(fd)
         super().close()  # its _wake() reaches _arm(), which stops the hub timer once closed

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from multisock import net as _net
 from multisock.net.backends import make_driver
 from multisock.net.host import Host
 from multisock.net.link import Direction, HostPort, Link, LinkEnd
@@ -41,6 +42,7 @@ class Network:
         self.switches: dict[str, Switch] = {}
         self.links: list[Link] = []
         self._captures: list[PcapWriter] = []
+        self.gateways: list[Any] = []
 
     def derive_rng(self, *labels: str) -> random.Random:
         return random.Random(f"{self.seed}/" + "/".join(labels))
@@ -69,6 +71,17 @@ class Network:
         switch = Switch(name)
         self.switches[name] = switch
         return switch
+
+    def add_gateway(self, name: str = "gateway", **options: Any) -> Any:
+        """A host gateway (``multisock.gateway.Gateway``, slirp's model): attach hosts with
+        ``gateway.attach(host, **impairments)``; flows to addresses outside the virtual
+        network leave through kernel sockets, 10.0.2.2 / fd00::2 reach the kernel's
+        loopback, ``gateway.publish(...)`` lets kernel clients in. See docs/gateway.md."""
+        factory = _net.gateway_factory
+        assert factory is not None, "multisock/__init__.py registers it before net is imported"
+        gateway = factory(self, name, **options)
+        self.gateways.append(gateway)
+        return gateway
 
     def host(self, name: str) -> Host:
         return self.hosts[name]
@@ -147,6 +160,9 @@ class Network:
     # --------------------------------------------------------------- lifetime
 
     def close(self) -> None:
+        for gateway in self.gateways:
+            gateway.close()
+        self.gateways.clear()
         self.driver.close()
         for writer in self._captures:
             writer.close()

@@ -91,6 +91,9 @@ class IPStack:
         self._local: set[bytes] = set()
         self.routes = RoutingTable()
         self.forwarding = False
+        # deliver every unicast packet locally, whatever its destination (IP_TRANSPARENT with
+        # TPROXY's role): the host gateway's node terminates flows to any address this way
+        self.transparent = False
         self.default_ttl = DEFAULT_TTL
         self.reassembly4 = Reassembler(timeout=30.0)
         self.reassembly6 = Reassembler(timeout=60.0)
@@ -568,7 +571,7 @@ class IPStack:
             return
         dst = header.dst
         accept, broadcast = self._for_us4(dst, iface)
-        if not accept:
+        if not accept and not self.transparent:
             self._forward(packet, header.src, dst, header.ttl, iface, now, header)
             return
         if header.mf or header.frag_offset:
@@ -592,7 +595,7 @@ class IPStack:
         if multicast and not self.is_member(dst, iface):
             self.counters["in_not_for_us"] += 1
             return
-        if not multicast and not self.is_local_address(dst):
+        if not multicast and not self.is_local_address(dst) and not self.transparent:
             self._forward(packet, header.src, dst, header.hop_limit, iface, now, header)
             return
         proto = header.next_header

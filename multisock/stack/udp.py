@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from multisock.stack.addresses import (
@@ -38,7 +39,7 @@ def wire_address(ep: DatagramEndpoint, addr: bytes) -> bytes:
 
 
 class UdpStack:
-    __slots__ = ("ip", "ports", "counters")
+    __slots__ = ("ip", "ports", "counters", "no_socket")
 
     def __init__(self, ip: IPStack, rng: random.Random) -> None:
         self.ip = ip
@@ -51,6 +52,10 @@ class UdpStack:
             "bad_checksum": 0,
             "rcvbuf_errors": 0,
         }
+        # asked before a datagram no socket wants is answered with port unreachable:
+        # (src, dst, src port, dst port, payload) -> True when taken (the host gateway's
+        # relay, multisock/gateway); None: port unreachable as usual
+        self.no_socket: Callable[[bytes, bytes, int, int, memoryview], bool] | None = None
 
     def endpoint(self, family: int) -> DatagramEndpoint:
         return DatagramEndpoint(family)
@@ -139,6 +144,10 @@ class UdpStack:
         self.counters["in"] += 1
         receivers = self.ports.lookup(dst, header.dst_port, src, header.src_port)
         if not receivers:
+            no_socket = self.no_socket
+            if (no_socket is not None and not broadcast
+                    and no_socket(src, dst, header.src_port, header.dst_port, payload)):
+                return True
             self.counters["no_port"] += 1
             return False
         data = bytes(payload)

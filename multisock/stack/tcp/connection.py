@@ -487,9 +487,14 @@ class TcpSocket:
             if not peek and self.state in _RECEIVING:
                 self._maybe_window_update(now)
             return n
+        if self.fin_received:
+            # Linux's tcp_recvmsg asks SOCK_DONE (a FIN arrived) before sk_err: a reset after
+            # the peer's FIN (CLOSE_WAIT's EPIPE) leaves recv at EOF, the error still pending
+            # for SO_ERROR and send
+            return 0
         if self.error:
             self._raise_error()
-        if self.fin_received or self.shut_rd or not len(buf):
+        if self.shut_rd or not len(buf):
             return 0
         state = self.state
         if state is CLOSED:
