@@ -48,6 +48,9 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 DEFAULT_TTL = 64
+# groups every host hears without joining: all-hosts (224.0.0.1), all-nodes (ff01::1, ff02::1)
+_ALWAYS_MEMBER = frozenset({bytes([224, 0, 0, 1]), b"\xff\x01" + bytes(13) + b"\x01",
+                            b"\xff\x02" + bytes(13) + b"\x01"})
 
 _ICMP4_UNREACH_ERRNO = {
     icmpv4.NET_UNREACH: errno.ENETUNREACH,
@@ -364,10 +367,20 @@ class IPStack:
         df: bool | None = None,
         csum_offset: int | None = None,
         broadcast_ok: bool = False,
+        mc_iface: Interface | None = None,
+        mc_loop: bool = True,
     ) -> None:
-        """Send one transport message; raises OSError for what the caller must report."""
+        """Send one transport message; raises OSError for what the caller must report.
+
+        To a multicast group: out of ``mc_iface`` (IP_MULTICAST_IF) or the interface the
+        routing table gives, and with ``mc_loop`` (IP_MULTICAST_LOOP) a copy to this host
+        too, which its own memberships then filter like any arrival."""
         if A.is_v4_broadcast(dst) and not broadcast_ok:
             raise _oserror(errno.EACCES)
+        if A.is_multicast(dst):
+            self._output_multicast(src, dst, proto, header, payload, ttl, tos, csum_offset,
+                                   mc_iface, mc_loop)
+            return
         route = self.route(dst, src)
         if route is None:
             self.counters["out_no_route"] += 1
@@ -395,6 +408,91 @@ class IPStack:
             value = 0xFFFF
         buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
         self._send(route, src, dst, proto, bytes(buf), ttl, tos, df)
+
+    def _output_multicast(
+        self, src: bytes, dst: bytes, proto: int, header: bytes, payload: bytes | memoryview,
+        ttl: int | None, tos: int, csum_offset: int | None, iface: Interface | None,
+        loop: bool,
+    ) -> None:
+        if iface is None:
+            iface = self.multicast_device(dst)
+            if iface is None:
+                self.counters["out_no_route"] += 1
+                raise _oserror(errno.ENETUNREACH)
+        if not src:
+            own = iface.addresses_of(A.family_of(dst))
+            chosen = own[0] if own else self.select_source(dst)
+            if chosen is None:
+                raise _oserror(errno.EADDRNOTAVAIL)
+            src = chosen
+        hooks = self.hooks
+        if hooks is not None and hooks.output and not hooks.admit(
+                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+            raise _oserror(errno.EPERM)
+        if ttl is None:
+            ttl = 1
+        segment: bytes | memoryview = header
+        if not iface.trusted and csum_offset is not None:
+            buf = bytearray(header)
+            buf += payload
+            value = transport_checksum(src, dst, proto, buf)
+            if value == 0 and proto == PROTO_UDP:
+                value = 0xFFFF
+            buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
+            segment, payload = bytes(buf), b""
+        bits = len(dst) * 8
+        if ttl > 0 or iface.loopback:
+            self._send(Route(dst, bits, iface, source=src), src, dst, proto, segment, ttl, tos,
+                       None, payload)
+        if loop and not iface.loopback:
+            # Linux loops a copy back (ip_mc_output's dev_loopback_xmit): it arrives by
+            # lo here, where any interface's membership admits it
+            self._send(self._loopback_route(dst), src, dst, proto, segment, ttl, tos, None,
+                       payload)
+
+    def multicast_device(self, group: bytes, addr: bytes | None = None,
+                         ifindex: int = 0) -> Interface | None:
+        """The interface a group is joined on or sent from: by index, by one of its
+        addresses, else where the routing table sends the group (IPv6 also falls back to
+        the first link, as Linux's ff00::/8 route on every interface would); None: ENODEV."""
+        if ifindex:
+            for iface in self.interfaces:
+                if iface.index == ifindex:
+                    return iface
+            return None
+        if addr is not None and not A.is_wildcard(addr):
+            for iface in self.interfaces:
+                if iface.has_address(addr) or (iface.loopback and len(addr) == 4
+                                               and addr[0] == 127):
+                    return iface  # (127/8 is all lo's, as Linux's local table has it)
+            return None
+        route = self.routes.lookup(group)
+        if route is not None:
+            return route.interface
+        if len(group) == 16:
+            for iface in self.interfaces:
+                if not iface.loopback:
+                    return iface
+        return None
+
+    def join_group(self, iface: Interface, group: bytes) -> None:
+        iface.groups[group] = iface.groups.get(group, 0) + 1
+
+    def leave_group(self, iface: Interface, group: bytes) -> None:
+        count = iface.groups.get(group, 0) - 1
+        if count > 0:
+            iface.groups[group] = count
+        else:
+            iface.groups.pop(group, None)
+
+    def is_member(self, group: bytes, iface: Interface) -> bool:
+        """Does this host take a datagram for ``group`` arriving on ``iface``? All-hosts and
+        all-nodes always; a looped-back copy (lo) when any interface joined the group."""
+        if group in _ALWAYS_MEMBER:
+            return True
+        if iface.loopback:
+            return any(group in i.groups for i in self.interfaces)
+        return group in iface.groups
 
     def _send(
         self,
@@ -525,12 +623,14 @@ class IPStack:
         key = f"{exc.layer}: {exc.reason}"
         self.malformed_reasons[key] = self.malformed_reasons.get(key, 0) + 1
 
-    def _for_us4(self, dst: bytes) -> tuple[bool, bool]:
-        """(accept, broadcast) for an IPv4 destination."""
+    def _for_us4(self, dst: bytes, iface: Interface) -> tuple[bool, bool]:
+        """(accept, broadcast) for an IPv4 destination; a group only when joined."""
         if dst in self._local:
             return True, False  # (never a broadcast or multicast address)
-        if A.is_v4_broadcast(dst) or A.is_multicast(dst):
+        if A.is_v4_broadcast(dst):
             return True, True
+        if A.is_multicast(dst):
+            return self.is_member(dst, iface), True
         for iface in self.interfaces:
             for addr, length in iface.addresses:
                 if len(addr) != 4:
@@ -564,7 +664,7 @@ class IPStack:
         if self._martian_source(header.src, iface):
             return
         dst = header.dst
-        accept, broadcast = self._for_us4(dst)
+        accept, broadcast = self._for_us4(dst, iface)
         if not accept and not self.transparent:
             self._forward(packet, header.src, dst, header.ttl, iface, now, header)
             return
@@ -586,6 +686,9 @@ class IPStack:
             return
         dst = header.dst
         multicast = A.is_multicast(dst)
+        if multicast and not self.is_member(dst, iface):
+            self.counters["in_not_for_us"] += 1
+            return
         if not multicast and not self.is_local_address(dst) and not self.transparent:
             self._forward(packet, header.src, dst, header.hop_limit, iface, now, header)
             return
@@ -638,7 +741,8 @@ class IPStack:
                     self.counters["in_bad_checksum"] += 1
                     return
             self.counters["in_delivered"] += 1
-            if not self.udp.input(src, dst, payload, broadcast, ttl, tos) and not broadcast:
+            if (not self.udp.input(src, dst, payload, broadcast, ttl, tos, iface.index)
+                    and not broadcast):
                 self._icmp_port_unreachable(src, dst, packet, now)
         elif proto == PROTO_ICMP and len(src) == 4:
             self.counters["in_delivered"] += 1
