@@ -1,11 +1,11 @@
-"""The TCP control block: one connection (or listener) and its RFC 9293 state machine.
+"""The TCP control block as one class: ``TcpSocket``, with the user API and readiness.
 
-Sequence numbers are unwrapped ints inside (see ``seq.py``); only the wire sees 32
-bits. Input handling follows RFC 9293 §3.10.7 in order (SYN-SENT; then sequence
-check with PAWS, RST, SYN, ACK, data, FIN), with RFC 5961's stricter RST/SYN/ACK
-rules. Output is one loop (``_output``) that decides what may be sent now under
-the peer's window, the congestion window, Nagle and sender-side SWS avoidance,
-and retransmits lost data first while in recovery.
+``TcpSocket`` is ``block.ControlBlock``'s state plus the parts that hold the rules, one
+module each, stacked in one line of inheritance (``block.py`` says why and lists them):
+options (``options.py``), transmission and persist (``output.py``), loss recovery
+(``recovery.py``), timer expiries (``timeouts.py``), segment arrival in RFC 9293 §3.10.7's
+order (``arrival.py``). Here: what the socket layer and the stack call - bind, listen,
+connect, accept, send, recv, shutdown, close, abort, info, path MTU, readiness.
 """
 
 from __future__ import annotations
@@ -14,58 +14,31 @@ import errno as E
 import os
 import socket as _socket
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from multisock.stack.tcp import isn, timewait
-from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
-from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED, TcpState
-from multisock.stack.tcp.congestion import CongestionControl, make_congestion_control
-from multisock.stack.tcp.rtt import RttEstimator
-from multisock.stack.tcp.sack import Scoreboard
+from multisock.stack.tcp.block import (
+    _RECEIVING,
+    _SENDING,
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    TIME_WAIT,
+)
+from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED
+from multisock.stack.tcp.options import _IP_OVERHEAD, Options
+from multisock.stack.tcp.options import OPTION_NAMES as OPTION_NAMES
+from multisock.stack.tcp.options import window_scale_for as window_scale_for
 from multisock.stack.tcp.seq import MASK, ts_before, unwrap
 from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, TCPHeader
-
-if TYPE_CHECKING:
-    from multisock.stack.tcp.stack import TcpStack
-
-S = TcpState
-CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED
-ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = (
-    S.ESTABLISHED,
-    S.FIN_WAIT_1,
-    S.FIN_WAIT_2,
-    S.CLOSE_WAIT,
-)
-CLOSING, LAST_ACK, TIME_WAIT = S.CLOSING, S.LAST_ACK, S.TIME_WAIT
-
-#: states in which data or a FIN of ours may still be (re)sent
-_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
-#: states in which the peer's data is still accepted
-_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
-_MAX_WSCALE = 14
-_WSCALE_FOR: dict[int, int] = {}  # receive buffer size -> the window scale it needs
-_DEFAULT_MSS = {4: 536, 16: 1220}
-_IP_OVERHEAD = {4: 40, 16: 60}
-
-#: socket options a child inherits from its listener
-OPTION_NAMES = (
-    "reuseaddr",
-    "reuseport",
-    "nodelay",
-    "keepidle",
-    "keepintvl",
-    "keepcnt",
-    "user_timeout",
-    "linger",
-    "rcvbuf",
-    "sndbuf",
-    "quickack",
-    "maxseg",
-    "v6only",
-    "congestion",
-)
 
 
 def oserror(code: int) -> OSError:
@@ -85,258 +58,10 @@ def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
 _V4MAPPED = bytes(10) + b"\xff\xff"
 
 
-def window_scale_for(rcvbuf: int) -> int:
-    """The window scale we offer for a receive buffer: the smallest that lets the window
-    cover it (also what a SYN-cookie SYN-ACK offers, with no control block yet)."""
-    shift = _WSCALE_FOR.get(rcvbuf)  # (every connection asks; buffer sizes are few)
-    if shift is None:
-        shift = 0
-        while shift < _MAX_WSCALE and (0xFFFF << shift) < rcvbuf:
-            shift += 1
-        if len(_WSCALE_FOR) < 256:
-            _WSCALE_FOR[rcvbuf] = shift
-    return shift
-_NO_QUEUE: tuple[()] = ()
-
-
-class TcpSocket:
+class TcpSocket(Options):
     """A control block. Created CLOSED by ``TcpStack.socket``; lives on after ``close``."""
 
-    __slots__ = (
-        # a TIME-WAIT record points back weakly (timewait.py)
-        "__weakref__",
-        # identity and user-visible state
-        "ttl",
-        "tos",
-        "stack",
-        "family",
-        "state",
-        "local",
-        "remote",
-        "on_change",
-        "armed_at",
-        "error",
-        "soft_error",
-        "closed",
-        "shut_rd",
-        "shut_wr",
-        "was_connected",
-        "_dirty",
-        "bound",
-        # options
-        "reuseaddr",
-        "reuseport",
-        "nodelay",
-        "_keepalive",
-        "keepidle",
-        "keepintvl",
-        "keepcnt",
-        "user_timeout",
-        "linger",
-        "rcvbuf",
-        "sndbuf",
-        "quickack",
-        "maxseg",
-        "v6only",
-        "congestion",
-        # listener
-        "backlog",
-        "accept_queue",
-        "syn_count",
-        "parent",
-        # send side
-        "sndq",
-        "iss",
-        "snd_una",
-        "snd_nxt",
-        "snd_max",
-        "snd_wnd",
-        "snd_wl1",
-        "snd_wl2",
-        "max_sndwnd",
-        "snd_wscale",
-        "fin_seq",
-        "mss",
-        "peer_mss",
-        "cc",
-        "rtt",
-        "rtt_seq",
-        "rtt_time",
-        "last_send",
-        "karn_until",
-        "karn_ts",
-        # recovery
-        "in_recovery",
-        "recover",
-        "dupacks",
-        "rxt_next",
-        "lost_end",
-        "ndup",
-        "board",
-        # receive side
-        "recvq",
-        "ooo",
-        "irs",
-        "rcv_nxt",
-        "rcv_adv",
-        "rcv_wscale",
-        "adv_mss",
-        "rcv_mss",
-        "rcv_acked",
-        "fin_received",
-        "ooo_fin",
-        "ooo_last",
-        "quick_left",
-        "ack_now",
-        "dsack",
-        "last_oow_ack",
-        # options negotiated
-        "ts_ok",
-        "ts_recent",
-        "ts_offset",
-        "sack_ok",
-        "ws_ok",
-        # timers
-        "t_rexmit",
-        "persist",
-        "t_dack",
-        "t_keep",
-        "t_misc",
-        "retries",
-        "rexmit_start",
-        "probes",
-        "last_rcv",
-        # statistics
-        "bytes_sent",
-        "bytes_acked",
-        "bytes_received",
-        "bytes_retrans",
-        "segs_out",
-        "segs_in",
-        "data_segs_out",
-        "data_segs_in",
-        "total_retrans",
-        "created",
-        "ooo_dropped",
-    )
-
-    def __init__(self, stack: TcpStack, family: int) -> None:
-        cfg = stack.config
-        self.stack = stack
-        self.family = family
-        self.state = CLOSED
-        self.local: tuple[bytes, int] | None = None
-        self.remote: tuple[bytes, int] | None = None
-        self.on_change: Callable[[], None] | None = None
-        self.armed_at: float | None = None
-        self.error = 0
-        self.soft_error = 0
-        self.closed = False
-        self.shut_rd = False
-        self.shut_wr = False
-        self.was_connected = False
-        self._dirty = False
-        self.bound = False
-        self.reuseaddr = False
-        self.reuseport = False
-        self.nodelay = False
-        self._keepalive = False
-        self.keepidle = cfg.keepalive_time
-        self.keepintvl = cfg.keepalive_intvl
-        self.keepcnt = cfg.keepalive_probes
-        self.user_timeout = 0
-        self.linger: float | None = None
-        self.ttl: int | None = None  # IP_TTL / IPV6_UNICAST_HOPS (None: the host's default)
-        self.tos = 0  # IP_TOS
-        self.rcvbuf = cfg.rcvbuf
-        self.sndbuf = cfg.sndbuf
-        self.quickack = False
-        self.maxseg = 0
-        self.v6only = False
-        self.congestion = cfg.congestion
-        self.backlog = 0
-        # only a listener needs a queue (a deque is ~0.7 KiB): listen() creates it, and the
-        # shared empty tuple answers len()/bool()/iteration for every other socket
-        self.accept_queue: deque[TcpSocket] = _NO_QUEUE  # type: ignore[assignment]
-        self.syn_count = 0
-        self.parent: TcpSocket | None = None
-        self.sndq = SendBuffer()
-        self.iss = 0
-        self.snd_una = self.snd_nxt = self.snd_max = 0
-        self.snd_wnd = 0
-        self.snd_wl1 = self.snd_wl2 = 0
-        self.max_sndwnd = 0
-        self.snd_wscale = 0
-        self.fin_seq: int | None = None
-        self.mss = 536
-        self.peer_mss = 536
-        self.cc: CongestionControl | None = None
-        self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
-        self.rtt_seq: int | None = None
-        self.rtt_time = 0.0
-        self.last_send = 0.0
-        self.karn_until: int | None = None  # timestamps older than karn_ts are not samples
-        self.karn_ts = 0
-        self.in_recovery = False
-        self.recover = 0
-        self.dupacks = 0
-        self.rxt_next = 0
-        self.lost_end = 0
-        self.ndup = 0
-        self.board = Scoreboard()
-        self.recvq = ReceiveQueue()
-        self.ooo = OutOfOrder(cfg.ooo_limit)
-        self.irs = 0
-        self.rcv_nxt = 0
-        self.rcv_adv = 0
-        self.rcv_wscale = 0
-        self.adv_mss = 536
-        self.rcv_mss = 536
-        self.rcv_acked = 0
-        self.fin_received = False
-        self.ooo_fin: int | None = None
-        self.ooo_last: int | None = None  # start of the latest out-of-order arrival
-        self.quick_left = cfg.quickack_segments
-        self.ack_now = False
-        self.dsack: tuple[int, int] | None = None
-        self.last_oow_ack = float("-inf")  # when the last rate-limited ACK went (oow_ack_allowed)
-        self.ts_ok = False
-        self.ts_recent = 0
-        self.ts_offset = 0
-        self.sack_ok = False
-        self.ws_ok = False
-        self.t_rexmit: float | None = None
-        self.persist = False
-        self.t_dack: float | None = None
-        self.t_keep: float | None = None
-        self.t_misc: float | None = None
-        self.retries = 0
-        self.rexmit_start: float | None = None
-        self.probes = 0
-        self.last_rcv = 0.0
-        self.bytes_sent = self.bytes_acked = self.bytes_received = self.bytes_retrans = 0
-        self.segs_out = self.segs_in = self.data_segs_out = self.data_segs_in = 0
-        self.total_retrans = 0
-        self.created = 0.0
-        self.ooo_dropped = 0
-
-    def __repr__(self) -> str:
-        return f"<TcpSocket {self.state.name} {self.local} -> {self.remote}>"
-
-    # ------------------------------------------------------------------ options
-
-    @property
-    def keepalive(self) -> bool:
-        return self._keepalive
-
-    @keepalive.setter
-    def keepalive(self, value: bool) -> None:
-        self._keepalive = bool(value)
-        if self._keepalive and self.state in SYNCHRONIZED:
-            self.t_keep = self.last_rcv + self.keepidle
-            self._rearm()
-        elif not self._keepalive:
-            self.t_keep = None
+    __slots__ = ()
 
     # ------------------------------------------------------------------ readiness
 
@@ -593,88 +318,6 @@ class TcpSocket:
         if self.state in _SENDING and self.snd_max > self.snd_una:
             self.snd_nxt = self.snd_una
             self._output(now)
-
-    # ------------------------------------------------------------------ helpers
-
-    @property
-    def local_port(self) -> int:
-        return self.local[1] if self.local is not None else 0
-
-    def _set_state(self, new: TcpState, now: float) -> None:
-        old = self.state
-        if old is new:
-            return
-        self.state = new
-        stack = self.stack
-        if stack.config.log_transitions:
-            stack.transition(self, old, new, now)
-        stack.touch(self)
-
-    def _init_mss(self, mtu: int) -> None:
-        overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
-        adv = max(mtu - overhead, 88)
-        if self.maxseg:
-            adv = min(adv, self.maxseg)
-        self.adv_mss = min(adv, 0xFFFF)
-        self.rcv_mss = min(self.adv_mss, 536)
-
-    def _init_rcv_wscale(self) -> None:
-        self.rcv_wscale = window_scale_for(self.rcvbuf)
-
-    def _negotiate(self, hdr: TCPHeader, now: float) -> None:
-        """Apply the peer's SYN options; our SYN offered everything the config enables."""
-        cfg = self.stack.config
-        fam = len(self.remote[0]) if self.remote else 4
-        self.peer_mss = hdr.mss if hdr.mss else _DEFAULT_MSS[fam]
-        self.ws_ok = cfg.window_scaling and hdr.wscale is not None
-        if self.ws_ok:
-            assert hdr.wscale is not None
-            self.snd_wscale = min(hdr.wscale, _MAX_WSCALE)
-        else:
-            self.snd_wscale = 0
-            self.rcv_wscale = 0
-        self.sack_ok = cfg.sack and hdr.sack_permitted
-        self.ts_ok = cfg.timestamps and hdr.ts_val is not None
-        if self.ts_ok:
-            assert hdr.ts_val is not None
-            self.ts_recent = hdr.ts_val
-        self._set_mss()
-        if self.cc is None:
-            self.cc = make_congestion_control(self.congestion, self.mss, now)
-        else:
-            self.cc.set_mss(self.mss)
-
-    def _set_mss(self) -> None:
-        mss = min(self.peer_mss, self.adv_mss)
-        if self.maxseg:
-            mss = min(mss, self.maxseg)
-        if self.ts_ok:
-            mss -= 12
-        self.mss = max(mss, 64)
-
-    def _ts_now(self, now: float) -> int:
-        return (int(now * 1000) + self.ts_offset) & MASK
-
-    def _rearm(self) -> None:
-        when = self.t_rexmit
-        t = self.t_dack
-        if t is not None and (when is None or t < when):
-            when = t
-        t = self.t_keep
-        if t is not None and (when is None or t < when):
-            when = t
-        t = self.t_misc
-        if t is not None and (when is None or t < when):
-            when = t
-        if when is not None:
-            armed = self.armed_at
-            if armed is None or when < armed:  # (TimerHeap.arm's own first test)
-                self.stack.timers.arm(self, when)
-
-    def _arm_rexmit(self, now: float) -> None:
-        self.persist = False
-        self.t_rexmit = now + self.rtt.current()
-        self._rearm()
 
     # ------------------------------------------------------------------ output
 
@@ -1710,24 +1353,3 @@ class TcpSocket:
         self.stack.counters["keepalive_probes"] += 1
         self._xmit(self.snd_una - 1, ACK, b"", now)
         self.t_keep = now + self.keepintvl
-
-    # ------------------------------------------------------------------ teardown
-
-    def _finish(self, now: float, err: int) -> None:
-        """Enter CLOSED for good: report ``err`` (if any), leave every table."""
-        if err:
-            self.error = err
-        if self.state is SYN_RECEIVED and self.parent is not None:
-            self.parent.syn_count -= 1  # a half-open child leaves the SYN queue
-        self.t_rexmit = self.t_dack = self.t_keep = self.t_misc = None
-        # no timer left: disarm, so the heap's entry is stale and compaction can drop it
-        # (otherwise the entry keeps this dead block alive until its deadline, for the GC
-        # to traverse again and again; see docs/performance.md, connection rate)
-        self.armed_at = None
-        self.persist = False
-        self.sndq.clear()
-        self.ooo.clear()
-        self.board.clear()
-        self._set_state(CLOSED, now)
-        self.stack.unregister(self)
-        self.stack.touch(self)
