@@ -62,7 +62,8 @@ def activate(options: dict[str, Any]) -> Any:
     host.driver.start()
     monkey.patch_all()
     if options.get("stats"):
-        atexit.register(print_stats, host)
+        # the gateways as built: net.close (which runs first, atexit being LIFO) forgets them
+        atexit.register(print_stats, host, list(net.gateways))
     atexit.register(net.close)
     return host
 
@@ -162,7 +163,7 @@ def _add_gateway(net: Any, host: Any, impairments: dict[str, Any], publish: list
             raise ActivationError(f"cannot publish {where}: {exc.strerror or exc}") from None
 
 
-def print_stats(host: Any) -> None:
+def print_stats(host: Any, gateways: Any = ()) -> None:
     tcp = host.ip.tcp
     rows: list[dict[str, Any]] = []
     if tcp is not None:
@@ -178,3 +179,6 @@ def print_stats(host: Any) -> None:
               f"retransmits={info.get('total_retrans', 0)} sent={info.get('bytes_sent', 0)} "
               f"received={info.get('bytes_received', 0)}", file=sys.stderr)
     print(f"  ip: {host.ip.counters}", file=sys.stderr)
+    for gateway in gateways:  # its own counters and flows (docs/gateway.md)
+        for line in gateway.report():
+            print(f"multisock: {line}" if not line.startswith(" ") else line, file=sys.stderr)

@@ -42,6 +42,7 @@ class Gateway:
         self.attached: list[Host] = []
         self.loopback_relays: dict[str, tuple[TcpRelay, UdpRelay]] = {}
         self.publishers: list[Any] = []
+        self.closed = False
 
     def attach(self, host: Host, **impairments: Any) -> Link:
         """Join ``host`` to the gateway's LAN: the next guest addresses, default routes via
@@ -106,16 +107,64 @@ class Gateway:
         return made
 
     def close(self) -> None:
-        """Close every kernel socket the gateway holds (flows are aborted)."""
+        """Close every kernel socket the gateway holds (flows are aborted). The relays stay
+        listed, closed, so that ``report()`` can still tell what they did."""
+        if self.closed:
+            return
+        self.closed = True
         for publisher in self.publishers:
             publisher.close()
-        self.publishers.clear()
         self.tcp.close()
         self.udp.close()
         for tcp, udp in self.loopback_relays.values():
             tcp.close()
             udp.close()
-        self.loopback_relays.clear()
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The relays' own counters by name (the gateway host's, then each loopback's)."""
+        out = {"tcp": dict(self.tcp.counters), "udp": dict(self.udp.counters)}
+        for name, (tcp, udp) in self.loopback_relays.items():
+            out[f"tcp@{name}-loopback"] = dict(tcp.counters)
+            out[f"udp@{name}-loopback"] = dict(udp.counters)
+        if self.publishers:
+            out["published"] = {"accepted": sum(getattr(p, "accepted", 0)
+                                                 for p in self.publishers)}
+        return out
+
+    def flow_rows(self) -> list[dict[str, Any]]:
+        """Every flow the gateway relayed or relays (finished ones from a bounded history):
+        virtual ends, the kernel peer's address, bytes each way, state."""
+        rows: list[dict[str, Any]] = []
+        rows += self.tcp.rows()
+        for tcp, _ in self.loopback_relays.values():
+            rows += tcp.rows()
+        for publisher in self.publishers:
+            if hasattr(publisher, "rows"):
+                rows += [dict(row, published=True) for row in publisher.rows()]
+        rows += self.udp.rows()
+        for _, udp in self.loopback_relays.values():
+            rows += udp.rows()
+        return rows
+
+    def report(self) -> list[str]:
+        """``--stats``'s lines about the gateway: counters, then one line per flow."""
+        lines = [f"gateway {self.host.name}: {len(self.flow_rows())} flow(s)"]
+        lines += [f"  {name}: {counters}" for name, counters in self.counters().items()]
+        for row in self.flow_rows():
+            peer = row["kernel_peer"]
+            peer_text = f"{peer[0]}:{peer[1]}" if peer else "-"
+            virtual = row["virtual"]
+            if virtual is None:
+                ends = "-"
+            elif virtual[2] is None:
+                ends = f"{virtual[0]}:{virtual[1]}"
+            else:
+                ends = f"{virtual[0]}:{virtual[1]} -> {virtual[2]}:{virtual[3]}"
+            kind = "published " if row.get("published") else ""
+            lines.append(f"  {kind}{row['proto']} {ends} kernel={peer_text} "
+                         f"to_kernel={row['to_kernel']} to_virtual={row['to_virtual']} "
+                         f"{row['state']}")
+        return lines
 
     def kernel_fds(self) -> int:
         """Kernel sockets open for flows right now (for leak checks)."""

@@ -11,10 +11,11 @@ connects to the published port, and the two are joined by a
 from __future__ import annotations
 
 import _socket
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from multisock.gateway import kernel
-from multisock.gateway.tcp import TcpFlow
+from multisock.gateway.tcp import HISTORY, TcpFlow
 from multisock.stack import addresses as A
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class TcpPublisher:
         self.host = host
         self.driver: Any = host.driver
         self.flows: set[TcpFlow] = set()
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.target = (A.pack(virtual_addr), port)
         family = _socket.AF_INET6 if ":" in bind_addr else _socket.AF_INET
         self.family = family
@@ -77,6 +79,10 @@ class TcpPublisher:
             flow = TcpFlow(self, vsock, ksock)
             self.flows.add(flow)
             flow.pump()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Finished then live flows, for ``--stats``."""
+        return list(self.history) + [flow.row() for flow in self.flows]
 
     def close(self) -> None:
         with self.driver.operation():

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import _socket
 import errno as E
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multisock.gateway import kernel
+from multisock.stack import addresses as A
 from multisock.stack.tcp.config import CAN_SEND, TcpState
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.tcp import ACK, RST, SYN
@@ -44,6 +46,7 @@ UNREACHABLE = "unreachable"
 
 CHUNK = 256 * 1024  # the most a flow holds in transit between the two sides, per direction
 ACCEPT_TIMEOUT = 30.0  # a connected kernel socket whose virtual side never completed
+HISTORY = 1000  # finished flows remembered for --stats (bounded, like the TCP stack's)
 _CONNECTING, _READY, _REFUSED = 0, 1, 2
 _UNREACH_ERRNOS = {E.ENETUNREACH: 0, E.EHOSTUNREACH: 1, E.EADDRNOTAVAIL: 1, E.EAFNOSUPPORT: 1,
                    E.EACCES: 13, E.EPERM: 13}
@@ -52,11 +55,12 @@ _UNREACH_ERRNOS = {E.ENETUNREACH: 0, E.EHOSTUNREACH: 1, E.EADDRNOTAVAIL: 1, E.EA
 class _Pending:
     """A SYN held while the kernel connects for it."""
 
-    __slots__ = ("key", "ksock", "syn", "state", "timer")
+    __slots__ = ("key", "ksock", "syn", "state", "timer", "address")
 
-    def __init__(self, key: Key, ksock: Any, syn: bytes) -> None:
+    def __init__(self, key: Key, ksock: Any, syn: bytes, address: Any = None) -> None:
         self.key = key
         self.ksock = ksock
+        self.address = address
         self.syn = syn
         self.state = _CONNECTING
         self.timer: TimerHandle | None = None
@@ -73,6 +77,7 @@ class TcpRelay:
         self.max_flows = max_flows
         self.pending: dict[Key, _Pending] = {}
         self.flows: set[TcpFlow] = set()
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.counters: dict[str, int] = {"connects": 0, "refused": 0, "unreachable": 0,
                                          "timed_out": 0, "flows": 0, "dropped": 0}
         tcp = host.ip.tcp
@@ -120,7 +125,7 @@ class TcpRelay:
         except OSError:
             self.counters["dropped"] += 1
             return True  # out of fds: dropped, retried by the app
-        held = self.pending[key] = _Pending(key, ksock, bytes(segment))
+        held = self.pending[key] = _Pending(key, ksock, bytes(segment), address)
         self.counters["connects"] += 1
         code = ksock.connect_ex(address)
         if code in (E.EINPROGRESS, E.EAGAIN, E.EWOULDBLOCK):
@@ -219,6 +224,16 @@ class TcpRelay:
                 self.counters["flows"] += 1
                 flow.pump()
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Finished flows, live ones, then the connects still pending, for ``--stats``."""
+        rows = list(self.history) + [flow.row() for flow in self.flows]
+        for held in self.pending.values():
+            src, sport, dst, dport = held.key
+            rows.append({"proto": "tcp", "virtual": (A.unpack(src), sport, A.unpack(dst), dport),
+                         "kernel_peer": held.address, "to_kernel": 0, "to_virtual": 0,
+                         "state": "connecting" if held.state == _CONNECTING else "connected"})
+        return rows
+
     def close(self) -> None:
         """Abort every flow and pending connect (the network is going away)."""
         with self.driver.operation():
@@ -236,6 +251,7 @@ class FlowOwner(Protocol):
     host: Host
     driver: Any
     flows: set[TcpFlow]
+    history: deque[dict[str, Any]]
 
 
 class TcpFlow:
@@ -245,7 +261,7 @@ class TcpFlow:
     from the kernel until it can send."""
 
     __slots__ = ("relay", "v", "k", "fd", "out", "reading", "writing", "k_eof", "v_eof",
-                 "done", "queued", "to_virtual", "to_kernel")
+                 "done", "queued", "to_virtual", "to_kernel", "peer", "end")
 
     def __init__(self, relay: FlowOwner, vsock: TcpSocket, ksock: Any) -> None:
         self.relay = relay
@@ -260,7 +276,27 @@ class TcpFlow:
         self.done = False
         self.queued = False
         self.to_virtual = self.to_kernel = 0  # bytes relayed each way
+        try:
+            self.peer: Any = ksock.getpeername()  # kept: a closed socket cannot say it
+        except OSError:
+            self.peer = None
+        self.end = ""  # how the flow ended: "closed", "reset by kernel", "reset by app"
         vsock.on_change = self._changed
+
+    def row(self) -> dict[str, Any]:
+        """The flow as ``--stats`` prints it: both ends, bytes each way, state."""
+        v = self.v
+        if self.end:
+            state = self.end
+        elif self.k_eof or self.v_eof:
+            state = "half-closed (%s)" % ("kernel FIN" if self.k_eof else "app FIN")
+        else:
+            state = "open" if v.state in CAN_SEND else v.state.name
+        virtual = None
+        if v.local is not None and v.remote is not None:
+            virtual = (A.unpack(v.remote[0]), v.remote[1], A.unpack(v.local[0]), v.local[1])
+        return {"proto": "tcp", "virtual": virtual, "kernel_peer": self.peer,
+                "to_kernel": self.to_kernel, "to_virtual": self.to_virtual, "state": state}
 
     def _changed(self) -> None:
         if not self.queued and not self.done:
@@ -372,6 +408,7 @@ class TcpFlow:
 
     def _kernel_reset(self, now: float) -> None:
         """The kernel peer reset (or the kernel socket failed): reset the app's side."""
+        self.end = "reset by kernel"
         self.v.abort(now)
         self._release()
         self.k.close()
@@ -379,17 +416,20 @@ class TcpFlow:
     def _virtual_reset(self) -> None:
         """The app's side was reset or timed out: reset the kernel peer (SO_LINGER 0)."""
         now = self.relay.host.touch()
+        self.end = "reset by app"
         self.v.close(now)
         self._release()
         kernel.abort(self.k)
 
     def _finish(self, now: float) -> None:
         """Both FINs passed on and everything delivered: close both sides gracefully."""
+        self.end = "closed"
         self.v.close(now)
         self._release()
         self.k.close()
 
     def abort_both(self) -> None:
+        self.end = "aborted (gateway closed)"
         self.v.abort(self.relay.host.touch())
         self._release()
         kernel.abort(self.k)
@@ -403,4 +443,6 @@ class TcpFlow:
         if self.writing:
             driver.remove_writer(self.fd)
         self.reading = self.writing = False
-        self.relay.flows.discard(self)
+        if self in self.relay.flows:
+            self.relay.flows.discard(self)
+            self.relay.history.append(self.row())

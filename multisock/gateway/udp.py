@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import _socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ _EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err
 DEFAULT_TIMEOUT = 180.0  # passt's UDP flow timeout
 DATAGRAMS_PER_WAKEUP = 64  # bounded work per readiness callback
 MAX_DATAGRAM = 65535
+HISTORY = 1000  # finished flows remembered for --stats
 
 # target(dst, port) -> (family, sockaddr) | None (not relayed)
 Target = Callable[[bytes, int], Any]
@@ -46,7 +48,8 @@ Back = Callable[[bytes], bytes]
 class UdpFlow:
     """One virtual (address, port) and its kernel UDP socket."""
 
-    __slots__ = ("relay", "src", "sport", "k", "fd", "last", "timer", "sent", "received")
+    __slots__ = ("relay", "src", "sport", "k", "fd", "last", "timer", "sent", "received",
+                 "bytes_out", "bytes_in", "peer", "end")
 
     def __init__(self, relay: UdpRelay, src: bytes, sport: int, ksock: Any) -> None:
         self.relay = relay
@@ -56,7 +59,17 @@ class UdpFlow:
         self.fd: int = ksock.fileno()
         self.last = relay.driver.now()
         self.timer: TimerHandle | None = None
-        self.sent = self.received = 0
+        self.sent = self.received = 0  # datagrams each way
+        self.bytes_out = self.bytes_in = 0  # their payload bytes (to the kernel, back)
+        self.peer: Any = None  # the kernel address the latest datagram went to
+        self.end = ""
+
+    def row(self) -> dict[str, Any]:
+        """The flow as ``--stats`` prints it."""
+        return {"proto": "udp", "virtual": (A.unpack(self.src), self.sport, None, None),
+                "kernel_peer": self.peer, "to_kernel": self.bytes_out,
+                "to_virtual": self.bytes_in, "state": self.end or "open",
+                "datagrams": (self.sent, self.received)}
 
     def arm(self) -> None:
         self.timer = self.relay.driver.call_at(self.last + self.relay.timeout, self._idle)
@@ -65,6 +78,7 @@ class UdpFlow:
         """Expire when idle; otherwise look again when the latest use would expire."""
         if self.relay.driver.now() - self.last >= self.relay.timeout:
             self.relay.counters["expired"] += 1
+            self.end = "expired"
             self.relay._close(self)
         else:
             self.arm()
@@ -84,6 +98,7 @@ class UdpFlow:
                 return
             self.last = now
             self.received += 1
+            self.bytes_in += len(data)
             peer = relay.back(A.pack(address[0]))
             header = udp_wire.build(int(address[1]), self.sport, len(data))
             try:
@@ -126,6 +141,7 @@ class UdpRelay:
         self.timeout = timeout
         self.max_flows = max_flows
         self.flows: dict[tuple[bytes, int], UdpFlow] = {}
+        self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.counters: dict[str, int] = {"flows": 0, "expired": 0, "out": 0, "dropped": 0,
                                          "undeliverable": 0, "icmp": 0}
         with self.driver.lock:
@@ -159,8 +175,10 @@ class UdpRelay:
             flow.arm()
         flow.last = self.driver.now()
         try:
+            flow.peer = address
             flow.k.sendto(payload, address)
             flow.sent += 1
+            flow.bytes_out += len(payload)
             self.counters["out"] += 1
         except (BlockingIOError, InterruptedError):
             self.counters["dropped"] += 1  # a full kernel buffer loses it, as a NIC would
@@ -190,9 +208,15 @@ class UdpRelay:
         except OSError:
             pass
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Finished then live flows, for ``--stats``."""
+        return list(self.history) + [flow.row() for flow in self.flows.values()]
+
     def _close(self, flow: UdpFlow) -> None:
         if self.flows.get((flow.src, flow.sport)) is flow:
             del self.flows[(flow.src, flow.sport)]
+            flow.end = flow.end or "closed"
+            self.history.append(flow.row())
         if flow.timer is not None:
             flow.timer.cancel()
         self.driver.remove_reader(flow.fd)
