@@ -46,6 +46,10 @@ UNREACHABLE = "unreachable"
 
 CHUNK = 256 * 1024  # the most a flow holds in transit between the two sides, per direction
 ACCEPT_TIMEOUT = 30.0  # a connected kernel socket whose virtual side never completed
+# A SYN waiting on a kernel connect() has bounds of its own, not the kernel's ~127 s:
+CONNECT_TIMEOUT = 75.0  # the whole connect (BSD's connection-establishment timer)
+SILENCE_MIN = 5.0  # the app stopped retransmitting its SYN for max(this, 2.5 x its last gap):
+SILENCE_GAPS = 2.5  # it gave up (a SYN-SENT close sends nothing), so forget the connect
 HISTORY = 1000  # finished flows remembered for --stats (bounded, like the TCP stack's)
 _CONNECTING, _READY, _REFUSED = 0, 1, 2
 _UNREACH_ERRNOS = {E.ENETUNREACH: 0, E.EHOSTUNREACH: 1, E.EADDRNOTAVAIL: 1, E.EAFNOSUPPORT: 1,
@@ -55,12 +59,16 @@ _UNREACH_ERRNOS = {E.ENETUNREACH: 0, E.EHOSTUNREACH: 1, E.EADDRNOTAVAIL: 1, E.EA
 class _Pending:
     """A SYN held while the kernel connects for it."""
 
-    __slots__ = ("key", "ksock", "syn", "state", "timer", "address")
+    __slots__ = ("key", "ksock", "syn", "state", "timer", "address", "started", "last_syn",
+                 "gap")
 
-    def __init__(self, key: Key, ksock: Any, syn: bytes, address: Any = None) -> None:
+    def __init__(self, key: Key, ksock: Any, syn: bytes, address: Any = None,
+                 now: float = 0.0) -> None:
         self.key = key
         self.ksock = ksock
         self.address = address
+        self.started = self.last_syn = now
+        self.gap = 0.0  # between the app's last two SYNs: its retransmission backoff
         self.syn = syn
         self.state = _CONNECTING
         self.timer: TimerHandle | None = None
@@ -79,7 +87,8 @@ class TcpRelay:
         self.flows: set[TcpFlow] = set()
         self.history: deque[dict[str, Any]] = deque(maxlen=HISTORY)
         self.counters: dict[str, int] = {"connects": 0, "refused": 0, "unreachable": 0,
-                                         "timed_out": 0, "flows": 0, "dropped": 0}
+                                         "timed_out": 0, "abandoned": 0, "flows": 0,
+                                         "dropped": 0}
         tcp = host.ip.tcp
         with self.driver.lock:
             self.listeners = {
@@ -107,7 +116,11 @@ class TcpRelay:
             if held.state == _REFUSED:
                 self._drop(held)
                 return None
-            return True if flags & SYN else None
+            if flags & SYN:
+                t = self.driver.now()
+                held.gap, held.last_syn = t - held.last_syn, t
+                return True
+            return None
         if not flags & SYN or flags & ACK:
             return None
         target = self.target(dst, hdr.dst_port)
@@ -125,7 +138,9 @@ class TcpRelay:
         except OSError:
             self.counters["dropped"] += 1
             return True  # out of fds: dropped, retried by the app
-        held = self.pending[key] = _Pending(key, ksock, bytes(segment), address)
+        started = self.driver.now()
+        held = self.pending[key] = _Pending(key, ksock, bytes(segment), address, started)
+        held.timer = self.driver.call_at(started + SILENCE_MIN, self._connect_check, held)
         self.counters["connects"] += 1
         code = ksock.connect_ex(address)
         if code in (E.EINPROGRESS, E.EAGAIN, E.EWOULDBLOCK):
@@ -149,6 +164,9 @@ class TcpRelay:
             return  # dropped meanwhile
         src, sport, dst, dport = held.key
         tcp = self.host.ip.tcp
+        if held.timer is not None:
+            held.timer.cancel()
+            held.timer = None
         if code == 0:
             held.state = _READY
             held.timer = self.driver.call_at(self.driver.now() + ACCEPT_TIMEOUT,
@@ -166,6 +184,25 @@ class TcpRelay:
         else:
             self.counters["timed_out"] += 1  # the app's own SYN retries run out too
             self._drop(held)
+
+    def _connect_check(self, held: _Pending) -> None:
+        """Still connecting: forget the connect if the app gave up (no SYN retransmission
+        where its backoff would have put one) or after CONNECT_TIMEOUT; else look again.
+        A forgotten SYN that comes back later starts a new connect."""
+        if self.pending.get(held.key) is not held or held.state != _CONNECTING:
+            return
+        now = self.driver.now()
+        silence = max(SILENCE_MIN, SILENCE_GAPS * held.gap)
+        if now - held.last_syn >= silence:
+            self.counters["abandoned"] += 1
+        elif now - held.started >= CONNECT_TIMEOUT:
+            self.counters["timed_out"] += 1
+        else:
+            when = min(held.last_syn + silence, held.started + CONNECT_TIMEOUT)
+            held.timer = self.driver.call_at(when, self._connect_check, held)
+            return
+        held.timer = None
+        self._drop(held)
 
     def _accept_timeout(self, held: _Pending) -> None:
         if self.pending.get(held.key) is held:
