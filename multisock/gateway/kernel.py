@@ -16,9 +16,9 @@ from multisock.stack import addresses as A
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-def open_socket(family: int, type_: int) -> Any:
+def open_socket(family: int, type_: int, proto: int = 0) -> Any:
     """A non-blocking kernel socket (close-on-exec, as every Python socket is)."""
-    sock = _socket.socket(family, type_)
+    sock = _socket.socket(family, type_, proto)
     sock.setblocking(False)
     return sock
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from multisock.gateway import plan as P
+from multisock.gateway.icmp import IcmpRelay
 from multisock.gateway.tcp import TcpRelay
 from multisock.gateway.udp import DEFAULT_TIMEOUT, UdpRelay
 from multisock.stack import addresses as A
@@ -39,6 +40,7 @@ class Gateway:
         self.udp_timeout = udp_timeout
         self.udp = UdpRelay(self.host, self.plan.udp_target, self.plan.virtual_address,
                             timeout=udp_timeout)
+        self.icmp = IcmpRelay(self.host, self.plan)
         self.attached: list[Host] = []
         self.loopback_relays: dict[str, tuple[TcpRelay, UdpRelay]] = {}
         self.publishers: list[Any] = []
@@ -116,13 +118,15 @@ class Gateway:
             publisher.close()
         self.tcp.close()
         self.udp.close()
+        self.icmp.close()
         for tcp, udp in self.loopback_relays.values():
             tcp.close()
             udp.close()
 
     def counters(self) -> dict[str, dict[str, int]]:
         """The relays' own counters by name (the gateway host's, then each loopback's)."""
-        out = {"tcp": dict(self.tcp.counters), "udp": dict(self.udp.counters)}
+        out = {"tcp": dict(self.tcp.counters), "udp": dict(self.udp.counters),
+               "icmp": dict(self.icmp.counters)}
         for name, (tcp, udp) in self.loopback_relays.items():
             out[f"tcp@{name}-loopback"] = dict(tcp.counters)
             out[f"udp@{name}-loopback"] = dict(udp.counters)
@@ -142,6 +146,7 @@ class Gateway:
             if hasattr(publisher, "rows"):
                 rows += [dict(row, published=True) for row in publisher.rows()]
         rows += self.udp.rows()
+        rows += self.icmp.rows()
         for _, udp in self.loopback_relays.values():
             rows += udp.rows()
         return rows
@@ -170,6 +175,7 @@ class Gateway:
         """Kernel sockets open for flows right now (for leak checks)."""
         tcps = [self.tcp, *(t for t, _ in self.loopback_relays.values())]
         udps = [self.udp, *(u for _, u in self.loopback_relays.values())]
-        return sum(len(r.pending) + len(r.flows) for r in tcps) + sum(len(u.flows) for u in udps)
+        return (sum(len(r.pending) + len(r.flows) for r in tcps)
+                + sum(len(u.flows) for u in udps) + len(self.icmp.flows))
 
 

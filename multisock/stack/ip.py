@@ -112,6 +112,9 @@ class IPStack:
         # deliver every unicast packet locally, whatever its destination (IP_TRANSPARENT with
         # TPROXY's role): the host gateway's node terminates flows to any address this way
         self.transparent = False
+        # asked before an echo request is answered: (src, dst, ident, seq, data) -> True
+        # when taken (the gateway relays pings to real addresses instead of faking replies)
+        self.echo_hook: Callable[[bytes, bytes, int, int, bytes], bool] | None = None
         self.default_ttl = DEFAULT_TTL
         self.reassembly4 = Reassembler(timeout=30.0)
         self.reassembly6 = Reassembler(timeout=60.0)
@@ -885,6 +888,9 @@ class IPStack:
         if msg.type == icmpv4.ECHO_REQUEST:
             if broadcast:
                 return  # like Linux icmp_echo_ignore_broadcasts=1
+            if self.echo_hook is not None and self.echo_hook(src, dst, msg.ident, msg.seq,
+                                                             bytes(msg.body)):
+                return
             reply = icmpv4.build_echo(icmpv4.ECHO_REPLY, msg.ident, msg.seq, bytes(msg.body))
             self.counters["echo_replies_sent"] += 1
             self._quiet_output(dst, src, PROTO_ICMP, reply)
@@ -940,6 +946,9 @@ class IPStack:
         self.counters["icmp_in"] += 1
         msg = icmpv6.parse(payload, src if verify else None, dst if verify else None)
         if msg.type == icmpv6.ECHO_REQUEST:
+            if self.echo_hook is not None and self.echo_hook(src, dst, msg.ident, msg.seq,
+                                                             bytes(msg.body)):
+                return
             reply_src = dst if not A.is_multicast(dst) else b""
             reply = icmpv6.build_echo(icmpv6.ECHO_REPLY, msg.ident, msg.seq, bytes(msg.body))
             self.counters["echo_replies_sent"] += 1
