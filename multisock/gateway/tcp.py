@@ -97,6 +97,11 @@ class TcpRelay:
             }
             for listener in self.listeners.values():
                 listener.on_change = self._on_listener
+                # its children hold the destination port on the virtual host while a flow
+                # lasts, standing for the kernel server's accepted socket: with SO_REUSEADDR
+                # (set by most servers, inherited by their connections) a program may still
+                # bind and listen on that port with SO_REUSEADDR, as on the kernel
+                listener.reuseaddr = True
             self._accept_queued = False
             tcp.no_listener = self._no_listener
 
