@@ -406,7 +406,7 @@ class Arrival(Timeouts):
             if self.rtt_seq is None and self.retries == 0 and not self.ts_ok:
                 self.rtt.sample(now - self.created)
             elif self.ts_ok and hdr.ts_ecr:
-                self.rtt.sample(((self._ts_now(now) - hdr.ts_ecr) & MASK) / 1000.0)
+                self._handshake_ts_sample(hdr.ts_ecr, now)
             if self.retries:
                 self.rtt.backoff = 0
             self.retries = 0
@@ -424,6 +424,18 @@ class Arrival(Timeouts):
             self._send_syn(now)
             self._arm_rexmit(now)
 
+    def _handshake_ts_sample(self: TcpSocket, ts_ecr: int, now: float) -> None:  # type: ignore[misc]
+        """The RTT sample of the ACK of our SYN(-ACK), from its echoed timestamp - unless
+        our SYN(-ACK) was repeated and the echo is older than the last copy (``karn_ts``,
+        set by ``_send_syn``): the peer's TS.Recent still holds the first copy's TSval
+        (a duplicate SYN-ACK is out of window there), and "now minus that" is the outage,
+        not a round trip. One such 1 s sample on a 1 ms path inflated the RTO to 3.5 s and
+        a loss recovery waited that long for it."""
+        stale = self.karn_until is not None and ts_before(ts_ecr, self.karn_ts)
+        self.karn_until = None
+        if not stale:
+            self.rtt.sample(((self._ts_now(now) - ts_ecr) & MASK) / 1000.0)
+
     def _established_from_syn_received(  # type: ignore[misc]
         self: TcpSocket, hdr: TCPHeader, seq: int, now: float
     ) -> bool:
@@ -435,7 +447,9 @@ class Arrival(Timeouts):
         if self.retries == 0 and not self.ts_ok:
             self.rtt.sample(now - self.created)
         elif self.ts_ok and hdr.ts_ecr:
-            self.rtt.sample(((self._ts_now(now) - hdr.ts_ecr) & MASK) / 1000.0)
+            self._handshake_ts_sample(hdr.ts_ecr, now)
+        if self.retries:
+            self.rtt.backoff = 0  # (as SYN-SENT does) the peer answered: the path is up
         self.retries = 0
         self.t_rexmit = None
         parent = self.parent

@@ -142,6 +142,13 @@ class Output(Options):
             ts=ts,
         )
         self.rcv_adv = self.rcv_nxt + win
+        if self.snd_max > self.iss and ts is not None:
+            # a repeated SYN(-ACK): Karn for timestamps (as after a data timeout, see
+            # Recovery._ack_new_data). The peer echoes TS.Recent, which a duplicate SYN-ACK
+            # does not move (RFC 7323 §4.3: it is out of window), so the ACK answering this
+            # copy may carry the first copy's TSval: not a round trip, the outage's length
+            self.karn_ts = ts[0]
+            self.karn_until = self.iss + 1
         self.snd_nxt = self.iss + 1
         self.snd_max = max(self.snd_max, self.snd_nxt)
         self.segs_out += 1

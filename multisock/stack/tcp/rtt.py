@@ -34,8 +34,17 @@ class RttEstimator:
             self.srtt = rtt
             self.rttvar = rtt / 2
         else:
-            self.rttvar += (abs(srtt - rtt) - self.rttvar) * 0.25
-            self.srtt = srtt + (rtt - srtt) * 0.125
+            err = srtt - rtt
+            if err > 0.0:
+                # a falling RTT (Linux's tcp_rtt_estimator, after Eifel): RFC 6298's gain
+                # would let the variance chase the shrinking error upwards, so one large
+                # early sample (a handshake after a loss) lifted the RTO from 3 s to 3.5 s
+                # on a 1 ms path; growth is damped to alpha*beta (1/32) instead
+                grow = err - self.rttvar
+                self.rttvar += grow * 0.03125 if grow > 0.0 else grow * 0.25
+            else:
+                self.rttvar += (-err - self.rttvar) * 0.25
+            self.srtt = srtt - err * 0.125
         assert self.srtt is not None
         spread = 4 * self.rttvar
         rto = self.srtt + (spread if spread > CLOCK_GRANULARITY else CLOCK_GRANULARITY)
