@@ -25,6 +25,8 @@ from pathlib import Path
 SUITES: dict[str, tuple[str, str, list[str]]] = {
     "requests": ("requests", "tests", []),
     "urllib3": ("urllib3", "test", ["-m", "not requires_network"]),
+    # its tests run their servers on local sockets in threads (needs cryptography, pysocks)
+    "httplib2": ("httplib2", "tests", []),
 }
 MODES: dict[str, list[str]] = {
     "kernel": [],
