@@ -33,6 +33,14 @@ def candidates(host: Host, name: str, family: int) -> list[bytes]:
     want6 = family in (A.AF_INET6, _socket.AF_UNSPEC)
     out: list[bytes] = []
     if lowered in ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"):
+        # the machine's hosts file decides, as glibc's does: with only "127.0.0.1 localhost"
+        # in it the kernel's getaddrinfo gives no ::1 (PySocks' create_connection, say,
+        # then never tries IPv6); the built-in answer is for names it does not list
+        table = getattr(host, "hosts_table", None)
+        if table is not None:
+            texts = table.lookup(name, family)
+            if texts:
+                return [A.pack(t) for t in texts]
         if want4 and not lowered.startswith("ip6"):
             out.append(A.LOOPBACK4)
         if want6:
