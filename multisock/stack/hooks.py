@@ -47,19 +47,40 @@ Hook = Callable[["Packet"], Verdict]
 
 
 class Packet:
-    """One packet as a hook sees it (read-only by convention: return a replacement instead)."""
+    """One packet as a hook sees it (read-only by convention: return a replacement instead).
 
-    __slots__ = ("point", "src", "dst", "proto", "payload", "data", "iface")
+    The transport bytes may come in two pieces, ``head`` (at least the transport header)
+    and ``rest`` (a locally made segment's data, kept apart by the sender): ``payload``
+    joins them only when a hook asks, so a hook that reads headers alone (a firewall, conntrack)
+    never copies a bulk segment."""
+
+    __slots__ = ("point", "src", "dst", "proto", "head", "rest", "_payload", "data", "iface")
 
     def __init__(self, point: str, src: bytes, dst: bytes, proto: int,
-                 payload: bytes | memoryview, data: bytes | None, iface: Interface | None) -> None:
+                 payload: bytes | bytearray | memoryview, data: bytes | None,
+                 iface: Interface | None, rest: bytes | memoryview = b"") -> None:
         self.point = point
         self.src = src  # 4 or 16 bytes
         self.dst = dst
         self.proto = proto  # the transport's protocol number (6 TCP, 17 UDP, 1/58 ICMP)
-        self.payload = payload  # the transport header and data
+        self.head = payload  # the transport header (and data, when ``rest`` is empty)
+        self.rest = rest  # the rest of the transport bytes, apart
+        self._payload: bytes | bytearray | memoryview | None = None if len(rest) else payload
         self.data = data  # the whole IP packet as on the wire; None at OUTPUT
         self.iface = iface  # arrived on (PRE_ROUTING, INPUT, FORWARD), leaves by (POST_ROUTING)
+
+    @property
+    def payload(self) -> bytes | bytearray | memoryview:
+        """The transport header and data, in one piece (joined on first use)."""
+        joined = self._payload
+        if joined is None:
+            joined = self._payload = b"".join((self.head, self.rest))
+        return joined
+
+    @property
+    def length(self) -> int:
+        """The transport bytes' length, without joining them."""
+        return len(self.head) + len(self.rest)
 
     @classmethod
     def of_wire(cls, point: str, data: bytes, iface: Interface | None) -> Packet | None:
