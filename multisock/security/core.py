@@ -295,8 +295,17 @@ class Security:
     def _reject(self, flow: Flow, kind: str, chain: str) -> None:
         """Answer a rejected packet as Linux's REJECT does; never about an ICMP error, a
         RST, a fragment or a non-unicast packet, and ICMP answers are rate limited like
-        the stack's own errors. In ``output`` a reject is a drop (the send fails, EPERM)."""
-        if chain == "output" or flow.fragment or flow.inner is not None:
+        the stack's own errors.
+
+        In ``output`` the answer goes to ourselves, as Linux's does: ipt_REJECT/nft reject
+        in OUTPUT send the ICMP error (nf_send_unreach) or RST (nf_send_reset) to the
+        packet's source, which is local, while the hook's verdict is a drop. So a TCP
+        ``connect()`` fails with ECONNREFUSED (the error or RST reaches the SYN_SENT
+        socket over lo, as tcp_v4_err/tcp_reset handle it; the SYN's own send error is
+        ignored by tcp_connect), and a UDP or ping ``sendto()`` fails at once with EPERM
+        (the dropped send: nf_hook_slow's -EPERM), a connected UDP socket then also
+        seeing ECONNREFUSED from the error that follows."""
+        if flow.fragment or flow.inner is not None:
             return
         from multisock.stack import addresses as A
 

@@ -35,7 +35,8 @@ class Flow:
     echo messages (conntrack's "port" for ICMP, as netfilter's), 0 where there is none."""
 
     __slots__ = ("proto", "src", "dst", "sport", "dport", "flags", "seq", "itype", "icode",
-                 "data_offset", "size", "_payload", "packet", "iface", "inner", "fragment")
+                 "data_offset", "size", "_payload", "packet", "iface", "oface", "inner",
+                 "fragment")
 
     def __init__(self, proto: int, src: bytes, dst: bytes, payload: memoryview | None,
                  size: int, iface: str, packet: Packet | None = None) -> None:
@@ -55,6 +56,7 @@ class Flow:
         self._payload = payload
         self.packet = packet
         self.iface = iface  # the arriving interface's name ("" when unknown)
+        self.oface = ""  # the leaving one's (output, forward; "" when unknown)
         self.inner: Flow | None = None  # the packet an ICMP error quotes (reversed later)
         self.fragment = False  # a non-first fragment: no transport header to read
 
@@ -86,6 +88,9 @@ def parse(packet: Packet) -> Flow | None:
     iface = packet.iface
     flow = Flow(packet.proto, packet.src, packet.dst, None if rest else head, size,
                 iface.name if iface is not None else "", packet)
+    out = packet.out
+    if out is not None:
+        flow.oface = out.name
     payload = head
     if data is not None and packet.point != "input":
         # each fragment is seen apart before reassembly: only the first has the ports

@@ -54,11 +54,13 @@ class Packet:
     joins them only when a hook asks, so a hook that reads headers alone (a firewall, conntrack)
     never copies a bulk segment."""
 
-    __slots__ = ("point", "src", "dst", "proto", "head", "rest", "_payload", "data", "iface")
+    __slots__ = ("point", "src", "dst", "proto", "head", "rest", "_payload", "data", "iface",
+                 "out")
 
     def __init__(self, point: str, src: bytes, dst: bytes, proto: int,
                  payload: bytes | bytearray | memoryview, data: bytes | None,
-                 iface: Interface | None, rest: bytes | memoryview = b"") -> None:
+                 iface: Interface | None, rest: bytes | memoryview = b"",
+                 out: Interface | None = None) -> None:
         self.point = point
         self.src = src  # 4 or 16 bytes
         self.dst = dst
@@ -68,6 +70,8 @@ class Packet:
         self._payload: bytes | bytearray | memoryview | None = None if len(rest) else payload
         self.data = data  # the whole IP packet as on the wire; None at OUTPUT
         self.iface = iface  # arrived on (PRE_ROUTING, INPUT, FORWARD), leaves by (POST_ROUTING)
+        # leaves by, as routing chose (OUTPUT, FORWARD, POST_ROUTING: iptables' -o)
+        self.out = out
 
     @property
     def payload(self) -> bytes | bytearray | memoryview:
@@ -89,10 +93,12 @@ class Packet:
         if len(data) >= 20 and data[0] >> 4 == 4:
             ihl = (data[0] & 0x0F) * 4
             return cls(point, bytes(data[12:16]), bytes(data[16:20]), data[9],
-                       memoryview(data)[ihl:], data, iface)
+                       memoryview(data)[ihl:], data, iface,
+                       out=iface if point == POST_ROUTING else None)
         if len(data) >= 40 and data[0] >> 4 == 6:
             return cls(point, bytes(data[8:24]), bytes(data[24:40]), data[6],
-                       memoryview(data)[40:], data, iface)
+                       memoryview(data)[40:], data, iface,
+                       out=iface if point == POST_ROUTING else None)
         return None
 
     def __repr__(self) -> str:

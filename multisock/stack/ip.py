@@ -393,7 +393,7 @@ class IPStack:
             src = chosen
         hooks = self.hooks
         if hooks is not None and hooks.output and not hooks.admit(
-                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload)):
+                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload, iface)):
             raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
@@ -427,7 +427,7 @@ class IPStack:
             src = chosen
         hooks = self.hooks
         if hooks is not None and hooks.output and not hooks.admit(
-                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload)):
+                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload, iface)):
             raise _oserror(errno.EPERM)
         if ttl is None:
             ttl = 1
@@ -793,8 +793,10 @@ class IPStack:
         hooks = self.hooks
         if hooks is not None and hooks.forward:
             forwarded = Packet.of_wire(FORWARD, packet, iface)
-            if forwarded is not None and not hooks.admit(FORWARD, forwarded):
-                return
+            if forwarded is not None:
+                forwarded.out = route.interface
+                if not hooks.admit(FORWARD, forwarded):
+                    return
         if route.interface is iface and len(dst) == 4 and self.send_redirects:
             self._maybe_redirect(packet, src, dst, route, iface, now)
         mtu = route.path_mtu()
@@ -1069,7 +1071,7 @@ class IPStack:
                     hooks = self.hooks
                     if hooks is not None and hooks.output and not hooks.admit(
                             OUTPUT, Packet(OUTPUT, src, dst, PROTO_TCP, segment, None, None,
-                                           payload)):
+                                           payload, iface)):
                         # output() raises EPERM here, which the except below counts
                         self.counters["out_tcp_errors"] = self.counters.get(
                             "out_tcp_errors", 0) + 1
