@@ -126,11 +126,15 @@ class Security:
                                      block_for=block_for)
             self._sync()
 
-    def detect_syn_flood(self, *, rate: float = 200.0, window: float = 1.0) -> None:
-        """Report more than ``rate`` SYNs per second towards one address and port."""
+    def detect_syn_flood(self, *, rate: float = 200.0, window: float = 1.0,
+                         block_for: float | None = None, block_over: int = 20) -> None:
+        """Report more than ``rate`` SYNs per second towards one address and port; with
+        ``block_for``, block for that long each source sending ``block_over`` of them or
+        more within the window of a flood (a ``syn_flood_block`` event each)."""
         with self.lock:
             self.synflood = SynFloodDetector(self._emit, self._cookies_sent, rate=rate,
-                                             window=window)
+                                             window=window, block_for=block_for,
+                                             block_over=block_over)
             self._sync()
 
     def stop_detection(self) -> None:
@@ -264,8 +268,14 @@ class Security:
             if scan is not None and scan.see(flow, now) and scan.block_for:
                 self.blocklist.add(flow.src, now + scan.block_for)
                 self._sync()
-            if self.synflood is not None:
-                self.synflood.see(flow, now)
+            flood = self.synflood
+            if flood is not None and flood.see(flow, now) and flood.block_for:
+                self.blocklist.add(flow.src, now + flood.block_for)
+                self._emit("syn_flood_block", flow.src, {"seconds": flood.block_for,
+                                                         "syns_over": flood.block_over})
+                self._sync()
+                self.counters["blocked"] += 1
+                return DROP
         fw = self._fw[chain]
         if fw is not None and fw(flow, ct, now) == DROP:
             return DROP
