@@ -16,11 +16,14 @@ INPUT, FORWARD and OUTPUT filter: there anything but DROP accepts.
 What a hook sees (:class:`Packet`): the addresses, the protocol, the transport bytes and,
 where it exists yet, the IP packet as on the wire; INPUT sees a datagram after reassembly,
 PRE_ROUTING and POST_ROUTING each fragment. OUTPUT runs before the IP header is built
-(``data`` is None): a locally made message, before routing chooses its way.
+(``data`` is None): a locally made message, once routing chose its way (``out``, as in
+netfilter, where OUTPUT follows the routing decision).
 
 Nothing registered costs nothing: ``IPStack.hooks`` stays None until the first hook is
 added, so the fast paths (TCP in, TCP out) test one attribute and the general path one more
-per point; the ``Hooks`` object goes away again with the last hook.
+per point; the ``Hooks`` object goes away again with the last hook. Hooks registered do not
+move TCP off the fast paths: those run PRE_ROUTING and INPUT, OUTPUT and POST_ROUTING
+themselves.
 """
 
 from __future__ import annotations
