@@ -126,11 +126,15 @@ class Security:
                                      block_for=block_for)
             self._sync()
 
-    def detect_syn_flood(self, *, rate: float = 200.0, window: float = 1.0) -> None:
-        """Report more than ``rate`` SYNs per second towards one address and port."""
+    def detect_syn_flood(self, *, rate: float = 200.0, window: float = 1.0,
+                         block_for: float | None = None, block_over: int = 20) -> None:
+        """Report more than ``rate`` SYNs per second towards one address and port; with
+        ``block_for``, block for that long each source sending ``block_over`` of them or
+        more within the window of a flood (a ``syn_flood_block`` event each)."""
         with self.lock:
             self.synflood = SynFloodDetector(self._emit, self._cookies_sent, rate=rate,
-                                             window=window)
+                                             window=window, block_for=block_for,
+                                             block_over=block_over)
             self._sync()
 
     def stop_detection(self) -> None:
@@ -264,8 +268,14 @@ class Security:
             if scan is not None and scan.see(flow, now) and scan.block_for:
                 self.blocklist.add(flow.src, now + scan.block_for)
                 self._sync()
-            if self.synflood is not None:
-                self.synflood.see(flow, now)
+            flood = self.synflood
+            if flood is not None and flood.see(flow, now) and flood.block_for:
+                self.blocklist.add(flow.src, now + flood.block_for)
+                self._emit("syn_flood_block", flow.src, {"seconds": flood.block_for,
+                                                         "syns_over": flood.block_over})
+                self._sync()
+                self.counters["blocked"] += 1
+                return DROP
         fw = self._fw[chain]
         if fw is not None and fw(flow, ct, now) == DROP:
             return DROP
@@ -295,8 +305,17 @@ class Security:
     def _reject(self, flow: Flow, kind: str, chain: str) -> None:
         """Answer a rejected packet as Linux's REJECT does; never about an ICMP error, a
         RST, a fragment or a non-unicast packet, and ICMP answers are rate limited like
-        the stack's own errors. In ``output`` a reject is a drop (the send fails, EPERM)."""
-        if chain == "output" or flow.fragment or flow.inner is not None:
+        the stack's own errors.
+
+        In ``output`` the answer goes to ourselves, as Linux's does: ipt_REJECT/nft reject
+        in OUTPUT send the ICMP error (nf_send_unreach) or RST (nf_send_reset) to the
+        packet's source, which is local, while the hook's verdict is a drop. So a TCP
+        ``connect()`` fails with ECONNREFUSED (the error or RST reaches the SYN_SENT
+        socket over lo, as tcp_v4_err/tcp_reset handle it; the SYN's own send error is
+        ignored by tcp_connect), and a UDP or ping ``sendto()`` fails at once with EPERM
+        (the dropped send: nf_hook_slow's -EPERM), a connected UDP socket then also
+        seeing ECONNREFUSED from the error that follows."""
+        if flow.fragment or flow.inner is not None:
             return
         from multisock.stack import addresses as A
 

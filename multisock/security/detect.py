@@ -116,33 +116,51 @@ class ScanDetector:
 
 
 class SynFloodDetector:
+    """More than ``rate`` SYNs per second to one address and port: one ``syn_flood`` event
+    per window. With ``block_for``, during a detected flood each source that sent
+    ``block_over`` SYNs or more to the target within the window is blocked for that long
+    (fail2ban's rule: a forged source is spread too thin to reach it, a real one is not;
+    the forged majority is SYN cookies' job)."""
+
     def __init__(self, emit: Emit, cookies: Callable[[], int], *, rate: float = 200.0,
-                 window: float = 1.0) -> None:
+                 window: float = 1.0, block_for: float | None = None,
+                 block_over: int = 20) -> None:
         if rate <= 0 or window <= 0:
             raise ValueError("rate and window must be positive")
+        if block_for is not None and block_for <= 0 or block_over < 1:
+            raise ValueError("block_for must be positive and block_over at least 1")
         self.emit = emit
         self.cookies = cookies
         self.rate = rate
         self.window = window
-        # (dst, dport) -> [window start, SYNs, sources seen (bounded), reported]
+        self.block_for = block_for
+        self.block_over = block_over
+        self.blocked = 0  # sources blocked so far
+        # (dst, dport) -> [window start, SYNs, SYNs per source (bounded), reported]
         self.targets: dict[tuple[bytes, int], list[Any]] = {}
         self.detected = 0
 
     def see(self, flow: Flow, now: float) -> bool:
+        """Count a SYN; True when its source is to be blocked now (``block_for`` set, a
+        flood detected in this window, the source past ``block_over``)."""
         if flow.proto != TCP or flow.flags & (SYN | ACK) != SYN:
             return False
         key = (flow.dst, flow.dport)
         state = self.targets.get(key)
         if state is None or now - state[0] > self.window:
-            state = [now, 0, set(), False]
+            state = [now, 0, {}, False]
             self.targets.pop(key, None)
             _bounded_put(self.targets, key, state, MAX_SOURCES)
         state[1] += 1
-        sources: set[bytes] = state[2]
-        if len(sources) < 256:
-            sources.add(flow.src)
+        sources: dict[bytes, int] = state[2]
+        src = flow.src
+        count = sources.get(src)
+        if count is not None:
+            count = sources[src] = count + 1
+        elif len(sources) < 256:
+            count = sources[src] = 1
         if state[3] or state[1] < self.rate * self.window:
-            return False
+            return self._offender(state, count)
         state[3] = True
         self.detected += 1
         from multisock.stack import addresses as A
@@ -150,5 +168,11 @@ class SynFloodDetector:
         self.emit("syn_flood", flow.src, {
             "target": A.unpack(flow.dst), "port": flow.dport, "syns": state[1],
             "window": self.window, "distinct_sources": len(sources),
-            "syncookies_sent": self.cookies()})
+            "syncookies_sent": self.cookies(), "blocked_for": self.block_for})
+        return self._offender(state, count)
+
+    def _offender(self, state: list[Any], count: int | None) -> bool:
+        if self.block_for is None or not state[3] or count is None or count < self.block_over:
+            return False
+        self.blocked += 1
         return True

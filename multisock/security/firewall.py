@@ -74,8 +74,8 @@ class Firewall:
         """Append a rule, e.g. ``add_rule("input", "drop", proto="tcp", dport=5432)``.
 
         Matches: proto, src, dst (CIDRs, "!" negates), sport, dport (80, "1000-2000",
-        "22,80", range(...)), iface (arriving interface), flags ("syn,!ack"), icmp_type,
-        state ("new,established,related,invalid"), limit ("100/s", "over 5/s") with burst;
+        "22,80", range(...)), iface (arriving interface), oif (leaving one: output, forward),
+        flags ("syn,!ack"), icmp_type, state ("new,established,related,invalid"), limit ("100/s", "over 5/s") with burst;
         ``reject_with`` ("port-unreachable", "admin-prohibited", "tcp-reset"...) for reject,
         ``prefix`` for log."""
         spec = make_rule(chain, action, match)
@@ -240,6 +240,9 @@ class Firewall:
         if spec.iface is not None:
             env[f"_if{n}"] = spec.iface
             conds.append(f"f.iface == _if{n}")
+        if spec.oif is not None:
+            env[f"_of{n}"] = spec.oif
+            conds.append(f"f.oface == _of{n}")
         if spec.flags is not None:
             mask, want = spec.flags
             conds.append(f"f.flags & {mask} == {want}")

@@ -35,10 +35,11 @@ class Flow:
     echo messages (conntrack's "port" for ICMP, as netfilter's), 0 where there is none."""
 
     __slots__ = ("proto", "src", "dst", "sport", "dport", "flags", "seq", "itype", "icode",
-                 "data_offset", "size", "payload", "iface", "inner", "fragment")
+                 "data_offset", "size", "_payload", "packet", "iface", "oface", "inner",
+                 "fragment")
 
-    def __init__(self, proto: int, src: bytes, dst: bytes, payload: memoryview, size: int,
-                 iface: str) -> None:
+    def __init__(self, proto: int, src: bytes, dst: bytes, payload: memoryview | None,
+                 size: int, iface: str, packet: Packet | None = None) -> None:
         self.proto = proto
         self.src = src
         self.dst = dst
@@ -50,10 +51,23 @@ class Flow:
         self.icode = -1
         self.data_offset = 0  # where the application bytes start in ``payload``
         self.size = size  # bytes counted by the rule counters (the IP packet's length)
-        self.payload = payload  # the transport header and data
+        # the transport header and data; None: still in the hook's packet, in two pieces
+        # (a local bulk segment), joined only when asked (the IDS, a reject)
+        self._payload = payload
+        self.packet = packet
         self.iface = iface  # the arriving interface's name ("" when unknown)
+        self.oface = ""  # the leaving one's (output, forward; "" when unknown)
         self.inner: Flow | None = None  # the packet an ICMP error quotes (reversed later)
         self.fragment = False  # a non-first fragment: no transport header to read
+
+    @property
+    def payload(self) -> memoryview:
+        """The transport header and data."""
+        payload = self._payload
+        if payload is None:
+            assert self.packet is not None
+            payload = self._payload = memoryview(self.packet.payload)
+        return payload
 
     def __repr__(self) -> str:
         return (f"<Flow proto={self.proto} {self.src.hex()}:{self.sport} -> "
@@ -62,14 +76,22 @@ class Flow:
 
 def parse(packet: Packet) -> Flow | None:
     """The :class:`Flow` of a hook's packet; None when its transport header is malformed."""
-    payload = packet.payload
-    if payload.__class__ is not memoryview:
-        payload = memoryview(payload)
+    # the header is read from the first piece, which holds it whole when the transport bytes
+    # come in two (a locally made segment); the rest is not joined here
+    head = packet.head
+    if head.__class__ is not memoryview:
+        head = memoryview(head)
+    rest = len(packet.rest)
+    total = len(head) + rest
     data = packet.data
-    size = len(data) if data is not None else len(payload) + (20 if len(packet.src) == 4 else 40)
+    size = len(data) if data is not None else total + (20 if len(packet.src) == 4 else 40)
     iface = packet.iface
-    flow = Flow(packet.proto, packet.src, packet.dst, payload, size,
-                iface.name if iface is not None else "")
+    flow = Flow(packet.proto, packet.src, packet.dst, None if rest else head, size,
+                iface.name if iface is not None else "", packet)
+    out = packet.out
+    if out is not None:
+        flow.oface = out.name
+    payload = head
     if data is not None and packet.point != "input":
         # each fragment is seen apart before reassembly: only the first has the ports
         if len(packet.src) == 4:
@@ -83,10 +105,12 @@ def parse(packet: Packet) -> Flow | None:
             return None
         flow.sport, flow.dport, flow.seq, _ack, offset, flow.flags = _TCP.unpack_from(payload)
         offset = (offset >> 4) * 4
-        if offset < 20 or offset > len(payload):
+        if offset < 20 or offset > total:
             return None
         flow.data_offset = offset
         return flow
+    if rest:
+        payload = flow.payload  # (not the usual TCP segment: joined)
     if _fill(flow, payload, len(packet.src) == 16):
         return flow
     return None

@@ -9,12 +9,22 @@ Grammar (one rule per line; ``#`` comments and blank lines skipped)::
     SPORT/DPORT := any | 80 | 1024: | :1023 | 8000:8080 | [80,443,8000:8080] | !PORT
     DIR    := -> | <>
     OPTION := msg:"text" | content:"bytes|0d 0a|more" | nocase | pcre:"/regex/flags"
+            | offset:N | depth:N | distance:N | within:N     (of the content before them)
             | flow:to_server|to_client|from_client|from_server|established|not_established
             | sid:N | rev:N | classtype:x | priority:N | reference:x | metadata:x (kept, unused)
 
 ``content`` holds text with ``|hex|`` bytes; ``nocase`` applies to the content before it;
 every content and the pcre (flags ``i s m x``) must match. Options outside this list are
 refused with their name, never silently ignored (a rule that would not do what it says).
+
+**Where a content may be** (Snort/Suricata's modifiers, of the content before them):
+``offset:N`` and ``depth:N`` place it absolutely, in bytes ``[offset, offset + depth)`` of
+the buffer - the datagram, or for TCP the direction's stream from its first byte seen -;
+``distance:N`` (may be negative) and ``within:N`` place it after the previous content's
+match: it starts at ``previous end + distance`` or later and ends by ``previous end +
+distance + within``. A content with either is relative, and may not also be absolute
+(Suricata refuses the mix too). The contents are tried in order, each occurrence of one
+before the next one's (backtracking, bounded per rule and packet).
 
 **Streams.** A TCP rule's content is looked for in the stream of its direction, not in
 single segments: each tracked connection keeps, per direction, the next expected sequence
@@ -43,6 +53,9 @@ _IGNORED = {"rev", "classtype", "priority", "reference", "metadata", "gid"}
 _FLOW_WORDS = {"to_server", "from_client", "to_client", "from_server", "established",
                "not_established", "stateless"}
 PCRE_OVERLAP = 255
+_MAX_SPAN = 4096  # stream bytes kept for relative contents at most
+_MAX_TRIES = 256  # occurrences tried per rule and packet when contents are placed
+_PLACES = {"offset": 0, "depth": 1, "distance": 2, "within": 3}
 _MASK32 = 0xFFFFFFFF
 
 _RULE = re.compile(r"^\s*(\w+)\s+(\w+)\s+(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s*(->|<>)\s*"
@@ -51,7 +64,7 @@ _RULE = re.compile(r"^\s*(\w+)\s+(\w+)\s+(\S+|\[[^\]]*\])\s+(\S+|\[[^\]]*\])\s*(
 
 class IdsRule:
     __slots__ = ("action", "protos", "src", "sport", "dst", "dport", "both_ways", "msg",
-                 "contents", "pcre", "to_server", "to_client", "established",
+                 "contents", "places", "placed", "pcre", "to_server", "to_client", "established",
                  "not_established", "sid", "text", "hits")
 
     def __init__(self, text: str) -> None:
@@ -65,6 +78,9 @@ class IdsRule:
         self.both_ways = False
         self.msg = ""
         self.contents: list[tuple[bytes, bool]] = []  # (pattern, nocase: lowercased)
+        # per content: [offset, depth, distance, within] (None: not given)
+        self.places: list[list[int | None]] = []
+        self.placed = False  # any content has a place: the slower, exact search
         self.pcre: re.Pattern[bytes] | None = None
         self.to_server = self.to_client = False
         self.established = self.not_established = False
@@ -72,7 +88,19 @@ class IdsRule:
         self.hits = 0
 
     def longest(self) -> int:
+        """The longest stretch of stream one match may span (the IDS keeps that much minus
+        one between segments)."""
         longest = max((len(c) for c, _ in self.contents), default=1)
+        span = 0
+        for (pattern, _), (_o, _d, distance, within) in zip(self.contents, self.places,
+                                                                 strict=True):
+            if distance is None and within is None:
+                span = len(pattern)
+            else:  # chained on the previous one's end
+                span += (within if within is not None
+                         else max(distance or 0, 0) + len(pattern) + PCRE_OVERLAP)
+            longest = max(longest, span)
+        longest = min(longest, _MAX_SPAN)
         return max(longest, PCRE_OVERLAP + 1) if self.pcre is not None else longest
 
     def __repr__(self) -> str:
@@ -121,6 +149,9 @@ def parse_rule(line: str) -> IdsRule:
             rule.msg = _quoted(value)
         elif name == "content":
             rule.contents.append((_content(value), False))
+            rule.places.append([None, None, None, None])
+        elif name in _PLACES:
+            _place(rule, name, value)
         elif name == "nocase":
             if not rule.contents:
                 raise ValueError("nocase before any content")
@@ -149,6 +180,31 @@ def parse_rule(line: str) -> IdsRule:
     if not rule.sid:
         raise ValueError("every rule needs sid:N")
     return rule
+
+
+def _place(rule: IdsRule, name: str, value: str) -> None:
+    """offset/depth/distance/within for the last content, checked as Suricata does."""
+    if not rule.contents:
+        raise ValueError(f"{name} before any content")
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ValueError(f"{name} needs a number: {value!r}") from None
+    place = rule.places[-1]
+    index = _PLACES[name]
+    if place[index] is not None:
+        raise ValueError(f"{name} given twice for one content")
+    if number < 0 and name != "distance":
+        raise ValueError(f"{name} cannot be negative")
+    size = len(rule.contents[-1][0])
+    if name in ("depth", "within") and number < size:
+        raise ValueError(f"{name}:{number} is shorter than its content ({size} bytes)")
+    place[index] = number
+    if (place[0] is not None or place[1] is not None) and (
+            place[2] is not None or place[3] is not None):
+        raise ValueError("a content is either absolute (offset, depth) or relative "
+                         "(distance, within), not both")
+    rule.placed = True
 
 
 def _options(text: str) -> list[tuple[str, str]]:
@@ -301,11 +357,12 @@ def _in_ports(spec: Any, port: int) -> bool:
 class _Stream:
     """One direction of a TCP connection as the IDS follows it."""
 
-    __slots__ = ("next_seq", "tail")
+    __slots__ = ("next_seq", "tail", "start")
 
     def __init__(self) -> None:
         self.next_seq = -1
         self.tail = b""
+        self.start = 0  # the sequence number of the first byte seen: position 0
 
 
 class Ids:
@@ -332,11 +389,13 @@ class Ids:
             return 1
         data = flow.payload[flow.data_offset:]
         tail = b""
+        base = 0  # where the window starts in its buffer (the stream, for TCP)
         if flow.proto == TCP and conn is not None and len(data):
             got = self._stream(flow, conn, direction, data)
             if got is None:
                 return 1  # nothing new in this segment (a retransmission)
-            tail, data = got
+            tail, data, position = got
+            base = position - len(tail)
         self.counters["inspected"] += 1
         window = tail + bytes(data) if tail else bytes(data)
         lowered = window.lower() if self.nocase else window
@@ -351,7 +410,10 @@ class Ids:
                 continue
             if rule.established and not established or rule.not_established and established:
                 continue
-            if not self._payload(rule, window, lowered, fresh):
+            if rule.placed:
+                if not _placed(rule, window, lowered, fresh, base):
+                    continue
+            elif not self._payload(rule, window, lowered, fresh):
                 continue
             rule.hits += 1
             from multisock.stack import addresses as A
@@ -400,9 +462,9 @@ class Ids:
         return True
 
     def _stream(self, flow: Flow, conn: Conn, direction: int,
-                data: memoryview) -> tuple[bytes, memoryview] | None:
-        """(tail, new bytes) of this segment in its direction's stream; None if it brings
-        nothing new (a retransmission)."""
+                data: memoryview) -> tuple[bytes, memoryview, int] | None:
+        """(tail, new bytes, where they start in the stream) of this segment in its
+        direction's stream; None if it brings nothing new (a retransmission)."""
         streams = conn.stream
         if streams is None:
             streams = conn.stream = (_Stream(), _Stream())
@@ -412,7 +474,7 @@ class Ids:
             seq = (seq + 1) & _MASK32
         size = len(data)
         if stream.next_seq < 0:
-            stream.next_seq = seq  # the first bytes seen in this direction
+            stream.next_seq = stream.start = seq  # the first bytes seen in this direction
         ahead = (seq - stream.next_seq) & _MASK32
         if ahead == 0:
             pass
@@ -439,4 +501,44 @@ class Ids:
                 stream.tail = bytes(data[size - keep:])
             else:
                 stream.tail = (tail + bytes(data))[-keep:]
-        return tail, data
+        return tail, data, (seq - stream.start) & _MASK32
+
+
+def _placed(rule: IdsRule, window: bytes, lowered: bytes, fresh: int, base: int) -> bool:
+    """The contents of ``rule`` in order, each where its modifiers allow, then the pcre;
+    as ``Ids._payload``, some content must end in the fresh bytes (past ``fresh``).
+    ``base`` is the window's position in its buffer (offset and depth count from 0)."""
+    contents, places = rule.contents, rule.places
+    tries = [_MAX_TRIES]
+
+    def search(i: int, previous: int, newest: int) -> bool:
+        if i == len(contents):
+            return newest > fresh or newest == fresh == 0
+        pattern, nocase = contents[i]
+        haystack = lowered if nocase else window
+        offset, depth, distance, within = places[i]
+        if distance is not None or within is not None:
+            start = previous + (distance or 0)
+            end = start + within if within is not None else len(haystack)
+        else:
+            start = (offset or 0) - base
+            end = start + depth if depth is not None else len(haystack)
+        start = max(start, 0)
+        end = min(end, len(haystack))
+        while tries[0] > 0:
+            at = haystack.find(pattern, start, end)
+            if at < 0:
+                return False
+            tries[0] -= 1
+            stop = at + len(pattern)
+            if search(i + 1, stop, max(newest, stop)):
+                return True
+            start = at + 1
+        return False
+
+    if not search(0, 0, 0):
+        return False
+    if rule.pcre is not None:
+        return any(found.end() > fresh or found.end() == fresh == 0
+                   for found in rule.pcre.finditer(window))
+    return True

@@ -15,6 +15,7 @@ Text grammar (one rule per line; words in any order after the chain, nftables' w
               | saddr [!]CIDR[,CIDR...] | daddr [!]CIDR[,...]
               | sport PORTS | dport PORTS                 80 | 1000-2000 | 22,80,8000-8080
               | iif NAME                                  the arriving interface
+              | oif NAME                                  the leaving one (output, forward)
               | flags FLAGS                               syn,!ack: SYN set and ACK clear
               | type ICMPTYPE                             echo-request, destination-unreachable, 8
               | ct state STATES                           new,established,related,invalid
@@ -53,7 +54,7 @@ ICMPV6_TYPES = {"destination-unreachable": 1, "packet-too-big": 2, "time-exceede
 REJECT_KINDS = {"port-unreachable": (3, 4), "admin-prohibited": (13, 1),
                 "host-unreachable": (1, 3), "net-unreachable": (0, 0),
                 "host-prohibited": (10, 1), "net-prohibited": (9, 1), "tcp-reset": (-1, -1)}
-MATCH_KEYS = ("proto", "src", "dst", "sport", "dport", "iface", "flags", "icmp_type",
+MATCH_KEYS = ("proto", "src", "dst", "sport", "dport", "iface", "oif", "flags", "icmp_type",
               "state", "limit", "burst")
 _MAX_PORT_SET = 4096  # larger port lists are kept as ranges
 
@@ -64,7 +65,7 @@ Net = tuple[int, int, int, bool]  # (address length in bytes, network, mask, neg
 class RuleSpec:
     """One checked rule. Match fields are None when the rule does not ask."""
 
-    __slots__ = ("chain", "action", "proto", "src", "dst", "sport", "dport", "iface",
+    __slots__ = ("chain", "action", "proto", "src", "dst", "sport", "dport", "iface", "oif",
                  "flags", "icmp_type", "state", "limit", "burst", "reject_with", "prefix",
                  "given")
 
@@ -77,6 +78,7 @@ class RuleSpec:
         self.sport: Ports | None = None
         self.dport: Ports | None = None
         self.iface: str | None = None
+        self.oif: str | None = None  # the leaving interface (iptables -o, nftables oifname)
         self.flags: tuple[int, int] | None = None  # (mask, value)
         self.icmp_type: int | None = None
         self.state: int | None = None  # mask of conntrack ctinfo bits
@@ -245,6 +247,10 @@ def make_rule(chain: str, action: str, match: dict[str, Any]) -> RuleSpec:
         if chain == "output":
             raise ValueError("iface matches the arriving interface: input and forward only")
         spec.iface = str(match["iface"])
+    if match.get("oif") is not None:
+        if chain == "input":
+            raise ValueError("oif matches the leaving interface: output and forward only")
+        spec.oif = str(match["oif"])
     if match.get("flags") is not None:
         if spec.proto != frozenset((6,)):
             raise ValueError("flags needs proto tcp")
@@ -355,6 +361,8 @@ def parse_line(line: str) -> tuple[str, str, str | None, dict[str, Any]]:
             match[word] = take("ports").lower()
         elif word in ("iif", "iifname"):
             match["iface"] = take("an interface name")
+        elif word in ("oif", "oifname"):
+            match["oif"] = take("an interface name")
         elif word == "flags":
             match["flags"] = take("TCP flags").lower()
         elif word in ("type", "icmp-type"):

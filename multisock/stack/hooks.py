@@ -16,11 +16,14 @@ INPUT, FORWARD and OUTPUT filter: there anything but DROP accepts.
 What a hook sees (:class:`Packet`): the addresses, the protocol, the transport bytes and,
 where it exists yet, the IP packet as on the wire; INPUT sees a datagram after reassembly,
 PRE_ROUTING and POST_ROUTING each fragment. OUTPUT runs before the IP header is built
-(``data`` is None): a locally made message, before routing chooses its way.
+(``data`` is None): a locally made message, once routing chose its way (``out``, as in
+netfilter, where OUTPUT follows the routing decision).
 
 Nothing registered costs nothing: ``IPStack.hooks`` stays None until the first hook is
 added, so the fast paths (TCP in, TCP out) test one attribute and the general path one more
-per point; the ``Hooks`` object goes away again with the last hook.
+per point; the ``Hooks`` object goes away again with the last hook. Hooks registered do not
+move TCP off the fast paths: those run PRE_ROUTING and INPUT, OUTPUT and POST_ROUTING
+themselves.
 """
 
 from __future__ import annotations
@@ -47,19 +50,44 @@ Hook = Callable[["Packet"], Verdict]
 
 
 class Packet:
-    """One packet as a hook sees it (read-only by convention: return a replacement instead)."""
+    """One packet as a hook sees it (read-only by convention: return a replacement instead).
 
-    __slots__ = ("point", "src", "dst", "proto", "payload", "data", "iface")
+    The transport bytes may come in two pieces, ``head`` (at least the transport header)
+    and ``rest`` (a locally made segment's data, kept apart by the sender): ``payload``
+    joins them only when a hook asks, so a hook that reads headers alone (a firewall, conntrack)
+    never copies a bulk segment."""
+
+    __slots__ = ("point", "src", "dst", "proto", "head", "rest", "_payload", "data", "iface",
+                 "out")
 
     def __init__(self, point: str, src: bytes, dst: bytes, proto: int,
-                 payload: bytes | memoryview, data: bytes | None, iface: Interface | None) -> None:
+                 payload: bytes | bytearray | memoryview, data: bytes | None,
+                 iface: Interface | None, rest: bytes | memoryview = b"",
+                 out: Interface | None = None) -> None:
         self.point = point
         self.src = src  # 4 or 16 bytes
         self.dst = dst
         self.proto = proto  # the transport's protocol number (6 TCP, 17 UDP, 1/58 ICMP)
-        self.payload = payload  # the transport header and data
+        self.head = payload  # the transport header (and data, when ``rest`` is empty)
+        self.rest = rest  # the rest of the transport bytes, apart
+        self._payload: bytes | bytearray | memoryview | None = None if len(rest) else payload
         self.data = data  # the whole IP packet as on the wire; None at OUTPUT
         self.iface = iface  # arrived on (PRE_ROUTING, INPUT, FORWARD), leaves by (POST_ROUTING)
+        # leaves by, as routing chose (OUTPUT, FORWARD, POST_ROUTING: iptables' -o)
+        self.out = out
+
+    @property
+    def payload(self) -> bytes | bytearray | memoryview:
+        """The transport header and data, in one piece (joined on first use)."""
+        joined = self._payload
+        if joined is None:
+            joined = self._payload = b"".join((self.head, self.rest))
+        return joined
+
+    @property
+    def length(self) -> int:
+        """The transport bytes' length, without joining them."""
+        return len(self.head) + len(self.rest)
 
     @classmethod
     def of_wire(cls, point: str, data: bytes, iface: Interface | None) -> Packet | None:
@@ -68,10 +96,12 @@ class Packet:
         if len(data) >= 20 and data[0] >> 4 == 4:
             ihl = (data[0] & 0x0F) * 4
             return cls(point, bytes(data[12:16]), bytes(data[16:20]), data[9],
-                       memoryview(data)[ihl:], data, iface)
+                       memoryview(data)[ihl:], data, iface,
+                       out=iface if point == POST_ROUTING else None)
         if len(data) >= 40 and data[0] >> 4 == 6:
             return cls(point, bytes(data[8:24]), bytes(data[24:40]), data[6],
-                       memoryview(data)[40:], data, iface)
+                       memoryview(data)[40:], data, iface,
+                       out=iface if point == POST_ROUTING else None)
         return None
 
     def __repr__(self) -> str:

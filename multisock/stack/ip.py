@@ -396,7 +396,7 @@ class IPStack:
             src = chosen
         hooks = self.hooks
         if hooks is not None and hooks.output and not hooks.admit(
-                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload, iface)):
             raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
@@ -430,7 +430,7 @@ class IPStack:
             src = chosen
         hooks = self.hooks
         if hooks is not None and hooks.output and not hooks.admit(
-                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+                OUTPUT, Packet(OUTPUT, src, dst, proto, header, None, None, payload, iface)):
             raise _oserror(errno.EPERM)
         if ttl is None:
             ttl = 1
@@ -588,11 +588,17 @@ class IPStack:
         size = len(packet)
         counters["rx_bytes"] += size
         hooks = self.hooks
-        if (size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None
-                and hooks is None):
+        if hooks is not None and hooks.pre_routing:
+            kept = hooks.rewrite(PRE_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept  # (what the fast path below then looks at)
+            size = len(packet)
+        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
-            # the branches _input4 and _deliver would; anything else goes the general way.
+            # the branches _input4 and _deliver would, INPUT hooks included; anything else
+            # goes the general way.
             _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
             # (a source that may be a martian - ours, loopback, multicast or broadcast -
             # arriving on a link goes the general way: _martian_source decides there)
@@ -600,14 +606,13 @@ class IPStack:
                     and dst in self._local and not self.raw_listeners
                     and (iface.loopback or not (src[0] == 127 or src[0] >= 224
                                                 or src in self._local))):
+                segment = memoryview(packet)[20:total]
+                if hooks is not None and hooks.input and not hooks.admit(
+                        INPUT, Packet(INPUT, src, dst, PROTO_TCP, segment, packet, iface)):
+                    return
                 self.counters["in_delivered"] += 1
-                self.tcp.input(src, dst, memoryview(packet)[20:total], now)
+                self.tcp.input(src, dst, segment, now)
                 return
-        if hooks is not None and hooks.pre_routing:
-            kept = hooks.rewrite(PRE_ROUTING, packet, iface)
-            if kept is None:
-                return
-            packet = kept
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -791,8 +796,10 @@ class IPStack:
         hooks = self.hooks
         if hooks is not None and hooks.forward:
             forwarded = Packet.of_wire(FORWARD, packet, iface)
-            if forwarded is not None and not hooks.admit(FORWARD, forwarded):
-                return
+            if forwarded is not None:
+                forwarded.out = route.interface
+                if not hooks.admit(FORWARD, forwarded):
+                    return
         if route.interface is iface and len(dst) == 4 and self.send_redirects:
             self._maybe_redirect(packet, src, dst, route, iface, now)
         mtu = route.path_mtu()
@@ -1056,13 +1063,40 @@ class IPStack:
             self._routes_to.put(dst, route)
         return route
 
+    def _tcp_output_hooked(self, route: Route, header: bytes, src: bytes, dst: bytes,
+                           segment: bytes | bytearray | memoryview,
+                           payload: bytes | memoryview) -> None:
+        """tcp_output's fast path with hooks: OUTPUT sees the segment's pieces, unjoined
+        (``Packet.payload`` joins them if a hook asks), POST_ROUTING the IP packet."""
+        hooks = self.hooks
+        assert hooks is not None
+        iface = route.interface
+        if hooks.output and not hooks.admit(
+                OUTPUT, Packet(OUTPUT, src, dst, PROTO_TCP, segment, None, None, payload, iface)):
+            # what output() raises as EPERM here, and tcp_output counts
+            self.counters["out_tcp_errors"] = self.counters.get("out_tcp_errors", 0) + 1
+            return
+        packet: bytes = b"".join((header, segment, payload))
+        if hooks.post_routing:
+            kept = hooks.rewrite(POST_ROUTING, packet, iface)
+            if kept is None:
+                return
+            packet = kept
+        counters = iface.counters
+        counters["tx_packets"] += 1
+        counters["tx_bytes"] += len(packet)
+        self.counters["out_packets"] += 1
+        gateway = route.gateway
+        iface.transmit(packet, dst if gateway is None else gateway, self.now)
+
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
-        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None and self.rules is None:
+        if len(dst) == 4 and src and dst[0] < 224 and self.rules is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
-            # interface (no checksum to fill) - what output() and _send() would do, in one go
+            # interface (no checksum to fill) - what output() and _send() would do, in one go,
+            # hooks included (OUTPUT sees the pieces, unjoined; POST_ROUTING the packet)
             route = self._cached_route(dst)
             if route is not None and route.interface.trusted:
                 iface = route.interface
@@ -1070,11 +1104,13 @@ class IPStack:
                 mtu = route.mtu if route.mtu is not None else iface.mtu
                 if length <= mtu and length <= 0xFFFF:
                     ident = self._ident = (self._ident + 1) & 0xFFFF
-                    packet = b"".join((
-                        _IPV4_HEADER.pack(0x45, tos, length, ident, 0x4000,
-                                          self.default_ttl if ttl is None else ttl,
-                                          PROTO_TCP, 0, src, dst),
-                        segment, payload))
+                    header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0x4000,
+                                               self.default_ttl if ttl is None else ttl,
+                                               PROTO_TCP, 0, src, dst)
+                    if self.hooks is not None:  # (the one test the path without hooks pays)
+                        self._tcp_output_hooked(route, header, src, dst, segment, payload)
+                        return
+                    packet = b"".join((header, segment, payload))
                     counters = iface.counters
                     counters["tx_packets"] += 1
                     counters["tx_bytes"] += length

@@ -45,7 +45,7 @@ def test_parse_rule() -> None:
     assert rule.pcre is not None and rule.pcre.search(b"PASSWORD=")
     assert rule.dport == (False, [(80, 80), (8000, 8080)])
     for bad in ('alert tcp any any -> any any (msg:"no sid";)',
-                'alert tcp any any -> any any (content:"x"; depth:4; sid:1;)',
+                'alert tcp any any -> any any (content:"x"; isdataat:4; sid:1;)',
                 'pass tcp any any -> any any (sid:1;)',
                 'alert tcp any any => any any (sid:1;)',
                 'alert icmp any 80 -> any any (sid:1;)',

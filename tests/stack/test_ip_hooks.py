@@ -196,14 +196,44 @@ def test_without_hooks_tcp_takes_the_fast_paths(pair: tuple[Host, Host]) -> None
     # neither general path ran: no header object parsed on input, no output() call
     assert calls["_input4"] == 0 and calls["output"] == 0 and calls["_send"] == 0
 
-    b.ip.add_hook(H.FORWARD, _recorder([]))  # a hook anywhere: the general paths, hooked
-    a.ip.add_hook(H.FORWARD, _recorder([]))
+    # hooks at every point ride the fast paths: they see each segment there (OUTPUT the
+    # pieces unjoined, the IP packet at INPUT/PRE_/POST_ROUTING) and the general paths stay idle
+    seen: dict[str, list[H.Packet]] = {point: [] for point in H.POINTS}
+    for host in (a, b):
+        for point in H.POINTS:
+            host.ip.add_hook(point, _recorder(seen[point]))
     with _calls_in_ip() as calls:
         exchange()
-    assert calls["_input4"] > 0 and calls["output"] > 0
+    assert calls["_input4"] == 0 and calls["output"] == 0 and calls["_send"] == 0
+    data_out = [p for p in seen[H.OUTPUT] if p.length > 40]
+    assert data_out and all(p.data is None and len(p.rest) for p in data_out)
+    assert all(p.payload[:2] == bytes(p.head[:2]) for p in data_out)  # joined when asked
+    assert len(seen[H.INPUT]) == len(seen[H.PRE_ROUTING]) > 0
+    assert len(seen[H.POST_ROUTING]) == len(seen[H.OUTPUT]) and not seen[H.FORWARD]
+    assert sum(len(p.rest) for p in data_out) >= 10000  # the data, apart from the headers
+
+    # a hook dropping at INPUT still drops on the fast path (and the sender retransmits)
+    drop: H.Hook = _recorder([], H.DROP, proto=6)
+    b.ip.add_hook(H.INPUT, drop)
+    client.send(b"lost")
+    assert b.ip.hooks is not None and b.ip.hooks.dropped[H.INPUT] > 0
+    b.ip.remove_hook(H.INPUT, drop)
+
     for host in (a, b):
-        assert host.ip.hooks is not None
-        host.ip.remove_hook(H.FORWARD, host.ip.hooks.forward[0])
+        for point in H.POINTS:
+            hooks = host.ip.hooks
+            assert hooks is not None
+            for hook in getattr(hooks, point):
+                host.ip.remove_hook(point, hook)
+        assert host.ip.hooks is None
     with _calls_in_ip() as calls:
+        assert server.recv(100) == b"lost"  # (retransmitted, taken now)
         exchange()
     assert calls["_input4"] == 0 and calls["output"] == 0
+
+    tapped: list[int] = []
+    b.ip.raw_listeners.append(lambda _s, _d, proto, _p: tapped.append(proto))  # a raw
+    with _calls_in_ip() as calls:                                 # listener: the general way
+        exchange()
+    assert calls["_input4"] > 0 and tapped
+    b.ip.raw_listeners.clear()
