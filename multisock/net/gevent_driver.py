@@ -12,6 +12,9 @@ differs. Instead of a daemon thread sleeping in ``select()``:
   greenlets run in between);
 * a core blocks on :class:`GreenCondition`: it releases the driver lock and parks
   the greenlet on a gevent ``Event``, so a blocking ``recv`` yields to the hub.
+* while it sleeps, the socket's watcher for that direction is started
+  (``net.gevent_waits``): the hub's loop stays alive as for gevent's kernel socket
+  (unless ``sock.ref = False``) and a second waiter gets ConcurrentObjectUseError.
 
 The lock is a ``gevent.lock.RLock``. Nothing switches greenlets while holding it
 (the only switch point is ``GreenCondition.wait``, which releases it), so hub

@@ -79,7 +79,7 @@ def _never() -> None:
 
 class Waiting:
     """``with``: the greenlet is about to sleep in a wait of ``kind`` on the socket whose
-    events are ``events``. Reusable; not re-entrant (a core's waits do not nest)."""
+    events are ``events`` (one object per wait)."""
 
     __slots__ = ("_events", "_kind", "_keepalive", "_watcher", "_held")
 
