@@ -19,9 +19,4 @@ EXPECTED_FAILURES: dict[str, str] = {
     "test_ssl.SimpleBackgroundTests.test_makefile_close":
         "calls os.read(fd, 0) on the socket's fileno(): a userspace socket's fd is an eventfd "
         "(its readiness for select/epoll), where a zero-byte read is EINVAL, not b''",
-    # ------------------------------------------------------------------ gevent's own tests
-    "gevent.tests.test__socket_ex.TestRef.test":
-        "asserts sock.ref and then sock._read_event.ref / sock._write_event.ref: gevent's "
-        "private libev io watchers on the kernel fd, which a userspace socket does not have "
-        "(its waits park on the stack's condition; no per-socket watcher holds the loop)",
 }

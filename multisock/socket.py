@@ -201,6 +201,44 @@ class socket:
     def _is_userspace(self) -> bool:
         return self._userspace
 
+    # -- gevent's socket API beyond the stdlib: only under the gevent backend (AttributeError
+    # otherwise, as on the stdlib's socket); see multisock.net.gevent_waits
+
+    def _green_events(self) -> _Any:
+        events = getattr(self._sock.driver, "events", None)
+        if events is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'ref' "
+                                 "(gevent's, under multisock's gevent backend only)")
+        return events(self._sock)
+
+    @property
+    def ref(self) -> bool:
+        """gevent's ``socket.ref``: whether a greenlet waiting on this socket keeps the hub's
+        loop running (``gevent.wait()``); True by default."""
+        if not self._userspace:
+            return bool(self._sock.ref)
+        return bool(self._green_events().ref)
+
+    @ref.setter
+    def ref(self, value: bool) -> None:
+        if not self._userspace:
+            self._sock.ref = value
+        else:
+            self._green_events().ref = value
+
+    @property
+    def _read_event(self) -> _Any:
+        """gevent's watcher a reader waits on (``hub.cancel_wait`` takes it); None once closed."""
+        if not self._userspace:
+            return self._sock._read_event
+        return None if self._sock.closed else self._green_events().read
+
+    @property
+    def _write_event(self) -> _Any:
+        if not self._userspace:
+            return self._sock._write_event
+        return None if self._sock.closed else self._green_events().write
+
     @staticmethod
     def _adopt(core: _Any) -> socket:
         """A plain ``socket`` holding ``core`` (the caller has counted the reference)."""

@@ -31,6 +31,11 @@ MSG_TRUNC = _socket.MSG_TRUNC
 SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
 SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
 
+# what a wait is for, as gevent's kernel socket would wait (``Core.wait``'s ``kind``)
+WAIT_OTHER = 0  # neither the socket's own read nor its write (gevent's wait_read, TLS's transport)
+WAIT_READ = 1
+WAIT_WRITE = 2
+
 _default_timeout: float | None = None
 
 # readiness eventfd -> its core, for every core that made one (fileno()): how fromfd(),
@@ -116,6 +121,9 @@ class Core:
         self._watchers: set[Callable[[], None]] | None = None
         # a layer above (TLS) holds bytes for the reader: the socket counts as readable
         self.held_above = False
+        # under gevent: the socket's _read_event/_write_event watchers and its ``ref``
+        # (``net.gevent_waits.SocketEvents``), made on the first wait
+        self.green_events: Any = None
 
     @property
     def cond(self) -> Any:
@@ -157,11 +165,16 @@ class Core:
     def getblocking(self) -> bool:
         return self.timeout != 0.0
 
-    def wait(self, ready: Callable[[], bool], flags: int = 0, timeout: Any = "default") -> None:
+    def wait(self, ready: Callable[[], bool], flags: int = 0, timeout: Any = "default",
+             kind: int = WAIT_OTHER) -> None:
         """Wait (lock held) until ``ready()``; BlockingIOError / TimeoutError / EBADF.
 
         The predicate is asked once before sleeping and once per wake-up (callers have
-        usually just asked it themselves: a blocking recv passes here once per segment)."""
+        usually just asked it themselves: a blocking recv passes here once per segment).
+        ``kind`` says what gevent's kernel socket would wait on (WAIT_READ: its read watcher,
+        WAIT_WRITE: its write watcher): under gevent the sleep holds the hub's loop as that
+        watcher would, and a second greenlet sleeping in the same direction gets gevent's
+        ConcurrentObjectUseError (``GeventDriver.waiting``)."""
         driver = self.driver
         driver.drain()  # what is queued may make us ready, and re-arms timers before we sleep
         if ready():
@@ -169,8 +182,16 @@ class Core:
         limit = self.timeout if timeout == "default" else timeout
         if flags & MSG_DONTWAIT or limit == 0.0:
             raise would_block()
-        if self.driver.backend == "gevent" and _called_as_raw_socket():
-            raise would_block()
+        if driver.backend == "gevent":
+            if _called_as_raw_socket():
+                raise would_block()
+            with driver.waiting(self, kind):  # type: ignore[attr-defined]
+                self._sleep(ready, limit)
+            return
+        self._sleep(ready, limit)
+
+    def _sleep(self, ready: Callable[[], bool], limit: float | None) -> None:
+        driver = self.driver
         deadline = None if limit is None else driver.now() + limit
         cond = self.cond
         while True:
@@ -189,14 +210,8 @@ class Core:
 
     def wait_to_read(self, ready: Callable[[], bool], flags: int = 0,
                      timeout: Any = "default") -> None:
-        """:meth:`wait` for data; under gevent one greenlet at a time (the driver's
-        ``reading``: a second reader gets gevent's AssertionError, as with gevent's sockets)."""
-        if self.driver.backend != "gevent":
-            self.wait(ready, flags, timeout)
-            return
-        reading: Any = getattr(self.driver, "reading")  # noqa: B009 - GeventDriver's only
-        with reading(self):
-            self.wait(ready, flags, timeout)
+        """:meth:`wait` for data (``kind=WAIT_READ``)."""
+        self.wait(ready, flags, timeout, WAIT_READ)
 
     def changed(self) -> None:
         """The stack says readiness may have changed (lock held)."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from multisock.api import ancillary as A
 from multisock.api import multicast
 from multisock.api import options as O
-from multisock.api.core import MSG_PEEK, MSG_TRUNC, Core
+from multisock.api.core import MSG_PEEK, MSG_TRUNC, WAIT_READ, Core
 from multisock.api.errors import oserror
 from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
 from multisock.stack.datagram import (
@@ -207,7 +207,8 @@ class DatagramCore(Core):
     def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
         self.check_open()
         with self.driver.operation():
-            self.wait(lambda: self.ep.readable or self.closed, flags, self._recv_timeout())
+            self.wait(lambda: self.ep.readable or self.closed, flags, self._recv_timeout(),
+                      WAIT_READ)
             if self.closed:
                 raise oserror(errno.EBADF)
             err = self.ep.take_error()

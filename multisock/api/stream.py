@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
+from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, WAIT_READ, WAIT_WRITE, Core
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
 from multisock.stack.tcp.config import TcpState
@@ -96,7 +96,7 @@ class StreamCore(Core):
                         child = tcb.accept()
                     return child is not None
 
-                self.wait(ready)
+                self.wait(ready, 0, "default", WAIT_READ)
                 if child is None:
                     raise oserror(errno.EBADF)
             self.sync_fd()
@@ -136,7 +136,8 @@ class StreamCore(Core):
                 raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             try:
                 if tcb.state is _SYN_SENT and not tcb.pending_error:
-                    self.wait(lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error))
+                    self.wait(lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error),
+                              0, "default", WAIT_WRITE)
                     now = self.host.touch()  # the wait released the lock: time moved on
             except TimeoutError:
                 self.connecting = True
@@ -231,7 +232,7 @@ class StreamCore(Core):
                 return 0
             limit = self._send_timeout()
             self.wait(lambda: bool(tcb.writable) or self.closed
-                      or self._never_connected(flags, limit), flags, limit)
+                      or self._never_connected(flags, limit), flags, limit, WAIT_WRITE)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now))
@@ -263,7 +264,7 @@ class StreamCore(Core):
                         return (bool(tcb.writable) or self.closed
                                 or self._never_connected(flags, limit))
 
-                    self.wait(can_send, flags, remaining)
+                    self.wait(can_send, flags, remaining, WAIT_WRITE)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
                 n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))

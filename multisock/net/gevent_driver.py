@@ -12,6 +12,9 @@ differs. Instead of a daemon thread sleeping in ``select()``:
   greenlets run in between);
 * a core blocks on :class:`GreenCondition`: it releases the driver lock and parks
   the greenlet on a gevent ``Event``, so a blocking ``recv`` yields to the hub.
+* while it sleeps, the socket's watcher for that direction is started
+  (``net.gevent_waits``): the hub's loop stays alive as for gevent's kernel socket
+  (unless ``sock.ref = False``) and a second waiter gets ConcurrentObjectUseError.
 
 The lock is a ``gevent.lock.RLock``. Nothing switches greenlets while holding it
 (the only switch point is ``GreenCondition.wait``, which releases it), so hub
@@ -23,6 +26,7 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from gevent import get_hub, getcurrent, sleep
@@ -30,6 +34,7 @@ from gevent.event import Event
 from gevent.lock import RLock
 
 from multisock.net.driver import Driver
+from multisock.net.gevent_waits import KeepAlive, SocketEvents, Waiting
 
 
 class GreenCondition:
@@ -70,33 +75,6 @@ class GreenCondition:
     notify = notify_all
 
 
-class _Reading:
-    """One greenlet at a time waits to read a socket, as gevent's own sockets enforce (their
-    read watcher refuses a second waiter): the second gets gevent's
-    ``ConcurrentObjectUseError``, an AssertionError, at once instead of an undefined share of
-    the data."""
-
-    __slots__ = ("_readers", "_core")
-
-    def __init__(self, readers: dict[int, Any], core: Any) -> None:
-        self._readers = readers
-        self._core = core
-
-    def __enter__(self) -> None:
-        current = getcurrent()
-        other = self._readers.get(id(self._core))
-        if other is not None and other is not current and not other.dead:
-            from gevent.exceptions import ConcurrentObjectUseError
-
-            raise ConcurrentObjectUseError(
-                f"This socket is already used by another greenlet: {other!r}")
-        self._readers[id(self._core)] = current
-
-    def __exit__(self, *exc: object) -> None:
-        if self._readers.get(id(self._core)) is getcurrent():
-            del self._readers[id(self._core)]
-
-
 class GeventDriver(Driver):
     """A :class:`Driver` whose timers and device fds are watchers on the gevent hub."""
 
@@ -109,13 +87,23 @@ class GeventDriver(Driver):
         self._io: dict[int, Any] = {}
         self._wio: dict[int, Any] = {}  # the gateway's kernel sockets waiting to be writable
         self._continuing = False  # a hub callback will go on with a drain's leftovers
-        # id(core) -> the greenlet waiting to read it (not the base class's fd -> callback
-        # ``_readers``)
-        self._core_readers: dict[int, Any] = {}
+        self._keepalive = KeepAlive(self.hub.loop)
 
-    def reading(self, core: Any) -> _Reading:
-        """``with driver.reading(core):`` around a wait for data (see :class:`_Reading`)."""
-        return _Reading(self._core_readers, core)
+    def events(self, core: Any) -> SocketEvents:
+        """The core's ``_read_event``/``_write_event`` pair (see ``net.gevent_waits``)."""
+        events = core.green_events
+        if events is None:
+            events = core.green_events = SocketEvents(self.hub.loop)
+        return events
+
+    def waiting(self, core: Any, kind: int) -> Any:
+        """``with driver.waiting(core, kind):`` around a greenlet's sleep in ``core.wait``:
+        holds the hub's loop as gevent's kernel socket would (unless ``ref`` is False), and
+        refuses a second waiter in the same direction with gevent's ConcurrentObjectUseError.
+        From the hub itself nothing sleeps (the wait raises EAGAIN): nothing is held."""
+        if getcurrent() is self.hub:
+            return nullcontext()
+        return Waiting(self.events(core), kind, self._keepalive)
 
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):

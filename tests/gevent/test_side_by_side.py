@@ -30,6 +30,12 @@ CASES = [
     "second_reader_is_refused",
     "default_selector_is_gevents",
     "gevent_selector_readiness",
+    "ref_keeps_hub_alive",
+    "ref_set_before_any_wait",
+    "second_acceptor_is_refused",
+    "second_datagram_reader_is_refused",
+    "second_sender_is_refused",
+    "cancel_wait_on_read_event",
 ]
 
 

@@ -195,6 +195,128 @@ def gevent_selector_readiness() -> Any:
     return out
 
 
+def refused(fn: Callable[[], Any]) -> Any:
+    """The outcome of a call expected to meet gevent's ConcurrentObjectUseError."""
+    result = outcome(fn)
+    if result[0] == "ConcurrentObjectUseError":
+        return [result[0], result[1].startswith("This socket is already used by another")]
+    return result
+
+
+@case
+def ref_keeps_hub_alive() -> Any:
+    """gevent's ``socket.ref``: a greenlet blocked in ``recv`` keeps the hub's loop running
+    (``gevent.wait()`` times out: False), unless the socket's ``ref`` is False (the loop has
+    nothing else: True). The reader still gets its data after."""
+    client, server = pair()
+    reader = gevent.spawn(server.recv, 10)
+    gevent.sleep(0.01)
+    out: list[Any] = [server.ref, gevent.wait(timeout=0.3)]
+    server.ref = False
+    out += [server.ref, gevent.wait(timeout=5)]
+    server.ref = True
+    client.sendall(b"data")
+    out.append(reader.get(timeout=5))
+    # a ref=False socket's accept and send waits hold nothing either
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.ref = False
+        acceptor = gevent.spawn(listener.accept)
+        gevent.sleep(0.01)
+        out.append(gevent.wait(timeout=5))
+        acceptor.kill()
+    client.close()
+    server.close()
+    return out
+
+
+@case
+def ref_set_before_any_wait() -> Any:
+    """What gevent's own test (test__socket_ex.TestRef) reads: ``ref`` and the watchers'."""
+    sock = socket.socket()
+    out = [sock.ref]
+    sock.ref = False
+    out += [sock.ref, sock._read_event.ref, sock._write_event.ref]
+    sock.close()
+    return out
+
+
+@case
+def second_acceptor_is_refused() -> Any:
+    """Two greenlets in ``accept()`` on one listener: the second is refused at once."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        first = gevent.spawn(listener.accept)
+        gevent.sleep(0.01)
+        out = [refused(listener.accept)]
+        client = socket.create_connection(listener.getsockname())
+        conn, _ = first.get(timeout=5)
+        out.append(conn.getpeername() == client.getsockname())
+        conn.close()
+        client.close()
+    return out
+
+
+@case
+def second_datagram_reader_is_refused() -> Any:
+    """Two greenlets in ``recvfrom`` on one UDP socket: the second is refused at once."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as receiver, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+        receiver.bind(("127.0.0.1", 0))
+        first = gevent.spawn(receiver.recvfrom, 100)
+        gevent.sleep(0.01)
+        out = [refused(lambda: receiver.recvfrom(100)), refused(lambda: receiver.recv(100))]
+        sender.sendto(b"dgram", receiver.getsockname())
+        out.append(first.get(timeout=5)[0])
+    return out
+
+
+@case
+def second_sender_is_refused() -> Any:
+    """A greenlet blocked in ``sendall`` on a full send buffer: a second sender is refused at
+    once; a reader of the same socket is not (one waiter per direction); the first sender
+    completes once the peer reads."""
+    client, server = pair()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    payload = b"x" * (4 << 20)
+    first = gevent.spawn(client.sendall, payload)
+    gevent.sleep(0.05)
+    out: list[Any] = [first.ready(), refused(lambda: client.send(b"y")),
+                      refused(lambda: client.sendall(b"y"))]
+    reader = gevent.spawn(client.recv, 10)
+    gevent.sleep(0.01)
+    out.append(reader.ready())  # waiting to read, not refused
+    got = 0
+    while got < len(payload):
+        got += len(server.recv(1 << 20))
+    first.get(timeout=5)
+    server.sendall(b"back")
+    out += [got, reader.get(timeout=5)]
+    client.close()
+    server.close()
+    return out
+
+
+@case
+def cancel_wait_on_read_event() -> Any:
+    """``gevent.socket.cancel_wait(sock._read_event)`` throws into the greenlet waiting to
+    read (EBADF by default), as gevent's own ``close()`` does."""
+    import gevent.socket
+
+    client, server = pair()
+    reader = gevent.spawn(lambda: outcome(lambda: server.recv(10)))
+    gevent.sleep(0.01)
+    gevent.socket.cancel_wait(server._read_event)
+    out = [reader.get(timeout=5)]
+    client.sendall(b"more")
+    out.append(server.recv(10))  # the socket is still usable
+    client.close()
+    server.close()
+    return out
+
+
 def main() -> None:
     result = outcome(CASES[sys.argv[2]])
     print("RESULT " + json.dumps(result, default=repr), flush=True)
