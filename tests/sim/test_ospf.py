@@ -173,3 +173,19 @@ b_addr = "10.0.2.2/24"
         for d in scenario.daemons.values():
             d.stop()
         scenario.net.close()
+
+
+def test_library_scenario_loses_pings_only_until_the_dead_interval() -> None:
+    """examples/scenarios/ospf.toml's lesson: the cut costs pings only after it happens,
+    the path left carries the rest, and r1 ends with the one route round the other way."""
+    path = Path(__file__).resolve().parent.parent.parent / "examples" / "scenarios" / "ospf.toml"
+    with load(str(path)) as scenario:
+        data = scenario.run().data
+    samples = next(t for t in data["traffic"] if t["name"] == "ping")["samples"]
+    lost = [t for t, rtt in samples if rtt is None]
+    # sample times count from the pings' start (600 ms): nothing lost before the cut at 1 s
+    assert all(t + 0.6 >= 0.95 for t in lost), lost
+    assert all(rtt is not None for _t, rtt in samples[-5:])
+    assert all(not data["routing"][r]["errors"] for r in ("r1", "r2", "r3", "r4"))
+    to_h2 = [r for r in data["routes"]["r1"] if r.startswith("10.0.3.0/24")]
+    assert to_h2 and all("10.1.41.1" in r for r in to_h2), to_h2
