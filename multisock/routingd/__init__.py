@@ -1,4 +1,4 @@
-"""Routing daemons: RIPv2 (OSPFv2 to come) as programs over the virtual routers' own UDP sockets.
+"""Routing daemons: RIPv2 and OSPFv2 (single area) as programs over the virtual routers' own UDP sockets.
 
 Each daemon is what ``ripd``/``ospfd`` are to a Linux router: a program (a thread here)
 that talks to its neighbours through ordinary sockets and writes what it learns into the
@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
 
 def start_daemon(host: Host, protocol: str, options: dict[str, Any] | None = None) -> Daemon:
-    """Start ``protocol`` ("rip") on ``host`` with the given timer options."""
+    """Start ``protocol`` ("rip" or "ospf") on ``host`` with the given timer options."""
     options = dict(options or {})
     if protocol == "rip":
         from multisock.routingd.rip import RipDaemon
 
         daemon: Daemon = RipDaemon(host, **options)
+    elif protocol == "ospf":
+        from multisock.routingd.ospf import OspfDaemon
+
+        daemon = OspfDaemon(host, **options)
     else:
-        raise ValueError(f"unknown routing protocol {protocol!r} (rip; ospf is not written yet)")
+        raise ValueError(f"unknown routing protocol {protocol!r} (rip or ospf)")
     daemon.start()
     return daemon

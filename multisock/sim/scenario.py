@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 IMPAIRMENTS = ("delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue")
 _HOST_KEYS = {"name", "addresses", "routes", "rules", "routing", "ecmp", "hash", "redirects",
-              "rip", "mtu"}
+              "rip", "ospf", "mtu"}
 _LINK_KEYS = {"a", "b", "name", "a_addr", "b_addr", "mtu", "a_to_b", "b_to_a", *IMPAIRMENTS}
 _EVENT_ACTIONS = ("down", "up", "set", "stop", "start")
 
@@ -286,9 +286,8 @@ class Scenario:
         except (ValueError, OSError, KeyError) as exc:
             raise ScenarioError(f"{host.name}: {exc}") from None
         protocol = entry.get("routing", "static")
-        if protocol not in ("static", "rip"):
-            raise ScenarioError(f"{host.name}: routing = {protocol!r} (static or rip; "
-                                "ospf is not written yet)")
+        if protocol not in ("static", "rip", "ospf"):
+            raise ScenarioError(f"{host.name}: routing = {protocol!r} (static, rip or ospf)")
 
     def address_of(self, name: str) -> str:
         """The first IPv4 address of a host (what ``to = "b"`` sends to)."""
