@@ -22,7 +22,10 @@ from multisock.stack.tcp.block import (
     _RECEIVING,
     _SENDING,
     CLOSED,
+    CLOSING,
+    FIN_WAIT_1,
     FIN_WAIT_2,
+    LAST_ACK,
     LISTEN,
     SYN_RECEIVED,
     SYN_SENT,
@@ -78,6 +81,13 @@ class TcpSocket(Arrival):
         if state in CAN_SEND:
             return self.shut_wr or self.sndq.size < self.sndbuf
         return self.was_connected and state not in (SYN_SENT, SYN_RECEIVED, LISTEN)
+
+    @property
+    def lingering(self) -> bool:
+        """Our FIN (or data before it) is still unacknowledged: what a close() with a nonzero
+        SO_LINGER waits out (Linux's sk_stream_wait_close: FIN-WAIT-1, CLOSING, LAST-ACK)."""
+        state = self.state
+        return state is FIN_WAIT_1 or state is CLOSING or state is LAST_ACK
 
     @property
     def readable_bytes(self) -> int:
