@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, Core
+from multisock.api.core import MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
+from multisock.stack.tcp.block import URG_NOTYET
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 
@@ -58,6 +59,9 @@ class StreamCore(Core):
 
     def writable(self) -> bool:
         return bool(self.tcb.writable) or self.closed
+
+    def exceptional(self) -> bool:
+        return bool(self.tcb.exceptional) and not self.closed
 
     # ------------------------------------------------------------ connection
 
@@ -160,7 +164,7 @@ class StreamCore(Core):
 
     # TcpSocket attributes a failed connect() must not lose (socket options, bind)
     _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
-                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger",
+                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger", "oobinline",
                 "ttl", "tos", "v6only", "congestion")
     bound_to: tuple[bytes, int] | None = None  # what bind() was given (set only if called)
 
@@ -234,7 +238,7 @@ class StreamCore(Core):
                       or self._never_connected(flags, limit), flags, limit)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
-            n = int(tcb.send(view, now))
+            n = int(tcb.send(view, now, bool(flags & MSG_OOB)))
             if n == 0:
                 raise would_block()
             return n
@@ -266,7 +270,8 @@ class StreamCore(Core):
                     self.wait(can_send, flags, remaining)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now,
+                                 bool(flags & MSG_OOB)))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
@@ -292,6 +297,8 @@ class StreamCore(Core):
         """Receive into ``view`` (lock not held); honours PEEK, DONTWAIT and WAITALL."""
         if self.closed:
             raise bad_fd()
+        if flags & MSG_OOB:
+            return self._recv_urgent(view, flags)
         want = len(view)
         if want == 0:
             return 0
@@ -327,6 +334,33 @@ class StreamCore(Core):
                         return got
                 now = self.host.touch()
                 self.driver.drain()
+
+    def _recv_urgent(self, view: memoryview, flags: int) -> int:
+        """recv(..., MSG_OOB): the one urgent byte. Linux never waits for it (EINVAL with none,
+        EAGAIN while it is on its way); CPython, on a socket with a timeout, first waits for
+        the socket to be readable and retries EAGAIN until the deadline - so do we."""
+        tcb = self.tcb
+        with self.driver.operation():
+            timeout = self.timeout
+            deadline = None if not timeout else self.driver.now() + timeout
+            while True:
+                self.host.touch()
+                if deadline is not None:
+                    self.wait(lambda: bool(tcb.readable) or self.closed, 0,
+                              deadline - self.driver.now())
+                    self.check_open()
+                try:
+                    byte = tcb.recv_urgent(bool(flags & MSG_PEEK))
+                    break
+                except BlockingIOError:
+                    if deadline is None:
+                        raise
+                    self.wait(lambda: tcb.urg_state != URG_NOTYET or self.closed, 0,
+                              deadline - self.driver.now())
+            if byte is None or not len(view):
+                return 0
+            view[0] = byte
+            return 1
 
     def _never_connected(self, flags: int, limit: Any) -> bool:
         """Linux's recv (ENOTCONN) and send (EPIPE) fail at once on a never-connected socket
@@ -460,7 +494,9 @@ class StreamCore(Core):
                     self.rcvtimeo = O.timeval_decode(value)
                 elif option == _socket.SO_SNDTIMEO:
                     self.sndtimeo = O.timeval_decode(value)
-                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                elif option == _socket.SO_OOBINLINE:
+                    tcb.oobinline = O.as_bool(value)
+                elif option == _socket.SO_BROADCAST:
                     pass
                 else:
                     raise oserror(errno.ENOPROTOOPT)
@@ -520,7 +556,9 @@ class StreamCore(Core):
                     value = O.timeval_encode(self.rcvtimeo)
                 elif option == _socket.SO_SNDTIMEO:
                     value = O.timeval_encode(self.sndtimeo)
-                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                elif option == _socket.SO_OOBINLINE:
+                    value = int(tcb.oobinline)
+                elif option == _socket.SO_BROADCAST:
                     value = 0
                 else:
                     raise oserror(errno.ENOPROTOOPT)
