@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
+from multisock.api.bridge import _POLLIN, _POLLOUT, Bridge, _ready
 from multisock.api.core import MSG_DONTWAIT, MSG_OOB, MSG_PEEK, MSG_WAITALL, Core
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
@@ -17,11 +18,25 @@ from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 
 _LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
+_SYN_RECEIVED = TcpState.SYN_RECEIVED
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
 
 SOMAXCONN = min(_socket.SOMAXCONN, 128)
+# multisock's own socket option: the fd mode of one socket (an accepted one inherits its
+# listener's). FD_READINESS: fileno() is an eventfd mirroring readability (the default);
+# FD_BRIDGED: a connected socket's fileno() carries the bytes (api/bridge.py)
+SOL_MULTISOCK = 0x4D53
+SO_FD_MODE = 1
+FD_READINESS, FD_BRIDGED = 0, 1
+_default_fd_mode = FD_READINESS
+
+
+def set_default_fd_mode(mode: str) -> None:
+    """``run --fd-mode`` / ``MULTISOCK_FD_MODE``: "readiness" or "bridged" for new sockets."""
+    global _default_fd_mode
+    _default_fd_mode = FD_BRIDGED if mode == "bridged" else FD_READINESS
 TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
 _TCP_INFO = struct.Struct("=8B24I4Q")
 
@@ -36,8 +51,78 @@ class StreamCore(Core):
         self.tcb = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.tcb.on_change = self.changed
         self.connecting = False
+        self.fd_mode = _default_fd_mode
+        self.bridge: Bridge | None = None
+
+    # ------------------------------------------------------------ bridged fd mode
+
+    def _connected_for_bridge(self) -> bool:
+        tcb = self.tcb
+        return bool(tcb.was_connected) and tcb.state not in (_LISTEN, _SYN_SENT, _SYN_RECEIVED,
+                                                              _CLOSED)
+
+    def fileno(self) -> int:
+        bridge = self.bridge
+        if bridge is not None:
+            return -1 if self.closed else bridge.fileno()
+        if self.fd_mode == FD_BRIDGED and not self.closed:
+            with self.driver.operation():
+                if self.bridge is None and self._connected_for_bridge():
+                    self._start_bridge()
+                if self.bridge is not None:
+                    return self.bridge.fileno()
+        return super().fileno()
+
+    def _start_bridge(self) -> None:
+        """Give the connection its socketpair (lock held); at the readiness fd's number if
+        the program has that number already."""
+        from multisock.api.core import cores_by_fd
+
+        old = self._fd
+        if old is not None:
+            self._fd = None
+            bridge = Bridge(self, old.fd)
+            old.fd = -1  # (the number is the bridge's now)
+        else:
+            bridge = Bridge(self)
+        self.bridge = bridge
+        bridge.app.settimeout(self.timeout)
+        cores_by_fd[bridge.fileno()] = self
+        bridge.pump()
+
+    def changed(self) -> None:
+        super().changed()
+        bridge = self.bridge
+        if bridge is not None:
+            self.driver.after_drain(bridge.pump)
+        elif self.fd_mode == FD_BRIDGED and self._fd is not None and self._connected_for_bridge():
+            self.driver.after_drain(self._bridge_late)
+
+    def _bridge_late(self) -> None:
+        """The fd was asked for before the connection was up (a non-blocking connect)."""
+        if self.bridge is None and self._fd is not None and not self.closed:
+            self._start_bridge()
+
+    def _sync_fd_blocking(self) -> None:
+        bridge = self.bridge
+        if bridge is None:
+            super()._sync_fd_blocking()
+        elif self.closed:
+            raise bad_fd()
+        else:
+            bridge.app.settimeout(self.timeout)
+
+    def _app(self) -> Any:
+        """The program's end of the bridge, with this socket's timeout (data calls go through
+        it once bridged, so that Python and C code share one stream)."""
+        assert self.bridge is not None
+        app = self.bridge.app
+        app.settimeout(self.timeout)
+        return app
 
     def readable(self) -> bool:
+        if self.bridge is not None:
+            return self.closed or _ready(self.bridge.app, _POLLIN)
         return bool(self.tcb.readable) or self.closed or self.held_above
 
     def wait_io(self, read: bool, write: bool, timeout: float | None) -> bool:
@@ -58,6 +143,8 @@ class StreamCore(Core):
         return True
 
     def writable(self) -> bool:
+        if self.bridge is not None:
+            return self.closed or _ready(self.bridge.app, _POLLOUT)
         return bool(self.tcb.writable) or self.closed
 
     def exceptional(self) -> bool:
@@ -105,6 +192,7 @@ class StreamCore(Core):
                     raise oserror(errno.EBADF)
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
+            core.fd_mode = self.fd_mode
             remote = child.remote
             return core, self.format(*remote)
 
@@ -226,6 +314,8 @@ class StreamCore(Core):
 
     def send(self, data: Any, flags: int = 0) -> int:
         self.check_open()
+        if self.bridge is not None:
+            return int(self._app().send(data, flags))
         view = self._buffer(data)
         with self.driver.operation():
             now = self.host.touch()
@@ -249,6 +339,9 @@ class StreamCore(Core):
     def sendall(self, data: Any, flags: int = 0) -> None:
         if self.closed:  # (check_open(), inlined here and in _recv_into: every call passes)
             raise bad_fd()
+        if self.bridge is not None:
+            self._app().sendall(data, flags)
+            return
         view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
@@ -297,6 +390,8 @@ class StreamCore(Core):
         """Receive into ``view`` (lock not held); honours PEEK, DONTWAIT and WAITALL."""
         if self.closed:
             raise bad_fd()
+        if self.bridge is not None:
+            return int(self._app().recv_into(view, len(view), flags))
         if flags & MSG_OOB:
             return self._recv_urgent(view, flags)
         want = len(view)
@@ -422,6 +517,9 @@ class StreamCore(Core):
         self.check_open()
         if how not in (0, 1, 2):
             raise oserror(errno.EINVAL)
+        if self.bridge is not None:
+            self.bridge.app.shutdown(how)  # the relay passes SHUT_WR on as a FIN
+            return
         with self.driver.operation():
             now = self.host.touch()
             self.tcb.shutdown(how, now)
@@ -429,6 +527,13 @@ class StreamCore(Core):
                 self._cond.notify_all()
 
     def close_protocol(self) -> None:
+        bridge = self.bridge
+        if bridge is not None:
+            from multisock.api.core import cores_by_fd
+
+            cores_by_fd.pop(bridge.fileno(), None)
+            bridge.release()  # the connection ends when every holder of the fd has closed it
+            return
         now = self.host.touch()
         tcb = self.tcb
         linger = tcb.linger
@@ -481,7 +586,12 @@ class StreamCore(Core):
         tcb = self.tcb
         with self.driver.operation():
             self.host.touch()
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                mode = O.as_int(value)
+                if mode not in (FD_READINESS, FD_BRIDGED):
+                    raise oserror(errno.EINVAL)
+                self.fd_mode = mode  # (a bridge already made stays)
+            elif level == O.SOL_SOCKET:
                 if option in self._SOCKET_ATTRS:
                     setattr(tcb, self._SOCKET_ATTRS[option], O.as_bool(value))
                 elif option == _socket.SO_RCVBUF:
@@ -533,7 +643,9 @@ class StreamCore(Core):
         value: int | bytes
         with self.driver.operation():
             self.host.touch()
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                value = self.fd_mode
+            elif level == O.SOL_SOCKET:
                 if option in self._SOCKET_ATTRS:
                     value = int(bool(getattr(tcb, self._SOCKET_ATTRS[option])))
                 elif option == _socket.SO_ERROR:
