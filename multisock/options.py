@@ -235,7 +235,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("fd_mode", _fd_mode, "what a socket's fileno() is: readiness (default; an eventfd "
            "readable when the socket is) or bridged (a connected TCP socket's fd is a kernel "
            "socketpair carrying its bytes, for C code, sendfile, subprocess stdin/stdout; "
-           "TCP only, no MSG_OOB on it, a reset arrives as EOF)", "MODE"),
+           "TCP only, no MSG_OOB on it, a reset arrives as EOF, not with --gevent)", "MODE"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )
@@ -296,6 +296,10 @@ def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
                 raise OptionError(name("tun"), f"needs {name(needed)} as well")
     elif options.get("addr") or options.get("peer"):
         raise OptionError(f"{name('addr')}/{name('peer')}", f"go with {name('tun')}")
+    if options.get("fd_mode") == "bridged" and options.get("gevent"):
+        raise OptionError(name("fd_mode"), f"bridged does not go with {name('gevent')} yet (a "
+                          "bridged socket's Python calls block in the kernel, which would "
+                          "stall the hub)")
     if options.get("publish") and options.get("isolated"):
         raise OptionError(name("publish"), f"needs the gateway, which {name('isolated')} "
                           "turns off")

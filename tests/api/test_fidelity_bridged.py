@@ -209,3 +209,5 @@ def test_fd_mode_value_checked() -> None:
     assert from_env({"MULTISOCK_FD_MODE": "bridged"})["fd_mode"] == "bridged"
     with pytest.raises(OptionError):
         from_env({"MULTISOCK_FD_MODE": "bridge"})
+    with pytest.raises(OptionError):  # not cooperative yet: refused rather than stalling
+        from_env({"MULTISOCK_FD_MODE": "bridged", "MULTISOCK_GEVENT": "1"})
