@@ -59,6 +59,10 @@ def activate(options: dict[str, Any]) -> Any:
         net.close()
         raise
     set_default_host(host)
+    if options.get("fd_mode"):
+        from multisock.api.stream import set_default_fd_mode
+
+        set_default_fd_mode(options["fd_mode"])
     host.driver.start()
     monkey.patch_all()
     if options.get("stats"):

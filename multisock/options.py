@@ -114,6 +114,12 @@ def _firewall_rule(text: str) -> str:
     return check_line(text)
 
 
+def _fd_mode(text: str) -> str:
+    if text.strip() not in ("readiness", "bridged"):
+        raise ValueError(f"use readiness or bridged: {text!r}")
+    return text.strip()
+
+
 def _pid(text: str) -> int:
     pid = _integer(text)
     if pid <= 0:
@@ -226,6 +232,10 @@ OPTIONS: tuple[Option, ...] = (
            "every task waits; seeded randomness (docs/simulation.md)", switch=True),
     Option("until", parse_duration, "with --virtual-time: stop at this virtual time "
            f"(exit status 124); a unit is required: {TIME_UNITS}", "TIME"),
+    Option("fd_mode", _fd_mode, "what a socket's fileno() is: readiness (default; an eventfd "
+           "readable when the socket is) or bridged (a connected TCP socket's fd is a kernel "
+           "socketpair carrying its bytes, for C code, sendfile, subprocess stdin/stdout; "
+           "TCP only, no MSG_OOB on it, a reset arrives as EOF, not with --gevent)", "MODE"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )
@@ -286,6 +296,10 @@ def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
                 raise OptionError(name("tun"), f"needs {name(needed)} as well")
     elif options.get("addr") or options.get("peer"):
         raise OptionError(f"{name('addr')}/{name('peer')}", f"go with {name('tun')}")
+    if options.get("fd_mode") == "bridged" and options.get("gevent"):
+        raise OptionError(name("fd_mode"), f"bridged does not go with {name('gevent')} yet (a "
+                          "bridged socket's Python calls block in the kernel, which would "
+                          "stall the hub)")
     if options.get("publish") and options.get("isolated"):
         raise OptionError(name("publish"), f"needs the gateway, which {name('isolated')} "
                           "turns off")

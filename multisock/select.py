@@ -114,25 +114,35 @@ def _remaining(deadline: float | None, slept: bool) -> float | None:
 def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
          ) -> tuple[list[Any], list[Any]]:
     """Ready subsets of ``readers`` and ``writers`` within ``timeout`` seconds (None: forever)."""
+    r, w, _ = _wait(readers, writers, [], timeout)
+    return r, w
+
+
+def _wait(readers: Iterable[Any], writers: Iterable[Any], user_x: list[tuple[Any, Any]],
+          timeout: float | None) -> tuple[list[Any], list[Any], list[Any]]:
+    """:func:`wait`, also for the exceptional condition (urgent data) of userspace sockets
+    ``user_x`` (pairs of object and core)."""
     readers, writers = list(readers), list(writers)
     user_r = [(o, c) for o in readers if (c := _core_of(o)) is not None]
     user_w = [(o, c) for o in writers if (c := _core_of(o)) is not None]
-    if not user_r and not user_w:
+    if not user_r and not user_w and not user_x:
         r, w, _ = _select(readers, writers, [], timeout)
-        return r, w
+        return r, w, []
     real_r = [o for o in readers if _core_of(o) is None]
     real_w = [o for o in writers if _core_of(o) is None]
-    if _all_inherited(user_r, user_w):
-        return _wait_inherited(user_r, user_w, real_r, real_w, timeout)
+    if not user_x and _all_inherited(user_r, user_w):
+        r, w = _wait_inherited(user_r, user_w, real_r, real_w, timeout)
+        return r, w, []
     ready_r = [o for o, c in user_r if c.readable()]
     ready_w = [o for o, c in user_w if c.writable()]
-    if ready_r or ready_w or timeout == 0:
+    ready_x = [o for o, c in user_x if c.exceptional()]
+    if ready_r or ready_w or ready_x or timeout == 0:
         # the answer is known without sleeping (a poll-only check, as urllib3 makes before
         # reusing a connection): no wake-up pipe, at most one non-blocking select
         r, w = [], []
         if real_r or real_w:
             r, w, _ = _select(real_r, real_w, [], 0.0)
-        return ready_r + list(r), ready_w + list(w)
+        return ready_r + list(r), ready_w + list(w), ready_x
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -142,7 +152,7 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
         except OSError:
             pass
 
-    cores = {id(c): c for _, c in user_r + user_w}
+    cores = {id(c): c for _, c in user_r + user_w + user_x}
     for core in cores.values():
         core.watchers.add(watcher)
     slept = False
@@ -150,8 +160,9 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
         while True:
             ready_r = [o for o, c in user_r if c.readable()]
             ready_w = [o for o, c in user_w if c.writable()]
+            ready_x = [o for o, c in user_x if c.exceptional()]
             remaining = _remaining(deadline, slept)
-            if ready_r or ready_w:
+            if ready_r or ready_w or ready_x:
                 remaining = 0.0
             slept = True
             # gevent's select returns tuples (its own result, or a patched _original_select)
@@ -164,12 +175,13 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
                         pass
                 except BlockingIOError:
                     pass
-            if ready_r or ready_w or r or w:
+            if ready_r or ready_w or ready_x or r or w:
                 ready_r += [o for o, c in user_r if c.readable() and o not in ready_r]
                 ready_w += [o for o, c in user_w if c.writable() and o not in ready_w]
-                return ready_r + r, ready_w + w
+                ready_x += [o for o, c in user_x if c.exceptional() and o not in ready_x]
+                return ready_r + r, ready_w + w, ready_x
             if remaining == 0.0 and deadline is not None:
-                return [], []
+                return [], [], []
     finally:
         for core in cores.values():
             core.watchers.discard(watcher)
@@ -210,7 +222,8 @@ def _wait_inherited(user_r: list[Any], user_w: list[Any], real_r: list[Any],
 
 def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
            ) -> tuple[list[Any], list[Any], list[Any]]:
-    """Like ``select.select``; exceptional conditions are reported for real fds only."""
+    """Like ``select.select``; a userspace socket's exceptional condition is urgent data
+    not yet read (as Linux's POLLPRI)."""
     if timeout is not None:
         if not isinstance(timeout, (int, float)):
             raise TypeError("timeout must be a float or None")
@@ -220,12 +233,13 @@ def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None
     for obj in rlist + wlist + xlist:
         _fileno(obj)
     real_x = [o for o in xlist if _core_of(o) is None]
-    if real_x and not any(_core_of(o) is not None for o in rlist + wlist):
+    user_x = [(o, c) for o in xlist if (c := _core_of(o)) is not None]
+    if real_x and not user_x and not any(_core_of(o) is not None for o in rlist + wlist):
         return _select(rlist, wlist, real_x, timeout)
-    r, w = wait(rlist, wlist, timeout)
-    x: list[Any] = []
+    r, w, x = _wait(rlist, wlist, user_x, timeout)
     if real_x:
-        _, _, x = _select([], [], real_x, 0)
+        _, _, kx = _select([], [], real_x, 0)
+        x += kx
     return r, w, x
 
 
@@ -273,6 +287,8 @@ def _user_events(core: Any, mask: int) -> int:
         events |= POLLIN
     if mask & POLLOUT and core.writable():
         events |= POLLOUT
+    if mask & POLLPRI and core.exceptional():
+        events |= POLLPRI
     return events
 
 

@@ -28,6 +28,7 @@ MSG_PEEK = _socket.MSG_PEEK
 MSG_DONTWAIT = _socket.MSG_DONTWAIT
 MSG_WAITALL = _socket.MSG_WAITALL
 MSG_TRUNC = _socket.MSG_TRUNC
+MSG_OOB = _socket.MSG_OOB
 SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
 SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
 
@@ -249,6 +250,10 @@ class Core:
         return False
 
     def writable(self) -> bool:
+        return False
+
+    def exceptional(self) -> bool:
+        """select's exceptional condition, poll's POLLPRI (TCP's unread urgent byte)."""
         return False
 
     def fileno(self) -> int:

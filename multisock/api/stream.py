@@ -9,18 +9,42 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL, WAIT_READ, WAIT_WRITE, Core
+from multisock.api.bridge import _POLLIN, _POLLOUT, Bridge, _ready
+from multisock.api.core import (
+    MSG_DONTWAIT,
+    MSG_OOB,
+    MSG_PEEK,
+    MSG_WAITALL,
+    WAIT_READ,
+    WAIT_WRITE,
+    Core,
+)
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
+from multisock.stack.tcp.block import URG_NOTYET
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 
 _LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
+_SYN_RECEIVED = TcpState.SYN_RECEIVED
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
 
 SOMAXCONN = min(_socket.SOMAXCONN, 128)
+# multisock's own socket option: the fd mode of one socket (an accepted one inherits its
+# listener's). FD_READINESS: fileno() is an eventfd mirroring readability (the default);
+# FD_BRIDGED: a connected socket's fileno() carries the bytes (api/bridge.py)
+SOL_MULTISOCK = 0x4D53
+SO_FD_MODE = 1
+FD_READINESS, FD_BRIDGED = 0, 1
+_default_fd_mode = FD_READINESS
+
+
+def set_default_fd_mode(mode: str) -> None:
+    """``run --fd-mode`` / ``MULTISOCK_FD_MODE``: "readiness" or "bridged" for new sockets."""
+    global _default_fd_mode
+    _default_fd_mode = FD_BRIDGED if mode == "bridged" else FD_READINESS
 TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
 _TCP_INFO = struct.Struct("=8B24I4Q")
 
@@ -35,8 +59,78 @@ class StreamCore(Core):
         self.tcb = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.tcb.on_change = self.changed
         self.connecting = False
+        self.fd_mode = _default_fd_mode
+        self.bridge: Bridge | None = None
+
+    # ------------------------------------------------------------ bridged fd mode
+
+    def _connected_for_bridge(self) -> bool:
+        tcb = self.tcb
+        return bool(tcb.was_connected) and tcb.state not in (_LISTEN, _SYN_SENT, _SYN_RECEIVED,
+                                                              _CLOSED)
+
+    def fileno(self) -> int:
+        bridge = self.bridge
+        if bridge is not None:
+            return -1 if self.closed else bridge.fileno()
+        if self.fd_mode == FD_BRIDGED and not self.closed:
+            with self.driver.operation():
+                if self.bridge is None and self._connected_for_bridge():
+                    self._start_bridge()
+                if self.bridge is not None:
+                    return self.bridge.fileno()
+        return super().fileno()
+
+    def _start_bridge(self) -> None:
+        """Give the connection its socketpair (lock held); at the readiness fd's number if
+        the program has that number already."""
+        from multisock.api.core import cores_by_fd
+
+        old = self._fd
+        if old is not None:
+            self._fd = None
+            bridge = Bridge(self, old.fd)
+            old.fd = -1  # (the number is the bridge's now)
+        else:
+            bridge = Bridge(self)
+        self.bridge = bridge
+        bridge.app.settimeout(self.timeout)
+        cores_by_fd[bridge.fileno()] = self
+        bridge.pump()
+
+    def changed(self) -> None:
+        super().changed()
+        bridge = self.bridge
+        if bridge is not None:
+            self.driver.after_drain(bridge.pump)
+        elif self.fd_mode == FD_BRIDGED and self._fd is not None and self._connected_for_bridge():
+            self.driver.after_drain(self._bridge_late)
+
+    def _bridge_late(self) -> None:
+        """The fd was asked for before the connection was up (a non-blocking connect)."""
+        if self.bridge is None and self._fd is not None and not self.closed:
+            self._start_bridge()
+
+    def _sync_fd_blocking(self) -> None:
+        bridge = self.bridge
+        if bridge is None:
+            super()._sync_fd_blocking()
+        elif self.closed:
+            raise bad_fd()
+        else:
+            bridge.app.settimeout(self.timeout)
+
+    def _app(self) -> Any:
+        """The program's end of the bridge, with this socket's timeout (data calls go through
+        it once bridged, so that Python and C code share one stream)."""
+        assert self.bridge is not None
+        app = self.bridge.app
+        app.settimeout(self.timeout)
+        return app
 
     def readable(self) -> bool:
+        if self.bridge is not None:
+            return self.closed or _ready(self.bridge.app, _POLLIN)
         return bool(self.tcb.readable) or self.closed or self.held_above
 
     def wait_io(self, read: bool, write: bool, timeout: float | None) -> bool:
@@ -57,7 +151,12 @@ class StreamCore(Core):
         return True
 
     def writable(self) -> bool:
+        if self.bridge is not None:
+            return self.closed or _ready(self.bridge.app, _POLLOUT)
         return bool(self.tcb.writable) or self.closed
+
+    def exceptional(self) -> bool:
+        return bool(self.tcb.exceptional) and not self.closed
 
     # ------------------------------------------------------------ connection
 
@@ -101,6 +200,7 @@ class StreamCore(Core):
                     raise oserror(errno.EBADF)
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
+            core.fd_mode = self.fd_mode
             remote = child.remote
             return core, self.format(*remote)
 
@@ -161,7 +261,7 @@ class StreamCore(Core):
 
     # TcpSocket attributes a failed connect() must not lose (socket options, bind)
     _CARRIED = ("reuseaddr", "reuseport", "keepalive", "nodelay", "keepidle", "keepintvl",
-                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger",
+                "keepcnt", "user_timeout", "quickack", "maxseg", "rcvbuf", "sndbuf", "linger", "oobinline",
                 "ttl", "tos", "v6only", "congestion")
     bound_to: tuple[bytes, int] | None = None  # what bind() was given (set only if called)
 
@@ -223,6 +323,8 @@ class StreamCore(Core):
 
     def send(self, data: Any, flags: int = 0) -> int:
         self.check_open()
+        if self.bridge is not None:
+            return int(self._app().send(data, flags))
         view = self._buffer(data)
         with self.driver.operation():
             now = self.host.touch()
@@ -235,7 +337,7 @@ class StreamCore(Core):
                       or self._never_connected(flags, limit), flags, limit, WAIT_WRITE)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
-            n = int(tcb.send(view, now))
+            n = int(tcb.send(view, now, bool(flags & MSG_OOB)))
             if n == 0:
                 raise would_block()
             return n
@@ -246,6 +348,9 @@ class StreamCore(Core):
     def sendall(self, data: Any, flags: int = 0) -> None:
         if self.closed:  # (check_open(), inlined here and in _recv_into: every call passes)
             raise bad_fd()
+        if self.bridge is not None:
+            self._app().sendall(data, flags)
+            return
         view = data if type(data) is bytes else self._buffer(data)
         total = len(view)
         sent = 0
@@ -267,7 +372,8 @@ class StreamCore(Core):
                     self.wait(can_send, flags, remaining, WAIT_WRITE)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
-                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now))
+                n = int(tcb.send(memoryview(view)[sent:] if sent else view, now,
+                                 bool(flags & MSG_OOB)))
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
@@ -293,6 +399,10 @@ class StreamCore(Core):
         """Receive into ``view`` (lock not held); honours PEEK, DONTWAIT and WAITALL."""
         if self.closed:
             raise bad_fd()
+        if self.bridge is not None:
+            return int(self._app().recv_into(view, len(view), flags))
+        if flags & MSG_OOB:
+            return self._recv_urgent(view, flags)
         want = len(view)
         if want == 0:
             return 0
@@ -328,6 +438,33 @@ class StreamCore(Core):
                         return got
                 now = self.host.touch()
                 self.driver.drain()
+
+    def _recv_urgent(self, view: memoryview, flags: int) -> int:
+        """recv(..., MSG_OOB): the one urgent byte. Linux never waits for it (EINVAL with none,
+        EAGAIN while it is on its way); CPython, on a socket with a timeout, first waits for
+        the socket to be readable and retries EAGAIN until the deadline - so do we."""
+        tcb = self.tcb
+        with self.driver.operation():
+            timeout = self.timeout
+            deadline = None if not timeout else self.driver.now() + timeout
+            while True:
+                self.host.touch()
+                if deadline is not None:
+                    self.wait(lambda: bool(tcb.readable) or self.closed, 0,
+                              deadline - self.driver.now())
+                    self.check_open()
+                try:
+                    byte = tcb.recv_urgent(bool(flags & MSG_PEEK))
+                    break
+                except BlockingIOError:
+                    if deadline is None:
+                        raise
+                    self.wait(lambda: tcb.urg_state != URG_NOTYET or self.closed, 0,
+                              deadline - self.driver.now())
+            if byte is None or not len(view):
+                return 0
+            view[0] = byte
+            return 1
 
     def _never_connected(self, flags: int, limit: Any) -> bool:
         """Linux's recv (ENOTCONN) and send (EPIPE) fail at once on a never-connected socket
@@ -389,6 +526,9 @@ class StreamCore(Core):
         self.check_open()
         if how not in (0, 1, 2):
             raise oserror(errno.EINVAL)
+        if self.bridge is not None:
+            self.bridge.app.shutdown(how)  # the relay passes SHUT_WR on as a FIN
+            return
         with self.driver.operation():
             now = self.host.touch()
             self.tcb.shutdown(how, now)
@@ -396,9 +536,42 @@ class StreamCore(Core):
                 self._cond.notify_all()
 
     def close_protocol(self) -> None:
+        bridge = self.bridge
+        if bridge is not None:
+            from multisock.api.core import cores_by_fd
+
+            cores_by_fd.pop(bridge.fileno(), None)
+            bridge.release()  # the connection ends when every holder of the fd has closed it
+            return
         now = self.host.touch()
-        self.tcb.on_change = None
-        self.tcb.close(now)
+        tcb = self.tcb
+        linger = tcb.linger
+        if not linger:
+            tcb.on_change = None
+            tcb.close(now)
+            return
+        tcb.close(now)  # (on_change kept: the linger wait is woken by the FIN's ACK)
+        try:
+            self._linger(tcb, linger)
+        finally:
+            tcb.on_change = None
+
+    def _linger(self, tcb: Any, seconds: float) -> None:
+        """SO_LINGER {1, n>0}: close() waits (lock held) until our data and FIN are
+        acknowledged or ``n`` seconds pass, blocking even on a non-blocking socket, as
+        Linux's inet_release does. Measured on the kernel: at the deadline close() just
+        returns and the connection goes on orphaned (no RST; the peer still gets every
+        byte and EOF), which is what the stack does with a closed block anyway."""
+        driver = self.driver
+        deadline = driver.now() + seconds
+        cond = self.cond
+        driver.drain()
+        while tcb.lingering:
+            remaining = deadline - driver.now()
+            if remaining <= 0:
+                return
+            cond.wait(remaining)
+            driver.drain()
 
     # ---------------------------------------------------------------- options
 
@@ -422,7 +595,12 @@ class StreamCore(Core):
         tcb = self.tcb
         with self.driver.operation():
             self.host.touch()
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                mode = O.as_int(value)
+                if mode not in (FD_READINESS, FD_BRIDGED):
+                    raise oserror(errno.EINVAL)
+                self.fd_mode = mode  # (a bridge already made stays)
+            elif level == O.SOL_SOCKET:
                 if option in self._SOCKET_ATTRS:
                     setattr(tcb, self._SOCKET_ATTRS[option], O.as_bool(value))
                 elif option == _socket.SO_RCVBUF:
@@ -435,7 +613,9 @@ class StreamCore(Core):
                     self.rcvtimeo = O.timeval_decode(value)
                 elif option == _socket.SO_SNDTIMEO:
                     self.sndtimeo = O.timeval_decode(value)
-                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                elif option == _socket.SO_OOBINLINE:
+                    tcb.oobinline = O.as_bool(value)
+                elif option == _socket.SO_BROADCAST:
                     pass
                 else:
                     raise oserror(errno.ENOPROTOOPT)
@@ -472,7 +652,9 @@ class StreamCore(Core):
         value: int | bytes
         with self.driver.operation():
             self.host.touch()
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                value = self.fd_mode
+            elif level == O.SOL_SOCKET:
                 if option in self._SOCKET_ATTRS:
                     value = int(bool(getattr(tcb, self._SOCKET_ATTRS[option])))
                 elif option == _socket.SO_ERROR:
@@ -495,7 +677,9 @@ class StreamCore(Core):
                     value = O.timeval_encode(self.rcvtimeo)
                 elif option == _socket.SO_SNDTIMEO:
                     value = O.timeval_encode(self.sndtimeo)
-                elif option in (_socket.SO_BROADCAST, _socket.SO_OOBINLINE):
+                elif option == _socket.SO_OOBINLINE:
+                    value = int(tcb.oobinline)
+                elif option == _socket.SO_BROADCAST:
                     value = 0
                 else:
                     raise oserror(errno.ENOPROTOOPT)

@@ -24,10 +24,13 @@ from multisock.stack.tcp.block import (
     SYN_RECEIVED,
     SYN_SENT,
     TIME_WAIT,
+    URG_NONE,
+    URG_NOTYET,
+    URG_VALID,
 )
 from multisock.stack.tcp.seq import MASK, ts_before, unwrap
 from multisock.stack.tcp.timeouts import Timeouts
-from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
+from multisock.wire.tcp import ACK, FIN, RST, SYN, URG, TCPHeader
 
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
@@ -122,6 +125,8 @@ class Arrival(Timeouts):
         state = self.state
         if state is CLOSED:
             return
+        if flags & URG and state in _RECEIVING:
+            self._input_urgent(seq, hdr.urgent)
         # trim what is already received or beyond the window
         fin = bool(flags & FIN)
         if seq < self.rcv_nxt:
@@ -158,9 +163,35 @@ class Arrival(Timeouts):
                 self.ack_now = True
         elif fin:
             self._input_fin(seq, now)
+        if self.urg_state == URG_NOTYET and self.urg_seq < self.rcv_nxt:
+            self.urg_byte = self.recvq.byte_at(self.urg_seq - self._read_seq())
+            self.urg_state = URG_VALID
+            self.stack.touch(self)  # select's exceptional condition
         self._output(now)
         if self.t_dack is not None:
             self._rearm()
+
+    def _read_seq(self: TcpSocket) -> int:  # type: ignore[misc]
+        """The sequence number of the next byte the application reads (Linux's copied_seq)."""
+        return self.rcv_nxt - self.recvq.size - (1 if self.fin_received else 0)
+
+    def _input_urgent(self: TcpSocket, seq: int, pointer: int) -> None:  # type: ignore[misc]
+        """A segment with URG (Linux's tcp_check_urg): the pointer is past the urgent byte
+        (BSD's reading, tcp_stdurg off). A pointer already read past, behind what we have
+        received, or not beyond the one we know is ignored; an earlier urgent byte not yet
+        read and sitting at the read point is dropped, as Linux drops it."""
+        ptr = seq + pointer - 1 if pointer else seq
+        recvq = self.recvq
+        copied = self._read_seq()
+        if copied > ptr or ptr < self.rcv_nxt:
+            return
+        if self.urg_state != URG_NONE:
+            if ptr <= self.urg_seq:
+                return
+            if not self.oobinline and self.urg_seq == copied and recvq.size:
+                recvq.read_into(memoryview(bytearray(1)))
+        self.urg_state = URG_NOTYET
+        self.urg_seq = ptr
 
     def _challenge_ack(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
         if self.stack.challenge_ack_allowed(self, now):

@@ -62,6 +62,10 @@ ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = (
 CLOSING, LAST_ACK, TIME_WAIT = S.CLOSING, S.LAST_ACK, S.TIME_WAIT
 
 #: states in which data or a FIN of ours may still be (re)sent
+# the peer's urgent byte (Linux's tp->urg_data): none; announced, not yet arrived; arrived
+# and unread; read with MSG_OOB (still skipped by a plain read until the reader passes it)
+URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3
+
 _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: states in which the peer's data is still accepted
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
@@ -104,6 +108,14 @@ class ControlBlock:
         "keepcnt",
         "user_timeout",
         "linger",
+        "oobinline",
+        # urgent data (RFC 9293 §3.8.5, BSD/Linux pointer semantics): the sequence just past
+        # our last urgent byte (0: not in urgent mode); the peer's urgent byte's sequence,
+        # its state (URG_NONE...) and value
+        "snd_up",
+        "urg_seq",
+        "urg_state",
+        "urg_byte",
         "rcvbuf",
         "sndbuf",
         "quickack",
@@ -217,6 +229,11 @@ class ControlBlock:
         self.keepcnt = cfg.keepalive_probes
         self.user_timeout = 0
         self.linger: float | None = None
+        self.oobinline = False  # SO_OOBINLINE: the urgent byte stays in the stream
+        self.snd_up = 0
+        self.urg_seq = 0
+        self.urg_state = URG_NONE
+        self.urg_byte = 0
         self.ttl: int | None = None  # IP_TTL / IPV6_UNICAST_HOPS (None: the host's default)
         self.tos = 0  # IP_TOS
         self.rcvbuf = cfg.rcvbuf

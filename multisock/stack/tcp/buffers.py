@@ -199,6 +199,16 @@ class ReceiveQueue:
             self.first = index
         return got
 
+    def byte_at(self, offset: int) -> int:
+        """The queued byte ``offset`` bytes from the read point (the peer's urgent byte)."""
+        offset += self.head
+        for index in range(self.first, len(self.chunks)):
+            chunk = self.chunks[index]
+            if offset < len(chunk):
+                return int(chunk[offset])
+            offset -= len(chunk)
+        raise IndexError(offset)
+
     def clear(self) -> None:
         self.chunks.clear()
         self.first = 0

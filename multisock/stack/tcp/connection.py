@@ -22,11 +22,17 @@ from multisock.stack.tcp.block import (
     _RECEIVING,
     _SENDING,
     CLOSED,
+    CLOSING,
+    FIN_WAIT_1,
     FIN_WAIT_2,
+    LAST_ACK,
     LISTEN,
     SYN_RECEIVED,
     SYN_SENT,
     TIME_WAIT,
+    URG_NONE,
+    URG_READ,
+    URG_VALID,
 )
 from multisock.stack.tcp.config import CAN_SEND, SYNCHRONIZED
 from multisock.stack.tcp.options import _IP_OVERHEAD
@@ -63,7 +69,7 @@ class TcpSocket(Arrival):
         if self.state is LISTEN:
             return bool(self.accept_queue)
         return bool(
-            self.recvq.size
+            (self.recvq.size and not self._only_urgent_queued())
             or self.fin_received
             or self.error
             or self.shut_rd
@@ -78,6 +84,28 @@ class TcpSocket(Arrival):
         if state in CAN_SEND:
             return self.shut_wr or self.sndq.size < self.sndbuf
         return self.was_connected and state not in (SYN_SENT, SYN_RECEIVED, LISTEN)
+
+    def _only_urgent_queued(self) -> bool:
+        """The one byte queued is an out-of-band urgent byte: not readable (Linux's tcp_poll
+        asks for one more byte then)."""
+        return bool(
+            self.urg_state
+            and not self.oobinline
+            and self.recvq.size == 1
+            and self.urg_seq == self._read_seq()
+        )
+
+    @property
+    def exceptional(self) -> bool:
+        """Urgent data arrived and not yet read (select's x-list, poll's POLLPRI)."""
+        return self.urg_state == URG_VALID
+
+    @property
+    def lingering(self) -> bool:
+        """Our FIN (or data before it) is still unacknowledged: what a close() with a nonzero
+        SO_LINGER waits out (Linux's sk_stream_wait_close: FIN-WAIT-1, CLOSING, LAST-ACK)."""
+        state = self.state
+        return state is FIN_WAIT_1 or state is CLOSING or state is LAST_ACK
 
     @property
     def readable_bytes(self) -> int:
@@ -165,7 +193,7 @@ class TcpSocket(Arrival):
         child.parent = None
         return child
 
-    def send(self, data: bytes | memoryview, now: float) -> int:
+    def send(self, data: bytes | memoryview, now: float, urgent: bool = False) -> int:
         if self.error:
             self._raise_error()
         state = self.state
@@ -184,6 +212,8 @@ class TcpSocket(Arrival):
             n = space
             data = memoryview(data)[:n]
         self.sndq.append(data)
+        if urgent:  # MSG_OOB: the last byte is urgent (the pointer goes just past it)
+            self.snd_up = self.snd_una + self.sndq.size
         stack = self.stack
         stack._depth += 1  # (busy(), without the context manager: once per send call)
         try:
@@ -201,10 +231,11 @@ class TcpSocket(Arrival):
     def recv_into(self, buf: memoryview, now: float, peek: bool = False) -> int:
         recvq = self.recvq
         if recvq.size and len(buf):  # Linux still hands out what was queued before SHUT_RD
-            n = recvq.read_into(buf, peek)
-            if not peek and self.state in _RECEIVING:
-                self._maybe_window_update(now)
-            return n
+            n = recvq.read_into(buf, peek) if not self.urg_state else self._read_around_urgent(buf, peek)
+            if n:
+                if not peek and self.state in _RECEIVING:
+                    self._maybe_window_update(now)
+                return n
         if self.fin_received:
             # Linux's tcp_recvmsg asks SOCK_DONE (a FIN arrived) before sk_err: a reset after
             # the peer's FIN (CLOSE_WAIT's EPIPE) leaves recv at EOF, the error still pending
@@ -221,6 +252,44 @@ class TcpSocket(Arrival):
             raise oserror(E.ENOTCONN)
         if state is LISTEN:
             raise oserror(E.ENOTCONN)
+        raise BlockingIOError(E.EAGAIN, os.strerror(E.EAGAIN))
+
+    def _read_around_urgent(self, buf: memoryview, peek: bool) -> int:
+        """A read while an urgent byte is known (Linux's tcp_recvmsg): it stops just before
+        the byte; at the byte, SO_OOBINLINE reads it as data, otherwise it is stepped over.
+        Once the read point passes it, the urgent state ends. 0: nothing but the skipped byte."""
+        recvq = self.recvq
+        offset = self.urg_seq - self._read_seq()
+        if offset > 0:
+            return recvq.read_into(buf[:offset] if offset < len(buf) else buf, peek)
+        if offset < 0 or self.oobinline:
+            n = recvq.read_into(buf, peek)
+        elif peek:
+            scratch = bytearray(min(len(buf), recvq.size - 1) + 1)
+            n = recvq.read_into(memoryview(scratch), True) - 1
+            buf[:n] = scratch[1 : n + 1]
+        else:
+            recvq.read_into(memoryview(bytearray(1)))
+            n = recvq.read_into(buf) if recvq.size else 0
+        if not peek and self._read_seq() > self.urg_seq:
+            self.urg_state = URG_NONE
+        return n
+
+    def recv_urgent(self, peek: bool) -> int | None:
+        """recv(..., MSG_OOB), Linux's tcp_recv_urg: the urgent byte, or None at EOF; EINVAL
+        with SO_OOBINLINE or no unread urgent byte; EAGAIN while it is still on its way."""
+        urg = self.urg_state
+        if self.oobinline or urg in (URG_NONE, URG_READ):
+            raise oserror(E.EINVAL)
+        if self.state is CLOSED and not self.fin_received:
+            raise oserror(E.ENOTCONN)
+        if urg == URG_VALID:
+            if not peek:
+                self.urg_state = URG_READ
+                self.stack.touch(self)
+            return self.urg_byte
+        if self.state is CLOSED or self.shut_rd or self.fin_received:
+            return None
         raise BlockingIOError(E.EAGAIN, os.strerror(E.EAGAIN))
 
     def shutdown(self, how: int, now: float) -> None:

@@ -31,6 +31,7 @@ OPTION_NAMES = (
     "keepcnt",
     "user_timeout",
     "linger",
+    "oobinline",
     "rcvbuf",
     "sndbuf",
     "quickack",

@@ -20,7 +20,7 @@ from multisock.stack.tcp.config import SYNCHRONIZED
 from multisock.stack.tcp.options import Options
 from multisock.stack.tcp.seq import MASK
 from multisock.wire import tcp as wire
-from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN
+from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, URG
 
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
@@ -71,6 +71,17 @@ class Output(Options):
         remote = self.remote
         local = self.local
         assert remote is not None and local is not None
+        if self.snd_up:  # urgent mode (rare): the general builder carries the pointer
+            urgent = self._urgent_pointer(seq)
+            if urgent:
+                hdr = wire.build(
+                    local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, flags | URG, win,
+                    ts=ts, urgent=urgent,
+                    sack_blocks=self._sack_option()
+                    if self.sack_ok and (self.ooo.ranges or self.dsack is not None) else (),
+                )
+                self._emit(hdr, payload)
+                return
         if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
             hdr = wire.build(
                 local[1],
@@ -113,6 +124,32 @@ class Output(Options):
         stack = self.stack
         stack.counters["segments_out"] += 1
         stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
+
+    def _emit(self: TcpSocket, hdr: bytes, payload: bytes | memoryview) -> None:  # type: ignore[misc]
+        """_xmit's tail for a header built elsewhere (the urgent path)."""
+        local, remote = self.local, self.remote
+        assert remote is not None and local is not None
+        self.rcv_acked = self.rcv_nxt
+        self.ack_now = False
+        self.t_dack = None
+        self.segs_out += 1
+        stack = self.stack
+        stack.counters["segments_out"] += 1
+        stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
+
+    def _urgent_pointer(self: TcpSocket, seq: int) -> int:  # type: ignore[misc]
+        """The URG field for a segment at ``seq`` (0: none), as Linux's tcp_transmit_skb
+        sets it: the offset of the byte after the urgent one, or 0xFFFF while that byte is
+        further than a field can say; urgent mode ends once it is acknowledged."""
+        up = self.snd_up
+        if self.snd_una >= up:
+            self.snd_up = 0
+            return 0
+        if seq >= up:
+            return 0
+        if up - seq < 0x10000:
+            return up - seq
+        return 0xFFFF
 
     def _send_syn(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
         cfg = self.stack.config
