@@ -80,7 +80,10 @@ def compiled_build() -> dict[str, Any]:
         # they would shadow every later edit; the compiled build is a plain install
         raise SystemExit("MULTISOCK_COMPILE=1 needs a non-editable install: "
                          "MULTISOCK_COMPILE=1 pip install .")
-    args: dict[str, Any] = {"setup_requires": ["mypy>=1.8"]}
+    # a build directory of its own: a later pure build must not pack these extensions from
+    # build/lib, where setuptools keeps what it built last
+    args: dict[str, Any] = {"setup_requires": ["mypy>=1.8"],
+                            "options": {"build": {"build_base": "build/compiled"}}}
     try:
         from mypyc.build import mypycify
     except ImportError:
@@ -92,8 +95,8 @@ def compiled_build() -> dict[str, Any]:
         return args
     # opt_level 3 is mypyc's default; group_name keeps the shared runtime library's name
     # stable (multisock__mypyc) rather than a hash of the file list
-    args["ext_modules"] = mypycify(compiled_modules(), opt_level="3",
-                                   group_name="multisock")
+    args["ext_modules"] = mypycify(compiled_modules(), opt_level="3", group_name="multisock",
+                                   target_dir="build/compiled/c")
     return args
 
 
