@@ -126,6 +126,9 @@ def run(quick: bool, only: set[str] | None = None,
         rows.append(row("ICMP echo, host to host", "µs", udp[names[1]], None, False))
     net.close()
 
+    if wanted("gateway"):
+        rows += gateway_rows(size, rows)
+
     if wanted("http"):
         ours, kernel = [], []
         for _ in range(1 if quick else 3):
@@ -151,6 +154,13 @@ def run(quick: bool, only: set[str] | None = None,
         goodput, mathis = bench_tcp.lossy_goodput(size["loss"])
         rows.append(row("TCP goodput, 1 % loss, 20 ms RTT", "Mbit/s", [goodput], [mathis],
                         True, kernel_note="the kernel column holds the Mathis estimate"))
+    if wanted("routers"):  # the simulation's forwarding speed: a chain of 10 routers
+        from bench import bench_routers
+
+        rate = [bench_routers.packets_per_second(size["udp"] // 5) for _ in range(reps)]
+        rows.append(row("simulated packets through 10 routers", "pkt/s", rate, None, True,
+                        note="UDP datagrams over a chain of 10 routers; each link traversal "
+                             "counts"))
     if wanted("tun") and os.geteuid() == 0:
         rows += tun_rows(quick)
     if wanted("micro"):
@@ -161,11 +171,65 @@ def run(quick: bool, only: set[str] | None = None,
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("security"):  # the firewall's cost, against no firewall in the same run
+        from bench import bench_security
+
+        cpu: list[tuple[float, float]] = []
+        plain, guarded, checked = bench_security.measure(size["bulk"] // 2, max(reps, 3), cpu)
+        rows.append(row("TCP bulk, no firewall", "Gbit/s", plain, None, True))
+        walled = row(f"TCP bulk, conntrack + {checked} rules", "Gbit/s", guarded, None, True,
+                     note="ratio: to the no-firewall row, same run; target >= 0.70")
+        walled["ratio_median"] = walled["multisock_median"] / rows[-1]["multisock_median"]
+        rows.append(walled)
+        per_cpu = row(f"TCP bulk per CPU-second, conntrack + {checked} rules", "Gbit/cpu-s",
+                      [w for _, w in cpu], None, True,
+                      note="ratio: to no firewall per CPU-second (steadier under load)")
+        per_cpu["ratio_median"] = per_cpu["multisock_median"] / row(
+            "", "", [b for b, _ in cpu], None, True)["multisock_median"]
+        rows.append(per_cpu)
+    if wanted("sim"):  # virtual time (multisock.sim): one run per repetition
+        from bench import bench_sim
+
+        idle = [bench_sim.idle_rate(600.0 if quick else 3600.0) for _ in range(1 if quick else 3)]
+        rows.append(row("sim: idle-heavy, 50 conns, keep-alive every 30 s", "sim s/wall s",
+                        idle, None, True, simulated=600.0 if quick else 3600.0))
+        busy = [bench_sim.busy_rate(200 if quick else 5000) for _ in range(1 if quick else 3)]
+        rows.append(row("sim: busy echo, 100 B messages, 1 ms link", "pkt/wall s",
+                        [rate for rate, _ in busy], None, True, **busy[0][1]))
     if wanted("gevent"):  # the HTTP workload on the threads backend and on gevent's hub
         from bench import bench_gevent
 
         rows += bench_gevent.rows(size["http"], 10 if quick else 50, 0.0, 1 if quick else 3)
     return rows
+
+
+def gateway_rows(size: dict[str, Any], done: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Through the host gateway (docs/gateway.md) against kernel <-> kernel, same run; the
+    bulk rows also say what share of the in-process bulk figure they reach (target 50 %)."""
+    from bench import bench_gateway
+
+    net, app = bench_gateway.network()
+    out = []
+    in_process = next((r["multisock_median"] for r in done
+                       if r["scenario"] == "TCP bulk, in-process link"), None)
+    for name, pair in (("kernel -> gateway -> multisock", bench_gateway.pair_from_kernel),
+                       ("multisock -> gateway -> kernel", bench_gateway.pair_to_kernel)):
+        ours, kernel = [], []
+        for _ in range(size["reps"]):
+            ours.append(bench_tcp.bulk(lambda p=pair: p(app), size["bulk"]))  # type: ignore[misc]
+            kernel.append(bench_tcp.bulk(bench_tcp._pair_kernel, size["bulk"]))
+        extra: dict[str, Any] = {"bytes": size["bulk"]}
+        if in_process:
+            extra["share_of_in_process_bulk"] = statistics.median(ours) / in_process
+        out.append(row(f"TCP bulk, {name}", "Gbit/s", ours, kernel, True, **extra))
+    ours, kernel = [], []
+    for _ in range(size["reps"]):
+        ours.append(bench_gateway.connection_rate(app, size["conns"]))
+        kernel.append(bench_gateway.connection_rate(None, size["conns"]))
+    out.append(row("TCP connect+accept+close through the gateway", "conn/s", ours, kernel, True,
+                   connections=size["conns"]))
+    net.close()
+    return out
 
 
 def tun_rows(quick: bool) -> list[dict[str, Any]]:
@@ -284,7 +348,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,security,sim,routers,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     parser.add_argument("--reps", type=int, help="repetitions per scenario (default: the mode's)")
     parser.add_argument("--compiled", metavar="PYTHON",
@@ -307,7 +371,8 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
-                "loss", "gevent"}  # quick mode (CI) never builds namespaces
+                "loss", "gevent", "gateway", "security",
+                "sim", "routers"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only, args.reps)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

@@ -72,3 +72,13 @@ def _facade_socket(*args: Any, **kwargs: Any) -> Any:
 
 
 _net.socket_factory = _facade_socket
+
+
+def _gateway(*args: Any, **kwargs: Any) -> Any:
+    """``Network.add_gateway()``'s factory: the gateway layer, imported on first use."""
+    from multisock.gateway import Gateway
+
+    return Gateway(*args, **kwargs)
+
+
+_net.gateway_factory = _gateway

@@ -1,4 +1,5 @@
-"""``python -m multisock``: ``demo`` (the main job) and ``run`` (the launcher)."""
+"""``python -m multisock``: ``demo`` (the main job), ``run`` (the launcher), ``sim`` and
+``plot`` (the simulation tools)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ commands:
   run [options] script.py [args...] | run [options] -m module [args...]
                        run a program with its sockets on multisock's stack
                        (--delay 10ms --loss 1% --rate 10mbit...: times and rates need a unit)
+  sim scenario.toml [--seed N] [--out DIR] [--until 60s] [--pcap FILE] [--plot]
+                       build and run a scenario file: topology, traffic, timeline, metrics
+  plot trace.pcap [--out DIR]
+                       draw the time-sequence graph of each TCP connection in a pcap
 
 python -m multisock <command> --help describes a command and its options.
 """
@@ -31,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
         from multisock.cli import run_main
 
         return run_main(rest)
+    if command == "sim":
+        from multisock.sim.cli import sim_main
+
+        return sim_main(rest)
+    if command == "plot":
+        from multisock.sim.cli import plot_main
+
+        return plot_main(rest)
     print(f"multisock: unknown command {command!r}\n\n{USAGE}", file=sys.stderr, end="")
     return 2
 

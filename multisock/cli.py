@@ -57,15 +57,32 @@ def build_parser() -> argparse.ArgumentParser:
         if not option.flag:
             continue
         help_text = option.help.replace("%", "%%")
+        flag = "--" + option.name.replace("_", "-")
         if option.switch:
-            parser.add_argument(f"--{option.name}", action="store_true", help=help_text)
+            parser.add_argument(flag, dest=option.name, action="store_true", help=help_text)
         else:
-            parser.add_argument(f"--{option.name}", metavar=option.metavar,
+            parser.add_argument(flag, dest=option.name, metavar=option.metavar,
                                 type=_argparse_type(option), help=help_text,
                                 action="append" if option.listed else "store")
     parser.add_argument("-m", dest="module", help="run a library module as a script")
     parser.add_argument("target", nargs=argparse.REMAINDER, help="script.py [args...]")
     return parser
+
+
+def _simulate(host: Any, until: float | None, program: Any) -> int:
+    """``--virtual-time``: the program inside a simulation (``multisock.sim``)."""
+    from multisock.net.virtual_driver import SimulationError, SimulationTimeout
+    from multisock.sim.runner import run_program
+
+    try:
+        run_program(host, until, program)
+    except SimulationTimeout:
+        print(f"multisock run: stopped at virtual time {until:g} s (--until)", file=sys.stderr)
+        return 124
+    except SimulationError as exc:
+        print(f"multisock run: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def run_main(argv: list[str]) -> int:
@@ -86,12 +103,15 @@ def run_main(argv: list[str]) -> int:
         parser.error("MULTISOCK=1 in the environment already activated multisock in this "
                      "process; unset MULTISOCK to use run's options")
     options = {k: v for k, v in vars(args).items() if k not in ("module", "target")}
+    if args.virtual_time:
+        options["backend"] = "virtual"  # (net.backends: only a simulation asks for it)
     try:
-        activate(options)
+        host = activate(options)
     except ActivationError as exc:
         print(f"multisock run: {exc}", file=sys.stderr)
         return 1
-    try:
+
+    def program() -> None:
         if args.module is not None:
             sys.argv = [args.module, *args.target]
             runpy.run_module(args.module, run_name="__main__", alter_sys=True)
@@ -100,6 +120,11 @@ def run_main(argv: list[str]) -> int:
             sys.argv = list(args.target)
             sys.path.insert(0, os.path.dirname(os.path.abspath(script)))
             runpy.run_path(script, run_name="__main__")
+
+    try:
+        if args.virtual_time:
+            return _simulate(host, args.until, program)
+        program()
     except SystemExit as exc:
         code = exc.code
         if code is None:

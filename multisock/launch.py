@@ -89,11 +89,25 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         os.environ[TUN_OWNER] = str(os.getpid())
     elif options.get("mtu") and not tun_name:
         host.loopback.mtu = int(options["mtu"])
+    # a simulation is sealed: kernel sockets would bring real time and real fates in
+    gateway = not options.get("isolated") and not tun_name and not options.get("virtual_time")
+    if gateway:
+        _add_gateway(net, host, impairments, options.get("publish") or [])
     if options.get("pcap"):
         try:
             net.capture(options["pcap"])
         except OSError as exc:
             raise ActivationError(f"cannot write the pcap file: {exc}") from None
+    for line in options.get("firewall") or ():
+        try:
+            host.firewall.add(line)
+        except (TypeError, ValueError) as exc:
+            raise ActivationError(f"firewall rule {line!r}: {exc}") from None
+    if options.get("ids_rules"):
+        try:
+            host.security.load_rules(options["ids_rules"])
+        except (OSError, ValueError) as exc:
+            raise ActivationError(f"IDS rules {options['ids_rules']!r}: {exc}") from None
     if options.get("hosts"):
         from multisock.hosts import HostsTable
 
@@ -101,6 +115,14 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
             host.hosts_table = HostsTable.from_file(options["hosts"])
         except (OSError, ValueError) as exc:
             raise ActivationError(f"cannot read the hosts file: {exc}") from None
+    elif gateway:
+        from multisock.gateway.dns import HOSTS
+        from multisock.hosts import HostsTable
+
+        try:
+            host.hosts_table = HostsTable.from_file(HOSTS)  # the host's names, like slirp
+        except (OSError, ValueError):
+            pass
     if options.get("dns"):
         from multisock.resolver import StubResolver
         from multisock.socket import socket as msocket
@@ -113,7 +135,31 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
         host.resolver = StubResolver(
             [(server, port)], socket_factory=lambda fam, typ: msocket(fam, typ, host=host)
         )
+    elif gateway:
+        from multisock.gateway.dns import read_resolv_conf
+        from multisock.resolver import StubResolver
+        from multisock.socket import socket as msocket
+
+        conf = read_resolv_conf()  # the host's resolvers, reached through the gateway
+        host.resolver = StubResolver(
+            conf.nameservers, search=conf.search, ndots=conf.ndots, timeout=conf.timeout,
+            attempts=conf.attempts, socket_factory=lambda fam, typ: msocket(fam, typ, host=host))
     return host
+
+
+def _add_gateway(net: Any, host: Any, impairments: dict[str, Any], publish: list[Any]) -> None:
+    """The host gateway (docs/gateway.md): flows with no virtual listener - on the loopback
+    or to any other address - leave through kernel sockets; ``--publish`` lets kernel
+    clients in. The link to the gateway carries the same impairments as the loopback."""
+    gateway = net.add_gateway()
+    gateway.attach(host, **impairments)
+    gateway.relay_loopback(host)
+    for spec in publish:
+        try:
+            gateway.publish(spec.host_port, host, spec.port, spec.proto, host_ip=spec.host_ip)
+        except OSError as exc:
+            where = f"{spec.host_ip or '127.0.0.1'}:{spec.host_port}/{spec.proto}"
+            raise ActivationError(f"cannot publish {where}: {exc.strerror or exc}") from None
 
 
 def print_stats(host: Any) -> None:

@@ -108,11 +108,70 @@ def _backend(text: str) -> str:
     return text
 
 
+def _firewall_rule(text: str) -> str:
+    from multisock.security.rules import check_line
+
+    return check_line(text)
+
+
 def _pid(text: str) -> int:
     pid = _integer(text)
     if pid <= 0:
         raise ValueError(f"not a process id: {text!r}")
     return pid
+
+
+class Publish(tuple[str | None, int, int, str]):
+    """One ``--publish``: (kernel address or None for 127.0.0.1 and ::1, kernel port,
+    virtual port, "tcp" or "udp")."""
+
+    __slots__ = ()
+
+    @property
+    def host_ip(self) -> str | None:
+        return self[0]
+
+    @property
+    def host_port(self) -> int:
+        return self[1]
+
+    @property
+    def port(self) -> int:
+        return self[2]
+
+    @property
+    def proto(self) -> str:
+        return self[3]
+
+
+def _port(text: str, where: str) -> int:
+    port = _integer(text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be within 1..65535: {where!r}")
+    return port
+
+
+def _publish(text: str) -> Publish:
+    """``[HOSTIP:]HOSTPORT[:PORT][/udp]`` (an IPv6 HOSTIP in brackets: ``[::1]:8000``)."""
+    spec, proto = text.strip(), "tcp"
+    if "/" in spec:
+        spec, proto = spec.rsplit("/", 1)
+        if proto not in ("tcp", "udp"):
+            raise ValueError(f"protocol must be tcp or udp: {text!r}")
+    host_ip: str | None = None
+    if spec.startswith("["):
+        end = spec.find("]")
+        if end < 0 or spec[end + 1:end + 2] != ":":
+            raise ValueError(f"use [IPv6]:HOSTPORT[:PORT]: {text!r}")
+        host_ip, spec = _ip(spec[1:end]), spec[end + 2:]
+    parts = spec.split(":")
+    if host_ip is None and len(parts) == 3 or host_ip is None and len(parts) == 2 and "." in parts[0]:
+        host_ip = _ip(parts.pop(0))
+    if not 1 <= len(parts) <= 2:
+        raise ValueError(f"use [HOSTIP:]HOSTPORT[:PORT][/udp]: {text!r}")
+    host_port = _port(parts[0], text)
+    port = _port(parts[1], text) if len(parts) == 2 else host_port
+    return Publish((host_ip, host_port, port, proto))
 
 
 @dataclass(frozen=True)
@@ -121,9 +180,10 @@ class Option:
     check: Callable[[str], Any]
     help: str
     metavar: str | None = None
-    listed: bool = False  # repeatable flag; comma-separated in the environment
+    listed: bool = False  # repeatable flag; separated by ``separator`` in the environment
     switch: bool = False  # a flag without value; 1 or 0 in the environment
     flag: bool = True  # False: an environment variable only
+    separator: str = ","  # between a listed option's values in the environment
 
     @property
     def env(self) -> str:
@@ -151,8 +211,21 @@ OPTIONS: tuple[Option, ...] = (
            "CIDR", listed=True),
     Option("peer", _ip, "the kernel's address on the TUN link; default route via it", "IP",
            listed=True),
+    Option("isolated", _switch, "no host gateway: connections stay inside the process "
+           "(without it, flows with no virtual listener reach real services)", switch=True),
+    Option("publish", _publish, "kernel port relayed to the program's PORT (127.0.0.1 and ::1 "
+           "unless HOSTIP is given; repeatable)", "[HOSTIP:]HOSTPORT[:PORT][/udp]", listed=True),
     Option("gevent", _switch, "gevent.monkey.patch_all() first; the stack then runs on the hub",
            switch=True),
+    Option("firewall", _firewall_rule, "a firewall rule, e.g. \"input drop tcp dport 5432\" "
+           "(repeat; ';' between rules in the environment; grammar in docs/security.md)",
+           "RULE", listed=True, separator=";"),
+    Option("ids_rules", _nonempty, "IDS/IPS rules (Snort subset) for the host, from FILE",
+           "FILE"),
+    Option("virtual_time", _switch, "run in a simulation: virtual clock, time moves only when "
+           "every task waits; seeded randomness (docs/simulation.md)", switch=True),
+    Option("until", parse_duration, "with --virtual-time: stop at this virtual time "
+           f"(exit status 124); a unit is required: {TIME_UNITS}", "TIME"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )
@@ -181,7 +254,8 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
         text = env[key]
         try:
             if option.listed:
-                out[option.name] = [option.check(part) for part in text.split(",") if part]
+                out[option.name] = [option.check(part.strip())
+                                    for part in text.split(option.separator) if part.strip()]
             elif option.switch or text:
                 out[option.name] = option.check(text)
         except ValueError as exc:
@@ -193,11 +267,25 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
 def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
     """Settings that only mean something together."""
     def name(option: str) -> str:
-        return PREFIX + option.upper() if env else f"--{option}"
+        return PREFIX + option.upper() if env else "--" + option.replace("_", "-")
 
+    if options.get("virtual_time"):
+        if env:
+            raise OptionError(name("virtual_time"), "a simulation needs the whole program "
+                              "under it: use python -m multisock run --virtual-time")
+        for other in ("tun", "gevent", "publish"):
+            if options.get(other):
+                raise OptionError(name(other), f"does not go with {name('virtual_time')} "
+                                  "(real devices, kernel ports and gevent's hub run on real "
+                                  "time; a simulation is isolated)")
+    elif options.get("until"):
+        raise OptionError(name("until"), f"goes with {name('virtual_time')}")
     if options.get("tun"):
         for needed in ("addr", "peer"):
             if not options.get(needed):
                 raise OptionError(name("tun"), f"needs {name(needed)} as well")
     elif options.get("addr") or options.get("peer"):
         raise OptionError(f"{name('addr')}/{name('peer')}", f"go with {name('tun')}")
+    if options.get("publish") and options.get("isolated"):
+        raise OptionError(name("publish"), f"needs the gateway, which {name('isolated')} "
+                          "turns off")

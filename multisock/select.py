@@ -122,6 +122,8 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
         return r, w
     real_r = [o for o in readers if _core_of(o) is None]
     real_w = [o for o in writers if _core_of(o) is None]
+    if _all_inherited(user_r, user_w):
+        return _wait_inherited(user_r, user_w, real_r, real_w, timeout)
     ready_r = [o for o, c in user_r if c.readable()]
     ready_w = [o for o, c in user_w if c.writable()]
     if ready_r or ready_w or timeout == 0:
@@ -173,6 +175,37 @@ def wait(readers: Iterable[Any], writers: Iterable[Any], timeout: float | None
             core.watchers.discard(watcher)
         os.close(wake_r)
         os.close(wake_w)
+
+
+def _all_inherited(user_r: list[Any], user_w: list[Any]) -> bool:
+    """Are these the sockets of a forked child (served by the parent), all with readiness
+    fds? Their stack is in another process: no watcher here can wake us."""
+    from multisock.api.forking import RemoteCore
+
+    for _, core in user_r + user_w:
+        if not isinstance(core, RemoteCore):
+            return False
+        if core.__dict__.get("_fd") is None or core.__dict__.get("_wfd") is None:
+            return False
+    return True
+
+
+def _wait_inherited(user_r: list[Any], user_w: list[Any], real_r: list[Any],
+                    real_w: list[Any], timeout: float | None) -> tuple[list[Any], list[Any]]:
+    """A forked child's select: the parent mirrors each socket's read and write readiness
+    into two eventfds (``api/forking.py``), so the kernel's select sleeps on them."""
+    by_rfd: dict[int, list[Any]] = {}
+    by_wfd: dict[int, list[Any]] = {}
+    for o, c in user_r:
+        by_rfd.setdefault(c._fd.fd, []).append(o)
+    for o, c in user_w:
+        by_wfd.setdefault(c._wfd.fd, []).append(o)
+    fds = list(by_rfd) + [fd for fd in by_wfd if fd not in by_rfd]
+    r, w, _ = _select(real_r + fds, real_w, [], timeout)
+    ready_r = [o for fd in r if isinstance(fd, int) and fd in by_rfd for o in by_rfd[fd]]
+    ready_w = [o for fd in r if isinstance(fd, int) and fd in by_wfd for o in by_wfd[fd]]
+    rest = [o for o in r if not (isinstance(o, int) and (o in by_rfd or o in by_wfd))]
+    return ready_r + rest, ready_w + w
 
 
 def select(rlist: Any, wlist: Any, xlist: Any, timeout: float | None = None

@@ -75,7 +75,7 @@ class socket:
     """A socket: userspace for AF_INET/AF_INET6, the kernel's for everything else."""
 
     __slots__ = ["__weakref__", "_io_refs", "_closed", "_sock", "_userspace", "_meta",
-                 "_released"]
+                 "_released", "_timeout"]
 
     def __init__(
         self,
@@ -97,6 +97,8 @@ class socket:
                 # no new reference (closing either closes it); family/type/proto as given win
                 self._sock: _Any = core
                 self._userspace = True
+                # a new object of its own, with the default timeout, as CPython's would be
+                self._timeout = _core.get_default_timeout()
                 if (family, type, proto) != (-1, -1, -1):
                     self._meta = (core.family if family == -1 else family,
                                   core.type if type == -1 else type,
@@ -116,6 +118,7 @@ class socket:
         if family in _USERSPACE_FAMILIES and not _kernel_protocol(type, proto):
             self._sock = _make_core(family, type, proto, host)
             self._userspace = True
+            self._timeout = self._sock.timeout
         else:
             self._sock = _KernelSocket(family, type, proto)
             self._userspace = False
@@ -192,7 +195,7 @@ class socket:
 
     @property
     def timeout(self) -> float | None:
-        return self._sock.gettimeout()
+        return self._timeout if self._userspace else self._sock.gettimeout()
 
     @property
     def _is_userspace(self) -> bool:
@@ -208,7 +211,21 @@ class socket:
         new._userspace = True
         new._meta = None
         new._released = False
+        new._timeout = core.timeout
         return new
+
+    def _own_timeout(self) -> _Any:
+        """The core, its timeout set to this object's (a userspace socket).
+
+        Like CPython's, each object sharing a socket (``dup()``, ``fromfd()``) has a timeout
+        of its own while the socket underneath is one: the core's ``timeout`` is what the
+        object calling now says. A call takes it once, when it starts (its deadline), so
+        two objects with different timeouts may block in two threads at once. The eventfd's
+        O_NONBLOCK is shared, as a kernel fd's file status flags are."""
+        core = self._sock
+        if core.timeout is not self._timeout:
+            core.timeout = self._timeout
+        return core
 
     def dup(self) -> socket:
         """Like the stdlib: ``self.__class__(family, type, proto, fileno=<dup>)``, so that a
@@ -250,7 +267,7 @@ class socket:
         if self._userspace:
             # the core's timeout starts at the default timeout: what the stdlib's
             # setblocking(True) below ensures for a kernel fd
-            core, addr = self._sock.accept()
+            core, addr = self._own_timeout().accept()
             return self._adopt(core), addr
         fd, addr = self._sock._accept()
         sock = socket(self.family, self.type, self.proto, fileno=fd)
@@ -262,7 +279,7 @@ class socket:
         """Like ``_socket.socket._accept``: the new connection's fd number and address."""
         if not self._userspace:
             return self._sock._accept()
-        core, addr = self._sock.accept()
+        core, addr = self._own_timeout().accept()
         return core.fileno(), addr
 
     def makefile(
@@ -411,10 +428,10 @@ class socket:
         self._sock.bind(address)
 
     def connect(self, address: _Any) -> None:
-        self._sock.connect(address)
+        (self._own_timeout() if self._userspace else self._sock).connect(address)
 
     def connect_ex(self, address: _Any) -> int:
-        return int(self._sock.connect_ex(address))
+        return int((self._own_timeout() if self._userspace else self._sock).connect_ex(address))
 
     def listen(self, *backlog: int) -> None:
         for value in backlog:
@@ -422,20 +439,22 @@ class socket:
         self._sock.listen(*backlog)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self._sock.recv(bufsize, flags)
+        return (self._own_timeout() if self._userspace else self._sock).recv(bufsize, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, _Any]:
-        return self._sock.recvfrom(bufsize, flags)
+        return (self._own_timeout() if self._userspace else self._sock).recvfrom(bufsize, flags)
 
     def recv_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> int:
+        sock = self._own_timeout() if self._userspace else self._sock
         try:
-            return int(self._sock.recv_into(buffer, nbytes, flags))
+            return int(sock.recv_into(buffer, nbytes, flags))
         except OSError as exc:
             _raise_without_frames(exc)
 
     def recvfrom_into(self, buffer: _Any, nbytes: int = 0, flags: int = 0) -> tuple[int, _Any]:
+        sock = self._own_timeout() if self._userspace else self._sock
         try:
-            return self._sock.recvfrom_into(buffer, nbytes, flags)
+            return sock.recvfrom_into(buffer, nbytes, flags)
         except OSError as exc:
             _raise_without_frames(exc)
 
@@ -447,6 +466,7 @@ class socket:
             if bufsize < 0:
                 raise ValueError("negative buffer size in recvmsg()")
             ancbufsize, flags = _ancbufsize(ancbufsize), _c_int(flags)
+            return self._own_timeout().recvmsg(bufsize, ancbufsize, flags)
         return self._sock.recvmsg(bufsize, ancbufsize, flags)
 
     def recvmsg_into(self, buffers: _Any, ancbufsize: int = 0, flags: int = 0) -> _Any:
@@ -465,6 +485,7 @@ class socket:
                     raise TypeError("recvmsg_into() argument 1 must be an iterable of "
                                     "single-segment read-write buffers")
             ancbufsize, flags = _ancbufsize(ancbufsize), _c_int(flags)
+            return self._own_timeout().recvmsg_into(buffers, ancbufsize, flags)
         return self._sock.recvmsg_into(buffers, ancbufsize, flags)
 
     def send(self, data: _Any, flags: int = 0, *, timeout: _Any = None) -> int:
@@ -473,14 +494,16 @@ class socket:
         own timeout, as gevent's does."""
         if timeout is not None and timeout == 0.0:
             flags |= _socket.MSG_DONTWAIT
+        sock = self._own_timeout() if self._userspace else self._sock
         try:
-            return int(self._sock.send(data, flags))
+            return int(sock.send(data, flags))
         except OSError as exc:
             _raise_without_frames(exc)
 
     def sendall(self, data: _Any, flags: int = 0) -> None:
+        sock = self._own_timeout() if self._userspace else self._sock
         try:
-            self._sock.sendall(data, flags)
+            sock.sendall(data, flags)
         except OSError as exc:
             _raise_without_frames(exc)
 
@@ -493,14 +516,16 @@ class socket:
         _bytes_like(data)
         flags, address = (0, args[0]) if len(args) == 1 else args
         flags = _c_int(flags)
+        sock = self._own_timeout()
         try:
-            return int(self._sock.sendto(data, flags, address))
+            return int(sock.sendto(data, flags, address))
         except OSError as exc:
             _raise_without_frames(exc)
 
     def sendmsg(self, buffers: _Any, *args: _Any) -> int:
+        sock = self._own_timeout() if self._userspace else self._sock
         try:
-            return int(self._sock.sendmsg(buffers, *args))
+            return int(sock.sendmsg(buffers, *args))
         except OSError as exc:
             _raise_without_frames(exc)
 
@@ -520,15 +545,29 @@ class socket:
         self._sock.setsockopt(level, optname, value, *optlen)
 
     def settimeout(self, value: float | None) -> None:
-        self._sock.settimeout(value)
+        if not self._userspace:
+            self._sock.settimeout(value)
+            return
+        try:
+            self._sock.settimeout(value)
+        finally:
+            self._timeout = self._sock.timeout  # (set even when the closed fd then fails)
 
     def gettimeout(self) -> float | None:
-        return self._sock.gettimeout()
+        return self._timeout if self._userspace else self._sock.gettimeout()
 
     def setblocking(self, flag: bool) -> None:
-        self._sock.setblocking(flag)
+        if not self._userspace:
+            self._sock.setblocking(flag)
+            return
+        try:
+            self._sock.setblocking(flag)
+        finally:
+            self._timeout = self._sock.timeout
 
     def getblocking(self) -> bool:
+        if self._userspace:
+            return self._timeout != 0.0
         return bool(self._sock.getblocking())
 
     if hasattr(_KernelSocket, "sendmsg_afalg"):
@@ -741,6 +780,7 @@ def fromfd(fd: int, family: int, type: int, proto: int = 0) -> socket:
         new._meta = None
         new._sock = core
         new._userspace = True
+        new._timeout = _core.get_default_timeout()  # a new object: the default, as CPython's
         return new
     return socket(family, type, proto, _os.dup(fd))
 

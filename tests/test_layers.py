@@ -66,7 +66,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # the settings table of run and the shims (it checks values with net's parsers)
     ("activation", ("multisock.monkey", "multisock.green", "multisock.asyncio_sendfile",
                     "multisock.options", "multisock.launch")),
-    ("tools", ("multisock.sim.*", "multisock.pytest_plugin.*")),
+    # routing daemons are programs over the facade's sockets, like the traffic generators
+    ("tools", ("multisock.sim.*", "multisock.pytest_plugin.*", "multisock.routingd.*")),
     ("entry", ("multisock", "multisock.cli", "multisock.demo", "multisock.__main__",
                "multisock._activate")),
 )

@@ -70,10 +70,19 @@ def _cmsg_int(payload: bytes) -> int:
     return int(_INT.unpack(payload)[0])
 
 
-def datagram_overrides(family: int, cmsgs: list[Cmsg]) -> tuple[int | None, int | None]:
-    """(ttl, tos) one datagram carries from its control messages; EINVAL like Linux."""
+IP_PKTINFO = getattr(_socket, "IP_PKTINFO", 8)  # (Linux's value; Python 3.12 names it)
+_PKTINFO4 = struct.Struct("=i4s4s")  # struct in_pktinfo: ifindex, spec_dst, addr
+_PKTINFO6 = struct.Struct("=16sI")  # struct in6_pktinfo: addr, ifindex
+PktInfo = tuple[bytes, int]  # (source address, all zeros: any; interface index, 0: any)
+
+
+def datagram_overrides(family: int, cmsgs: list[Cmsg]
+                       ) -> tuple[int | None, int | None, PktInfo | None]:
+    """(ttl, tos, pktinfo) one datagram carries from its control messages; EINVAL like
+    Linux. ``pktinfo`` is IP_PKTINFO's (ipi_spec_dst, ipi_ifindex) or IPV6_PKTINFO's."""
     ttl: int | None = None
     tos: int | None = None
+    pktinfo: PktInfo | None = None
     for level, kind, payload in cmsgs:
         if level == SOL_SOCKET:
             if kind not in _SCM_IGNORED:
@@ -89,6 +98,11 @@ def datagram_overrides(family: int, cmsgs: list[Cmsg]) -> tuple[int | None, int 
                 if not -1 <= value <= 255:
                     raise oserror(errno.EINVAL)
                 tos = None if value == -1 else value
+            elif kind == _socket.IPV6_PKTINFO:
+                if len(payload) < _PKTINFO6.size:
+                    raise oserror(errno.EINVAL)
+                addr, index = _PKTINFO6.unpack_from(payload)
+                pktinfo = (addr, index)
             else:
                 raise oserror(errno.EINVAL)
         elif family == _socket.AF_INET and level == IPPROTO_IP:
@@ -102,10 +116,15 @@ def datagram_overrides(family: int, cmsgs: list[Cmsg]) -> tuple[int | None, int 
                 if not 0 <= value <= 255:
                     raise oserror(errno.EINVAL)
                 tos = value
+            elif kind == IP_PKTINFO:
+                if len(payload) != _PKTINFO4.size:
+                    raise oserror(errno.EINVAL)
+                index, spec_dst, _addr = _PKTINFO4.unpack(payload)
+                pktinfo = (spec_dst, index)
             else:
                 raise oserror(errno.EINVAL)
         # Linux skips control messages of other levels
-    return ttl, tos
+    return ttl, tos, pktinfo
 
 
 def check_stream_cmsgs(cmsgs: list[Cmsg]) -> None:
@@ -115,17 +134,27 @@ def check_stream_cmsgs(cmsgs: list[Cmsg]) -> None:
             raise oserror(errno.EINVAL)
 
 
-def received_cmsgs(family: int, wanted: int, ttl: int, tos: int) -> list[Cmsg]:
-    """The control messages Linux attaches to one datagram, in its order."""
-    from multisock.stack.datagram import RECV_HOPLIMIT, RECV_TCLASS
+def received_cmsgs(family: int, wanted: int, ttl: int, tos: int, dst: bytes = b"",
+                   ifindex: int = 0, spec_dst: bytes = b"") -> list[Cmsg]:
+    """The control messages Linux attaches to one datagram, in its order (pktinfo first).
+
+    ``dst`` is the datagram's destination, ``ifindex`` the interface it arrived on and
+    ``spec_dst`` the local address a reply would come from (IP_PKTINFO's ipi_spec_dst)."""
+    from multisock.stack.datagram import RECV_HOPLIMIT, RECV_PKTINFO, RECV_TCLASS
 
     out: list[Cmsg] = []
     if family == _socket.AF_INET6:
+        if wanted & RECV_PKTINFO:
+            addr = dst if len(dst) == 16 else bytes(10) + b"\xff\xff" + dst
+            out.append((IPPROTO_IPV6, _socket.IPV6_PKTINFO, _PKTINFO6.pack(addr, ifindex)))
         if wanted & RECV_HOPLIMIT:
             out.append((IPPROTO_IPV6, _socket.IPV6_HOPLIMIT, _INT.pack(ttl)))
         if wanted & RECV_TCLASS:
             out.append((IPPROTO_IPV6, _socket.IPV6_TCLASS, _INT.pack(tos)))
     else:
+        if wanted & RECV_PKTINFO:
+            out.append((IPPROTO_IP, IP_PKTINFO,
+                        _PKTINFO4.pack(ifindex, spec_dst or dst, dst)))
         if wanted & RECV_HOPLIMIT:
             out.append((IPPROTO_IP, _socket.IP_TTL, _INT.pack(ttl)))
         if wanted & RECV_TCLASS:

@@ -102,6 +102,9 @@ class Core:
         # created on first wait: a Condition is ~1.3 KiB and most sockets never block
         self._cond: Any = None
         self._fd: ReadinessFd | None = None
+        # an eventfd mirroring *write* readiness: made at fork only (api/forking.py), so that
+        # a child's select can sleep in the kernel on both directions
+        self._wfd: ReadinessFd | None = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
@@ -203,6 +206,8 @@ class Core:
         fd = self._fd
         if fd is not None:
             fd.update(self.readable())
+        if self._wfd is not None:
+            self._wfd.update(self.writable())
         if self._watchers:
             for watcher in tuple(self._watchers):
                 watcher()
@@ -264,6 +269,8 @@ class Core:
         if self._fd is not None:
             cores_by_fd.pop(self._fd.fd, None)
             self._fd.close()
+        if self._wfd is not None:
+            self._wfd.close()
 
     def close_protocol(self) -> None:
         """Release protocol state (subclasses)."""

@@ -7,11 +7,18 @@ import errno
 from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary as A
+from multisock.api import multicast
 from multisock.api import options as O
 from multisock.api.core import MSG_PEEK, MSG_TRUNC, Core
 from multisock.api.errors import oserror
 from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
-from multisock.stack.datagram import RECV_HOPLIMIT, RECV_TCLASS, DatagramEndpoint, Meta
+from multisock.stack.datagram import (
+    RECV_HOPLIMIT,
+    RECV_PKTINFO,
+    RECV_TCLASS,
+    DatagramEndpoint,
+    Meta,
+)
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -22,6 +29,8 @@ _RECV_OPTIONS = {
     (_socket.IPPROTO_IP, _socket.IP_RECVTOS): RECV_TCLASS,
     (_socket.IPPROTO_IPV6, _socket.IPV6_RECVHOPLIMIT): RECV_HOPLIMIT,
     (_socket.IPPROTO_IPV6, _socket.IPV6_RECVTCLASS): RECV_TCLASS,
+    (_socket.IPPROTO_IP, A.IP_PKTINFO): RECV_PKTINFO,
+    (_socket.IPPROTO_IPV6, _socket.IPV6_RECVPKTINFO): RECV_PKTINFO,
 }
 _NO_ADDRESS: Any = object()  # sendto(data, address) vs sendto(data, flags, None)
 
@@ -143,15 +152,35 @@ class DatagramCore(Core):
     ) -> int:
         self.check_open()
         data, cmsgs, flags = A.sendmsg_args(buffers, ancdata, flags)
-        ttl, tos = A.datagram_overrides(self.family, cmsgs)
+        ttl, tos, pktinfo = A.datagram_overrides(self.family, cmsgs)
         if address is None:
             if self.ep.remote is None:
                 raise oserror(errno.EDESTADDRREQ)
-            return self._send(data, self.ep.remote, ttl, tos)
-        return self._send(memoryview(data), self.parse(address, "sendmsg"), ttl, tos)
+            return self._send(data, self.ep.remote, ttl, tos, pktinfo)
+        return self._send(memoryview(data), self.parse(address, "sendmsg"), ttl, tos, pktinfo)
+
+    def _pktinfo_source(self, pktinfo: A.PktInfo) -> bytes | None:
+        """The source address IP_PKTINFO/IPV6_PKTINFO asks for (lock held): its address,
+        else the named interface's; Linux's errors for an unknown interface (ENODEV) or
+        an address not ours (IPv4 finds no route from it: ENETUNREACH; IPv6: EINVAL)."""
+        addr, ifindex = pktinfo
+        ip = self.host.ip
+        iface = None
+        if ifindex:
+            iface = next((i for i in ip.interfaces if i.index == ifindex), None)
+            if iface is None:
+                raise oserror(errno.ENODEV)
+        if not is_wildcard(addr):
+            if not ip.is_local_address(addr):
+                raise oserror(errno.ENETUNREACH if len(addr) == 4 else errno.EINVAL)
+            return bytes(addr)
+        if iface is not None and not iface.loopback:
+            own = iface.addresses_of(self.family)
+            return own[0] if own else None
+        return None
 
     def _send(self, data: Any, target: tuple[bytes, int], ttl: int | None = None,
-              tos: int | None = None) -> int:
+              tos: int | None = None, pktinfo: A.PktInfo | None = None) -> int:
         view = data if isinstance(data, memoryview) else memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
@@ -169,7 +198,8 @@ class DatagramCore(Core):
                 if is_wildcard(addr):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
-                sent = int(self._stack.sendto(self.ep, view, addr, port, ttl, tos))
+                source = self._pktinfo_source(pktinfo) if pktinfo is not None else None
+                sent = int(self._stack.sendto(self.ep, view, addr, port, ttl, tos, source))
             return sent
 
     # ------------------------------------------------------------- receiving
@@ -242,8 +272,17 @@ class DatagramCore(Core):
     def _ancillary(self, meta: Meta | None, ancbufsize: int) -> tuple[list[A.Cmsg], int]:
         if meta is None or not self.ep.recv_meta:
             return [], 0
-        return A.fit(A.received_cmsgs(self.family, self.ep.recv_meta, meta.ttl, meta.tos),
-                     ancbufsize)
+        spec_dst = meta.dst
+        if self.ep.recv_meta & RECV_PKTINFO and len(spec_dst) == 4 and (
+                spec_dst[0] >= 224 or not self.host.ip.is_local_address(spec_dst)):
+            # a group or a broadcast: a reply would come from the interface's own address
+            with self.driver.lock:
+                iface = next((i for i in self.host.ip.interfaces if i.index == meta.ifindex),
+                             None)
+                own = iface.addresses_of(AF_INET) if iface is not None else []
+            spec_dst = own[0] if own else bytes(4)
+        return A.fit(A.received_cmsgs(self.family, self.ep.recv_meta, meta.ttl, meta.tos,
+                                      meta.dst, meta.ifindex, spec_dst), ancbufsize)
 
     def recvmsg_into(
         self, buffers: Any, ancbufsize: int = 0, flags: int = 0
@@ -307,12 +346,11 @@ class DatagramCore(Core):
             elif (level, option) in _RECV_OPTIONS:
                 bit = _RECV_OPTIONS[(level, option)]
                 ep.recv_meta = ep.recv_meta | bit if O.as_bool(value) else ep.recv_meta & ~bit
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
-                ep.multicast_ttl = O.as_int(value)
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
-                ep.multicast_loop = O.as_bool(value)
-            elif level in (O.IPPROTO_IP, O.IPPROTO_IPV6) and option in O.MULTICAST_NOOPS:
-                pass  # every host hears every group on our links: membership is a no-op
+            elif multicast.handles(level, option, self.family):
+                if (self.is_ping or self.is_raw) and option in (
+                        _socket.IP_ADD_MEMBERSHIP, _socket.IP_DROP_MEMBERSHIP):
+                    raise oserror(errno.ENOPROTOOPT)  # (only UDP joins groups here)
+                multicast.setsockopt(self.host.ip, self.host.ip.udp, ep, level, option, value)
             else:
                 raise oserror(errno.ENOPROTOOPT)
 
@@ -351,10 +389,8 @@ class DatagramCore(Core):
                 value = ip_value
             elif (level, option) in _RECV_OPTIONS:
                 value = int(bool(ep.recv_meta & _RECV_OPTIONS[(level, option)]))
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_TTL:
-                value = ep.multicast_ttl
-            elif level == O.IPPROTO_IP and option == _socket.IP_MULTICAST_LOOP:
-                value = int(ep.multicast_loop)
+            elif multicast.handles(level, option, self.family):
+                value = multicast.getsockopt(ep, level, option)
             else:
                 raise oserror(errno.ENOPROTOOPT)
         return O.reply(value, buflen)

@@ -11,13 +11,27 @@ parent drops every reference it still held. So ``socketserver.ForkingMixIn`` wor
 parent closes its copy of the connection, the child serves it and closes it, and only then
 does TCP close.
 
-Limits: a child cannot create new userspace sockets (or accept, or dup) — those need the
-network in its own process; its calls fail with a clear OSError. A grandchild gets nothing.
+A child's ``accept()`` on an inherited listener is performed by the parent too (the
+preforking servers: socketserver's ForkingMixIn-style pools of children accepting on one
+listener): the parent keeps the new connection for the child, as one more socket it serves,
+and passes the child the connection's readiness fds over the channel (SCM_RIGHTS).
+
+Readiness in the child: at fork every inherited socket gets its readability eventfd and a
+second eventfd mirroring writability (``Core._wfd``), which the parent keeps up to date;
+``multisock.select`` sleeps on them in the kernel, so a child's ``select`` wakes on either
+direction.
+
+Limits: a child cannot create new userspace sockets (or dup them in a way needing the
+network) — those need the network in its own process; its calls fail with a clear OSError.
+A grandchild (a fork of a child) gets nothing: the sockets it inherited answer every call
+with EBADF ("only a direct child of the process running the network can use them"); their
+readiness fds still reflect the socket, and the child's own copies are unaffected.
 """
 
 from __future__ import annotations
 
 import _socket
+import array
 import errno
 import os
 import pickle
@@ -27,7 +41,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from multisock.api.core import Core
+from multisock.api.core import Core, cores_by_fd
+from multisock.api.readiness import ReadinessFd
 
 _LEN = struct.Struct("!I")
 
@@ -78,6 +93,9 @@ def _live_cores() -> list[Any]:
 
 def _before() -> None:
     if _child_channel is not None or "multisock.net.network" not in sys.modules:
+        _pending.pop("grandchild", None)
+        if _child_channel is not None:
+            _pending["grandchild"] = True
         return
     cores = _live_cores()
     if not cores:
@@ -89,10 +107,31 @@ def _before() -> None:
     try:
         for core in cores:
             core.refs += 1
+            _readiness_fds(core)
     finally:
         for driver in drivers.values():
             driver.lock.release()
     _pending.update(parent=parent_end, child=child_end, cores=cores)
+
+
+def _readiness_fds(core: Any) -> tuple[int, int]:
+    """The core's read and write readiness eventfds, made if missing (driver lock held)."""
+    if core.fileno() < 0:
+        return -1, -1
+    if core._wfd is None:
+        core._wfd = ReadinessFd()
+        core._wfd.update(core.writable())
+    return core._fd.fd, core._wfd.fd
+
+
+def _refresh(core: Any) -> None:
+    """After a call made for the child: what it consumed may have changed readiness."""
+    with core.driver.lock:
+        if core.closed:
+            return
+        core.sync_fd()
+        if core._wfd is not None:
+            core._wfd.update(core.writable())
 
 
 def _channel(sock: Any) -> Any:
@@ -119,6 +158,10 @@ def _after_in_parent() -> None:
 
 def _after_in_child() -> None:
     global _child_channel, _child_lock
+    if _pending.pop("grandchild", None):
+        # a fork of a child: the channel is the child's, not ours to share
+        _child_channel = None
+        return
     if not _pending:
         return
     parent_end, child_end, cores = _pending["parent"], _pending["child"], _pending["cores"]
@@ -150,18 +193,30 @@ def _serve(channel: Any, held: dict[int, Any]) -> None:
             try:
                 if core is None:
                     raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+                fds: list[int] = []
                 if method == "close":
                     del held[core_id]
                     result: Any = core.close()
+                elif method == "accept":
+                    conn, address = _accept_for_child(core, *args)
+                    held[id(conn)] = conn
+                    with conn.driver.lock:
+                        fds = list(_readiness_fds(conn))
+                    result = (id(conn), conn.family, conn.type, conn.proto, address)
                 elif method == "recv_into":
                     result = core.recv(*args)
                 else:
                     result = getattr(core, method)(*args)
+                if method != "close":
+                    _refresh(core)
                 reply: Any = ("ok", result)
             except BaseException as exc:  # noqa: BLE001 - the child re-raises it
                 reply = ("err", exc)
             try:
                 _send_msg(channel, reply)
+                if reply[0] == "ok" and fds:
+                    channel.sendmsg([b"F"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                              array.array("i", fds))])
             except (pickle.PicklingError, TypeError):
                 _send_msg(channel, ("err", OSError(errno.EOPNOTSUPP,
                                                    f"{method}() cannot be done from a child")))
@@ -176,12 +231,46 @@ def _serve(channel: Any, held: dict[int, Any]) -> None:
                 pass
 
 
+def _accept_for_child(listener: Any, timeout: Any) -> tuple[Any, Any]:
+    """Accept with the child's timeout (its object's, not the parent's)."""
+    saved = listener.timeout
+    listener.timeout = timeout
+    try:
+        return listener.accept()
+    finally:
+        listener.timeout = saved
+
+
 # ------------------------------------------------------------------- child side
+
+_GONE = ("multisock: this socket's process is gone (only a direct child of the process "
+         "running the network can use the sockets it inherited)")
+
+
+class _InheritedFd:
+    """A readiness eventfd the parent passed over the channel: it keeps it up to date."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _default_timeout() -> float | None:
+    from multisock.api.core import get_default_timeout
+
+    return get_default_timeout()
+
 
 def _call(core_id: int, method: str, *args: Any) -> Any:
     channel = _child_channel
     if channel is None:
-        raise OSError(errno.EBADF, "multisock: this socket's process is gone")
+        raise OSError(errno.EBADF, _GONE)
     with _child_lock:
         _send_msg(channel, (core_id, method, args))
         status, value = _recv_msg(channel)
@@ -209,6 +298,7 @@ class RemoteCore:
     refs: int
     timeout: float | None
     _fd: Any
+    _wfd: Any
 
     bind = _forwarded("bind")
     connect = _forwarded("connect")
@@ -258,8 +348,37 @@ class RemoteCore:
         return offset, anc, msg_flags, addr
 
     def accept(self) -> Any:
-        raise OSError(errno.EOPNOTSUPP, "multisock: a forked child cannot accept on the "
-                                        "parent's userspace socket")
+        """The parent accepts; the connection becomes one more socket it serves for us."""
+        channel = _child_channel
+        if channel is None:
+            raise OSError(errno.EBADF, _GONE)
+        with _child_lock:
+            _send_msg(channel, (self._remote_id, "accept", (self.timeout,)))
+            status, value = _recv_msg(channel)
+            fds: list[int] = []
+            if status == "ok":
+                _msg, anc, _flags, _addr = channel.recvmsg(1, _socket.CMSG_SPACE(8))
+                for level, kind, data in anc:
+                    if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                        fds += array.array("i", data[: len(data) - len(data) % 4]).tolist()
+        if status == "err":
+            try:
+                raise value
+            finally:
+                del value
+        remote_id, family, kind, proto, address = value
+        conn = RemoteCore.__new__(RemoteCore)
+        conn.__dict__.update(_remote_id=remote_id, family=family, type=kind, proto=proto,
+                             closed=False, refs=1, timeout=_default_timeout(), _fd=None,
+                             _wfd=None)
+        if len(fds) == 2:
+            conn._fd, conn._wfd = _InheritedFd(fds[0]), _InheritedFd(fds[1])
+            cores_by_fd[fds[0]] = conn  # type: ignore[assignment]
+        return conn, address
+
+    def _accept(self) -> tuple[int, Any]:
+        conn, address = self.accept()
+        return conn.fileno(), address
 
     def fileno(self) -> int:
         # the readiness eventfd, if the parent had made it before fork, is inherited and
@@ -274,6 +393,10 @@ class RemoteCore:
         if self.refs > 0:
             return
         self.closed = True
+        for fd in (self.__dict__.get("_fd"), self.__dict__.get("_wfd")):
+            if isinstance(fd, _InheritedFd):  # (received with an accepted connection)
+                cores_by_fd.pop(fd.fd, None)
+                fd.close()
         try:
             _call(self._remote_id, "close")
         except (OSError, EOFError):

@@ -81,6 +81,8 @@ def getaddrinfo(
     if host is None and port is None:
         raise _gai(_socket.EAI_NONAME, "Name or service not known")
     numeric_port = _service_port(port, type, flags)
+    if flags & _socket.AI_ADDRCONFIG:
+        family = _addrconfig_family(family)
     canon = ""
     scope = 0
     if host is None or host == "":
@@ -92,8 +94,8 @@ def getaddrinfo(
             addrs.append(A.ANY6 if passive else A.LOOPBACK6)
         if family in (AF_UNSPEC, AF_INET):
             addrs.append(A.ANY4 if passive else A.LOOPBACK4)
-        if family == AF_UNSPEC:
-            addrs.reverse()
+        if family == AF_UNSPEC and passive:
+            addrs.reverse()  # glibc: 0.0.0.0 before ::, but ::1 before 127.0.0.1 (RFC 6724)
     else:
         packed = _numeric(host)
         if packed is not None:
@@ -128,6 +130,28 @@ def getaddrinfo(
                 (_stdlib.AddressFamily(fam), _stdlib.SocketKind(socktype), p, name, sockaddr)
             )
     return out
+
+
+def _addrconfig_family(family: int) -> int:
+    """AI_ADDRCONFIG as glibc does it, over the virtual host's configured addresses.
+
+    A family counts as configured when the host has an address of it other than 127.0.0.1
+    and ::1 (glibc's ``__check_pf``; the rest of 127/8 counts, as do link-local addresses).
+    Asked for a family it lacks: EAI_NONAME, even for a numeric host or None. Asked for
+    either: narrowed to the one it has, or left alone when it has neither."""
+    seen4 = seen6 = False
+    for addr in default_host().ip.local_addresses():
+        if len(addr) == 4:
+            seen4 = seen4 or addr != A.LOOPBACK4
+        else:
+            seen6 = seen6 or addr != A.LOOPBACK6
+    if family == AF_UNSPEC:
+        if seen4 != seen6:
+            return AF_INET if seen4 else AF_INET6
+        return family
+    if (family == AF_INET and not seen4) or (family == AF_INET6 and not seen6):
+        raise _gai(_socket.EAI_NONAME, "Name or service not known")
+    return family
 
 
 def gethostbyname(hostname: str) -> str:

@@ -126,14 +126,6 @@ def reply(value: int | bytes, buflen: int | None) -> int | bytes:
 # (a datagram endpoint or a TCP control block) with ``ttl``, ``tos``, ``v6only``
 # and ``local`` attributes.
 
-MULTICAST_NOOPS = frozenset(
-    getattr(_socket, name)
-    for name in ("IP_ADD_MEMBERSHIP", "IP_DROP_MEMBERSHIP", "IP_MULTICAST_IF",
-                 "IPV6_MULTICAST_HOPS", "IPV6_MULTICAST_LOOP", "IPV6_JOIN_GROUP",
-                 "IPV6_LEAVE_GROUP", "IPV6_MULTICAST_IF")
-    if hasattr(_socket, name)
-)
-
 
 def set_ip_option(target: Any, family: int, level: int, option: int, value: Any) -> bool:
     """Apply IP_TTL/IP_TOS/IPV6_V6ONLY/IPV6_UNICAST_HOPS; False if not one of those."""

@@ -144,7 +144,16 @@ class StreamCore(Core):
             err = tcb.take_error()
             if not err and tcb.state is _CLOSED:
                 err = errno.ECONNREFUSED
-            if err:
+            if self.timeout is not None:
+                # CPython connects a socket with a timeout as a non-blocking one: connect(2)
+                # says EINPROGRESS, it polls, then reads SO_ERROR. Linux's socket is still
+                # "connecting" after that, and the next connect() settles it: 0 after a
+                # success, ECONNABORTED after a failure (SO_ERROR took the error), which
+                # also returns it to "unconnected" so that a third connect() starts afresh
+                self.connecting = True
+                if err:
+                    raise oserror(err)
+            elif err:
                 self._fresh_tcb()
                 raise oserror(err)
         self.driver.cooperate()

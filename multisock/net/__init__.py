@@ -15,3 +15,6 @@ from typing import Any
 
 # (family, type, proto, fileno=None, *, host=None) -> a multisock.socket.socket
 socket_factory: Callable[..., Any] | None = None
+# (network, **options) -> a multisock.gateway.Gateway: the gateway sits above net, so
+# ``Network.add_gateway`` reaches it through this slot, filled by the root like the one above
+gateway_factory: Callable[..., Any] | None = None

@@ -42,7 +42,11 @@ _drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
 def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",
                 backend: str | None = None) -> Driver:
     driver: Driver
-    if choose(backend) == "gevent":
+    if backend == "virtual":  # never chosen by auto/MULTISOCK_BACKEND: multisock.sim asks
+        from multisock.net.virtual_driver import VirtualDriver
+
+        driver = VirtualDriver(name=name)
+    elif choose(backend) == "gevent":
         from multisock.net.gevent_driver import GeventDriver
 
         driver = GeventDriver(clock, name=name)

@@ -13,7 +13,8 @@ ACK loop, a bug) can keep a socket call from returning or the lock from other th
 
 Timers (link delays, TCP timers, reassembly expiry) live in one heap; a daemon
 thread sleeps in the kernel's selector (epoll; ``select()`` would spin on an fd
-past FD_SETSIZE) — on a wake-up pipe plus any registered device fds (a TUN device) —
+past FD_SETSIZE, and the gateway registers a kernel socket per flow) — on a wake-up pipe
+plus any registered fds (a TUN device, the gateway's kernel sockets) —
 until the earliest timer, a readable device, or a wake-up because an earlier timer
 was added or a drain left work. It never busy-waits, and it does not hold the lock
 while it sleeps. The driver is the only place that reads the clock.
@@ -175,6 +176,7 @@ class Driver:
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._sleeping_until: float | None = None  # what the driver thread sleeps towards
         self._readers: dict[int, Callable[[], None]] = {}
+        self._writers: dict[int, Callable[[], None]] = {}
         self._selector = _KernelSelector()
         self._selector.register(self._wake_r, selectors.EVENT_READ)
         self.passes = 0  # the driver thread's loop passes: a test's measure of idleness
@@ -190,11 +192,16 @@ class Driver:
         self._operation = _Operation(self)
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
+        self.origin = clock()  # the network's time 0: ``Network.at`` and ``Link.down(at=)``
 
     # ----------------------------------------------------------------- queues
 
     def now(self) -> float:
         return self.clock()
+
+    def wall(self) -> float:
+        """Wall-clock time for a capture's timestamps (a virtual driver gives its own)."""
+        return time.time()
 
     def call_soon(self, callback: Callable[..., None], *args: Any) -> None:
         """Run ``callback`` before the current locked operation returns."""
@@ -218,17 +225,41 @@ class Driver:
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Call ``callback`` (lock held) whenever ``fd`` is readable (e.g. a TUN device)."""
         with self.lock:
-            self._unregister(fd)  # (a number closed without remove_reader, now reused)
             self._readers[fd] = callback
-            self._selector.register(fd, selectors.EVENT_READ)
-            self._ensure_thread()
+            self._interest(fd)
             self._wake()
 
     def remove_reader(self, fd: int) -> None:
         with self.lock:
             if self._readers.pop(fd, None) is not None:
-                self._unregister(fd)
+                self._interest(fd)
             self._wake()
+
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (lock held) whenever ``fd`` is writable (a kernel socket of the
+        gateway whose connect is under way, or whose send buffer was full)."""
+        with self.lock:
+            self._writers[fd] = callback
+            self._interest(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        with self.lock:
+            if self._writers.pop(fd, None) is not None:
+                self._interest(fd)
+
+    def _interest(self, fd: int) -> None:
+        """Tell the selector what ``fd`` is now watched for (lock held). It is unregistered
+        first: a number closed without remove_reader/remove_writer may have been reused, and
+        epoll forgot the old file. The selector is persistent (epoll), so a thread asleep
+        in it sees the change without being woken."""
+        if self._closed:
+            return
+        events = ((selectors.EVENT_READ if fd in self._readers else 0)
+                  | (selectors.EVENT_WRITE if fd in self._writers else 0))
+        self._unregister(fd)
+        if events:
+            self._selector.register(fd, events)
+            self._ensure_thread()
 
     def _unregister(self, fd: int) -> None:
         try:
@@ -380,7 +411,7 @@ class Driver:
                 self._sleeping_until = None
                 if self._closed:
                     return
-                for key, _ in events:
+                for key, mask in events:
                     fd = key.fd
                     if fd == wake_r:
                         try:
@@ -389,10 +420,17 @@ class Driver:
                         except BlockingIOError:
                             pass
                         continue
-                    callback = self._readers.get(fd)
-                    if callback is not None:
-                        self._guarded(callback)
-                        self.drain()
+                    # (the selector reports an error or hang-up as both, masked by interest)
+                    if mask & selectors.EVENT_WRITE:
+                        callback = self._writers.get(fd)
+                        if callback is not None:
+                            self._guarded(callback)
+                            self.drain()
+                    if mask & selectors.EVENT_READ:
+                        callback = self._readers.get(fd)
+                        if callback is not None:
+                            self._guarded(callback)
+                            self.drain()
 
     def close(self) -> None:
         with self.lock:

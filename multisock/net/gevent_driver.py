@@ -107,12 +107,15 @@ class GeventDriver(Driver):
         super().__init__(clock, name)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
+        self._wio: dict[int, Any] = {}  # the gateway's kernel sockets waiting to be writable
         self._continuing = False  # a hub callback will go on with a drain's leftovers
-        self._readers: dict[int, Any] = {}  # id(core) -> the greenlet waiting to read it
+        # id(core) -> the greenlet waiting to read it (not the base class's fd -> callback
+        # ``_readers``)
+        self._core_readers: dict[int, Any] = {}
 
     def reading(self, core: Any) -> _Reading:
         """``with driver.reading(core):`` around a wait for data (see :class:`_Reading`)."""
-        return _Reading(self._readers, core)
+        return _Reading(self._core_readers, core)
 
     def cooperate(self) -> None:
         """Yield once to the hub (gevent's own connect waits at least once for EINPROGRESS):
@@ -193,6 +196,29 @@ class GeventDriver(Driver):
                 watcher.stop()
                 watcher.close()
 
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        with self.lock:
+            self.remove_writer(fd)
+            self._writers[fd] = callback
+            watcher = self.hub.loop.io(fd, 2, ref=False)
+            watcher.start(self._writable, fd)
+            self._wio[fd] = watcher
+
+    def remove_writer(self, fd: int) -> None:
+        with self.lock:
+            self._writers.pop(fd, None)
+            watcher = self._wio.pop(fd, None)
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()
+
+    def _writable(self, fd: int) -> None:
+        with self.lock:
+            callback = self._writers.get(fd)
+            if callback is not None and not self._closed:
+                self._guarded(callback)
+                self.drain()
+
     def _readable(self, fd: int) -> None:
         with self.lock:
             callback = self._readers.get(fd)
@@ -206,4 +232,6 @@ class GeventDriver(Driver):
         with self.lock:
             for fd in list(self._io):
                 self.remove_reader(fd)
+            for fd in list(self._wio):
+                self.remove_writer(fd)
         super().close()  # its _wake() reaches _arm(), which stops the hub timer once closed

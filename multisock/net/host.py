@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock import net as _net
 from multisock.net.impairments import Impairment
+from multisock.security import Security
 from multisock.stack import addresses as A
 from multisock.stack.interface import Interface
 from multisock.stack.ip import IPStack
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from multisock.net.driver import TimerHandle
     from multisock.net.network import Network
     from multisock.net.pcap import PcapWriter
+    from multisock.security.firewall import Firewall
+    from multisock.security.nat import Nat
 
 
 def _build_stack(name: str, rng: random.Random, tcp_rng: random.Random, now: float) -> IPStack:
@@ -67,6 +70,7 @@ class Host:
         self._attached: set[str] = set()
         self.hosts_table: Any = None  # a multisock.hosts.HostsTable, consulted before DNS
         self.resolver: Any = None  # a DNS stub resolver over this host's own UDP
+        self._security: Security | None = None  # made on first use (see ``security``)
         eth0 = self.ip.add_interface("eth0", mtu=mtu or net.default_mtu)
         for cidr in addresses:
             self.ip.add_address(eth0, cidr)
@@ -116,9 +120,8 @@ class Host:
             self.loopback.trusted = self.loopback_impairment.corrupt == 0
 
     def capture_loopback(self, writer: PcapWriter) -> None:
-        import time
-
-        self._loopback_taps.append(lambda packet: writer.write(packet, time.time()))
+        wall = self.driver.wall  # time.time(), or a virtual network's own clock
+        self._loopback_taps.append(lambda packet: writer.write(packet, wall()))
 
     # ----------------------------------------------------------------- timers
 
@@ -172,6 +175,24 @@ class Host:
                   metric: int = 0) -> None:
         with self.driver.lock:
             self.ip.add_route(cidr, via=via, dev=dev, metric=metric)
+
+    @property
+    def security(self) -> Security:
+        """Conntrack, firewall, NAT, detectors and IDS of this host (``docs/security.md``).
+        Made on first use; it hooks into the stack only once something is configured."""
+        if self._security is None:
+            self._security = Security(self.ip, self.driver.lock)
+        return self._security
+
+    @property
+    def firewall(self) -> Firewall:
+        """``add_rule(chain, action, **match)``, ``set_policy``, ``rules()``, ``clear()``."""
+        return self.security.firewall
+
+    @property
+    def nat(self) -> Nat:
+        """``masquerade(out, source=CIDR)``, ``forward_port(proto, port, address, port)``."""
+        return self.security.nat
 
     @property
     def forwarding(self) -> bool:

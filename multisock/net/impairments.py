@@ -64,7 +64,7 @@ class GilbertElliott:
 class Impairment:
     __slots__ = (
         "rng", "delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue",
-        "up", "is_ideal", "counters", "_busy_until", "_departures", "_last_arrival",
+        "up", "held", "is_ideal", "counters", "_busy_until", "_departures", "_last_arrival",
     )
 
     def __init__(self, rng: random.Random, **settings: Any) -> None:
@@ -78,10 +78,14 @@ class Impairment:
         self.rate: int | None = None
         self.queue: int | None = None
         self.up = True
+        self.held = False  # Direction.hold(): packets wait until release()
         self.is_ideal = True
         self.counters = {
             "offered": 0, "delivered": 0, "lost": 0, "queue_dropped": 0, "down_dropped": 0,
-            "duplicated": 0, "corrupted": 0, "reordered": 0,
+            "duplicated": 0, "corrupted": 0, "reordered": 0, "held": 0,
+            # bytes that left the transmitter (counted off the ideal path only: a link's
+            # utilisation means something only when it has a rate)
+            "sent_bytes": 0,
         }
         self._busy_until = 0.0
         self._departures: list[float] = []
@@ -109,10 +113,15 @@ class Impairment:
             else:
                 raise TypeError(f"unknown impairment {key!r}")
         self.is_ideal = (
-            self.up and self.delay == 0 and self.jitter == 0 and self.loss == 0
+            self.up and not self.held and self.delay == 0 and self.jitter == 0 and self.loss == 0
             and self.reorder == 0 and self.duplicate == 0 and self.corrupt == 0
             and self.rate is None
         )
+
+    def backlog(self, now: float) -> int:
+        """Packets waiting in the transmitter's queue at ``now`` (the one being sent
+        included): what ``tc -s qdisc`` calls the backlog, for the metrics sampler."""
+        return sum(1 for departure in self._departures if departure > now)
 
     def offer(self, packet: bytes, now: float) -> list[tuple[float, bytes]]:
         counters = self.counters
@@ -141,6 +150,7 @@ class Impairment:
             departure = max(now, self._busy_until) + len(packet) * 8 / self.rate
             self._busy_until = departure
             waiting.append(departure)
+        counters["sent_bytes"] += len(packet)
         reordered = self.reorder > 0 and rng.random() < self.reorder
         if reordered:
             counters["reordered"] += 1

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from multisock.net.impairments import Impairment
-from multisock.net.units import parse_size
+from multisock.net.units import parse_duration, parse_size
 
 if TYPE_CHECKING:
     from multisock.net.driver import Driver
@@ -45,7 +45,7 @@ class HostPort:
 class Direction:
     """One direction of a link: impairment, capture taps and counters."""
 
-    __slots__ = ("driver", "impairment", "target", "taps", "label")
+    __slots__ = ("driver", "impairment", "target", "taps", "label", "_held")
 
     def __init__(self, driver: Driver, impairment: Impairment, target: LinkEnd, label: str) -> None:
         self.driver = driver
@@ -53,6 +53,8 @@ class Direction:
         self.target = target
         self.taps: list[Callable[[bytes], None]] = []
         self.label = label
+        # while held: (packet, next_hop, already through the impairment) in arrival order
+        self._held: list[tuple[bytes, bytes, bool]] = []
 
     def send(self, packet: bytes, next_hop: bytes, now: float) -> None:
         if self.taps:
@@ -66,14 +68,43 @@ class Direction:
             # arrives "now": straight to the far end, without a hop through _arrive
             self.driver.call_soon(self.target.deliver, packet, next_hop, now)
             return
-        for when, copy in impairment.offer(packet, now):
+        if impairment.held:
+            impairment.counters["held"] += 1
+            self._held.append((packet, next_hop, False))
+            return
+        self._offer(packet, next_hop, now)
+
+    def _offer(self, packet: bytes, next_hop: bytes, now: float) -> None:
+        for when, copy in self.impairment.offer(packet, now):
             if when <= now:
                 self.driver.call_soon(self.target.deliver, copy, next_hop, now)
             else:
                 self.driver.call_at(when, self._arrive, copy, next_hop)
 
     def _arrive(self, packet: bytes, next_hop: bytes) -> None:
+        if self.impairment.held:  # was in flight when the link was held: it waits too
+            self._held.append((packet, next_hop, True))
+            return
         self.target.deliver(packet, next_hop, self.driver.now())
+
+    def hold(self) -> None:
+        """Packets entering (and those in flight arriving) wait, in order, until
+        :meth:`release` (FoundationDB's "clogging"); lock held."""
+        self.impairment.held = True
+        self.impairment.set()  # (recomputes is_ideal: a held direction is not)
+
+    def release(self) -> None:
+        """Let held packets flow: those already through the impairment arrive now, those
+        that entered during the hold go through it now (its delay counts from here)."""
+        self.impairment.held = False
+        self.impairment.set()
+        held, self._held = self._held, []
+        now = self.driver.now()
+        for packet, next_hop, impaired in held:
+            if impaired:
+                self.driver.call_soon(self.target.deliver, packet, next_hop, now)
+            else:
+                self._offer(packet, next_hop, now)
 
 
 _IMPAIRMENT_KEYS = ("delay", "jitter", "loss", "reorder", "duplicate", "corrupt", "rate", "queue")
@@ -106,11 +137,15 @@ class Link:
     def directions(self) -> tuple[Direction, Direction]:
         return self.a_to_b, self.b_to_a
 
-    def set(self, **impairments: Any) -> None:
-        """Change impairments at run time (both directions), e.g. ``link.set(loss=0.1)``."""
+    def set(self, *, at: float | str | None = None, **impairments: Any) -> None:
+        """Change impairments at run time (both directions), e.g. ``link.set(loss=0.1)``;
+        with ``at``, at that time of the network (``Network.at``) instead of now."""
         unknown = set(impairments) - set(_IMPAIRMENT_KEYS)
         if unknown:
             raise TypeError(f"unknown impairment(s): {', '.join(sorted(unknown))}")
+        if at is not None:
+            self._later(at, lambda: self.set(**impairments))
+            return
         if "queue" in impairments and impairments["queue"] is not None:
             impairments["queue"] = int(parse_size(impairments["queue"]))
         with self.driver.lock:
@@ -125,20 +160,50 @@ class Link:
             if iface is not None and not iface.loopback:
                 iface.trusted = trusted
 
-    def down(self) -> None:
-        """Partition: every packet in either direction is dropped until :meth:`up`."""
+    def down(self, *, at: float | str | None = None) -> None:
+        """Partition: every packet in either direction is dropped until :meth:`up`.
+        ``at``: at that time of the network (seconds since it was made) instead of now."""
+        if at is not None:
+            self._later(at, self.down)
+            return
         with self.driver.lock:
             for direction in self.directions:
                 direction.impairment.set(up=False)
 
-    def up(self) -> None:
+    def up(self, *, at: float | str | None = None) -> None:
+        if at is not None:
+            self._later(at, self.up)
+            return
         with self.driver.lock:
             for direction in self.directions:
                 direction.impairment.set(up=True)
 
+    def hold(self, *, at: float | str | None = None) -> None:
+        """Both directions keep their packets (nothing lost) until :meth:`release`."""
+        if at is not None:
+            self._later(at, self.hold)
+            return
+        with self.driver.lock:
+            for direction in self.directions:
+                direction.hold()
+
+    def release(self, *, at: float | str | None = None) -> None:
+        """The held packets flow again, in order; see :meth:`Direction.release`."""
+        if at is not None:
+            self._later(at, self.release)
+            return
+        with self.driver.lock:
+            for direction in self.directions:
+                direction.release()
+
+    def _later(self, at: float | str, action: Callable[[], None]) -> None:
+        when = self.driver.origin + parse_duration(at)
+        with self.driver.lock:
+            self.driver.call_at(when, action)
+
     def capture(self, writer: PcapWriter) -> None:
         """Record both directions into ``writer`` (each packet once, when it enters the link)."""
-        tap = _pcap_tap(writer)
+        tap = _pcap_tap(writer, self.driver)
         for direction in self.directions:
             direction.taps.append(tap)
 
@@ -149,10 +214,10 @@ class Link:
         return f"<Link {self.end_a.name} <-> {self.end_b.name} mtu={self.mtu}>"
 
 
-def _pcap_tap(writer: PcapWriter) -> Callable[[bytes], None]:
-    import time
+def _pcap_tap(writer: PcapWriter, driver: Driver) -> Callable[[bytes], None]:
+    wall = driver.wall  # time.time(), or a virtual network's own clock (replayable pcaps)
 
     def tap(packet: bytes) -> None:
-        writer.write(packet, time.time())
+        writer.write(packet, wall())
 
     return tap

@@ -13,11 +13,14 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from multisock import net as _net
 from multisock.net.backends import make_driver
+from multisock.net.driver import TimerHandle
 from multisock.net.host import Host
 from multisock.net.link import Direction, HostPort, Link, LinkEnd
 from multisock.net.pcap import PcapWriter
 from multisock.net.switch import Switch, SwitchPort
+from multisock.net.units import parse_duration
 from multisock.stack.interface import Interface
 
 
@@ -41,6 +44,22 @@ class Network:
         self.switches: dict[str, Switch] = {}
         self.links: list[Link] = []
         self._captures: list[PcapWriter] = []
+        self.gateways: list[Any] = []
+
+    # ---------------------------------------------------------------- timeline
+
+    def now(self) -> float:
+        """Seconds since the network was made, on its driver's clock (virtual or real)."""
+        return self.driver.now() - self.driver.origin
+
+    def at(self, t: float | str, callback: Callable[..., Any], *args: Any) -> TimerHandle:
+        """Call ``callback(*args)`` at time ``t`` of the network (seconds since it was made,
+        or a duration such as ``"20s"``), on the driver with its lock held; a fault schedule
+        (``net.at(20, link.down)``). A time already past runs at the next timer pass. An
+        exception is recorded in ``driver.errors`` (a simulation reports it)."""
+        when = self.driver.origin + parse_duration(t)
+        with self.driver.lock:
+            return self.driver.call_at(when, callback, *args)
 
     def derive_rng(self, *labels: str) -> random.Random:
         return random.Random(f"{self.seed}/" + "/".join(labels))
@@ -69,6 +88,17 @@ class Network:
         switch = Switch(name)
         self.switches[name] = switch
         return switch
+
+    def add_gateway(self, name: str = "gateway", **options: Any) -> Any:
+        """A host gateway (``multisock.gateway.Gateway``, slirp's model): attach hosts with
+        ``gateway.attach(host, **impairments)``; flows to addresses outside the virtual
+        network leave through kernel sockets, 10.0.2.2 / fd00::2 reach the kernel's
+        loopback, ``gateway.publish(...)`` lets kernel clients in. See docs/gateway.md."""
+        factory = _net.gateway_factory
+        assert factory is not None, "multisock/__init__.py registers it before net is imported"
+        gateway = factory(self, name, **options)
+        self.gateways.append(gateway)
+        return gateway
 
     def host(self, name: str) -> Host:
         return self.hosts[name]
@@ -147,6 +177,9 @@ class Network:
     # --------------------------------------------------------------- lifetime
 
     def close(self) -> None:
+        for gateway in self.gateways:
+            gateway.close()
+        self.gateways.clear()
         self.driver.close()
         for writer in self._captures:
             writer.close()

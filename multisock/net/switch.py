@@ -2,8 +2,13 @@
 
 Links carry IP packets without a link-layer header, so the switch forwards on
 the *next hop* the sending host chose (the role ARP/NDP plays on Ethernet): to
-the port whose host owns that address; broadcast and multicast go to every
-other port. Unknown next hops are dropped and counted, like an unanswered ARP.
+the port whose host owns that address; broadcast goes to every other port.
+Unknown next hops are dropped and counted, like an unanswered ARP.
+
+Multicast goes where IGMP/MLD snooping would send it: to the ports whose host joined
+the group on the attached interface (the snooping table is read from the interfaces'
+``groups``, what their reports would have taught a switch), except the link-local
+control groups (224.0.0.0/24, ff02::1), which RFC 4541 has flooded.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ class Switch:
     def __init__(self, name: str) -> None:
         self.name = name
         self.ports: list[SwitchPort] = []
-        self.counters = {"forwarded": 0, "flooded": 0, "unknown_next_hop": 0}
+        self.counters = {"forwarded": 0, "flooded": 0, "unknown_next_hop": 0,
+                         "multicast_delivered": 0, "multicast_no_member": 0}
 
     def new_port(self) -> SwitchPort:
         port = SwitchPort(self, f"{self.name}:p{len(self.ports)}")
@@ -42,7 +48,7 @@ class Switch:
         return port
 
     def _is_broadcast(self, next_hop: bytes) -> bool:
-        if is_multicast(next_hop) or next_hop == b"\xff\xff\xff\xff":
+        if next_hop == b"\xff\xff\xff\xff" or _flooded_group(next_hop):
             return True
         if len(next_hop) == 4:
             for port in self.ports:
@@ -61,6 +67,9 @@ class Switch:
         return False
 
     def forward(self, ingress: SwitchPort, packet: bytes, next_hop: bytes, now: float) -> None:
+        if is_multicast(next_hop) and not _flooded_group(next_hop):
+            self._to_members(ingress, packet, next_hop, now)
+            return
         if self._is_broadcast(next_hop):
             self.counters["flooded"] += 1
             for port in self.ports:
@@ -76,5 +85,22 @@ class Switch:
                 return
         self.counters["unknown_next_hop"] += 1
 
+    def _to_members(self, ingress: SwitchPort, packet: bytes, group: bytes, now: float) -> None:
+        members = 0
+        for port in self.ports:
+            iface = port.peer_interface
+            if (port is not ingress and port.out is not None and iface is not None
+                    and group in iface.groups):
+                members += 1
+                port.out.send(packet, group, now)
+        self.counters["multicast_delivered" if members else "multicast_no_member"] += 1
+
     def __repr__(self) -> str:
         return f"<Switch {self.name} ports={len(self.ports)}>"
+
+
+def _flooded_group(addr: bytes) -> bool:
+    """Link-local control groups a snooping switch floods (224.0.0.0/24, ff02::1)."""
+    if len(addr) == 4:
+        return addr[:3] == b"\xe0\x00\x00"
+    return addr == b"\xff\x02" + bytes(13) + b"\x01"

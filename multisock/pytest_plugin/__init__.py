@@ -69,6 +69,8 @@ class TestState:
     server_ports: set[int] = field(default_factory=set)
     errors_seen: set[int] = field(default_factory=set)
     reported: bool = False
+    mtu: int | None = None
+    virtual: bool = False  # marker virtual_time=True: the call runs under multisock.sim
 
 
 RUN = pytest.StashKey[Run]()
@@ -251,6 +253,20 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
     settings = run.settings
     if settings.pcap_dir is not None:
         state.pcap = os.path.abspath(stacks.pcap_path(settings.pcap_dir, item.nodeid))
+    if marked is not None and marked.virtual_time:
+        if _FIXTURES & fixturenames:
+            result = yield
+            raise pytest.UsageError(
+                "@pytest.mark.multisock(virtual_time=True) builds its own simulated network: "
+                "the mshost/msnet fixtures (real time) do not go with it; reach the network "
+                "with multisock.runtime.default_network() inside the test")
+        state.virtual = True
+        state.impairments = {**settings.impairments, **marked.impairments}
+        state.mtu = marked.mtu if marked.mtu is not None else settings.mtu
+        if state.pcap is not None:
+            state.pcaps.append(state.pcap)
+        item.stash[STATE] = state
+        return (yield)
     if fresh:
         state.impairments = {**settings.impairments, **(marked.impairments if marked else {})}
         mtu = marked.mtu if marked is not None and marked.mtu is not None else settings.mtu
@@ -276,6 +292,33 @@ def pytest_runtest_setup(item: pytest.Item) -> Any:
         state.preexisting = {id(core) for core in before}
         state.server_ports = stacks.listening_ports(before)
     return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """``virtual_time=True``: the test function (plain or ``async def``) runs under
+    ``multisock.sim.run`` on a fresh virtual-time network seeded with the test's seed."""
+    state = pyfuncitem.stash.get(STATE, None)
+    if state is None or not state.virtual:
+        return None
+    import functools
+
+    from multisock.net.network import Network
+    from multisock.sim.runner import DEFAULT_HOST, run
+
+    net = Network(seed=state.seed, name="test", backend="virtual")
+    state.nets.append(net)
+    host = state.host = net.add_host(DEFAULT_HOST)
+    if state.impairments:
+        host.impair_loopback(**state.impairments)
+    if state.mtu is not None:
+        host.loopback.mtu = state.mtu
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    try:
+        run(functools.partial(pyfuncitem.obj, **arguments), net=net, pcap=state.pcap)
+    finally:
+        net.close()
+    return True
 
 
 @pytest.hookimpl(wrapper=True)

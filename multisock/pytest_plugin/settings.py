@@ -125,6 +125,7 @@ class MarkerSettings:
     impairments: dict[str, Any]
     mtu: int | None
     seed: int | None
+    virtual_time: bool = False  # the test runs under multisock.sim (its own network)
 
     @classmethod
     def from_marker(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> MarkerSettings:
@@ -135,10 +136,9 @@ class MarkerSettings:
         if unknown:
             raise SettingError(f"{where}: unknown keyword(s) {', '.join(unknown)}; "
                                f"known: {', '.join(MARKER_KEYWORDS)}")
-        if kwargs.get("virtual_time") is not None:
-            raise SettingError(
-                f"{where}(virtual_time=...): virtual time is not available yet (it comes with "
-                "the simulation work, multisock.sim); remove the keyword to run on real time")
+        virtual_time = kwargs.get("virtual_time", False)
+        if not isinstance(virtual_time, bool):
+            raise SettingError(f"{where}(virtual_time=...): {virtual_time!r} is not True/False")
         impairments = {name: check_impairment(name, kwargs[name], f"{where}({name}=...)")
                        for name in IMPAIRMENTS if kwargs.get(name) is not None}
         mtu, seed = kwargs.get("mtu"), kwargs.get("seed")
@@ -146,4 +146,4 @@ class MarkerSettings:
             raise SettingError(f"{where}(mtu=...): {mtu!r} is not an MTU in 68..65535")
         if seed is not None and (not isinstance(seed, int) or seed < 0):
             raise SettingError(f"{where}(seed=...): {seed!r} is not a non-negative integer")
-        return cls(impairments, mtu, seed)
+        return cls(impairments, mtu, seed, virtual_time)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from multisock.stack.addresses import AF_INET
 
@@ -22,13 +22,17 @@ PER_DATAGRAM_OVERHEAD = 256
 
 RECV_HOPLIMIT = 1  # IP_RECVTTL / IPV6_RECVHOPLIMIT
 RECV_TCLASS = 2  # IP_RECVTOS / IPV6_RECVTCLASS
+RECV_PKTINFO = 4  # IP_PKTINFO / IPV6_RECVPKTINFO
 
 
 class Meta(NamedTuple):
-    """The IP header fields of one received datagram that ancillary data can report."""
+    """The IP header fields of one received datagram that ancillary data can report, and
+    the interface it arrived on (IP_PKTINFO's index)."""
 
     ttl: int
     tos: int
+    dst: bytes = b""
+    ifindex: int = 0
 
 
 class DatagramEndpoint:
@@ -53,6 +57,8 @@ class DatagramEndpoint:
         "tos",
         "multicast_ttl",
         "multicast_loop",
+        "multicast_if",
+        "memberships",
         "counters",
         "shut_rd",
         "shut_wr",
@@ -79,6 +85,10 @@ class DatagramEndpoint:
         self.tos = 0
         self.multicast_ttl = 1
         self.multicast_loop = True
+        # IP_MULTICAST_IF / IPV6_MULTICAST_IF: (the interface, the address it was named by)
+        self.multicast_if: tuple[Any, bytes] | None = None
+        # the groups this socket joined, as (group, interface); None until the first join
+        self.memberships: list[tuple[bytes, Any]] | None = None
         self.shut_rd = False
         self.shut_wr = False
         # which per-datagram IP header fields recvmsg() reports (IP_RECVTTL/IPV6_RECVHOPLIMIT,

@@ -32,6 +32,7 @@ class Interface:
         "trusted",
         "transmit",
         "counters",
+        "groups",
     )
 
     def __init__(
@@ -45,6 +46,9 @@ class Interface:
         self.loopback = loopback
         self.trusted = trusted
         self.transmit: Transmit = _not_attached
+        # multicast groups joined on this interface -> how many sockets joined (IGMP/MLD's
+        # per-interface list; a switch's snooping table reads it)
+        self.groups: dict[bytes, int] = {}
         self.counters = {
             "rx_packets": 0,
             "rx_bytes": 0,

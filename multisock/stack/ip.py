@@ -15,6 +15,7 @@ import errno
 import os
 import random
 import struct
+import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ from multisock.stack.hooks import (
 from multisock.stack.icmp_limit import TokenBucket
 from multisock.stack.icmp_quote import clamp_path_mtu, parse_quoted4, parse_quoted6
 from multisock.stack.interface import Interface
-from multisock.stack.routing import DestinationMemo, Route, RoutingTable
+from multisock.stack.routing import DestinationMemo, Route, RoutingTable, Rule
 from multisock.wire import icmpv4, icmpv6, ipv4, ipv6
 from multisock.wire.checksum import transport_checksum, verify_transport_checksum
 from multisock.wire.errors import MalformedPacket
@@ -47,6 +48,9 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 DEFAULT_TTL = 64
+# groups every host hears without joining: all-hosts (224.0.0.1), all-nodes (ff01::1, ff02::1)
+_ALWAYS_MEMBER = frozenset({bytes([224, 0, 0, 1]), b"\xff\x01" + bytes(13) + b"\x01",
+                            b"\xff\x02" + bytes(13) + b"\x01"})
 
 _ICMP4_UNREACH_ERRNO = {
     icmpv4.NET_UNREACH: errno.ENETUNREACH,
@@ -55,6 +59,8 @@ _ICMP4_UNREACH_ERRNO = {
     icmpv4.PORT_UNREACH: errno.ECONNREFUSED,
     icmpv4.FRAG_NEEDED: errno.EMSGSIZE,
 }
+MAIN_TABLE = 254  # Linux's number for the main table (``ip rule``'s "lookup main")
+MAIN_RULE_PRIORITY = 32766
 _PMTU_ENTRIES = 4096  # learned path MTUs kept (destinations are few; a bound all the same)
 
 
@@ -87,7 +93,25 @@ class IPStack:
         # every address of every interface: route() and input ask "is it ours?" per packet
         self._local: set[bytes] = set()
         self.routes = RoutingTable()
+        # policy routing (``ip rule``): None while no rule was added, which is all the
+        # lookups and the fast paths ask; the main table is ``routes``
+        self.rules: list[Rule] | None = None
+        self.tables: dict[int, RoutingTable] = {MAIN_TABLE: self.routes}
+        # equal-cost multipath: what a forwarded packet's flow hash covers - 0 addresses
+        # (Linux's fib_multipath_hash_policy default), 1 addresses, protocol and ports
+        self.hash_policy = 0
+        self._hash_seed = zlib.crc32(name.encode())  # per host, as Linux's is per boot
+        # a forwarded packet's firewall mark for rules with fwmark (iptables -j MARK's part;
+        # the security layer or a script sets it); None: every mark is 0
+        self.marker: Callable[[bytes, Interface], int] | None = None
+        # ICMP redirects (RFC 1122 3.2.2.2, RFC 1812 5.2.7.2), Linux's defaults: a router
+        # sends them, a host (not forwarding) obeys them
+        self.send_redirects = True
+        self.accept_redirects = True
         self.forwarding = False
+        # deliver every unicast packet locally, whatever its destination (IP_TRANSPARENT with
+        # TPROXY's role): the host gateway's node terminates flows to any address this way
+        self.transparent = False
         self.default_ttl = DEFAULT_TTL
         self.reassembly4 = Reassembler(timeout=30.0)
         self.reassembly6 = Reassembler(timeout=60.0)
@@ -120,6 +144,9 @@ class IPStack:
             "icmp_errors_sent": 0,
             "icmp_rate_limited": 0,
             "echo_replies_sent": 0,
+            "redirects_sent": 0,
+            "redirects_accepted": 0,
+            "redirects_ignored": 0,
         }
         self.malformed_reasons: dict[str, int] = {}
         lo = self.add_interface("lo", mtu=65536, loopback=True, trusted=True)
@@ -163,9 +190,10 @@ class IPStack:
 
     def add_route(
         self, cidr: str, *, via: str | None = None, dev: str | None = None, metric: int = 0,
-        mtu: int | None = None,
+        mtu: int | None = None, table: int = MAIN_TABLE,
     ) -> Route:
-        """Add a route; ``via`` a gateway (its interface found by lookup) and/or ``dev``."""
+        """Add a route; ``via`` a gateway (its interface found by lookup) and/or ``dev``;
+        ``table``: a policy routing table other than main (created on first use)."""
         prefix, length = A.parse_cidr(cidr)
         gateway = A.pack(via) if via is not None else None
         if dev is not None:
@@ -179,7 +207,73 @@ class IPStack:
             raise ValueError("a route needs via= or dev=")
         if gateway is not None and len(gateway) != len(prefix):
             raise ValueError("gateway family differs from the prefix's")
-        return self.routes.add(Route(prefix, length, iface, gateway=gateway, metric=metric, mtu=mtu))
+        return self.table(table).add(
+            Route(prefix, length, iface, gateway=gateway, metric=metric, mtu=mtu))
+
+    def table(self, number: int) -> RoutingTable:
+        """Routing table ``number`` (254 is main), created empty on first use."""
+        found = self.tables.get(number)
+        if found is None:
+            found = self.tables[number] = RoutingTable()
+            found.multipath = self.routes.multipath
+        return found
+
+    def add_rule(self, table: int, *, priority: int | None = None, src: str | None = None,
+                 dst: str | None = None, iif: str | None = None, fwmark: int | None = None,
+                 mask: int = 0xFFFFFFFF) -> Rule:
+        """``ip rule add [from SRC] [to DST] [iif IF] [fwmark M[/MASK]] lookup TABLE``.
+        The first rule added also installs Linux's "from all lookup main" at 32766; a rule
+        without a priority gets the one below the lowest already there, as Linux gives."""
+        if self.rules is None:
+            self.rules = [Rule(MAIN_RULE_PRIORITY, MAIN_TABLE)]
+        if priority is None:
+            priority = max(min(r.priority for r in self.rules) - 1, 1)
+        rule = Rule(priority, table, fwmark=fwmark, mask=mask, iif=iif)
+        if src is not None:
+            rule.src, rule.src_len = A.parse_cidr(src if "/" in src else src + (
+                "/32" if ":" not in src else "/128"))
+        if dst is not None:
+            rule.dst, rule.dst_len = A.parse_cidr(dst if "/" in dst else dst + (
+                "/32" if ":" not in dst else "/128"))
+        self.table(table)
+        self.rules.append(rule)
+        self.rules.sort(key=lambda r: r.priority)
+        self.routes.version += 1  # the memos keyed by destination alone must forget
+        return rule
+
+    def set_multipath(self, enabled: bool = True, hash_policy: int | None = None) -> None:
+        """Equal-cost multipath in every table (see ``RoutingTable``); ``hash_policy`` as
+        Linux's ``fib_multipath_hash_policy``: 0 addresses, 1 addresses and ports."""
+        for table in self.tables.values():
+            table.multipath = enabled
+            table.version += 1
+        if hash_policy is not None:
+            self.hash_policy = hash_policy
+
+    def _flow_hash(self, src: bytes, dst: bytes, ports: bytes = b"") -> int:
+        """32 bits per flow: CRC-32 of the fields (seeded per host), then MurmurHash3's
+        finaliser, since CRC's high bits - which hash-threshold reads - barely move when
+        only a port changes."""
+        h = zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, self._hash_seed)))
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    def _policy_route(self, dst: bytes, src: bytes, iif: str | None, mark: int,
+                      flow: int) -> Route | None:
+        """The first rule that matches and whose table has a route (``ip route get``)."""
+        assert self.rules is not None
+        tables = self.tables
+        for rule in self.rules:
+            if rule.matches(src, dst, iif, mark):
+                table = tables.get(rule.table)
+                if table is not None:
+                    found = table.lookup(dst, flow)
+                    if found is not None:
+                        return found
+        return None
 
     def local_addresses(self) -> list[bytes]:
         return [a for iface in self.interfaces for a, _ in iface.addresses]
@@ -201,10 +295,16 @@ class IPStack:
 
     # ----------------------------------------------------------------- routing
 
-    def route(self, dst: bytes) -> Route | None:
-        """Local destinations go over loopback (Linux's ``local`` table), others by LPM."""
+    def route(self, dst: bytes, src: bytes = b"", mark: int = 0) -> Route | None:
+        """Local destinations go over loopback (Linux's ``local`` table), others by LPM
+        (through the policy rules when there are any; among equal-cost routes by a hash
+        of the destination, so every packet to one place takes one path)."""
         if dst in self._local or (self.is_local_address(dst) and not A.is_wildcard(dst)):
             return self._loopback_route(dst)
+        if self.rules is not None:
+            return self._policy_route(dst, src, None, mark, self._flow_hash(b"", dst))
+        if self.routes.multipath:
+            return self.routes.lookup(dst, self._flow_hash(b"", dst))
         return self.routes.lookup(dst)
 
     def _loopback_route(self, dst: bytes) -> Route:
@@ -267,11 +367,21 @@ class IPStack:
         df: bool | None = None,
         csum_offset: int | None = None,
         broadcast_ok: bool = False,
+        mc_iface: Interface | None = None,
+        mc_loop: bool = True,
     ) -> None:
-        """Send one transport message; raises OSError for what the caller must report."""
+        """Send one transport message; raises OSError for what the caller must report.
+
+        To a multicast group: out of ``mc_iface`` (IP_MULTICAST_IF) or the interface the
+        routing table gives, and with ``mc_loop`` (IP_MULTICAST_LOOP) a copy to this host
+        too, which its own memberships then filter like any arrival."""
         if A.is_v4_broadcast(dst) and not broadcast_ok:
             raise _oserror(errno.EACCES)
-        route = self.route(dst)
+        if A.is_multicast(dst):
+            self._output_multicast(src, dst, proto, header, payload, ttl, tos, csum_offset,
+                                   mc_iface, mc_loop)
+            return
+        route = self.route(dst, src)
         if route is None:
             self.counters["out_no_route"] += 1
             raise _oserror(errno.ENETUNREACH)
@@ -298,6 +408,91 @@ class IPStack:
             value = 0xFFFF
         buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
         self._send(route, src, dst, proto, bytes(buf), ttl, tos, df)
+
+    def _output_multicast(
+        self, src: bytes, dst: bytes, proto: int, header: bytes, payload: bytes | memoryview,
+        ttl: int | None, tos: int, csum_offset: int | None, iface: Interface | None,
+        loop: bool,
+    ) -> None:
+        if iface is None:
+            iface = self.multicast_device(dst)
+            if iface is None:
+                self.counters["out_no_route"] += 1
+                raise _oserror(errno.ENETUNREACH)
+        if not src:
+            own = iface.addresses_of(A.family_of(dst))
+            chosen = own[0] if own else self.select_source(dst)
+            if chosen is None:
+                raise _oserror(errno.EADDRNOTAVAIL)
+            src = chosen
+        hooks = self.hooks
+        if hooks is not None and hooks.output and not hooks.admit(
+                OUTPUT, Packet(OUTPUT, src, dst, proto, bytes(header) + payload, None, None)):
+            raise _oserror(errno.EPERM)
+        if ttl is None:
+            ttl = 1
+        segment: bytes | memoryview = header
+        if not iface.trusted and csum_offset is not None:
+            buf = bytearray(header)
+            buf += payload
+            value = transport_checksum(src, dst, proto, buf)
+            if value == 0 and proto == PROTO_UDP:
+                value = 0xFFFF
+            buf[csum_offset : csum_offset + 2] = value.to_bytes(2, "big")
+            segment, payload = bytes(buf), b""
+        bits = len(dst) * 8
+        if ttl > 0 or iface.loopback:
+            self._send(Route(dst, bits, iface, source=src), src, dst, proto, segment, ttl, tos,
+                       None, payload)
+        if loop and not iface.loopback:
+            # Linux loops a copy back (ip_mc_output's dev_loopback_xmit): it arrives by
+            # lo here, where any interface's membership admits it
+            self._send(self._loopback_route(dst), src, dst, proto, segment, ttl, tos, None,
+                       payload)
+
+    def multicast_device(self, group: bytes, addr: bytes | None = None,
+                         ifindex: int = 0) -> Interface | None:
+        """The interface a group is joined on or sent from: by index, by one of its
+        addresses, else where the routing table sends the group (IPv6 also falls back to
+        the first link, as Linux's ff00::/8 route on every interface would); None: ENODEV."""
+        if ifindex:
+            for iface in self.interfaces:
+                if iface.index == ifindex:
+                    return iface
+            return None
+        if addr is not None and not A.is_wildcard(addr):
+            for iface in self.interfaces:
+                if iface.has_address(addr) or (iface.loopback and len(addr) == 4
+                                               and addr[0] == 127):
+                    return iface  # (127/8 is all lo's, as Linux's local table has it)
+            return None
+        route = self.routes.lookup(group)
+        if route is not None:
+            return route.interface
+        if len(group) == 16:
+            for iface in self.interfaces:
+                if not iface.loopback:
+                    return iface
+        return None
+
+    def join_group(self, iface: Interface, group: bytes) -> None:
+        iface.groups[group] = iface.groups.get(group, 0) + 1
+
+    def leave_group(self, iface: Interface, group: bytes) -> None:
+        count = iface.groups.get(group, 0) - 1
+        if count > 0:
+            iface.groups[group] = count
+        else:
+            iface.groups.pop(group, None)
+
+    def is_member(self, group: bytes, iface: Interface) -> bool:
+        """Does this host take a datagram for ``group`` arriving on ``iface``? All-hosts and
+        all-nodes always; a looped-back copy (lo) when any interface joined the group."""
+        if group in _ALWAYS_MEMBER:
+            return True
+        if iface.loopback:
+            return any(group in i.groups for i in self.interfaces)
+        return group in iface.groups
 
     def _send(
         self,
@@ -428,12 +623,14 @@ class IPStack:
         key = f"{exc.layer}: {exc.reason}"
         self.malformed_reasons[key] = self.malformed_reasons.get(key, 0) + 1
 
-    def _for_us4(self, dst: bytes) -> tuple[bool, bool]:
-        """(accept, broadcast) for an IPv4 destination."""
+    def _for_us4(self, dst: bytes, iface: Interface) -> tuple[bool, bool]:
+        """(accept, broadcast) for an IPv4 destination; a group only when joined."""
         if dst in self._local:
             return True, False  # (never a broadcast or multicast address)
-        if A.is_v4_broadcast(dst) or A.is_multicast(dst):
+        if A.is_v4_broadcast(dst):
             return True, True
+        if A.is_multicast(dst):
+            return self.is_member(dst, iface), True
         for iface in self.interfaces:
             for addr, length in iface.addresses:
                 if len(addr) != 4:
@@ -467,8 +664,8 @@ class IPStack:
         if self._martian_source(header.src, iface):
             return
         dst = header.dst
-        accept, broadcast = self._for_us4(dst)
-        if not accept:
+        accept, broadcast = self._for_us4(dst, iface)
+        if not accept and not self.transparent:
             self._forward(packet, header.src, dst, header.ttl, iface, now, header)
             return
         if header.mf or header.frag_offset:
@@ -489,7 +686,10 @@ class IPStack:
             return
         dst = header.dst
         multicast = A.is_multicast(dst)
-        if not multicast and not self.is_local_address(dst):
+        if multicast and not self.is_member(dst, iface):
+            self.counters["in_not_for_us"] += 1
+            return
+        if not multicast and not self.is_local_address(dst) and not self.transparent:
             self._forward(packet, header.src, dst, header.hop_limit, iface, now, header)
             return
         proto = header.next_header
@@ -541,7 +741,8 @@ class IPStack:
                     self.counters["in_bad_checksum"] += 1
                     return
             self.counters["in_delivered"] += 1
-            if not self.udp.input(src, dst, payload, broadcast, ttl, tos) and not broadcast:
+            if (not self.udp.input(src, dst, payload, broadcast, ttl, tos, iface.index)
+                    and not broadcast):
                 self._icmp_port_unreachable(src, dst, packet, now)
         elif proto == PROTO_ICMP and len(src) == 4:
             self.counters["in_delivered"] += 1
@@ -573,7 +774,10 @@ class IPStack:
             else:
                 self._icmp_error6(packet, icmpv6.TIME_EXCEEDED, 0, now)
             return
-        route = self.routes.lookup(dst)
+        if self.rules is None and not self.routes.multipath:
+            route = self.routes.lookup(dst)
+        else:
+            route = self._forward_route(packet, src, dst, iface, header)
         if route is None:
             self.counters["out_no_route"] += 1
             if len(dst) == 4:
@@ -586,6 +790,8 @@ class IPStack:
             forwarded = Packet.of_wire(FORWARD, packet, iface)
             if forwarded is not None and not hooks.admit(FORWARD, forwarded):
                 return
+        if route.interface is iface and len(dst) == 4 and self.send_redirects:
+            self._maybe_redirect(packet, src, dst, route, iface, now)
         mtu = route.path_mtu()
         buf = bytearray(packet)
         if len(dst) == 4:
@@ -616,6 +822,59 @@ class IPStack:
         self.counters["forwarded"] += 1
         self._transmit(route.interface, bytes(buf), route.next_hop(dst))
 
+    def _forward_route(self, packet: bytes, src: bytes, dst: bytes, iface: Interface,
+                       header: Any) -> Route | None:
+        """A forwarded packet's route through the policy rules and/or among equal-cost
+        routes (the general case; the plain lookup stays inline in ``_forward``)."""
+        ports = b""
+        if self.hash_policy == 1:
+            if len(dst) == 4:
+                proto, start = header.proto, header.header_length
+                if proto in (PROTO_TCP, PROTO_UDP) and not header.frag_offset:
+                    ports = bytes((proto,)) + packet[start:start + 4]
+            elif header.next_header in (PROTO_TCP, PROTO_UDP):
+                ports = bytes((header.next_header,)) + packet[40:44]
+        flow = self._flow_hash(src, dst, ports)
+        if self.rules is None:
+            return self.routes.lookup(dst, flow)
+        mark = self.marker(packet, iface) if self.marker is not None else 0
+        return self._policy_route(dst, src, iface.name, mark, flow)
+
+    def _maybe_redirect(self, packet: bytes, src: bytes, dst: bytes, route: Route,
+                        iface: Interface, now: float) -> None:
+        """A packet leaving by the interface it came in on, from a neighbour on that link,
+        towards a next hop on the same link: tell the sender to use that next hop directly
+        (host redirect, RFC 1812 5.2.7.2). The packet is still forwarded."""
+        next_hop = route.next_hop(dst)
+        if not iface.on_link(src) or next_hop == src or not iface.on_link(next_hop):
+            return
+        if not self._may_send_error(src, now):
+            return
+        self.counters["redirects_sent"] += 1
+        message = icmpv4.build_error(icmpv4.REDIRECT, 1, packet,
+                                     int.from_bytes(next_hop, "big"))
+        self._quiet_output(b"", src, PROTO_ICMP, message)
+
+    def _redirect_input(self, src: bytes, msg: Any) -> None:
+        """Obey a redirect as Linux's host does (accept_redirects, forwarding off): only from
+        the gateway we use for that destination now, only towards a neighbour on that link;
+        then a host route through the new gateway takes over."""
+        try:
+            inner, _quoted = parse_quoted4(msg.body)
+        except MalformedPacket:
+            self.counters["redirects_ignored"] += 1
+            return
+        gateway = msg.rest.to_bytes(4, "big")
+        current = self.route(inner.dst)
+        if (not self.accept_redirects or self.forwarding or current is None
+                or current.gateway != src or not current.interface.on_link(gateway)
+                or gateway in self._local or msg.code not in (0, 1)):
+            self.counters["redirects_ignored"] += 1
+            return
+        self.counters["redirects_accepted"] += 1
+        self.routes.add(Route(inner.dst, 32, current.interface, gateway=gateway,
+                              metric=current.metric))
+
     # -------------------------------------------------------------------- ICMP
 
     def _icmp4_input(
@@ -633,6 +892,8 @@ class IPStack:
             self.ping.echo_reply(src, dst, msg.ident, bytes(payload))
         elif msg.type in (icmpv4.DEST_UNREACH, icmpv4.TIME_EXCEEDED, icmpv4.PARAM_PROBLEM):
             self._icmp4_error_input(msg, now)
+        elif msg.type == icmpv4.REDIRECT:
+            self._redirect_input(src, msg)
 
     def _icmp4_error_input(self, msg: Any, now: float) -> None:
         try:
@@ -790,7 +1051,7 @@ class IPStack:
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:
         """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
-        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None:
+        if len(dst) == 4 and src and dst[0] < 224 and self.hooks is None and self.rules is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
             # interface (no checksum to fill) - what output() and _send() would do, in one go
             route = self._cached_route(dst)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from multisock.stack.addresses import mask_int, unpack
+from multisock.stack.addresses import mask_int, same_prefix, unpack
 
 if TYPE_CHECKING:
     from multisock.stack.interface import Interface
@@ -68,14 +68,21 @@ class Route:
 
 
 class RoutingTable:
-    """Longest-prefix match; among equal prefixes the lowest metric wins."""
+    """Longest-prefix match; among equal prefixes the lowest metric wins.
 
-    __slots__ = ("_by_len", "_lengths", "version")
+    ``multipath`` (off by default, as Linux has ECMP only for routes configured with several
+    next hops): routes to the same prefix with the same lowest metric form one group, and
+    ``lookup``'s ``flow`` hash picks one of them by hash-threshold (RFC 2992: each route owns
+    an equal slice of the hash space, so a flow keeps its path, and a route going away moves
+    only the flows it carried and its neighbours' share)."""
+
+    __slots__ = ("_by_len", "_lengths", "version", "multipath")
 
     def __init__(self) -> None:
         # bumped by every change: callers caching lookups (IPStack's per-destination
         # route cache) compare it instead of being told
         self.version = 0
+        self.multipath = False
         # (bits, length) -> {masked prefix int: [routes sorted by metric]}
         self._by_len: dict[tuple[int, int], dict[int, list[Route]]] = {}
         # bits -> prefix lengths present, longest first
@@ -116,8 +123,11 @@ class RoutingTable:
         for route in [r for r in self.routes() if r.interface is interface]:
             self.remove(route)
 
-    def lookup(self, dst: bytes) -> Route | None:
-        """The best usable route to ``dst`` (routes over interfaces that are down are skipped)."""
+    def lookup(self, dst: bytes, flow: int = 0) -> Route | None:
+        """The best usable route to ``dst`` (routes over interfaces that are down are skipped).
+
+        ``flow``: a 32-bit hash of the packet's flow, which picks among equal-cost routes
+        when ``multipath`` is on (see the class)."""
         bits = len(dst) * 8
         value = int.from_bytes(dst, "big")
         by_len = self._by_len
@@ -126,6 +136,8 @@ class RoutingTable:
             if entries:
                 for route in entries:
                     if route.interface.up:
+                        if self.multipath and len(entries) > 1:
+                            return _equal_cost(entries, route, flow)
                         return route
         return None
 
@@ -136,6 +148,63 @@ class RoutingTable:
                 for entries in self._by_len[(bits, length)].values():
                     out.extend(entries)
         return out
+
+
+def _equal_cost(entries: list[Route], best: Route, flow: int) -> Route:
+    """Hash-threshold choice among the usable routes sharing ``best``'s metric."""
+    group = [r for r in entries if r.metric == best.metric and r.interface.up]
+    if len(group) == 1:
+        return best
+    return group[((flow & 0xFFFFFFFF) * len(group)) >> 32]
+
+
+class Rule:
+    """One policy routing rule, like ``ip rule``: packets matching every selector given
+    (source prefix, destination prefix, incoming interface, firewall mark under a mask)
+    are looked up in ``table``; rules are tried by ascending ``priority``, and a table
+    without a route for the destination lets the next rule try (as Linux does)."""
+
+    __slots__ = ("priority", "table", "src", "src_len", "dst", "dst_len", "iif", "fwmark",
+                 "mask")
+
+    def __init__(self, priority: int, table: int, *, src: bytes | None = None,
+                 src_len: int = 0, dst: bytes | None = None, dst_len: int = 0,
+                 iif: str | None = None, fwmark: int | None = None,
+                 mask: int = 0xFFFFFFFF) -> None:
+        self.priority = priority
+        self.table = table
+        self.src = src
+        self.src_len = src_len
+        self.dst = dst
+        self.dst_len = dst_len
+        self.iif = iif
+        self.fwmark = fwmark
+        self.mask = mask
+
+    def matches(self, src: bytes, dst: bytes, iif: str | None, mark: int) -> bool:
+        if self.src is not None and not (
+                len(src) == len(self.src) and same_prefix(self.src, src, self.src_len)):
+            return False
+        if self.dst is not None and not (
+                len(dst) == len(self.dst) and same_prefix(self.dst, dst, self.dst_len)):
+            return False
+        if self.iif is not None and self.iif != iif:
+            return False
+        return self.fwmark is None or (mark & self.mask) == self.fwmark
+
+    def describe(self) -> str:
+        parts = [f"{self.priority}:"]
+        parts.append(f"from {unpack(self.src)}/{self.src_len}" if self.src is not None
+                     else "from all")
+        if self.dst is not None:
+            parts.append(f"to {unpack(self.dst)}/{self.dst_len}")
+        if self.iif is not None:
+            parts.append(f"iif {self.iif}")
+        if self.fwmark is not None:
+            parts.append(f"fwmark {self.fwmark:#x}" + (
+                f"/{self.mask:#x}" if self.mask != 0xFFFFFFFF else ""))
+        parts.append(f"lookup {'main' if self.table == 254 else self.table}")
+        return " ".join(parts)
 
 
 class DestinationMemo:

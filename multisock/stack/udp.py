@@ -5,10 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from multisock.stack.addresses import (
     AF_INET6,
+    is_multicast,
     is_v4mapped,
     is_wildcard,
 )
@@ -18,9 +20,11 @@ from multisock.wire import udp as udp_wire
 from multisock.wire.errors import MalformedPacket
 
 if TYPE_CHECKING:
+    from multisock.stack.interface import Interface
     from multisock.stack.ip import IPStack
 
 PROTO_UDP = 17
+MAX_MEMBERSHIPS = 20  # Linux's net.ipv4.igmp_max_memberships (and a bound all the same)
 MAX_PAYLOAD_V4 = 65535 - 20 - 8
 MAX_PAYLOAD_V6 = 65535 - 8
 
@@ -35,7 +39,7 @@ def wire_address(ep: DatagramEndpoint, addr: bytes) -> bytes:
 
 
 class UdpStack:
-    __slots__ = ("ip", "ports", "counters")
+    __slots__ = ("ip", "ports", "counters", "no_socket")
 
     def __init__(self, ip: IPStack, rng: random.Random) -> None:
         self.ip = ip
@@ -48,6 +52,10 @@ class UdpStack:
             "bad_checksum": 0,
             "rcvbuf_errors": 0,
         }
+        # asked before a datagram no socket wants is answered with port unreachable:
+        # (src, dst, src port, dst port, payload) -> True when taken (the host gateway's
+        # relay, multisock/gateway); None: port unreachable as usual
+        self.no_socket: Callable[[bytes, bytes, int, int, memoryview], bool] | None = None
 
     def endpoint(self, family: int) -> DatagramEndpoint:
         return DatagramEndpoint(family)
@@ -80,8 +88,10 @@ class UdpStack:
         ep.remote = None
 
     def sendto(self, ep: DatagramEndpoint, data: bytes | memoryview, addr: bytes, port: int,
-               ttl: int | None = None, tos: int | None = None) -> int:
-        """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's."""
+               ttl: int | None = None, tos: int | None = None,
+               source: bytes | None = None) -> int:
+        """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's;
+        ``source``: the source address IP_PKTINFO/IPV6_PKTINFO chose (checked local)."""
         size = len(data)
         target = wire_address(ep, addr)
         limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
@@ -92,26 +102,39 @@ class UdpStack:
         self.autobind(ep)
         assert ep.local is not None
         src = wire_address(ep, ep.local[0])
+        if source is not None:
+            src = source
         if is_wildcard(src):
             src = b""
         header = udp_wire.build(ep.local[1], port, size)
-        self.ip.output(
-            src,
-            target,
-            PROTO_UDP,
-            header,
-            data,
-            ttl=ep.ttl if ttl is None else ttl,
-            tos=ep.tos if tos is None else tos,
-            csum_offset=udp_wire.CHECKSUM_OFFSET,
-            broadcast_ok=ep.broadcast,
-        )
+        if is_multicast(target):
+            mc_if = ep.multicast_if
+            self.ip.output(
+                src, target, PROTO_UDP, header, data,
+                ttl=ep.multicast_ttl if ttl is None else ttl,
+                tos=ep.tos if tos is None else tos,
+                csum_offset=udp_wire.CHECKSUM_OFFSET,
+                mc_iface=mc_if[0] if mc_if is not None else None,
+                mc_loop=ep.multicast_loop,
+            )
+        else:
+            self.ip.output(
+                src,
+                target,
+                PROTO_UDP,
+                header,
+                data,
+                ttl=ep.ttl if ttl is None else ttl,
+                tos=ep.tos if tos is None else tos,
+                csum_offset=udp_wire.CHECKSUM_OFFSET,
+                broadcast_ok=ep.broadcast,
+            )
         self.counters["out"] += 1
         ep.counters["tx"] += 1
         return size
 
     def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool,
-              ttl: int = 64, tos: int = 0) -> bool:
+              ttl: int = 64, tos: int = 0, ifindex: int = 0) -> bool:
         """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
         try:
             header, payload = udp_wire.parse(segment)
@@ -121,11 +144,15 @@ class UdpStack:
         self.counters["in"] += 1
         receivers = self.ports.lookup(dst, header.dst_port, src, header.src_port)
         if not receivers:
+            no_socket = self.no_socket
+            if (no_socket is not None and not broadcast
+                    and no_socket(src, dst, header.src_port, header.dst_port, payload)):
+                return True
             self.counters["no_port"] += 1
             return False
         data = bytes(payload)
         targets = receivers if broadcast else receivers[:1]
-        meta = Meta(ttl, tos)
+        meta = Meta(ttl, tos, dst, ifindex)
         for ep in targets:
             if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port), meta):
                 self.counters["rcvbuf_errors"] += 1
@@ -141,7 +168,31 @@ class UdpStack:
             if ep.remote is not None:
                 ep.set_error(err)
 
+    def join(self, ep: DatagramEndpoint, group: bytes, iface: Interface) -> None:
+        """IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP once the interface is known."""
+        joined = ep.memberships if ep.memberships is not None else []
+        if (group, iface) in joined:
+            raise _oserror(errno.EADDRINUSE)
+        if len(joined) >= MAX_MEMBERSHIPS:
+            raise _oserror(errno.ENOBUFS)
+        joined.append((group, iface))
+        ep.memberships = joined
+        self.ip.join_group(iface, group)
+
+    def leave(self, ep: DatagramEndpoint, group: bytes, iface: Interface | None) -> None:
+        """IP_DROP_MEMBERSHIP / IPV6_LEAVE_GROUP; ``iface`` None: any interface."""
+        for entry in ep.memberships or ():
+            if entry[0] == group and (iface is None or entry[1] is iface):
+                assert ep.memberships is not None
+                ep.memberships.remove(entry)
+                self.ip.leave_group(entry[1], group)
+                return
+        raise _oserror(errno.EADDRNOTAVAIL)
+
     def close(self, ep: DatagramEndpoint) -> None:
+        for group, iface in ep.memberships or ():
+            self.ip.leave_group(iface, group)
+        ep.memberships = None
         ep.closed = True
         self.ports.unbind(ep)
         ep.queue.clear()

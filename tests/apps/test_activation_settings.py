@@ -239,13 +239,19 @@ child.communicate("")
 '''
 
 
-def test_readme_limit_parent_cannot_reach_a_server_in_its_child(tmp_path: Path) -> None:
-    # README, "Limits": each process has its own network. If a gateway makes this reachable,
-    # this test fails and the README must change with it.
+def test_readme_limit_parent_reaches_a_child_only_through_the_kernel(tmp_path: Path) -> None:
+    # README, "Limits": each process has its own network; the gateway joins them through the
+    # kernel. Under run the child is not activated: its kernel server is reached through the
+    # parent's gateway. Under the shims the child's server is virtual: unreachable unless the
+    # child publishes its port. If this changes, the README must change with it.
     script = tmp_path / "limit.py"
     script.write_text(LIMIT)
-    shims = python(f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')",
-                   {"MULTISOCK": "1"})
+    code = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+    shims = python(code, {"MULTISOCK": "1"})
     assert shims.stdout.split() == ["refused"], shims.stderr
+    isolated = python(code, {"MULTISOCK": "1", "MULTISOCK_ISOLATED": "1"})
+    assert isolated.stdout.split() == ["refused"], isolated.stderr
     result = launcher(str(script))
+    assert result.stdout.split() == ["reached"], result.stderr
+    result = launcher("--isolated", str(script))
     assert result.stdout.split() == ["refused"], result.stderr

@@ -23,8 +23,10 @@ pytest.importorskip("gevent", reason="gevent is not installed")
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
 BIG = os.environ.get("MULTISOCK_GEVENT_BIG", "") not in ("", "0")
-STALL_BOUND = 2.0  # seconds; measured: ticker gap ~0.07 s, longest slice ~0.04 s, the stack's
-# own timer callback ~2 ms (500 clients, 2-core machine)
+STALL_BOUND = 5.0  # seconds; measured: ticker gap ~0.07 s, longest slice ~0.04 s, the stack's
+# own timer callback ~2 ms (500 clients, 2-core machine). A stall is a wait that never ends
+# early (seconds to forever); the bound is that loose so a machine busy with other processes
+# (descheduled for a second) does not fail it.
 
 
 def run(args: list[str], timeout: float = 240, **env: str) -> subprocess.CompletedProcess[str]:
@@ -49,8 +51,9 @@ def test_500_requests_clients_against_pywsgi_are_concurrent_and_never_stall_the_
     out = result(run([str(SCRIPTS / "http_many.py")], N=str(n)))
     assert out["kind"] == "multisock.socket/gevent"
     assert out["ok"] == n, out["errors"]
-    # each request sleeps 0.2 s in the handler: serial would take n * 0.2 s at least
-    assert out["elapsed"] < out["serial_estimate"] / 5
+    # each request sleeps 0.2 s in its handler: concurrent means many sleep at once (counted,
+    # not timed: comparing the elapsed time with a serial estimate failed on a busy machine)
+    assert out["max_in_handler"] >= n // 5
     assert out["tick_max_gap"] < STALL_BOUND
     assert out["longest_slice"] < STALL_BOUND  # longest run without any greenlet switch
     assert out["driver_callbacks"] > 0  # the stack's timers did run on the hub

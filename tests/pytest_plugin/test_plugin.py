@@ -209,7 +209,7 @@ def test_marker_gives_one_test_a_fresh_impaired_host(pytester: pytest.Pytester) 
 def test_marker_refuses_what_it_cannot_do(pytester: pytest.Pytester) -> None:
     pytester.makepyfile('''
         import pytest
-        @pytest.mark.multisock(virtual_time=True)
+        @pytest.mark.multisock(virtual_time="yes")
         def test_virtual_time():
             pass
         @pytest.mark.multisock(delay="10")
@@ -222,7 +222,7 @@ def test_marker_refuses_what_it_cannot_do(pytester: pytest.Pytester) -> None:
     result = run_here(pytester, "-p", "no:randomly")
     result.assert_outcomes(errors=3)
     result.stdout.fnmatch_lines([
-        "*UsageError: @pytest.mark.multisock(virtual_time=...): virtual time is not available yet*",
+        "*UsageError: @pytest.mark.multisock(virtual_time=...): 'yes' is not True/False*",
     ])
     result.stdout.fnmatch_lines(["*UsageError: @pytest.mark.multisock(delay=...): '10' needs a time unit*"])
     result.stdout.fnmatch_lines(["*UsageError: @pytest.mark.multisock: unknown keyword(s) latency*"])

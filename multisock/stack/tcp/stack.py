@@ -13,6 +13,7 @@ import random
 import socket as _socket
 import struct
 from collections import Counter, deque
+from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -42,6 +43,9 @@ _OPTIONS = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in 
 _CLOSED, _TIME_WAIT, _SYN_RECEIVED = TcpState.CLOSED, TcpState.TIME_WAIT, TcpState.SYN_RECEIVED
 _NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
+# ``TcpStack.no_listener``: (src, dst, header, segment, now) -> a listener to take the
+# segment, True (taken: drop it quietly, e.g. held until a relay is ready), or None (RST)
+NoListener = Callable[[bytes, bytes, TCPHeader, memoryview, float], "TcpSocket | bool | None"]
 
 
 class TcpHost(Protocol):
@@ -117,6 +121,9 @@ class TcpStack:
         self._challenge_window = -1.0
         self._challenge_count = 0
         self.last_exception: BaseException | None = None
+        # asked before a segment for no connection and no listener is answered with RST:
+        # the host gateway (multisock/gateway) terminates such flows itself; None: plain RST
+        self.no_listener: NoListener | None = None
 
     # ------------------------------------------------------------ host-facing API
 
@@ -195,6 +202,17 @@ class TcpStack:
             self.counters["internal_errors"] += 1
             self.last_exception = exc
             return False
+
+    def transparent_listener(self, family: int, backlog: int) -> TcpSocket:
+        """A listener for any address and port, in neither the listener table nor the port
+        table: what a ``no_listener`` callback returns to have a segment accepted as if a
+        socket listened on its destination (IP_TRANSPARENT + TPROXY's idea; slirp's)."""
+        sock = TcpSocket(self, family)
+        sock.local = (bytes(4 if family == _socket.AF_INET else 16), 0)
+        sock.backlog = backlog
+        sock.accept_queue = deque()
+        sock.state = TcpState.LISTEN
+        return sock
 
     def connections(self) -> list[dict[str, Any]]:
         from multisock.stack.tcp.info import connection_table
@@ -410,6 +428,14 @@ class TcpStack:
         if listener is not None and not listener.closed:
             self._listen_input(listener, src, dst, hdr, payload, now)
             return
+        fallback = self.no_listener
+        if fallback is not None:
+            taken = fallback(src, dst, hdr, segment, now)
+            if isinstance(taken, TcpSocket):
+                self._listen_input(taken, src, dst, hdr, payload, now)
+                return
+            if taken:
+                return
         self._reply_rst(src, dst, hdr, len(payload))
 
     def _time_wait_reuse(self, sock: TcpSocket | TimeWait, hdr: TCPHeader, now: float) -> bool:

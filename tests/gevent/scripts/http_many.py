@@ -22,8 +22,18 @@ N = int(os.environ.get("N", "500"))
 DELAY = 0.2
 
 
+in_handler = 0
+max_in_handler = 0
+
+
 def app(environ: dict, start_response: object) -> list[bytes]:
-    gevent.sleep(DELAY)
+    global in_handler, max_in_handler
+    in_handler += 1
+    max_in_handler = max(max_in_handler, in_handler)
+    try:
+        gevent.sleep(DELAY)
+    finally:
+        in_handler -= 1
     body = f"hello {environ['PATH_INFO']}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"),  # type: ignore[operator]
                               ("Content-Length", str(len(body)))])
@@ -47,6 +57,7 @@ t0 = time.monotonic()
 for i in range(serial_n):
     assert get(i) == f"hello /{i}"
 serial_one = (time.monotonic() - t0) / serial_n
+max_in_handler = 0
 
 ticker = common.Ticker()
 slices = common.SliceMeter()
@@ -63,7 +74,7 @@ errors = [repr(g.exception) for g in greenlets if not g.successful()][:5]
 server.stop(timeout=5)
 leaked = common.leaked_greenlets()
 common.report(kind=common.network_kind(), n=N, ok=ok, errors=errors,
-              elapsed=round(elapsed, 3), serial_one=round(serial_one, 4),
+              elapsed=round(elapsed, 3), max_in_handler=max_in_handler, serial_one=round(serial_one, 4),
               serial_estimate=round(serial_one * N, 2), tick_max_gap=round(ticker.max_gap, 4),
               ticks=ticker.ticks, longest_slice=round(slices.longest, 4),
               driver_callbacks=driver_meter.calls,
