@@ -106,7 +106,8 @@ class TcpConfig:
 
 # the fields in definition order: an interpreted class has them as its annotations; compiled by
 # mypyc (a native class, whose class attributes become instance defaults) it keeps no
-# annotations and lists its attributes in __mypyc_attrs__ instead
+# annotations and lists its attributes in __mypyc_attrs__ instead (with __hash__ among them)
 _FIELDS: tuple[str, ...] = tuple(
-    getattr(TcpConfig, "__mypyc_attrs__", None) or vars(TcpConfig)["__annotations__"]
+    name for name in getattr(TcpConfig, "__mypyc_attrs__", None)
+    or vars(TcpConfig)["__annotations__"] if not name.startswith("__")
 )
