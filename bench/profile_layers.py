@@ -22,8 +22,9 @@ import multisock  # noqa: E402
 from bench import bench_tcp  # noqa: E402
 
 LAYERS = {
-    "TCP engine (connection, buffers, rtt, congestion, timers, seq, sack)": (
-        "tcp/connection.py", "tcp/buffers.py", "tcp/rtt.py", "tcp/congestion.py",
+    "TCP engine (connection and its parts, buffers, rtt, congestion, timers, seq, sack)": (
+        "tcp/connection.py", "tcp/block.py", "tcp/options.py", "tcp/output.py",
+        "tcp/recovery.py", "tcp/timeouts.py", "tcp/arrival.py", "tcp/buffers.py", "tcp/rtt.py", "tcp/congestion.py",
         "tcp/timers.py", "tcp/seq.py", "tcp/sack.py"),
     "TCP demux and emit (tcp/stack.py)": ("tcp/stack.py",),
     "IP layer (ip, routing, addresses, fragments, interface)": (

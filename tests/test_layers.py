@@ -51,6 +51,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("stack.tcp.timewait", ("multisock.stack.tcp.timewait",)),
     ("stack.tcp.info", ("multisock.stack.tcp.info",)),
+    # the control block: its state, then its parts in one line of inheritance, each
+    # importing the one below it (stack/tcp/block.py says why)
+    ("stack.tcp.block", ("multisock.stack.tcp.block",)),
+    ("stack.tcp.options", ("multisock.stack.tcp.options",)),
+    ("stack.tcp.output", ("multisock.stack.tcp.output",)),
+    ("stack.tcp.recovery", ("multisock.stack.tcp.recovery",)),
+    ("stack.tcp.timeouts", ("multisock.stack.tcp.timeouts",)),
+    ("stack.tcp.arrival", ("multisock.stack.tcp.arrival",)),
     ("stack.tcp.connection", ("multisock.stack.tcp.connection",)),
     ("stack.tcp.ports", ("multisock.stack.tcp.ports",)),
     ("stack.tcp.stack", ("multisock.stack.tcp", "multisock.stack.tcp.stack")),

@@ -1,0 +1,344 @@
+"""Transmission: the window field we advertise (RFC 9293 §3.8.6.2.2, receiver SWS
+avoidance), one segment built and handed to IP (``_xmit``), SYN/SYN-ACK, pure ACKs, RSTs,
+the FIN after the last queued byte, and the output loop (``_output``) that decides what may
+be sent now under the peer's window, the congestion window, Nagle (Minshall) and sender-side
+SWS avoidance, resending holes first while in recovery; window updates after a read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from multisock.stack.tcp.block import (
+    _SENDING,
+    CLOSE_WAIT,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    LAST_ACK,
+    SYN_RECEIVED,
+)
+from multisock.stack.tcp.config import SYNCHRONIZED
+from multisock.stack.tcp.options import Options
+from multisock.stack.tcp.seq import MASK
+from multisock.wire import tcp as wire
+from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN
+
+if TYPE_CHECKING:
+    from multisock.stack.tcp.connection import TcpSocket
+
+
+class Output(Options):
+    """What is sent and when (the output loop), and how one segment is built."""
+
+    __slots__ = ()
+
+    def _window(self: TcpSocket) -> int:  # type: ignore[misc]
+        """The window field to send; moves the advertised right edge (RFC 9293 §3.8.6.2.2)."""
+        free = self.rcvbuf - self.recvq.size
+        if free < 0:
+            free = 0
+        rcv_nxt = self.rcv_nxt
+        edge = rcv_nxt + free
+        adv = self.rcv_adv
+        if edge > adv and (edge - adv >= min(self.rcvbuf >> 1, self.adv_mss) or adv < rcv_nxt):
+            shift = self.rcv_wscale
+            win = (edge - rcv_nxt) >> shift
+            if win > 0xFFFF:
+                win = 0xFFFF
+            new_adv = rcv_nxt + (win << shift)
+            if new_adv > adv:
+                self.rcv_adv = new_adv
+                return win
+        if adv < rcv_nxt:
+            self.rcv_adv = rcv_nxt
+            return 0
+        return (adv - rcv_nxt) >> self.rcv_wscale
+
+    def _sack_option(self: TcpSocket) -> list[tuple[int, int]]:  # type: ignore[misc]
+        blocks: list[tuple[int, int]] = []
+        if self.dsack is not None:
+            blocks.append(self.dsack)
+            self.dsack = None
+        if self.ooo.ranges:
+            blocks.extend(self.ooo.sack_blocks(4 - len(blocks), self.ooo_last))
+        return [(s & MASK, e & MASK) for s, e in blocks]
+
+    def _xmit(  # type: ignore[misc]
+        self: TcpSocket, seq: int, flags: int, payload: bytes | memoryview, now: float
+    ) -> None:
+        """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
+        win = self._window()
+        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        remote = self.remote
+        local = self.local
+        assert remote is not None and local is not None
+        if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
+            hdr = wire.build(
+                local[1],
+                remote[1],
+                seq & MASK,
+                self.rcv_nxt & MASK,
+                flags,
+                win,
+                ts=ts,
+                sack_blocks=self._sack_option(),
+            )
+        elif ts is not None:
+            hdr = wire._HEADER_TS.pack(
+                local[1],
+                remote[1],
+                seq & MASK,
+                self.rcv_nxt & MASK,
+                0x80,
+                flags,
+                win,
+                0,
+                0,
+                1,
+                1,
+                8,
+                10,
+                ts[0],
+                ts[1],
+            )
+        else:
+            hdr = wire._HEADER.pack(
+                local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, flags, win, 0, 0
+            )
+        self.rcv_acked = self.rcv_nxt
+        self.ack_now = False
+        self.t_dack = None
+        self.segs_out += 1
+        # header and payload go down separately: IP joins them with its own header in one
+        # copy (docs/performance.md: copies per byte); TcpStack.emit, inlined
+        stack = self.stack
+        stack.counters["segments_out"] += 1
+        stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
+
+    def _send_syn(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        cfg = self.stack.config
+        local, remote = self.local, self.remote
+        assert local is not None and remote is not None
+        synack = self.state is SYN_RECEIVED
+        flags = SYN | ACK if synack else SYN
+        win = min(self.rcvbuf, 0xFFFF)
+        if synack:
+            ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+            wscale = self.rcv_wscale if self.ws_ok else None
+            sack = self.sack_ok
+        else:
+            ts = (self._ts_now(now), 0) if cfg.timestamps else None
+            wscale = self.rcv_wscale if cfg.window_scaling else None
+            sack = cfg.sack
+        hdr = wire.build(
+            local[1],
+            remote[1],
+            self.iss & MASK,
+            self.rcv_nxt & MASK if synack else 0,
+            flags,
+            win,
+            mss=self.adv_mss,
+            wscale=wscale,
+            sack_permitted=sack,
+            ts=ts,
+        )
+        self.rcv_adv = self.rcv_nxt + win
+        self.snd_nxt = self.iss + 1
+        self.snd_max = max(self.snd_max, self.snd_nxt)
+        self.segs_out += 1
+        self.stack.emit(local[0], remote[0], hdr, self.ttl, self.tos)
+
+    def _send_ack(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        # snd_max, not snd_nxt: after a timeout rewinds snd_nxt, an ACK carrying the old
+        # sequence number falls left of the peer's window and is dropped unread (both sides
+        # rewound = both sides' ACKs ignored = deadlock). snd_max is always acceptable.
+        self._xmit(self.snd_max, ACK, b"", now)
+
+    def _send_rst_to_peer(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        if self.remote is None or self.local is None:
+            return
+        seq = self.snd_max if self.state is not SYN_RECEIVED else self.iss + 1
+        hdr = wire._HEADER.pack(
+            self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, RST | ACK, 0, 0, 0
+        )
+        self.stack.counters["rst_sent"] += 1
+        self.stack.emit(self.local[0], self.remote[0], hdr, self.ttl, self.tos)
+
+    def _send_rst(self: TcpSocket, ack: int, now: float) -> None:  # type: ignore[misc]
+        assert self.local is not None and self.remote is not None
+        hdr = wire._HEADER.pack(self.local[1], self.remote[1], ack & MASK, 0, 0x50, RST, 0, 0, 0)
+        self.stack.counters["rst_sent"] += 1
+        self.stack.emit(self.local[0], self.remote[0], hdr, self.ttl, self.tos)
+
+    def _queue_fin(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """The user is done writing: the FIN follows the last queued byte."""
+        state = self.state
+        if state is SYN_RECEIVED:
+            self.fin_seq = self.iss + 1  # sent once the handshake completes
+        elif state is ESTABLISHED:
+            self.fin_seq = self.snd_una + self.sndq.size
+            self._set_state(FIN_WAIT_1, now)
+            self._output(now)
+        elif state is CLOSE_WAIT:
+            self.fin_seq = self.snd_una + self.sndq.size
+            self._set_state(LAST_ACK, now)
+            self._output(now)
+
+    def _pipe(self: TcpSocket) -> int:  # type: ignore[misc]
+        """Bytes believed in the network (RFC 6675 §4 'pipe', simplified)."""
+        una = self.snd_una
+        if not self.in_recovery:
+            board = self.board
+            if board.starts:
+                return self.snd_nxt - una - board.sacked_between(una, self.snd_nxt)
+            return self.snd_nxt - una
+        out = self.snd_max - una
+        board = self.board
+        if self.sack_ok and board.starts:
+            start = max(self.rxt_next, una)
+            lost = 0
+            if self.lost_end > start:
+                lost = (self.lost_end - start) - board.sacked_between(start, self.lost_end)
+            return max(out - board.sacked - lost, 0)
+        lost = max(self.lost_end - max(self.rxt_next, una), 0)
+        return max(out - self.ndup * self.mss - lost, 0)
+
+    def _output(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """Send whatever may be sent now; ends with a pure ACK if one is owed and nothing went."""
+        if self.state not in _SENDING or self.cc is None:
+            if self.ack_now and self.state in SYNCHRONIZED:
+                self._send_ack(now)
+            return
+        if (
+            self.snd_nxt >= self.snd_una + self.sndq.size
+            and self.fin_seq is None
+            and not self.in_recovery
+        ):
+            # nothing unsent and no FIN to send (the usual call after an ACK): the loop
+            # below would send nothing and the persist timer needs unsent data
+            if self.ack_now:
+                self._send_ack(now)
+            return
+        cc = self.cc
+        mss = self.mss
+        if self.sack_ok and (self.ooo.ranges or self.dsack is not None):
+            # SACK blocks ride on data too: keep header + payload within the MTU
+            blocks = min(len(self.ooo.ranges) + (self.dsack is not None), 3 if self.ts_ok else 4)
+            mss -= 4 + 8 * blocks
+        una = self.snd_una
+        sndq = self.sndq
+        data_end = una + sndq.size
+        fin_seq = self.fin_seq
+        if fin_seq is not None and data_end > fin_seq:
+            data_end = fin_seq
+        if una == self.snd_max and now - self.last_send > self.rtt.current():
+            cc.on_idle_restart(now)
+            self.last_send = now
+        board = self.board
+        if self.in_recovery or board.starts:
+            pipe = self._pipe()
+        else:
+            pipe = self.snd_nxt - una  # (_pipe()'s answer outside recovery with no SACKs)
+        cwnd = cc.cwnd
+        if not self.in_recovery and 0 < self.dupacks < 3:
+            cwnd += self.dupacks * mss  # limited transmit (RFC 3042)
+        wnd_edge = una + self.snd_wnd
+        sent_any = False
+        while True:
+            if self.in_recovery and pipe < cwnd:
+                hole = board.next_hole(max(self.rxt_next, una), min(self.lost_end, self.snd_max))
+                if hole is not None:
+                    start, end = hole
+                    n = min(end - start, mss)
+                    self._send_data(start, n, now)
+                    self.rxt_next = start + n
+                    pipe += n
+                    sent_any = True
+                    continue
+            seq = self.snd_nxt
+            if board.starts and seq < self.snd_max:
+                seq = board.skip_sacked(seq)
+                self.snd_nxt = seq
+            avail = data_end - seq
+            fin_now = fin_seq is not None and seq <= fin_seq and avail <= mss
+            if avail <= 0 and not fin_now:
+                break
+            budget = cwnd - pipe
+            room = wnd_edge - seq
+            n = avail
+            if n > mss:
+                n = mss
+            if n > room:
+                n = max(room, 0)
+            if n > budget:
+                n = max(budget, 0)
+            if n < avail:
+                fin_now = False
+            if n <= 0 and not fin_now:
+                break
+            if n < mss and n < avail:
+                # window- or cwnd-limited short segment: sender SWS avoidance (RFC 9293 §3.8.6.2.1)
+                if n < budget and n < (self.max_sndwnd >> 1):
+                    break
+                if n >= budget and n < mss:
+                    break
+            elif (
+                n < mss
+                and not fin_now
+                and not self.nodelay
+                and seq >= self.snd_max
+                and self.snd_max > una
+            ):
+                break  # Nagle: a small segment waits while data is unacknowledged
+            flags = ACK
+            if n and n == avail:
+                flags |= PSH
+            if fin_now:
+                flags |= FIN
+            self._send_data(seq, n, now, flags)
+            pipe += n
+            sent_any = True
+            if flags & FIN:
+                break
+        if self.snd_max == una and data_end > una and self.t_rexmit is None:
+            # nothing in flight and nothing may be sent: probe the window (persist timer)
+            self.persist = True
+            self.t_rexmit = now + self.rtt.current()
+            self._rearm()
+        if not sent_any and self.ack_now:
+            self._send_ack(now)
+
+    def _send_data(  # type: ignore[misc]
+        self: TcpSocket, seq: int, n: int, now: float, flags: int = ACK
+    ) -> None:
+        payload: bytes | memoryview = self.sndq.peek(seq - self.snd_una, n) if n else b""
+        end = seq + n + (1 if flags & FIN else 0)
+        retrans = seq < self.snd_max
+        self._xmit(seq, flags, payload, now)
+        if n:
+            self.data_segs_out += 1
+        if retrans:
+            self.total_retrans += 1
+            self.bytes_retrans += n
+            self.stack.counters["retransmits"] += 1
+            if self.rtt_seq is not None and self.rtt_seq > seq:
+                self.rtt_seq = None  # Karn: a retransmitted range is never timed
+        else:
+            self.bytes_sent += n
+            if self.rtt_seq is None and not self.ts_ok and n:
+                self.rtt_seq = end
+                self.rtt_time = now
+        if seq == self.snd_nxt:
+            self.snd_nxt = end  # a hole resent during recovery leaves snd_nxt alone
+        if end > self.snd_max:
+            self.snd_max = end
+        self.last_send = now
+        if self.t_rexmit is None or self.persist:
+            self._arm_rexmit(now)
+
+    def _maybe_window_update(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """After the application read: tell the peer when the window has grown a lot."""
+        cur = self.rcv_adv - self.rcv_nxt
+        free = self.rcvbuf - self.recvq.size
+        if free >= 2 * cur and free - cur >= max(min(self.rcvbuf >> 1, self.adv_mss), 1):
+            with self.stack.busy(now):
+                self._send_ack(now)
