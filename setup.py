@@ -8,11 +8,21 @@ activated before its own code runs (``multisock/_activate.py``), like the checko
 file at the root of the build tree (a wheel's root is site-packages). An editable install
 builds nothing there: its wheel is assembled from the directory that setuptools points the
 ``install`` command at, so the file goes there too.
+
+``MULTISOCK_COMPILE=1 pip install .`` builds the compiled variant: the same source, with the
+modules where the time goes (``wire/`` and ``stack/``, the boundary in docs/architecture.md)
+compiled to C extensions by mypyc. Without the variable nothing is compiled and the package is
+pure Python (the default, and always for ``pip install -e .``). mypyc comes with mypy, which
+the build asks for only when compiling (``setup_requires``: what setuptools' PEP 517 backend
+hands pip as the build's own requirements).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
+from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
@@ -45,4 +55,49 @@ class BuildPyWithActivation(build_py):
         return [*super().get_outputs(include_bytecode), os.path.join(self.build_lib, PTH_NAME)]
 
 
-setup(cmdclass={"build_py": BuildPyWithActivation})
+# Left interpreted inside the compiled boundary, each with the reason (path: why).
+INTERPRETED: dict[str, str] = {}
+
+
+def compiled_modules() -> list[str]:
+    """The source files mypyc compiles: every module of wire/ and stack/ but the packages'
+    ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``."""
+    paths = sorted(glob.glob("multisock/wire/*.py") + glob.glob("multisock/stack/**/*.py",
+                                                                   recursive=True))
+    return [p for p in paths if not p.endswith("__init__.py") and p not in INTERPRETED]
+
+
+def compile_requested() -> bool:
+    return os.environ.get("MULTISOCK_COMPILE", "") not in ("", "0")
+
+
+def compiled_build() -> dict[str, Any]:
+    """setup() arguments for the compiled variant (none when it was not asked for)."""
+    if not compile_requested():
+        return {}
+    if "editable_wheel" in sys.argv or "develop" in sys.argv:
+        # an editable install would put the extensions beside the checkout's sources, where
+        # they would shadow every later edit; the compiled build is a plain install
+        raise SystemExit("MULTISOCK_COMPILE=1 needs a non-editable install: "
+                         "MULTISOCK_COMPILE=1 pip install .")
+    # a build directory of its own: a later pure build must not pack these extensions from
+    # build/lib, where setuptools keeps what it built last
+    args: dict[str, Any] = {"setup_requires": ["mypy>=1.8"],
+                            "options": {"build": {"build_base": "build/compiled"}}}
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        # the backend's first pass only collects setup_requires (mypy is not there yet); any
+        # pass that builds must have it
+        if any(cmd in sys.argv for cmd in ("bdist_wheel", "build_ext", "build", "install")):
+            raise SystemExit("MULTISOCK_COMPILE=1: mypyc (from mypy) is not installed in the "
+                             "build environment") from None
+        return args
+    # opt_level 3 is mypyc's default; group_name keeps the shared runtime library's name
+    # stable (multisock__mypyc) rather than a hash of the file list
+    args["ext_modules"] = mypycify(compiled_modules(), opt_level="3", group_name="multisock",
+                                   target_dir="build/compiled/c")
+    return args
+
+
+setup(cmdclass={"build_py": BuildPyWithActivation}, **compiled_build())

@@ -7,6 +7,13 @@ scale (idle connections, parallel flows), footprint, goodput under loss; plus pe
 and checksum micro rows. multisock runs on two hosts joined by the default (ideal) link;
 the kernel on loopback. TUN rows are added when run as root (not in ``--quick``).
 ``--quick`` uses small sizes and only proves that everything runs (CI).
+
+``--compiled PYTHON`` sets the two builds side by side: PYTHON is the interpreter of an
+environment where the compiled build is installed (``MULTISOCK_COMPILE=1 pip install .``,
+e.g. ``.venv-compiled/bin/python``). Whole passes of the chosen scenarios alternate,
+``--rounds`` times, between this interpreter's build and PYTHON's, each pass in a process of
+its own with its kernel figures; the table has both builds' columns and ratios, the kernel
+column pooling both passes' kernel figures.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -57,9 +65,10 @@ def _worker(*args: Any, pycache: str | None = None) -> dict[str, Any]:
     return answer
 
 
-def run(quick: bool, only: set[str] | None = None) -> list[dict[str, Any]]:
+def run(quick: bool, only: set[str] | None = None,
+        reps_override: int | None = None) -> list[dict[str, Any]]:
     size = QUICK if quick else FULL
-    reps = size["reps"]
+    reps = reps_override or size["reps"]
     rows = []
 
     def wanted(key: str) -> bool:
@@ -264,6 +273,76 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _pass(python: str, outside: bool, json_path: str, argv: list[str]) -> list[dict[str, Any]]:
+    """One pass of ``python -m bench`` in a process of its own; its rows.
+
+    ``outside``: run from a copy of ``bench/`` alone, so that the checkout's ``multisock/``
+    (the pure source) does not shadow the build installed for ``python``."""
+    with tempfile.TemporaryDirectory() as where:
+        cwd = str(ROOT)
+        env = dict(os.environ)
+        if outside:
+            shutil.copytree(ROOT / "bench", Path(where) / "bench",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+            cwd = where
+            env.pop("PYTHONPATH", None)
+        subprocess.run([python, "-m", "bench", "--json", json_path, *argv], cwd=cwd, env=env,
+                       check=True, stdout=sys.stderr)
+    with open(json_path, encoding="utf-8") as f:
+        data: dict[str, Any] = json.load(f)
+    rows: list[dict[str, Any]] = data["rows"]
+    if bool(data.get("compiled")) != outside:
+        raise SystemExit(f"{python}: expected the {'compiled' if outside else 'pure'} build, "
+                         f"found multisock.COMPILED={data.get('compiled')}")
+    return rows
+
+
+def side_by_side(compiled_python: str, rounds: int, argv: list[str]) -> list[dict[str, Any]]:
+    """Both builds, whole passes alternated ``rounds`` times; one merged row per scenario."""
+    merged: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(rounds):
+            for build, python in (("pure", sys.executable), ("compiled", compiled_python)):
+                print(f"round {i + 1}/{rounds}: {build} build", file=sys.stderr)
+                for r in _pass(python, build == "compiled", f"{tmp}/{build}{i}.json", argv):
+                    m = merged.setdefault(r["scenario"], {
+                        "scenario": r["scenario"], "unit": r["unit"],
+                        "higher_is_better": r["higher_is_better"],
+                        "pure": [], "compiled": [], "kernel": []})
+                    m[build] += r["multisock"]
+                    m["kernel"] += r.get("kernel", [])
+    rows = []
+    for m in merged.values():
+        for side in ("pure", "compiled", "kernel"):
+            if m[side]:
+                m[f"{side}_min"] = min(m[side])
+                m[f"{side}_median"] = statistics.median(m[side])
+        for side in ("pure", "compiled"):
+            if m["kernel"] and m[side]:
+                m[f"ratio_{side}"] = m[f"{side}_median"] / m["kernel_median"]
+        rows.append(m)
+    return rows
+
+
+def table_side_by_side(rows: list[dict[str, Any]]) -> str:
+    """Markdown table: pure, compiled and kernel as min/median, each build's ratio."""
+    lines = ["| scenario | unit | pure min / median | compiled min / median | "
+             "kernel min / median | pure ratio | compiled ratio |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+
+    def cell(r: dict[str, Any], side: str) -> str:
+        if f"{side}_median" not in r:
+            return "-"
+        return f"{_num(r[f'{side}_min'])} / {_num(r[f'{side}_median'])}"
+
+    for r in rows:
+        ratios = [f"{r[f'ratio_{s}']:.2f}" if f"ratio_{s}" in r else "-"
+                  for s in ("pure", "compiled")]
+        lines.append(f"| {r['scenario']} | {r['unit']} | {cell(r, 'pure')} | "
+                     f"{cell(r, 'compiled')} | {cell(r, 'kernel')} | {' | '.join(ratios)} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
@@ -271,16 +350,34 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
                         "http,idle,footprint,loss,gevent,gateway,security,sim,routers,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
+    parser.add_argument("--reps", type=int, help="repetitions per scenario (default: the mode's)")
+    parser.add_argument("--compiled", metavar="PYTHON",
+                        help="also the compiled build installed for PYTHON, side by side")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="with --compiled: passes of each build, alternated (default 3)")
     args = parser.parse_args()
+    if args.compiled:
+        argv = [a for a in ("--quick",) if args.quick]
+        argv += [f"--only={args.only}"] if args.only else []
+        argv += ["--no-tun"] if args.no_tun else []
+        argv += [f"--reps={args.reps}"] if args.reps else []
+        rows = side_by_side(os.path.abspath(args.compiled), args.rounds, argv)
+        print(table_side_by_side(rows))
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"quick": args.quick, "python": sys.version, "side_by_side": True,
+                       "rows": rows}, f, indent=2)
+        print(f"wrote {args.json}")
+        return
     only = set(args.only.split(",")) if args.only else None
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
                 "loss", "gevent", "gateway", "security",
                 "sim", "routers"}  # quick mode (CI) never builds namespaces
-    rows = run(args.quick, only)
+    rows = run(args.quick, only, args.reps)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:
-        json.dump({"quick": args.quick, "python": sys.version, "rows": rows}, f, indent=2)
+        json.dump({"quick": args.quick, "python": sys.version, "compiled": multisock.COMPILED,
+                   "rows": rows}, f, indent=2)
     print(f"wrote {args.json}")
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from multisock import net as _net
 
 __version__ = "0.1.0"
-__all__ = ["Network", "Host", "Link", "Switch", "__version__"]
+__all__ = ["Network", "Host", "Link", "Switch", "COMPILED", "__version__"]
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -20,9 +20,28 @@ if TYPE_CHECKING:
     from multisock.net.network import Network
     from multisock.net.switch import Switch
 
+    COMPILED: bool  # the compiled build is running (``_compiled``)
+
+
+def _compiled() -> bool:
+    """Is the compiled build running? True when the stack's modules were really loaded as C
+    extensions (``MULTISOCK_COMPILE=1 pip install .``, mypyc), read from the loaded modules
+    themselves rather than from a flag written at build time."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from multisock.stack import ip
+    from multisock.stack.tcp import connection
+    from multisock.wire import tcp
+
+    return all(m.__file__ is not None and m.__file__.endswith(tuple(EXTENSION_SUFFIXES))
+               for m in (ip, connection, tcp))
+
 
 def __getattr__(name: str) -> Any:
     """Lazy: ``import multisock`` stays cheap until a network is actually built."""
+    if name == "COMPILED":
+        globals()["COMPILED"] = value = _compiled()
+        return value
     if name == "Network":
         from multisock.net.network import Network
 

@@ -9,7 +9,7 @@ route's MTU) and per datagram, so this is plenty.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack.addresses import mask_int, same_prefix, unpack
 
@@ -24,7 +24,7 @@ class Route:
     """
 
     __slots__ = ("prefix", "length", "interface", "gateway", "metric", "source", "mtu", "_key")
-    _FIELDS = ("prefix", "length", "interface", "gateway", "metric", "source", "mtu")
+    _FIELDS: Final = ("prefix", "length", "interface", "gateway", "metric", "source", "mtu")
 
     def __init__(self, prefix: bytes, length: int, interface: Interface,
                  gateway: bytes | None = None, metric: int = 0, source: bytes | None = None,

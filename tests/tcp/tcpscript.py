@@ -17,13 +17,16 @@ timestamp value.
 
 from __future__ import annotations
 
+import gc
 import re
 import socket
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tcpnet import A, B, RecordingHost
 
-from multisock.stack.tcp import TcpConfig, TcpSocket, TcpStack
+from multisock.stack.tcp import TcpConfig, TcpSocket, TcpStack, TcpState
 from multisock.wire import tcp as wire
 
 _FLAG_BITS = {
@@ -339,3 +342,30 @@ def describe(hdr: wire.TCPHeader, length: int, local_isn: int, peer_isn: int) ->
     if opts:
         text += " <" + ",".join(opts) + ">"
     return text
+
+
+# A TIME-WAIT record moves the block it replaced to CLOSED when it ends, reaching it through a
+# weak reference. The compiled build's blocks are mypyc native objects, which cannot be weakly
+# referenced (timewait.py): there a block a test still holds stays in TIME_WAIT.
+RECORDS_REACH_BLOCKS = bool(TcpSocket.__weakrefoffset__)
+
+
+def assert_time_wait_over(stack: TcpStack, sock: TcpSocket) -> None:
+    """The TIME-WAIT of ``sock`` (a block the test holds, replaced by a record) has ended: no
+    record or block of it holds its 4-tuple any more (a new incarnation may), and it is CLOSED
+    where the record could reach it."""
+    assert sock.local is not None and sock.remote is not None
+    entry = stack.conns.get((sock.local[0], sock.local[1], sock.remote[0], sock.remote[1]))
+    assert entry is None or (entry is not sock and entry.state is not TcpState.TIME_WAIT)
+    assert sock.state is (TcpState.CLOSED if RECORDS_REACH_BLOCKS else TcpState.TIME_WAIT)
+
+
+def freed_later(obj: object) -> Callable[[], bool]:
+    """A check, for later, that ``obj`` was freed: by a weak reference where its class allows
+    one, else (a mypyc native class) by looking for it among the objects the collector
+    tracks (native objects are tracked)."""
+    if type(obj).__weakrefoffset__:
+        ref = weakref.ref(obj)
+        return lambda: ref() is None
+    ident, kind = id(obj), type(obj)
+    return lambda: not any(id(o) == ident and type(o) is kind for o in gc.get_objects())

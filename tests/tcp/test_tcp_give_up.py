@@ -226,7 +226,7 @@ def test_a_sender_blocked_in_sendall_by_a_dead_zero_window_peer_gets_etimedout()
         thread.join(5.0)
         assert not thread.is_alive(), "sendall is still blocked"
         assert isinstance(outcome[0], TimeoutError) and outcome[0].errno == errno.ETIMEDOUT
-        assert tcp.counters["window_probes"] <= TcpConfig.retries2 + 1
+        assert tcp.counters["window_probes"] <= TcpConfig().retries2 + 1
         conn.close()
         server.close()
         client.close()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import errno
 import gc
 import socket
-import weakref
 from typing import Any
 
 import pytest
 from tcpnet import A
-from tcpscript import Script
+from tcpscript import Script, assert_time_wait_over, freed_later
 
 from multisock.stack.tcp import TcpConfig, TcpState
 from multisock.stack.tcp.timewait import TimeWait
@@ -48,12 +47,12 @@ def test_a_closed_connection_in_time_wait_becomes_a_record() -> None:
     assert record in s.stack.ports.by_port[8080] and sock not in s.stack.ports.by_port[8080]
     # the stack no longer keeps the block alive (the record points back weakly); the
     # block's last timer entry (its FIN's retransmission) is stale and goes at its time
-    ref = weakref.ref(sock)
+    freed = freed_later(sock)
     del sock
     s.sock = None
     s.advance(1.5)
     gc.collect()
-    assert ref() is None
+    assert freed()
     # the ss-like table shows the record, without TCP_INFO (like ss for TIME-WAIT sockets)
     (row,) = s.stack.connections()[1:]  # the listener comes first
     assert row["state"] == "TIME_WAIT" and row["info"] is None
@@ -74,7 +73,7 @@ def test_record_acks_a_retransmitted_fin_and_restarts_two_msl() -> None:
     assert isinstance(_record(s), TimeWait)
     s.advance(0.2)
     assert not s.stack.conns
-    assert sock.state is TcpState.CLOSED  # type: ignore[attr-defined]
+    assert_time_wait_over(s.stack, sock)
     s.expect_none()
 
 
@@ -130,7 +129,7 @@ def test_newer_syn_reopens_through_the_listener() -> None:
     hdr, _ = s.pop()
     assert hdr.flags == 0x12  # SYN-ACK from the listener: a new incarnation
     assert s.stack.counters["time_wait_recycled"] == 1
-    assert sock.state is TcpState.CLOSED  # type: ignore[attr-defined]
+    assert_time_wait_over(s.stack, sock)
     (child,) = s.stack.conns.values()
     assert not isinstance(child, TimeWait) and child.state is TcpState.SYN_RECEIVED
 
@@ -207,10 +206,10 @@ def test_records_expire_in_order_behind_one_timer_entry() -> None:
     _close_it(s, second)
     assert len(s.stack.time_wait) == 2
     s.advance(1.6)  # 2.1 s after the first entered, 1.6 s after the second
-    assert first.state is TcpState.CLOSED  # type: ignore[attr-defined]
-    assert second.state is TcpState.TIME_WAIT
+    assert_time_wait_over(s.stack, first)
+    assert second.state is TcpState.TIME_WAIT and len(s.stack.conns) == 1
     s.advance(0.5)
-    assert second.state is TcpState.CLOSED
+    assert_time_wait_over(s.stack, second)
     assert not s.stack.conns and len(s.stack.time_wait) == 0
     # the records were never timer-heap entries of their own: one entry served both
     assert all(not isinstance(entry[2], TimeWait) for entry in s.stack.timers._heap)
@@ -230,10 +229,10 @@ def test_block_closed_late_in_time_wait_still_expires_on_time() -> None:
     held.close(s.now)  # a record too now, but its wait started at t=0: it goes first
     assert len(s.stack.time_wait) == 2
     s.advance(1.45)  # t=2.05
-    assert held.state is TcpState.CLOSED
-    assert other.state is TcpState.TIME_WAIT
+    assert_time_wait_over(s.stack, held)
+    assert other.state is TcpState.TIME_WAIT and len(s.stack.conns) == 1
     s.advance(0.1)
-    assert other.state is TcpState.CLOSED
+    assert_time_wait_over(s.stack, other)
 
 
 def test_history_keeps_the_final_row_of_a_finished_connection() -> None:

@@ -9,6 +9,7 @@ payload memoryviews of arrived packets and copies only in ``read_into``.
 from __future__ import annotations
 
 from bisect import bisect_right
+from typing import Final
 
 
 def _keep(data: bytes | memoryview) -> bytes | memoryview:
@@ -52,7 +53,7 @@ class SendBuffer:
 
     __slots__ = ("chunks", "first", "head", "size", "cur_index", "cur_start")
 
-    MERGE_BELOW = 4096
+    MERGE_BELOW: Final = 4096  # (Final: a class constant, also when compiled by mypyc)
 
     def __init__(self) -> None:
         self.chunks: list[bytes | memoryview] = []
@@ -239,10 +240,10 @@ class OutOfOrder:
         "dropped", "pruned",
     )
 
-    SEGMENT_CHARGE = 512  # bytes of limit per stored segment (>= its real overhead, 2x)
-    MIN_SEGMENTS = 64  # so that tiny limits (tests, small rcvbuf) still hold a few holes
-    MERGE_BELOW = 2048  # adjacent pieces smaller than this are joined (bounded copy)
-    RECENT = 4  # blocks remembered for the SACK option (it carries at most 4)
+    SEGMENT_CHARGE: Final = 512  # bytes of limit per stored segment (>= its real overhead, 2x)
+    MIN_SEGMENTS: Final = 64  # so that tiny limits (tests, small rcvbuf) still hold a few holes
+    MERGE_BELOW: Final = 2048  # adjacent pieces smaller than this are joined (bounded copy)
+    RECENT: Final = 4  # blocks remembered for the SACK option (it carries at most 4)
 
     def __init__(self, limit: int) -> None:
         self.starts: list[int] = []

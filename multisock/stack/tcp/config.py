@@ -104,4 +104,10 @@ class TcpConfig:
         return f"TcpConfig({inner})"
 
 
-_FIELDS = tuple(TcpConfig.__annotations__)  # definition order
+# the fields in definition order: an interpreted class has them as its annotations; compiled by
+# mypyc (a native class, whose class attributes become instance defaults) it keeps no
+# annotations and lists its attributes in __mypyc_attrs__ instead (with __hash__ among them)
+_FIELDS: tuple[str, ...] = tuple(
+    name for name in getattr(TcpConfig, "__mypyc_attrs__", None)
+    or vars(TcpConfig)["__annotations__"] if not name.startswith("__")
+)

@@ -19,7 +19,9 @@ until ``connect()`` takes its 4-tuple over under ``TcpConfig.tw_reuse`` (``reusa
 
 Whoever still holds the old control block (a test, or a socket object not yet garbage)
 keeps seeing TIME_WAIT there; a weak reference lets the record move it to CLOSED when
-TIME-WAIT ends, without keeping it alive.
+TIME-WAIT ends, without keeping it alive. In the compiled build the block's class is a mypyc
+native class, which cannot be weakly referenced: there the record keeps no link and a block
+still held stays in TIME_WAIT (it is no longer driven by the stack in either build).
 """
 
 from __future__ import annotations
@@ -100,7 +102,9 @@ class TimeWait:
         self.v6only = sock.v6only
         self.expires = sock.t_misc if sock.t_misc is not None else now + 2 * sock.stack.config.msl
         self.queued = self.expires  # the expiry its place in the stack's queue stands for
-        self.block: weakref.ref[TcpSocket] | None = weakref.ref(sock)
+        self.block: weakref.ref[TcpSocket] | None = (
+            weakref.ref(sock) if type(sock).__weakrefoffset__ else None  # (module docstring)
+        )
         self.last_oow_ack = sock.last_oow_ack  # the rate limit goes on (stack.oow_ack_allowed)
 
     @property
