@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
+from compat_tests import local_rules
+
 DETAIL_LIMIT = 4000
 
 
@@ -187,10 +189,6 @@ def make_result(events: Events, timeout: float, ids: dict[int, int]) -> Any:
     return EventResult()
 
 
-# modules whose 'network' resource guards localhost-only tests (checked by reading them)
-LOCAL_NETWORK_MODULES = frozenset({"test_socketserver"})
-
-
 def setup_cpython_resources(target: str) -> None:
     """CPython's ``test.support`` resources, as regrtest would set them for this machine."""
     from test import support
@@ -200,9 +198,9 @@ def setup_cpython_resources(target: str) -> None:
     # what regrtest enables, minus what leaves this machine: loaded with unittest, use_resources
     # stays None and every resource counts as enabled, so 'network' tests would resolve and
     # connect to hosts on the internet (test_ssl's NetworkedTests, test_socket's test_idna...)
-    # test_socketserver asks for 'network' at import but only ever uses localhost: it keeps it
-    denied = {"urlfetch"} if target.split(".")[0] in LOCAL_NETWORK_MODULES else {
-        "network", "urlfetch"}
+    # test_socketserver and test_timeout ask for 'network' but their tests stay on localhost
+    # once local_rules deselected or redirected the few that do not: they keep it
+    denied = {"urlfetch"} if local_rules.granted_network(target) else {"network", "urlfetch"}
     support.use_resources = [r for r in ALL_RESOURCES if r not in denied]
 
 
@@ -234,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         setup_gevent_resources()
     else:
         setup_cpython_resources(args.target)
+    if not gevent:
+        local_rules.apply_redirects(args.target)
     tests = load(args.target)
+    local_rules.deselect(tests)
     all_ids = [short_id(t.id()) for t in tests]
     if args.list or args.start == 0:
         events.emit(event="ids", ids=all_ids)
