@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from compat_tests.manifest import EXPECTED_FAILURES
+from compat_tests.manifest import EXPECTED_FAILURES, NOT_IN_BRIDGED_MODE
 from compat_tests.runner import PASSING, ModeResult, list_ids, new_logdir, run_mode
 
 DEFAULT_TARGETS = [
@@ -69,8 +69,9 @@ def in_scope(test_id: str, target: str) -> bool:
     return test_id == target or test_id.startswith(target + ".")
 
 
-def manifest_for(target: str) -> dict[str, str]:
-    return {k: v for k, v in EXPECTED_FAILURES.items() if in_scope(k, target)}
+def manifest_for(target: str, fd_mode: str | None = None) -> dict[str, str]:
+    return {k: v for k, v in EXPECTED_FAILURES.items() if in_scope(k, target)
+            and not (fd_mode == "bridged" and k in NOT_IN_BRIDGED_MODE)}
 
 
 def first_line(detail: str) -> str:
@@ -78,9 +79,10 @@ def first_line(detail: str) -> str:
     return lines[-1].strip()[:160] if lines else ""
 
 
-def compare(target: str, stock: ModeResult | None, ms: ModeResult | None) -> dict[str, Any]:
+def compare(target: str, stock: ModeResult | None, ms: ModeResult | None,
+            fd_mode: str | None = None) -> dict[str, Any]:
     """Regressions, unexpected passes and manifest errors for one target."""
-    listed = manifest_for(target)
+    listed = manifest_for(target, fd_mode)
     ids = (ms or stock).ids if (ms or stock) is not None else []  # type: ignore[union-attr]
     known = set(ids) | (set(stock.ids) if stock else set())
     report: dict[str, Any] = {"manifest": len(listed), "regressions": [],
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
                              "are sequential)")
     parser.add_argument("--no-rerun", action="store_true",
                         help="do not rerun regressions once in a fresh worker")
+    parser.add_argument("--fd-mode", choices=("readiness", "bridged"),
+                        help="the multisock side's fd mode (`multisock run --fd-mode`); "
+                             "default: multisock's own (readiness)")
     parser.add_argument("--logs", metavar="DIR", help="keep worker logs and events in DIR")
     parser.add_argument("--check-manifest", action="store_true",
                         help="only check that every manifest id names a collected test")
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     def work(target: str) -> None:
         # a target's two runs never overlap: some tests bind fixed ports (VSOCK, ...)
         for mode in modes:
-            r = results[(target, mode)] = run_mode(target, mode, args.timeout, logdir)
+            r = results[(target, mode)] = run_mode(target, mode, args.timeout, logdir,
+                                                    fd_mode=args.fd_mode)
             print(f"  {target} [{mode}]: {r.counts()} in {r.seconds}s", file=sys.stderr,
                   flush=True)
 
@@ -169,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     reports: dict[str, dict[str, Any]] = {}
     for target in targets:
         stock, ms = results.get((target, "stock")), results.get((target, "multisock"))
-        report = compare(target, stock, ms)
+        report = compare(target, stock, ms, args.fd_mode)
         report["flaky"] = []
         if ms is not None and report["regressions"] and not args.no_rerun:
             again = run_mode(target, "multisock", args.timeout, logdir,
-                             only=report["regressions"], tag=".rerun")
+                             only=report["regressions"], tag=".rerun",
+                             fd_mode=args.fd_mode)
             for test_id in list(report["regressions"]):
                 if again.outcome(test_id) in PASSING:
                     report["regressions"].remove(test_id)
@@ -283,6 +290,8 @@ def check_manifest(logdir: Path) -> int:
     for module in modules:
         ids = set(list_ids(module, logdir))
         bad += [k for k in EXPECTED_FAILURES if in_scope(k, module) and k not in ids]
+    bad += [f"{k} (in NOT_IN_BRIDGED_MODE, not in EXPECTED_FAILURES)"
+            for k in sorted(NOT_IN_BRIDGED_MODE - set(EXPECTED_FAILURES))]
     for k, reason in EXPECTED_FAILURES.items():
         if not reason.strip():
             bad.append(f"{k} (no reason)")

@@ -96,7 +96,8 @@ def _tail(path: Path, limit: int = 3000) -> str:
 
 
 def run_mode(target: str, mode: str, timeout: float, logdir: Path,
-             only: list[str] | None = None, tag: str = "") -> ModeResult:
+             only: list[str] | None = None, tag: str = "",
+             fd_mode: str | None = None) -> ModeResult:
     """Run every test of ``target`` in ``mode``, resuming after timeouts and crashes."""
     result = ModeResult(target, mode)
     started = time.monotonic()
@@ -114,6 +115,8 @@ def run_mode(target: str, mode: str, timeout: float, logdir: Path,
                "--events", str(events_path), "--start", str(start), "--timeout", str(timeout)]
         if ids_file is not None:
             cmd += ["--ids-file", str(ids_file)]
+        if fd_mode and mode == "multisock":
+            cmd += ["--fd-mode", fd_mode]
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(cmd, cwd=str(logdir), env=_worker_env(mode),
                                     stdin=subprocess.DEVNULL, stdout=log,

@@ -52,11 +52,15 @@ def is_gevent_target(target: str) -> bool:
     return target.startswith(GEVENT_PREFIX)
 
 
-def activate_multisock(gevent: bool = False) -> None:
-    """What ``python -m multisock run`` (``--gevent`` for gevent's tests) does first."""
+def activate_multisock(gevent: bool = False, fd_mode: str | None = None) -> None:
+    """What ``python -m multisock run`` (``--gevent`` for gevent's tests, ``--fd-mode``)
+    does first."""
     from multisock.launch import activate
 
-    activate({"gevent": True} if gevent else {})
+    options: dict[str, Any] = {"gevent": True} if gevent else {}
+    if fd_mode:
+        options["fd_mode"] = fd_mode
+    activate(options)
 
 
 def patch_gevent_stock() -> None:
@@ -213,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="per-test limit, seconds")
     parser.add_argument("--ids-file", help="run only the test ids listed in this file")
     parser.add_argument("--list", action="store_true", help="only list the test ids")
+    parser.add_argument("--fd-mode", choices=("readiness", "bridged"),
+                        help="multisock's fd mode (as `multisock run --fd-mode`)")
     args = parser.parse_args(argv)
 
     events = Events(args.events)
@@ -222,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     # gevent's modules: gevent.monkey.patch_all() first (stock), or it and then multisock's, as
     # MULTISOCK=1 MULTISOCK_GEVENT=1 in the environment does
     if args.mode == "multisock":
-        activate_multisock(gevent)
+        activate_multisock(gevent, args.fd_mode)
     elif gevent:
         patch_gevent_stock()
 
