@@ -101,6 +101,16 @@ def run(quick: bool, only: set[str] | None = None,
             ours.append(func(lambda: bench_tcp._pair_multisock(net), size[key]))
             kernel.append(func(bench_tcp._pair_kernel, size[key]))
         rows.append(row(name, unit, ours, kernel, higher, **{extra: size[key]}))
+    if wanted("bridged"):  # bridged fd mode: the same rows with bytes through a socketpair
+        for func, name, unit, higher, key, extra in (
+                (bench_tcp.bulk, "TCP bulk, bridged fd mode", "Gbit/s", True, "bulk", "bytes"),
+                (bench_tcp.rtt, "TCP 1-byte RTT, bridged fd mode", "µs", False, "rtt",
+                 "round_trips")):
+            ours, kernel = [], []
+            for _ in range(reps):
+                ours.append(func(lambda: bench_tcp._pair_multisock_bridged(net), size[key]))
+                kernel.append(func(bench_tcp._pair_kernel, size[key]))
+            rows.append(row(name, unit, ours, kernel, higher, **{extra: size[key]}))
     if wanted("conn"):
         ours, kernel = both(bench_conn.connection_rate, size["conns"])
         rows.append(row("TCP connect+accept+close", "conn/s", ours, kernel, True,
@@ -348,7 +358,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: proves it runs")
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
-                        "http,idle,footprint,loss,gevent,gateway,security,sim,routers,tun (tun: root only)")
+                        "http,idle,footprint,loss,gevent,gateway,security,sim,routers,bridged,"
+                        "tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     parser.add_argument("--reps", type=int, help="repetitions per scenario (default: the mode's)")
     parser.add_argument("--compiled", metavar="PYTHON",
@@ -372,7 +383,7 @@ def main() -> None:
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
                 "loss", "gevent", "gateway", "security",
-                "sim", "routers"}  # quick mode (CI) never builds namespaces
+                "sim", "routers", "bridged"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only, args.reps)
     print(table(rows))
     with open(args.json, "w", encoding="utf-8") as f:

@@ -39,6 +39,24 @@ def _pair_multisock(net: Any) -> tuple[Any, Any, Any]:
     return listener, client, server
 
 
+def _pair_multisock_bridged(net: Any) -> tuple[Any, Any, Any]:
+    """A connected pair in bridged fd mode (issue 23): each end's fileno() is a kernel
+    socketpair end the stack relays to, and the Python calls go through it too."""
+    from multisock.api.stream import FD_BRIDGED, SO_FD_MODE, SOL_MULTISOCK
+
+    a, b = net.hosts["a"], net.hosts["b"]
+    listener = b.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(SOL_MULTISOCK, SO_FD_MODE, FD_BRIDGED)  # accepted sockets inherit it
+    listener.bind(("10.0.0.2", 0))
+    listener.listen()
+    client = a.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.setsockopt(SOL_MULTISOCK, SO_FD_MODE, FD_BRIDGED)
+    client.connect(("10.0.0.2", listener.getsockname()[1]))
+    server, _ = listener.accept()
+    client.fileno(), server.fileno()  # what C code does: the bridge is made here
+    return listener, client, server
+
+
 def bulk(pair: Callable[[], tuple[Any, Any, Any]], size: int) -> float:
     listener, client, server = pair()
     chunk = b"x" * (1 << 20)
