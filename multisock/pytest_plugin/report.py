@@ -29,7 +29,9 @@ def stats_table(host: Any) -> str:
 
     out = io.StringIO()
     with contextlib.redirect_stderr(out):
-        print_stats(host)
+        # the host's network's gateways too: their flows are the test's traffic with the
+        # outside, as run --stats shows them
+        print_stats(host, list(getattr(host.net, "gateways", ())))
     return out.getvalue().rstrip("\n")
 
 

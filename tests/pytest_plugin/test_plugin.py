@@ -438,3 +438,26 @@ def test_many(n, multisock_seed, request):
     run(pytester, "--multisock", "--multisock-loss", "25%", "--multisock-seed",
         str(seed)).assert_outcomes(passed=6)
     assert {n: read_fates(pytester, f"many{n}") for n in range(6)} == distributed
+
+
+def test_failure_section_shows_the_gateways_flows(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile('''
+import socket
+from multisock.monkey import get_original
+
+def test_reaches_a_kernel_server_then_fails():
+    kernel = get_original("socket", "socket")(socket.AF_INET, socket.SOCK_STREAM)
+    kernel.bind(("127.0.0.1", 0))
+    kernel.listen()
+    with socket.create_connection(kernel.getsockname(), timeout=10) as c:
+        conn, _ = kernel.accept()
+        c.sendall(b"hello")
+        assert conn.recv(5) == b"hello"
+        conn.close()
+    kernel.close()
+    assert False, "on purpose"
+''')
+    result = run(pytester, "--multisock", "-p", "no:randomly")
+    result.assert_outcomes(failed=1)
+    # the flow left through the gateway's loopback relay: its counters and row are shown
+    result.stdout.fnmatch_lines(["*- multisock -*", "*gateway *: 1 flow(s)", "*kernel=127.0.0.1:*"])
