@@ -47,7 +47,11 @@ def _create_default() -> Host:
     from multisock.net.network import Network
 
     seed_text = os.environ.get("MULTISOCK_SEED")
-    net = Network(seed=int(seed_text) if seed_text else None, name="default")
+    try:
+        seed = int(seed_text) if seed_text else None
+    except ValueError:
+        raise ValueError(f"MULTISOCK_SEED={seed_text!r}: not an integer seed") from None
+    net = Network(seed=seed, name="default")
     return net.add_host(os.environ.get("MULTISOCK_HOSTNAME", "multisock"))
 
 

@@ -255,3 +255,20 @@ def test_readme_limit_parent_reaches_a_child_only_through_the_kernel(tmp_path: P
     assert result.stdout.split() == ["reached"], result.stderr
     result = launcher("--isolated", str(script))
     assert result.stdout.split() == ["refused"], result.stderr
+
+
+def test_a_bad_seed_for_the_implicit_default_host_names_the_variable() -> None:
+    """Without activation, the first bare socket builds a default host from MULTISOCK_SEED:
+    a bad value is refused with the variable's name (int()'s own message named nothing)."""
+    import multisock.runtime as runtime
+
+    saved = os.environ.get("MULTISOCK_SEED")
+    os.environ["MULTISOCK_SEED"] = "abc"
+    try:
+        with pytest.raises(ValueError, match="MULTISOCK_SEED='abc'"):
+            runtime._create_default()
+    finally:
+        if saved is None:
+            del os.environ["MULTISOCK_SEED"]
+        else:
+            os.environ["MULTISOCK_SEED"] = saved
