@@ -399,14 +399,10 @@ class Nat:
                         iface: Interface) -> H.Verdict:
         """An inside host's error about a packet that came in through a mapping: the
         quoted packet's destination (the inside endpoint) becomes the external one."""
-        inner = ihl + 8
-        if len(buf) < inner + 28:
+        quoted = _quoted(buf, ihl)
+        if quoted is None:
             return H.ACCEPT
-        iihl = (buf[inner] & 0x0F) * 4
-        iproto = buf[inner + 9]
-        at = inner + iihl
-        if iihl < 20 or len(buf) < at + 4:
-            return H.ACCEPT
+        inner, iihl, iproto, at = quoted
         idst = bytes(buf[inner + 16: inner + 20])
         iport = ((buf[at + 4] << 8) | buf[at + 5]) if iproto == ICMP else \
             ((buf[at + 2] << 8) | buf[at + 3])
@@ -424,14 +420,10 @@ class Nat:
         """An error from outside about a packet we translated: the quoted packet's source
         (the external endpoint) becomes the inside one again, and so does the error's
         destination."""
-        inner = ihl + 8
-        if len(buf) < inner + 28:
+        quoted = _quoted(buf, ihl)
+        if quoted is None:
             return H.ACCEPT
-        iihl = (buf[inner] & 0x0F) * 4
-        iproto = buf[inner + 9]
-        at = inner + iihl
-        if iihl < 20 or len(buf) < at + 4:
-            return H.ACCEPT
+        inner, iihl, iproto, at = quoted
         isrc = bytes(buf[inner + 12: inner + 16])
         iport = ((buf[at + 4] << 8) | buf[at + 5]) if iproto == ICMP else \
             ((buf[at] << 8) | buf[at + 1])
@@ -581,3 +573,17 @@ def _is_address(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _quoted(buf: bytearray, ihl: int) -> tuple[int, int, int, int] | None:
+    """Where an ICMP error's quoted packet lies: (its start, its header length, its
+    protocol, its transport header's start), or None when too little of it is quoted to
+    name a flow (a header and the 4 bytes of ports / echo id that NAT maps by)."""
+    inner = ihl + 8
+    if len(buf) < inner + 28:
+        return None
+    iihl = (buf[inner] & 0x0F) * 4
+    at = inner + iihl
+    if iihl < 20 or len(buf) < at + 4:
+        return None
+    return inner, iihl, buf[inner + 9], at
