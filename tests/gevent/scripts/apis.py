@@ -291,8 +291,13 @@ def _() -> str:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(server_ctx)
 
+    inside = [0, 0]  # requests in the app now, the most at once
+
     def app(environ: dict, start_response: object) -> list[bytes]:
+        inside[0] += 1
+        inside[1] = max(inside)
         gevent.sleep(0.2)
+        inside[0] -= 1
         start_response("200 OK", [("Content-Length", "6")])  # type: ignore[operator]
         return [b"secure"]
     import gevent.pool
@@ -336,10 +341,11 @@ def _() -> str:
     handlers.kill(timeout=5)
     server.stop(timeout=1.0)
     assert [j.value for j in jobs] == ["secure"] * 20, [repr(j.exception) for j in jobs][:3]
-    assert elapsed < 20 * 0.2 / 2, elapsed  # overlapped, not one after another
+    # overlapped, not one after another: counted, since a wall-clock bound fails under load
+    assert inside[1] >= 2, inside
     assert waiting == 0, f"{waiting} handlers still wait for a client that returned"
     assert failed == [], failed
-    return f"20 in {elapsed:.2f}s; every handler saw its client close"
+    return f"20 in {elapsed:.2f}s, {inside[1]} at once; every handler saw its client close"
 
 
 @check("device fds (the TUN path) are io watchers on the hub")
