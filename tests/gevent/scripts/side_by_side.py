@@ -280,6 +280,22 @@ def second_sender_is_refused() -> Any:
     completes once the peer reads."""
     client, server = pair()
     client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    # fill both buffers to the byte first: a send buffer with a little room (below the
+    # writability threshold, where a waiting sendall stays parked) lets a second send through
+    # on either stack, so the outcome would depend on where the drain happened to stop
+    client.setblocking(False)
+    prefill = 0
+    settled = False
+    while not settled:
+        try:
+            prefill += client.send(b"x" * 65536)
+        except BlockingIOError:
+            gevent.sleep(0.02)  # let what is in flight land; full still means full
+            try:
+                prefill += client.send(b"x" * 65536)
+            except BlockingIOError:
+                settled = True
+    client.setblocking(True)
     payload = b"x" * (4 << 20)
     first = gevent.spawn(client.sendall, payload)
     gevent.sleep(0.05)
@@ -293,11 +309,11 @@ def second_sender_is_refused() -> Any:
     # the last recv happened to include them
     extra = sum(1 for result in out[1:3] if result[0] == "ok")
     got = 0
-    while got < len(payload) + extra:
+    while got < prefill + len(payload) + extra:
         got += len(server.recv(1 << 20))
     first.get(timeout=5)
     server.sendall(b"back")
-    out += [got, reader.get(timeout=5)]
+    out += [got - prefill, reader.get(timeout=5)]
     client.close()
     server.close()
     return out
