@@ -32,7 +32,9 @@ def start_agent(ns: Namespace, *args: str) -> subprocess.Popen[str]:
 def finish(proc: subprocess.Popen[str]) -> dict[str, str]:
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, out + err
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    values["_output"] = out + err
+    return values
 
 
 @pytest.mark.parametrize("family", [V4, V6], ids=["ipv4", "ipv6"])
@@ -48,6 +50,7 @@ def test_kernel_pings_stack_and_stack_pings_kernel(family: tuple[list[str], str,
             agent.communicate()
         agent = start_agent(ns, "ping", "--target", kernel_ip, *opts)
         values = finish(agent)
+        assert "RTT_MS" in values, values  # the agent's whole output, when it has none
         assert float(values["RTT_MS"]) < 100
 
 
