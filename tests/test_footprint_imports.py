@@ -49,9 +49,18 @@ for step in sys.argv[1:]:
     exec(step)
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
+# zero-code activation (MULTISOCK=1, what the .pth file and ``run`` do): one host with the
+# gateway and the gateway's DNS resolver, configured, so those layers load here
+_ENV_PROBE = """
+import json, socket, sys, threading
+before = set(sys.modules)
+import multisock._activate
+multisock._activate.main({"MULTISOCK": "1"})
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
 
 
-def added_modules(*steps: str) -> list[str]:
+def added_modules(*steps: str, probe: str = _PROBE) -> list[str]:
     """Modules the sequence (then ``steps``, Python statements) adds, in a fresh interpreter.
 
     ``-S``: no site start-up, so nothing that a ``.pth`` file happens to import (an editable
@@ -60,7 +69,7 @@ def added_modules(*steps: str) -> list[str]:
     path = [str(Path(multisock.__file__).resolve().parent.parent), *filter(None, sys.path)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MULTISOCK")}
     env["PYTHONPATH"] = os.pathsep.join(path)
-    result = subprocess.run([sys.executable, "-S", "-c", _PROBE, *steps], env=env,
+    result = subprocess.run([sys.executable, "-S", "-c", probe, *steps], env=env,
                             capture_output=True, text=True, timeout=120, check=True)
     added: list[str] = json.loads(result.stdout.strip().splitlines()[-1])
     return added
@@ -83,6 +92,17 @@ def test_activation_loads_no_heavy_module() -> None:
     assert not _hits(added, HEAVY), (
         "import + patch_all() + one host loaded modules it does not use (see docs/performance.md,"
         f" Footprint): {_hits(added, HEAVY)}")
+
+
+def test_environment_activation_defers_dnspython() -> None:
+    """The gateway's resolver is built at start-up, but dnspython (which loads
+    importlib.metadata, email, zipfile and hashlib: ~7.5 MiB) only on the first lookup.
+    (``options`` still loads dataclasses and ipaddress here: docs/performance.md.)"""
+    added = added_modules(probe=_ENV_PROBE)
+    assert {"multisock.gateway", "multisock.resolver"} <= set(added)  # activated as asked
+    late = ("dns", "hashlib", "_hashlib", "ssl", "email", "importlib.metadata", "importlib.abc",
+            "zipfile", "tempfile", "pickle", "multisock.security", "multisock.tls")
+    assert not _hits(added, late), f"loaded at start-up: {_hits(added, late)}"
 
 
 def test_the_probe_sees_a_layer_loaded_on_use() -> None:
