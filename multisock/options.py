@@ -9,7 +9,6 @@ Times and rates need a unit (``multisock.net.units``).
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +68,8 @@ def _ifname(text: str) -> str:
 def _cidr(text: str) -> str:
     if "/" not in text:
         raise ValueError(f"an address with its prefix length is needed, e.g. 10.77.0.2/24: {text!r}")
+    import ipaddress  # here: only TUN settings are checked with it (~0.25 MiB loaded)
+
     try:
         ipaddress.ip_interface(text.strip())
     except ValueError:
@@ -77,6 +78,8 @@ def _cidr(text: str) -> str:
 
 
 def _ip(text: str) -> str:
+    import ipaddress
+
     try:
         ipaddress.ip_address(text.strip())
     except ValueError:

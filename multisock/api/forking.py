@@ -34,7 +34,6 @@ import _socket
 import array
 import errno
 import os
-import pickle
 import struct
 import sys
 import threading
@@ -62,6 +61,8 @@ kernel_socket_class: Callable[[], Any] = _stdlib_kernel_socket_class
 
 
 def _send_msg(sock: Any, obj: Any) -> None:
+    import pickle  # here: only the fork channel uses it (~0.5 MiB); _before() loads it
+
     data = pickle.dumps(obj)
     sock.sendall(_LEN.pack(len(data)) + data)
 
@@ -77,6 +78,8 @@ def _recv_exact(sock: Any, n: int) -> bytes:
 
 
 def _recv_msg(sock: Any) -> Any:
+    import pickle
+
     (size,) = _LEN.unpack(_recv_exact(sock, _LEN.size))
     return pickle.loads(_recv_exact(sock, size))
 
@@ -100,6 +103,8 @@ def _before() -> None:
     cores = _live_cores()
     if not cores:
         return
+    import pickle  # noqa: F401 - loaded before the fork: neither side imports after it
+
     parent_end, child_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
     drivers = {id(c.driver): c.driver for c in cores}
     for driver in drivers.values():
@@ -183,6 +188,8 @@ os.register_at_fork(before=_before, after_in_parent=_after_in_parent,
 
 def _serve(channel: Any, held: dict[int, Any]) -> None:
     """Run the child's calls on the real sockets until it goes away, then drop its refs."""
+    import pickle
+
     try:
         while True:
             try:

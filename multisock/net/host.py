@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from multisock import net as _net
 from multisock.net.impairments import Impairment
-from multisock.security import Security
 from multisock.stack import addresses as A
 from multisock.stack.interface import Interface
 from multisock.stack.ip import IPStack
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
     from multisock.net.driver import TimerHandle
     from multisock.net.network import Network
     from multisock.net.pcap import PcapWriter
+    from multisock.security import Security
     from multisock.security.firewall import Firewall
     from multisock.security.nat import Nat
 
@@ -181,6 +181,9 @@ class Host:
         """Conntrack, firewall, NAT, detectors and IDS of this host (``docs/security.md``).
         Made on first use; it hooks into the stack only once something is configured."""
         if self._security is None:
+            # imported here: a host without a firewall loads none of the security layer
+            from multisock.security import Security
+
             self._security = Security(self.ip, self.driver.lock)
         return self._security
 

@@ -11,17 +11,19 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from multisock import net as _net
 from multisock.net.backends import make_driver
 from multisock.net.driver import TimerHandle
 from multisock.net.host import Host
 from multisock.net.link import Direction, HostPort, Link, LinkEnd
-from multisock.net.pcap import PcapWriter
 from multisock.net.switch import Switch, SwitchPort
 from multisock.net.units import parse_duration
 from multisock.stack.interface import Interface
+
+if TYPE_CHECKING:
+    from multisock.net.pcap import PcapWriter
 
 
 class Network:
@@ -165,6 +167,8 @@ class Network:
 
     def capture(self, target: str | IO[bytes]) -> PcapWriter:
         """Record every link (and every loopback) into one pcap file."""
+        from multisock.net.pcap import PcapWriter  # here: most networks never capture
+
         writer = PcapWriter(target)
         with self.driver.lock:
             self._captures.append(writer)

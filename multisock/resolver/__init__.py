@@ -21,17 +21,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdatatype
-import dns.reversename
+from typing import TYPE_CHECKING, Any
 
 from multisock.hosts import HostsTable
+
+if TYPE_CHECKING:
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.reversename
 
 __all__ = ["HostsTable", "Resolution", "ResolveError", "StubResolver"]
 
@@ -67,6 +68,22 @@ class Resolution:
 _NEGATIVE = object()
 
 
+def _load_dnspython() -> None:
+    """Import dnspython (as the global ``dns``) on the first lookup, not with this module.
+
+    Importing it loads importlib.metadata, email, zipfile, datetime and hashlib (OpenSSL):
+    ~10 MiB of RSS that every process activated with a resolver (``MULTISOCK=1``, ``run``:
+    the gateway's) would otherwise pay at start-up, names resolved or not."""
+    global dns
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.name
+    import dns.rcode
+    import dns.rdatatype
+    import dns.reversename
+
+
 class StubResolver:
     def __init__(
         self,
@@ -99,6 +116,7 @@ class StubResolver:
     # ------------------------------------------------------------------ public
 
     def resolve(self, name: str, family: int) -> Resolution:
+        _load_dnspython()
         types = {AF_INET: [dns.rdatatype.A], AF_INET6: [dns.rdatatype.AAAA],
                  AF_UNSPEC: [dns.rdatatype.A, dns.rdatatype.AAAA]}.get(family)
         if types is None:
@@ -132,6 +150,7 @@ class StubResolver:
             del last
 
     def reverse(self, address: str) -> str:
+        _load_dnspython()
         qname = dns.reversename.from_address(address).to_text()
         response = self._query(qname, dns.rdatatype.PTR)
         for rrset in response.answer:
