@@ -333,7 +333,9 @@ class StreamCore(Core):
                 tcb.send(view, now)
                 return 0
             limit = self._send_timeout()
-            self.wait(lambda: bool(tcb.writable) or self.closed
+            # send's test is any free byte (a non-blocking send takes what fits); once
+            # blocked, the stack wakes it when the socket is writable (poll's 2/3 rule)
+            self.wait(lambda: bool(tcb.can_queue) or self.closed
                       or self._never_connected(flags, limit), flags, limit, WAIT_WRITE)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
@@ -364,9 +366,9 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                if not (tcb.writable or self.closed):  # (the common case needs no wait)
+                if not (tcb.can_queue or self.closed):  # (the common case needs no wait)
                     def can_send(limit: Any = remaining) -> bool:
-                        return (bool(tcb.writable) or self.closed
+                        return (bool(tcb.can_queue) or self.closed
                                 or self._never_connected(flags, limit))
 
                     self.wait(can_send, flags, remaining, WAIT_WRITE)
