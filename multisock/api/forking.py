@@ -17,7 +17,9 @@ listener): the parent keeps the new connection for the child, as one more socket
 and passes the child the connection's readiness fds over the channel (SCM_RIGHTS).
 
 Readiness in the child: at fork every inherited socket gets its readability eventfd and a
-second eventfd mirroring writability (``Core._wfd``), which the parent keeps up to date;
+second eventfd mirroring writability (``Core._wfd``), which the parent keeps up to date
+(the stack's change callbacks say when room appears; a send that takes room, the parent's
+or the child's, updates it at once: ``StreamCore._sync_wfd``, ``_refresh``);
 ``multisock.select`` sleeps on them in the kernel, so a child's ``select`` wakes on either
 direction.
 

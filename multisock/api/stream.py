@@ -340,9 +340,18 @@ class StreamCore(Core):
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now, bool(flags & MSG_OOB)))
+            if self._wfd is not None:
+                self._sync_wfd()
             if n == 0:
                 raise would_block()
             return n
+
+    def _sync_wfd(self) -> None:
+        """A send took room: bring the write-readiness eventfd a forked child watches
+        (api/forking.py) up to date. The stack signals room appearing, never room taken, so
+        without this the child's select saw a socket the parent had filled as writable."""
+        assert self._wfd is not None
+        self._wfd.update(self.writable())
 
     def _send_timeout(self) -> Any:
         return self.sndtimeo if self.sndtimeo is not None and self.timeout is None else "default"
@@ -376,6 +385,8 @@ class StreamCore(Core):
                 self.check_open()
                 n = int(tcb.send(memoryview(view)[sent:] if sent else view, now,
                                  bool(flags & MSG_OOB)))
+                if self._wfd is not None:
+                    self._sync_wfd()
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n
