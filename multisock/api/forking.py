@@ -117,12 +117,15 @@ def _before() -> None:
 
 
 def _readiness_fds(core: Any) -> tuple[int, int]:
-    """The core's read and write readiness eventfds, made if missing (driver lock held)."""
+    """The core's read and write readiness eventfds, made if missing, and brought up to date
+    either way (driver lock held): a child starts from the socket's readiness at fork time,
+    whatever an earlier fork left in them."""
     if core.fileno() < 0:
         return -1, -1
     if core._wfd is None:
         core._wfd = ReadinessFd()
-        core._wfd.update(core.writable())
+    core.sync_fd()
+    core._wfd.update(core.writable())
     return core._fd.fd, core._wfd.fd
 
 
