@@ -17,7 +17,9 @@ listener): the parent keeps the new connection for the child, as one more socket
 and passes the child the connection's readiness fds over the channel (SCM_RIGHTS).
 
 Readiness in the child: at fork every inherited socket gets its readability eventfd and a
-second eventfd mirroring writability (``Core._wfd``), which the parent keeps up to date;
+second eventfd mirroring writability (``Core._wfd``), which the parent keeps up to date
+(the stack's change callbacks say when room appears; a send that takes room, the parent's
+or the child's, updates it at once: ``StreamCore._sync_wfd``, ``_refresh``);
 ``multisock.select`` sleeps on them in the kernel, so a child's ``select`` wakes on either
 direction.
 
@@ -120,12 +122,15 @@ def _before() -> None:
 
 
 def _readiness_fds(core: Any) -> tuple[int, int]:
-    """The core's read and write readiness eventfds, made if missing (driver lock held)."""
+    """The core's read and write readiness eventfds, made if missing, and brought up to date
+    either way (driver lock held): a child starts from the socket's readiness at fork time,
+    whatever an earlier fork left in them."""
     if core.fileno() < 0:
         return -1, -1
     if core._wfd is None:
         core._wfd = ReadinessFd()
-        core._wfd.update(core.writable())
+    core.sync_fd()
+    core._wfd.update(core.writable())
     return core._fd.fd, core._wfd.fd
 
 

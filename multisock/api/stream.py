@@ -333,14 +333,25 @@ class StreamCore(Core):
                 tcb.send(view, now)
                 return 0
             limit = self._send_timeout()
-            self.wait(lambda: bool(tcb.writable) or self.closed
+            # send's test is any free byte (a non-blocking send takes what fits); once
+            # blocked, the stack wakes it when the socket is writable (poll's 2/3 rule)
+            self.wait(lambda: bool(tcb.can_queue) or self.closed
                       or self._never_connected(flags, limit), flags, limit, WAIT_WRITE)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now, bool(flags & MSG_OOB)))
+            if self._wfd is not None:
+                self._sync_wfd()
             if n == 0:
                 raise would_block()
             return n
+
+    def _sync_wfd(self) -> None:
+        """A send took room: bring the write-readiness eventfd a forked child watches
+        (api/forking.py) up to date. The stack signals room appearing, never room taken, so
+        without this the child's select saw a socket the parent had filled as writable."""
+        assert self._wfd is not None
+        self._wfd.update(self.writable())
 
     def _send_timeout(self) -> Any:
         return self.sndtimeo if self.sndtimeo is not None and self.timeout is None else "default"
@@ -364,9 +375,9 @@ class StreamCore(Core):
                     remaining = deadline - now
                     if remaining <= 0:
                         raise timed_out()
-                if not (tcb.writable or self.closed):  # (the common case needs no wait)
+                if not (tcb.can_queue or self.closed):  # (the common case needs no wait)
                     def can_send(limit: Any = remaining) -> bool:
-                        return (bool(tcb.writable) or self.closed
+                        return (bool(tcb.can_queue) or self.closed
                                 or self._never_connected(flags, limit))
 
                     self.wait(can_send, flags, remaining, WAIT_WRITE)
@@ -374,6 +385,8 @@ class StreamCore(Core):
                 self.check_open()
                 n = int(tcb.send(memoryview(view)[sent:] if sent else view, now,
                                  bool(flags & MSG_OOB)))
+                if self._wfd is not None:
+                    self._sync_wfd()
                 if n == 0 and self.timeout == 0.0:
                     raise would_block()
                 sent += n

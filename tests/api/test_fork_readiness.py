@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import socket as kernel
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -66,17 +67,47 @@ def _pair(mod: Any) -> tuple[Any, Any, Any]:
     return listener, client, server
 
 
-def select_wakes_on_writability(mod: Any, select: Any) -> Any:
-    listener, client, server = _pair(mod)
+def _small_pair(mod: Any) -> tuple[Any, Any, Any]:
+    """A connection whose sender (``server``) has a small send buffer and whose peer
+    (``client``) a small receive buffer from the handshake on, so that the window it
+    advertises is small. (Set after connect(), SO_RCVBUF does not shrink the stack's
+    advertised window; the peer then took megabytes and acknowledged the last segment 40 ms
+    later - a delayed ACK that emptied the sender's buffer, so what a child's first select
+    said depended on whether the fork took longer than that. The kernel's peer drops such
+    data and never acknowledges it: the sender stays full.)"""
+    listener = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
+    listener.setsockopt(mod.SOL_SOCKET, mod.SO_SNDBUF, 4096)  # (inherited by accept)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = mod.socket(mod.AF_INET, mod.SOCK_STREAM)
     client.setsockopt(mod.SOL_SOCKET, mod.SO_RCVBUF, 4096)
-    server.setsockopt(mod.SOL_SOCKET, mod.SO_SNDBUF, 4096)
-    server.setblocking(False)
+    client.settimeout(30)
+    client.connect(listener.getsockname())
+    server, _ = listener.accept()
+    return listener, client, server
+
+
+def _fill(sock: Any) -> int:
+    """Send until the buffer is full and stays full: rounds of non-blocking sends, each
+    after a pause longer than a delayed ACK (40 ms), until one takes nothing."""
+    sock.setblocking(False)
     sent = 0
-    try:
-        while True:
-            sent += server.send(b"x" * 65536)
-    except BlockingIOError:
-        pass
+    while True:
+        n = 0
+        try:
+            while True:
+                n += sock.send(b"x" * 65536)
+        except BlockingIOError:
+            pass
+        sent += n
+        if n == 0 and sent:
+            return sent
+        time.sleep(0.1)
+
+
+def select_wakes_on_writability(mod: Any, select: Any) -> Any:
+    listener, client, server = _small_pair(mod)
+    sent = _fill(server)
 
     go_r, go_w = os.pipe()
 
@@ -94,6 +125,40 @@ def select_wakes_on_writability(mod: Any, select: Any) -> Any:
     while got < sent:
         got += len(client.recv(65536))
     report = _report(pid, pipe)
+    for s in (listener, client, server):
+        s.close()
+    return report
+
+
+def select_sees_the_parent_fill_the_buffer(mod: Any, select: Any) -> Any:
+    """Forked first, then the parent fills the socket: the child's select must see it full
+    at once. Before, the relay (the write-readiness eventfd) was updated by the stack's
+    change callbacks, which say when room appears, never when a send takes it: it stayed
+    "writable" until some ACK came."""
+    listener, client, server = _small_pair(mod)
+    go_r, go_w = os.pipe()
+    done_r, done_w = os.pipe()
+
+    def child() -> Any:
+        before = select([], [server], [], 0)[1]
+        os.write(done_w, b"!")
+        os.read(go_r, 1)  # the parent has filled it
+        full = select([], [server], [], 0)[1]
+        os.write(done_w, b"!")
+        later = select([], [server], [], 60)[1]  # the parent drains the peer
+        return len(before), len(full), len(later)
+
+    pid, pipe = _fork(child)
+    os.read(done_r, 1)
+    sent = _fill(server)
+    os.write(go_w, b"!")
+    os.read(done_r, 1)
+    got = 0
+    while got < sent:
+        got += len(client.recv(65536))
+    report = _report(pid, pipe)
+    for fd in (go_r, go_w, done_r, done_w):
+        os.close(fd)
     for s in (listener, client, server):
         s.close()
     return report
@@ -144,14 +209,8 @@ def preforked_accept(mod: Any, select: Any) -> Any:
     return sorted(replies), reports
 
 
-WRITABILITY_RACE = pytest.mark.skip(reason=(
-    "known race, not fixed: about one run in four, the child's first zero-timeout select "
-    "reports the filled socket writable (the parent's readiness relay in api/forking.py has "
-    "not yet told the child it is full); the kernel says not writable"))
-
-
 @pytest.mark.parametrize("scenario", [
-    pytest.param(select_wakes_on_writability, marks=WRITABILITY_RACE),
+    select_wakes_on_writability, select_sees_the_parent_fill_the_buffer,
     select_wakes_on_readability, preforked_accept], ids=lambda f: f.__name__)
 def test_same_as_kernel(scenario: Any, host: multisock.Host) -> None:
     import select as kernel_select

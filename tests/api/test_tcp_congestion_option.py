@@ -42,7 +42,7 @@ def _kernel_has(name: str) -> bool:
 
 # names neither we nor a stock kernel have, and malformed values: the kernel's answers
 @pytest.mark.parametrize("value", [b"nosuchcc", b"CUBIC", b"", b"\xff\xfe", b"x" * 20, 1,
-                                   b"cubic\0junk", b"reno"])
+                                   b"cubic\0junk", b"reno", b"newreno"])
 def test_setsockopt_answers_as_the_kernel(net: Network, value: object) -> None:
     if isinstance(value, bytes) and value.split(b"\0")[0] in (b"cubic", b"reno") \
             and not _kernel_has(value.split(b"\0")[0].decode()):
@@ -101,3 +101,14 @@ def test_every_algorithm_we_have_connects(net: Network, name: str) -> None:
     assert conn.recv(10) == b"hi"
     for s in (cli, conn, srv):
         s.close()
+
+
+def test_newreno_is_not_a_linux_name_reno_is_our_newreno() -> None:
+    """Linux has no "newreno" (its "reno" does RFC 6582's recovery, as ours does): the
+    stack's own table refuses it too, so a TcpConfig or scenario cannot name it either."""
+    from multisock.stack.tcp.congestion import make_congestion_control
+
+    assert "newreno" not in AVAILABLE
+    with pytest.raises(ValueError):
+        make_congestion_control("newreno", 1460, 0.0)
+    assert make_congestion_control("reno", 1460, 0.0).name == "reno"

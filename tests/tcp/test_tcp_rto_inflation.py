@@ -85,7 +85,9 @@ def test_a_falling_rtt_never_raises_the_rto() -> None:
 @pytest.mark.parametrize("seed", [1000, 1001, 1006, 1009])
 def test_lossy_transfer_keeps_the_rto_near_the_path(seed: int) -> None:
     """10% loss, 1 ms each way, 1 MiB both ways (the seeds whose handshake lost a
-    segment): the base RTO never exceeds the initial 1 s (it was 3.4-3.5 s)."""
+    segment): once sampled, the base RTO never exceeds the initial 1 s (it was 3.4-3.5 s).
+    Before the first sample it may be RFC 6298 §5.7's 3 s fallback (test_tcp_syn_rto_fallback),
+    never more."""
     sys.path.insert(0, __file__.rsplit("/", 1)[0])
     from test_tcp_transfer import transfer
 
@@ -97,7 +99,11 @@ def test_lossy_transfer_keeps_the_rto_near_the_path(seed: int) -> None:
         more = step()
         for stack in (w.a, w.b):
             for sock in stack.conns.values():
-                if isinstance(sock, TcpSocket) and sock.rtt.rto > worst[0]:
+                if not isinstance(sock, TcpSocket):
+                    continue
+                if sock.rtt.srtt is None:
+                    assert sock.rtt.rto <= 3.0
+                elif sock.rtt.rto > worst[0]:
                     worst[0] = sock.rtt.rto
         return more
 

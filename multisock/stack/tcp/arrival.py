@@ -512,6 +512,7 @@ class Arrival(Timeouts):
         self.was_connected = True
         self.snd_nxt = max(self.snd_nxt, self.snd_una)
         self.rexmit_start = None  # SYN retransmissions do not count against data's timeout
+        self.rtt.handshake_done()  # no sample from the handshake: RTO 3 s (RFC 6298 §5.7)
         self.last_rcv = now
         self.last_send = now
         if set_state:

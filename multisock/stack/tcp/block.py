@@ -96,6 +96,7 @@ class ControlBlock:
         "shut_rd",
         "shut_wr",
         "was_connected",
+        "nospace",
         "_dirty",
         "bound",
         # options
@@ -218,6 +219,9 @@ class ControlBlock:
         self.shut_rd = False
         self.shut_wr = False
         self.was_connected = False
+        # Linux's SOCK_NOSPACE: someone found the send buffer not writable (poll, select, a
+        # blocked or short send) and must be told when an ACK makes it writable again
+        self.nospace = False
         self._dirty = False
         self.bound = False
         self.reuseaddr = False
@@ -324,6 +328,25 @@ class ControlBlock:
         if stack.config.log_transitions:
             stack.transition(self, old, new, now)
         stack.touch(self)
+
+    def _stream_writeable(self) -> bool:
+        """Linux's rule for POLLOUT on a TCP socket (``__sk_stream_is_writeable``): the free
+        space (sndbuf minus what is queued, sent or not) is at least half of what is queued,
+        i.e. at most 2/3 of the buffer holds data. ``send`` accepts bytes whenever any space
+        is free (``sk_stream_memory_free``); poll, select and the wakeups of blocked writers
+        wait for this, so a writer is woken once per third of a buffer, not per ACK.
+        (TCP_NOTSENT_LOWAT, the rule's other half, is not supported: its default is no
+        limit.)"""
+        queued = self.sndq.size
+        free = self.sndbuf - queued
+        return free > 0 and free >= queued >> 1
+
+    def _write_space(self: TcpSocket) -> None:  # type: ignore[misc]
+        """An ACK freed send-buffer space (Linux's tcp_check_space -> sk_stream_write_space):
+        readiness changes only if someone found the socket full and it is writable now."""
+        if self.nospace and self._stream_writeable():
+            self.nospace = False
+            self.stack.touch(self)
 
     def _rearm(self: TcpSocket) -> None:  # type: ignore[misc]
         when = self.t_rexmit

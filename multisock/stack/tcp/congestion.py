@@ -155,7 +155,9 @@ class Cubic(Reno):
         self.epoch = None
 
 
-_ALGORITHMS: dict[str, type[Reno]] = {"reno": Reno, "newreno": Reno, "cubic": Cubic}
+# Linux's names (tcp_available_congestion_control): "reno" is its NewReno-style Reno (the
+# recovery is RFC 6582's in both), and there is no "newreno" - an unknown name is ENOENT
+_ALGORITHMS: dict[str, type[Reno]] = {"reno": Reno, "cubic": Cubic}
 AVAILABLE = tuple(sorted(_ALGORITHMS))
 
 

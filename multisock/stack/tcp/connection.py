@@ -78,11 +78,35 @@ class TcpSocket(Arrival):
 
     @property
     def writable(self) -> bool:
+        """select/poll/epoll's write readiness, Linux's tcp_poll: an established stream is
+        writable when at most 2/3 of its send buffer is queued (``_stream_writeable``), not
+        at the first free byte; a blocked writer waits for the same. Not writable: the
+        ``nospace`` flag asks the ACK that makes it writable for a wakeup - set before a
+        second look, as tcp_poll does, so an ACK processed by another thread between the
+        two looks cannot be missed."""
         if self.error:
             return True
         state = self.state
         if state in CAN_SEND:
-            return self.shut_wr or self.sndq.size < self.sndbuf
+            if self.shut_wr or self._stream_writeable():
+                return True
+            self.nospace = True
+            return self._stream_writeable()
+        return self.was_connected and state not in (SYN_SENT, SYN_RECEIVED, LISTEN)
+
+    @property
+    def can_queue(self) -> bool:
+        """``send`` would not block: any free byte in the send buffer (Linux's
+        sk_stream_memory_free), or an error or state it reports at once. Differs from
+        ``writable``: a non-blocking send takes what fits while poll says "not writable"."""
+        if self.error:
+            return True
+        state = self.state
+        if state in CAN_SEND:
+            if self.shut_wr or self.sndq.size < self.sndbuf:
+                return True
+            self.nospace = True
+            return self.sndq.size < self.sndbuf
         return self.was_connected and state not in (SYN_SENT, SYN_RECEIVED, LISTEN)
 
     def _only_urgent_queued(self) -> bool:
@@ -206,11 +230,17 @@ class TcpSocket(Arrival):
             raise oserror(E.EPIPE)
         space = self.sndbuf - self.sndq.size
         if space <= 0 or not len(data):
+            if space <= 0:
+                self.nospace = True  # (tcp_sendmsg's wait_for_space)
             return 0
         n = len(data)
-        if n > space:
-            n = space
-            data = memoryview(data)[:n]
+        if n >= space:
+            # the buffer is full now: whoever waits for room (a relay that reads the size
+            # itself) is woken when an ACK makes the socket writable again
+            self.nospace = True
+            if n > space:
+                n = space
+                data = memoryview(data)[:n]
         self.sndq.append(data)
         if urgent:  # MSG_OOB: the last byte is urgent (the pointer goes just past it)
             self.snd_up = self.snd_una + self.sndq.size

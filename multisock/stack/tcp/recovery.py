@@ -105,7 +105,7 @@ class Recovery(Output):
             self.persist = False
         elif not self.persist:
             self._arm_rexmit(now)
-        self.stack.touch(self)
+        self._write_space()
 
     def _dupack(self: TcpSocket, newly_sacked: int, now: float) -> None:  # type: ignore[misc]
         self.dupacks += 1

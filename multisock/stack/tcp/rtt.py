@@ -7,6 +7,9 @@ first sample, the minimum, the backoff ceiling) can be tested on its own.
 from __future__ import annotations
 
 CLOCK_GRANULARITY = 0.001  # G: timestamps tick in milliseconds
+#: the RTO after a handshake that gave no RTT sample, relative to the initial one (RFC 6298
+#: §5.7's 3 s against its 1 s; Linux's TCP_TIMEOUT_FALLBACK against TCP_TIMEOUT_INIT)
+FALLBACK_FACTOR = 3.0
 
 
 class RttEstimator:
@@ -55,6 +58,18 @@ class RttEstimator:
             rto = self.rto_max
         self.rto = rto
         self.backoff = 0
+
+    def handshake_done(self) -> None:
+        """The connection is established: without a round-trip sample from the handshake
+        (its SYN or SYN-ACK was repeated, Karn; a SYN cookie; a stale echo), the timeout
+        becomes three times the initial one (3 s) until the first sample - RFC 6298 §5.7.
+        Linux does it for the same condition (``tcp_init_metrics``: srtt 0 at
+        ``tcp_init_transfer`` -> TCP_TIMEOUT_FALLBACK), whether or not the SYN timed out,
+        and so do we: a 1 s RTO on a path that just needed more than 1 s for a handshake
+        would resend the first data spuriously."""
+        if self.srtt is None:
+            rto = self.rto * FALLBACK_FACTOR
+            self.rto = rto if rto < self.rto_max else self.rto_max
 
     def current(self) -> float:
         """The timeout to arm now: the base RTO doubled once per unanswered expiry."""
