@@ -68,7 +68,10 @@ def test_ring_converges_and_reroutes_after_a_link_failure(ring) -> None:  # type
     assert r[0].ping("10.9.0.1") > 0
     links[1].down()  # r1 - r2: r1 must go round through r0, r3
     took = _eventually(lambda: _route(r[1], "10.9.0.2") == "10.0.0.1")
-    assert took <= 1.0 + 0.6 + 2.0  # timeout + a triggered update, generous for load
+    # a cut link is silent: only the route's timeout (1 s after the last update, sent at
+    # most 0.2 s before the cut) can tell; no upper bound in real time (a loaded machine
+    # failed one of 3.6 s), _eventually's limit catches a route that never moves
+    assert took >= 0.75
     assert r[1].ping("10.9.0.1", timeout=2.0) > 0
     assert all(not d.errors for d in daemons)
 
