@@ -72,6 +72,9 @@ def test_ring_converges_and_reroutes_after_a_link_failure(ring) -> None:  # type
     # most 0.2 s before the cut) can tell; no upper bound in real time (a loaded machine
     # failed one of 3.6 s), _eventually's limit catches a route that never moves
     assert took >= 0.75
+    # the reply's way back: r2's route to r1's address (10.0.0.0/30) times out on its own
+    # clock, and until then r2 answers into the cut link
+    _eventually(lambda: _route(r[2], "10.0.0.2") == "10.0.2.2")
     assert r[1].ping("10.9.0.1", timeout=2.0) > 0
     assert all(not d.errors for d in daemons)
 
