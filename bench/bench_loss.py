@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -157,6 +159,10 @@ def _drain(fd: int) -> None:
             return
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _line(stream: IO[str], timeout: float) -> str:
     ready, _, _ = select.select([stream], [], [], timeout)
     line = stream.readline() if ready else ""
@@ -177,8 +183,12 @@ class KernelPath:
         self._made: list[str] = []
         self._tuns: list[Any] = []
         self._peers: list[subprocess.Popen[str]] = []
+        self._old_sigterm: Any = None
 
     def __enter__(self) -> KernelPath:
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM (a timeout, kill) unwinds like Ctrl-C, through close()
+            self._old_sigterm = signal.signal(signal.SIGTERM, _terminated)
         try:
             self._setup()
         except BaseException:
@@ -277,6 +287,9 @@ class KernelPath:
         for ns in self._made:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self._made.clear()
+        if self._old_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._old_sigterm)
+            self._old_sigterm = None
 
 
 @contextmanager

@@ -15,9 +15,19 @@ Plain kernel sockets only, nothing of multisock: these are the kernel's TCP, dri
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import sys
 import time
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Killed when the bench process goes, however it goes (even SIGKILL): a peer left
+    behind would keep its namespace alive."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def receive(addr: str, port: int) -> None:
@@ -54,6 +64,7 @@ def send(addr: str, port: int, congestion: str) -> None:
 
 
 if __name__ == "__main__":
+    die_with_parent()
     role, host, number = sys.argv[1:4]
     if role == "recv":
         receive(host, int(number))
