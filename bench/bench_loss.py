@@ -23,7 +23,8 @@ The no-loss row is the check that the forwarder is not the bottleneck: the kerne
 through it with delay only, far above the lossy rows. The TUN devices' drop counters are
 reported with each row (a drop there would be a loss the impairment did not decide).
 
-Run alone: ``python -m bench.bench_loss [--quick]``.
+Run alone: ``python -m bench.bench_loss [--quick] [--cc bbr]`` (``--cc``: the kernel
+sender's congestion control instead of CUBIC).
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ class KernelPath:
     process's forwarder. Use as a context manager: the namespaces, devices and peer
     processes are removed on the way out, whatever happened (Ctrl-C included)."""
 
-    def __init__(self) -> None:
+    def __init__(self, congestion: str = CONGESTION) -> None:
+        self.congestion = congestion
         tag = os.getpid()
         self.namespaces = (f"msbench-a-{tag}", f"msbench-b-{tag}")
         self.devices = (f"msba{tag}", f"msbb{tag}")
@@ -224,7 +226,7 @@ class KernelPath:
                                (self.namespaces[0], "send", RECEIVER_ADDR)):
             self._peers.append(subprocess.Popen(
                 ["ip", "netns", "exec", ns, sys.executable, "-m", "bench.loss_peer", role,
-                 addr, str(PORT), CONGESTION],
+                 addr, str(PORT), self.congestion],
                 cwd=ROOT, env=env, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE))
             if role == "recv":
                 assert self._peers[0].stdout is not None
@@ -293,7 +295,8 @@ class KernelPath:
 
 
 @contextmanager
-def _kernel_path(enabled: bool) -> Iterator[tuple[KernelPath | None, str | None]]:
+def _kernel_path(enabled: bool,
+                 congestion: str) -> Iterator[tuple[KernelPath | None, str | None]]:
     """The kernel's path when it can be built here, else None and the reason why not."""
     reason = unavailable_reason() if enabled else (
         "not measured: quick mode builds no namespaces (run --quick --only loss as root)")
@@ -301,7 +304,7 @@ def _kernel_path(enabled: bool) -> Iterator[tuple[KernelPath | None, str | None]
         yield None, reason
         return
     try:
-        path = KernelPath().__enter__()
+        path = KernelPath(congestion).__enter__()
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         yield None, f"not measured: {exc}"
         return
@@ -312,12 +315,13 @@ def _kernel_path(enabled: bool) -> Iterator[tuple[KernelPath | None, str | None]
 
 
 def rows(quick: bool, namespaces: bool = True, seeds: tuple[int, ...] | None = None,
-         losses: tuple[float, ...] = LOSSES) -> list[dict[str, Any]]:
+         losses: tuple[float, ...] = LOSSES,
+         congestion: str = CONGESTION) -> list[dict[str, Any]]:
     """One row per loss rate: multisock and the kernel, seed by seed, alternating."""
     sizes: dict[Any, Any] = QUICK if quick else FULL
     seeds = seeds or sizes["seeds"]
     out = []
-    with _kernel_path(namespaces) as (path, reason):
+    with _kernel_path(namespaces, congestion) as (path, reason):
         for loss in losses:
             ours, kernel = [], []
             drops = path.drops() if path else 0
@@ -329,9 +333,14 @@ def rows(quick: bool, namespaces: bool = True, seeds: tuple[int, ...] | None = N
             if loss:
                 extra["mathis_mbps"] = mathis(loss)
             if path is not None:
-                extra["kernel_note"] = ("kernel CUBIC between two namespaces, through this "
-                                        "process's forwarder and the same impairment")
+                extra["kernel_note"] = (f"kernel {congestion} between two namespaces, through "
+                                        "this process's forwarder and the same impairment")
                 extra["tun_drops"] = path.drops() - drops
+                # the runs of one seed share their packet fates: their ratio is paired
+                extra["ratio_per_seed"] = [o / k for o, k in zip(ours, kernel, strict=True)]
+                if not loss:
+                    extra["note"] = ("the forwarder's ceiling: the kernel column is bounded by "
+                                     "it when tun_drops > 0; far above the lossy rows")
             else:
                 extra["kernel_missing"] = reason
             out.append(row(scenario(loss), "Mbit/s", ours, kernel or None, True, **extra))
@@ -339,7 +348,10 @@ def rows(quick: bool, namespaces: bool = True, seeds: tuple[int, ...] | None = N
 
 
 def main() -> None:
-    for r in rows("--quick" in sys.argv):
+    """``[--quick] [--cc NAME]``: NAME the kernel sender's congestion control (cubic)."""
+    argv = sys.argv[1:]
+    congestion = argv[argv.index("--cc") + 1] if "--cc" in argv else CONGESTION
+    for r in rows("--quick" in argv, congestion=congestion):
         kernel = (f"{r['kernel_min']:8.2f} / {r['kernel_median']:8.2f}  ratio "
                   f"{r['ratio_median']:.2f}  tun drops {r['tun_drops']}"
                   if "kernel_median" in r else r["kernel_missing"])
