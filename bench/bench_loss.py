@@ -218,7 +218,11 @@ class KernelPath:
                 # no ssthresh carried from one seed's connection to the next
                 "net.ipv4.tcp_no_metrics_save=1")
             _sh(*inside, "ip", "link", "set", "lo", "up")
-            _sh(*inside, "ip", "link", "set", "dev", dev, "mtu", str(MTU))
+            # a ring of 10,000 packets between the kernel and our fd, not 500: a burst
+            # while the forwarder waits for a CPU must not overflow it (the in-process link
+            # has no queue limit; a drop here would be a loss no seed decided)
+            _sh(*inside, "ip", "link", "set", "dev", dev, "mtu", str(MTU), "txqueuelen",
+                "10000")
             _sh(*inside, "ip", "addr", "add", f"{addr}/24", "dev", dev)
             _sh(*inside, "ip", "link", "set", "dev", dev, "up")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
