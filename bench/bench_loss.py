@@ -6,9 +6,9 @@ MTU 1500 and Bernoulli loss, one bulk transfer (``bench_tcp.bulk``).
 The kernel's side (root, /dev/net/tun, python-pytun, iproute2): two network namespaces this
 module creates and removes, each holding one TUN device whose file descriptor stays in this
 process. The kernel's TCP (CUBIC, set on the sending socket: this machine's default is BBR,
-which ignores random loss by design, and a namespace may not default to a congestion
-control outside ``tcp_allowed_congestion_control``) sends from one namespace to the other, and this process
-forwards every IPv4 packet between the two descriptors through ``multisock.net.link.Link``:
+which ignores random loss by design, and a namespace may not default to a congestion control
+outside ``tcp_allowed_congestion_control``) sends from one namespace to the other, and this
+process forwards every IPv4 packet between the two descriptors through ``multisock.net.link.Link``:
 the same ``Direction``/``Impairment`` objects an in-process link uses, on a network's own
 driver (its lock, timers and reader callbacks). Nothing of the impairment is re-implemented
 here, and tc/netem (absent from this kernel) is not needed.
