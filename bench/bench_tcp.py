@@ -70,7 +70,7 @@ def bulk(pair: Callable[[], tuple[Any, Any, Any]], size: int) -> float:
 
     buf = bytearray(1 << 20)
     start = time.perf_counter()
-    thread = threading.Thread(target=send)
+    thread = threading.Thread(target=send, daemon=True)  # Ctrl-C mid-transfer still exits
     thread.start()
     got = 0
     while n := server.recv_into(buf):

@@ -30,6 +30,9 @@ def test_bench_quick_mode_runs(tmp_path: Path) -> None:
     assert any(n.startswith("RSS per idle connection") for n in names)
     assert any(n.endswith("parallel flows, Jain index") for n in names)
     assert all(r["multisock_median"] > 0 for r in rows)
+    # the default quick run builds no namespaces: the loss rows' kernel cell says so
+    loss = next(r for r in rows if r["scenario"] == "TCP goodput, 1 % loss, 20 ms RTT")
+    assert loss["kernel_missing"].startswith("not measured: quick mode builds no namespaces")
     # every row with a kernel counterpart carries the same-run kernel figure and the ratio
     for r in rows:
         if "kernel_median" in r:
