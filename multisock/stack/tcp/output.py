@@ -245,7 +245,7 @@ class Output(Options):
             return pipe if pipe > 0 else 0
         out = self.snd_max - una - lost_out
         board = self.board
-        if self.sack_ok and board.starts:
+        if self.sack_ok and (board.starts or (rack is not None and rack.driving)):
             start = max(self.rxt_next, una)
             lost = 0
             if self.lost_end > start:
@@ -366,6 +366,8 @@ class Output(Options):
             self._rearm()
         if not sent_any and self.ack_now:
             self._send_ack(now)
+        elif sent_any and self.sack_ok and self.rack is not None:
+            self._arm_loss_timer(now)  # new data out: the probe timer (RFC 8985 §7.2)
 
     def _send_data(  # type: ignore[misc]
         self: TcpSocket, seq: int, n: int, now: float, flags: int = ACK
@@ -407,8 +409,6 @@ class Output(Options):
                 prr.out += end - seq
         if self.t_rexmit is None or self.persist:
             self._arm_rexmit(now)
-            if self.rack is not None:
-                self._arm_loss_timer(now)  # a flight begins: the probe timer (RFC 8985 §7.2)
 
     def _new_loss_state(self: TcpSocket) -> Rack:  # type: ignore[misc]
         """RACK-TLP, PRR and undo's state, made on the first segment sent with SACK."""
