@@ -24,7 +24,8 @@ def opened(
     sock = s.connect()
     s.pop()
     s.advance(RTT)
-    opts = f"mss {MSS}" + (",sackOK" if sack else "")
+    # (timestamps take 12 bytes of each segment: offer that much more, segments stay MSS)
+    opts = f"mss {MSS + 12 if timestamps else MSS}" + (",sackOK" if sack else "")
     if timestamps:
         opts += ",TS val 1 ecr *"
     s.inject(f"S. 0:0(0) ack 1 win 65535 <{opts}>")

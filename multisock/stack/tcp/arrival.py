@@ -277,6 +277,8 @@ class Arrival(Timeouts):
         window = hdr.window << self.snd_wscale
         newly_sacked = 0
         sacked_before = self.board.sacked
+        if self.rack is not None:
+            self.rack.begin_ack()
         if self.sack_ok and hdr.sack_blocks:
             newly_sacked = self._input_sack(hdr.sack_blocks, ack, now)
         acked = ack - una

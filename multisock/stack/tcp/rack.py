@@ -79,7 +79,7 @@ class Rack:
     __slots__ = (
         "recs", "first", "tq", "lostq", "lost_out",
         # RFC 8985 §6.1's RACK.*: the most recently sent delivered segment, its RTT
-        "xmit", "order", "sent", "rtt", "fack", "reordering_seen",
+        "xmit", "order", "sent", "rtt", "fack", "fack_before", "reordering_seen", "reord_ack",
         "reo_wnd_mult", "reo_wnd_persist", "dsack_round", "reo_at",
         # the one timer slot shared with the RTO (output.py's _arm_loss_timer)
         "timer", "timer_at", "rto_at",
@@ -102,8 +102,10 @@ class Rack:
         self.order = -1
         self.sent = 0
         self.rtt = 0.0
-        self.fack = 0
+        self.fack = 0  # the highest end delivered
+        self.fack_before = 0  # ... before the ACK being processed
         self.reordering_seen = False
+        self.reord_ack = False  # this ACK already counted as a reordering event
         self.reo_wnd_mult = 1
         self.reo_wnd_persist = 0
         self.dsack_round: int | None = None
@@ -220,13 +222,22 @@ class Rack:
                 self.lost_out -= rec.end - rec.start
             self._delivered(rec, now, min_rtt)
 
+    def begin_ack(self) -> None:
+        """An ACK arrives: its SACK blocks and cumulative ACK are compared with what was
+        delivered before it, in whatever order they are walked."""
+        self.fack_before = self.fack
+        self.reord_ack = False
+
     def _delivered(self, rec: Sent, now: float, min_rtt: float) -> None:
         """RFC 8985 §6.2 steps 2 and 3 for one newly delivered segment."""
         if rec.end > self.fack:
             self.fack = rec.end
-        elif not rec.rtx:
-            self.reordering_seen = True  # an original arrived after a later one
-            self.reord_seen += 1
+        if rec.end < self.fack_before and not rec.rtx:
+            # an original delivered after a segment sent later was: reordering
+            self.reordering_seen = True
+            if not self.reord_ack:
+                self.reord_ack = True
+                self.reord_seen += 1
         rtt = now - rec.xmit
         if rec.rtx and rtt < min_rtt:
             return  # this ACK is probably the original's: no RTT, no RACK.xmit_ts
