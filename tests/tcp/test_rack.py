@@ -157,6 +157,23 @@ def test_retransmission_spanning_records_merges_them() -> None:
     assert [(r.start, r.end, r.rtx) for r in live] == [(0, 1000, True)]
 
 
+def test_retransmission_inside_a_record_splits_it() -> None:
+    rack = Rack()
+    rack.on_send(0, 1000, 0.0, 0)
+    rack.on_send(1000, 2000, 0.0, 1000)
+    rack.on_send(250, 500, 1.0, 2000)  # a smaller MSS: a piece from inside the first
+    rack.on_send(500, 1500, 1.0, 2000)  # and one across the boundary
+    live = [(r.start, r.end, r.rtx, r.xmit) for r in rack.recs[rack.first :]]
+    assert live == [
+        (0, 250, False, 0.0),
+        (250, 500, True, 1.0),
+        (500, 1500, True, 1.0),
+        (1500, 2000, False, 0.0),
+    ]
+    # a record found lost is resent as one piece: none covers more than one transmission
+    assert rack.recs[rack.first].start == 0
+
+
 def test_dsack_widens_the_window_for_sixteen_recoveries() -> None:
     rack = Rack()
     rack.reordering_seen = True

@@ -10,13 +10,13 @@ Two orders, two structures, bounded work:
 
 * ``recs`` - the records in sequence order (a list with a moving head, ``first``):
   the cumulative ACK pops them from the head, a SACK block finds its records by
-  bisection. New data only ever appends. A retransmission that spans several records
-  (the MSS shrank, or tiny writes were coalesced) merges them into one, so the span is
-  walked once and never again.
-* ``tq`` - the transmissions in time order (a deque of (record, transmission number)):
-  RACK's scan. Entries made stale by a later retransmission of the same record, and
-  records already delivered, are dropped when they reach the head; a record found lost
-  leaves ``tq`` for ``lostq`` (it comes back when retransmitted). So every entry is
+  bisection. New data only ever appends. A retransmission replaces the records it
+  overlaps by one record of its own (cut where its edges fall inside a record: the MSS
+  shrank, or SACK options took room): a record is always exactly one transmission, so a
+  record found lost is resent as one segment, never as a stretch of the window.
+* ``tq`` - the records in time order (a deque): RACK's scan. Records replaced by a
+  retransmission, and records already delivered, are dropped when they reach the head;
+  a record found lost leaves ``tq`` for ``lostq`` (its retransmission is a new record). So every entry is
   looked at once by the scan, however large the window: the scan stops at the first
   live transmission that is not lost yet (everything behind it was sent later, so it
   is not lost either: its own timeout comes later) and at most ``SCAN_LIMIT`` entries
@@ -59,14 +59,13 @@ _start = attrgetter("start")
 class Sent:
     """One segment as last transmitted: its range, when, and what became of it."""
 
-    __slots__ = ("start", "end", "xmit", "order", "txn", "rtx", "sacked", "lost", "done")
+    __slots__ = ("start", "end", "xmit", "order", "rtx", "sacked", "lost", "done")
 
     def __init__(self, start: int, end: int, xmit: float, order: int) -> None:
         self.start = start
         self.end = end
         self.xmit = xmit
-        self.order = order  # the connection's transmission count when last sent
-        self.txn = 0  # transmissions after the first: tells a stale ``tq`` entry
+        self.order = order  # the connection's transmission count when sent
         self.rtx = False
         self.sacked = False
         self.lost = False  # marked lost and not retransmitted since
@@ -92,7 +91,7 @@ class Rack:
     def __init__(self) -> None:
         self.recs: list[Sent] = []
         self.first = 0
-        self.tq: deque[tuple[Sent, int]] = deque()
+        self.tq: deque[Sent] = deque()
         self.lostq: deque[Sent] = deque()
         self.lost_out = 0  # bytes marked lost and neither delivered nor resent since
         self.xmit = -1.0
@@ -128,44 +127,64 @@ class Rack:
         """A segment [start, end) went out now (``snd_max`` as it was before)."""
         recs = self.recs
         self.sent += 1
-        if start >= snd_max or len(recs) == self.first:
+        first = self.first
+        n = len(recs)
+        if start >= snd_max or n == first:
             rec = Sent(start, end, now, self.sent)
             recs.append(rec)
-            self.tq.append((rec, 0))
+            self.tq.append(rec)
             return
-        i = bisect_right(recs, start, self.first, len(recs), key=_start) - 1
-        if i < self.first:
-            i = self.first
-        j = bisect_left(recs, end, i, len(recs), key=_start)
+        # a retransmission: the records it overlaps, [i, j)
+        i = bisect_right(recs, start, first, n, key=_start) - 1
+        if i < first:
+            i = first
+        elif recs[i].end <= start:
+            i += 1
+        j = bisect_left(recs, end, i, n, key=_start)
         if j <= i:
-            return
-        rec = recs[i]
-        if j - i > 1:
-            # one retransmission over several records: they become one (walked once)
-            last = recs[j - 1]
-            for k in range(i + 1, j):
-                other = recs[k]
-                other.done = True
-                if other.lost:
-                    self.lost_out -= other.end - other.start
-                    if not rec.lost:
-                        rec.lost = True  # (cleared just below: it is being resent)
-                        self.lost_out += rec.end - rec.start
+            return  # (below what is still recorded: already acknowledged)
+        new = Sent(start, end, now, self.sent)
+        new.rtx = True
+        lo = recs[i]
+        hi = recs[j - 1]
+        # the parts outside [start, end) keep their own transmission's state: the record
+        # below keeps its object (and its place in ``tq``), the one above too, or a copy
+        # when one record holds both sides; what is inside becomes the new record (so a
+        # record never spans more than one transmission, whatever the MSS did)
+        repl: list[Sent] = []
+        keep_lo = lo.start < start
+        keep_hi = hi.end > end
+        lost_inside = 0
+        for k in range(i, j):
+            rec = recs[k]
             if rec.lost:
-                self.lost_out += last.end - rec.end
-            rec.end = last.end
-            rec.sacked = False
-            del recs[i + 1 : j]
-        if rec.lost:
-            rec.lost = False
-            self.lost_out -= rec.end - rec.start
-        if rec.sacked:
-            return
-        rec.xmit = now
-        rec.order = self.sent
-        rec.rtx = True
-        rec.txn += 1
-        self.tq.append((rec, rec.txn))
+                lost_inside += (rec.end if rec.end < end else end) - (
+                    rec.start if rec.start > start else start
+                )
+            if not ((rec is lo and keep_lo) or (rec is hi and keep_hi)):
+                rec.done = True
+        self.lost_out -= lost_inside
+        if keep_lo:
+            repl.append(lo)
+        repl.append(new)
+        if keep_hi:
+            if hi is lo and keep_lo:
+                right = Sent(end, hi.end, hi.xmit, hi.order)
+                right.rtx = hi.rtx
+                right.sacked = hi.sacked
+                right.lost = hi.lost
+                if right.lost:
+                    self.lostq.append(right)
+                elif not right.sacked:
+                    self.tq.append(right)  # (out of time order: found late, never early)
+            else:
+                right = hi
+                right.start = end
+            repl.append(right)
+        if keep_lo:
+            lo.end = start
+        recs[i:j] = repl
+        self.tq.append(new)
 
     def last_segment(self) -> Sent | None:
         """The highest record not yet acknowledged (what a retransmitting probe resends)."""
@@ -289,8 +308,8 @@ class Rack:
         marked = 0
         budget = SCAN_LIMIT
         while tq:
-            rec, txn = tq[0]
-            if rec.done or rec.sacked or rec.lost or rec.txn != txn:
+            rec = tq[0]
+            if rec.done or rec.sacked or rec.lost:
                 tq.popleft()
                 continue
             if rec.order > rack_order:

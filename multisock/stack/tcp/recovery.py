@@ -208,8 +208,10 @@ class Recovery(Output):
             if self.board.high > self.lost_end and (rack is None or not rack.driving):
                 self.lost_end = self.board.high
             return
-        if rack is not None and self.board.starts:
-            return  # with SACK information, loss is RACK's to tell (_rack_ack)
+        if rack is not None:
+            # with SACK, loss is RACK's to tell (_rack_ack): duplicate ACKs carrying no
+            # SACK block are the network's duplicates or a window's, not losses
+            return
         if self.snd_nxt < self.snd_max:
             return  # still resending after a timeout
         lost = self.dupacks >= 3
