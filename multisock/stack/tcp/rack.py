@@ -37,8 +37,10 @@ from typing import Final
 
 #: transmissions examined per scan before the rest is left to the reordering timer
 SCAN_LIMIT: Final = 256
-#: reo_wnd's floor: RTT samples tick in milliseconds with timestamps (min_rtt can be 0),
-#: and a fake clock's are exact - a window of 0 would call every reordering a loss
+#: reo_wnd's floor, and its step's: RTT samples tick in milliseconds with timestamps, so
+#: min_rtt can be 0 (also on a simulated link whose reordered packets skip the delay), and
+#: a fake clock's are exact - a window of 0 would call every reordering a loss, and
+#: D-SACK's multiplier (RFC 8985 §6.2 step 4) would have nothing to multiply
 REO_WND_MIN: Final = 0.001
 #: RFC 8985 §7.2: the worst-case delayed ACK added to the PTO when one segment is in flight
 WC_DEL_ACK: Final = 0.2
@@ -289,7 +291,10 @@ class Rack:
         (RFC 6675's DupThresh in time form), else min_rtt/4 per step, at most SRTT."""
         if not self.reordering_seen and (in_recovery or dupthresh_sacked):
             return 0.0
-        wnd = self.reo_wnd_mult * min_rtt / 4
+        step = min_rtt / 4
+        if step < REO_WND_MIN:
+            step = REO_WND_MIN  # (so that D-SACK's steps still widen it when min_rtt is 0)
+        wnd = self.reo_wnd_mult * step
         if wnd > srtt:
             wnd = srtt
         return wnd if wnd > REO_WND_MIN else REO_WND_MIN
