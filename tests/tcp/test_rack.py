@@ -5,7 +5,7 @@ fires when it ends. Scripted with a fake clock: RTT = 1/8 s, so min_rtt/4 = 1/32
 
 from __future__ import annotations
 
-from rackflight import MSS, RTT, cwnd_ssthresh, flight, sacked
+from rackflight import MSS, RTT, armed_in, cwnd_ssthresh, flight, sacked
 
 from multisock.stack.tcp.rack import SCAN_LIMIT, Rack
 
@@ -48,6 +48,21 @@ def test_late_original_within_the_window_is_reordering_not_loss() -> None:
     assert s.next_timer_in() == RTT / 4
     s.advance(RTT / 4)
     s.expect(". 2001:3001(1000) ack 1")
+
+
+def test_a_dsack_doubles_the_wait() -> None:
+    """RFC 8985 §6.2 step 4: a round with a D-SACK (here: the first block inside the
+    second, RFC 2883) widens the window a step, min_rtt/4 -> min_rtt/2."""
+    s, sock, _ = flight(10)
+    s.advance(RTT)
+    s.inject(". 1:1(0) ack 1 win 65535 <sack 1001:2001 1001:2001>")
+    assert s.stack.counters["dsack_received"] == 1
+    s.expect_none()
+    assert armed_in(s, sock) == RTT / 2
+    s.advance(RTT / 4)
+    s.expect_none()  # (where the window would have ended without the D-SACK)
+    s.advance(RTT / 4)
+    s.expect(". 1:1001(1000) ack 1")
 
 
 def test_three_sacked_segments_mean_loss_at_once() -> None:

@@ -132,7 +132,7 @@ class Timeouts(Recovery):
         self.recover = self.snd_max
         if rack is not None:
             rack.forget_losses()  # go-back-N below resends them all, in order
-            rack.timer = 0
+            rack.timer = TIMER_NONE
         self.rtt.back_off()
         self.rtt_seq = None
         self.karn_ts = self._ts_now(now)  # the latest timeout retransmission
