@@ -47,7 +47,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("stack.tcp.parts", (
         "multisock.stack.tcp.seq", "multisock.stack.tcp.config", "multisock.stack.tcp.rtt",
         "multisock.stack.tcp.buffers", "multisock.stack.tcp.sack", "multisock.stack.tcp.timers",
-        "multisock.stack.tcp.isn", "multisock.stack.tcp.congestion",
+        "multisock.stack.tcp.isn", "multisock.stack.tcp.congestion", "multisock.stack.tcp.rack",
+        "multisock.stack.tcp.prr", "multisock.stack.tcp.undo",
     )),
     ("stack.tcp.timewait", ("multisock.stack.tcp.timewait",)),
     ("stack.tcp.info", ("multisock.stack.tcp.info",)),

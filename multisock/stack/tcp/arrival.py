@@ -168,6 +168,8 @@ class Arrival(Timeouts):
             self.urg_state = URG_VALID
             self.stack.touch(self)  # select's exceptional condition
         self._output(now)
+        if self.rack is not None:
+            self._arm_loss_timer(now)
         if self.t_dack is not None:
             self._rearm()
 
@@ -274,8 +276,11 @@ class Arrival(Timeouts):
             return False
         window = hdr.window << self.snd_wscale
         newly_sacked = 0
+        sacked_before = self.board.sacked
+        if self.rack is not None:
+            self.rack.begin_ack()
         if self.sack_ok and hdr.sack_blocks:
-            newly_sacked = self._input_sack(hdr.sack_blocks, ack)
+            newly_sacked = self._input_sack(hdr.sack_blocks, ack, now)
         acked = ack - una
         if acked > 0:
             self._ack_new_data(ack, acked, hdr, now)
@@ -287,6 +292,9 @@ class Arrival(Timeouts):
             and (newly_sacked or window == self.snd_wnd)
         ):
             self._dupack(newly_sacked, now)
+        if self.rack is not None:
+            # RFC 6937's DeliveredData: what the cumulative ACK and the SACKs moved
+            self._rack_ack(acked, acked + self.board.sacked - sacked_before, now)
         # window update (RFC 9293: SND.WL1/WL2 ordering)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             old = self.snd_wnd

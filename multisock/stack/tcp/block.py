@@ -44,8 +44,11 @@ from typing import TYPE_CHECKING
 from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import CongestionControl
+from multisock.stack.tcp.prr import Prr
+from multisock.stack.tcp.rack import Rack
 from multisock.stack.tcp.rtt import RttEstimator
 from multisock.stack.tcp.sack import Scoreboard
+from multisock.stack.tcp.undo import Undo
 
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
@@ -157,6 +160,10 @@ class ControlBlock:
         "lost_end",
         "ndup",
         "board",
+        # RACK-TLP, PRR and undo (rack.py, prr.py, undo.py): None until SACK is in use
+        "rack",
+        "prr",
+        "undo",
         # receive side
         "recvq",
         "ooo",
@@ -276,6 +283,9 @@ class ControlBlock:
         self.lost_end = 0
         self.ndup = 0
         self.board = Scoreboard()
+        self.rack: Rack | None = None
+        self.prr: Prr | None = None
+        self.undo: Undo | None = None
         self.recvq = ReceiveQueue()
         self.ooo = OutOfOrder(cfg.ooo_limit)
         self.irs = 0

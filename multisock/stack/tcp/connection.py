@@ -414,4 +414,6 @@ class TcpSocket(Arrival):
         self.stack.counters["pmtu_updates"] += 1
         if self.state in _SENDING and self.snd_max > self.snd_una:
             self.snd_nxt = self.snd_una
+            if self.rack is not None:
+                self.rack.forget_losses()  # resent from snd_una below, in smaller pieces
             self._output(now)

@@ -30,17 +30,26 @@ _BLOCK = attrgetter(
 _LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in _BLOCK's tuple
 _CC = attrgetter("cwnd", "ssthresh", "name")
 _NO_CC = (0, 0, None)
+# RACK's counters that struct tcp_info has fields for (tcpi_reord_seen, tcpi_dsack_dups);
+# the others (probes, RACK losses, undos) are the stack's counters
+_RACK = attrgetter("reord_seen", "dsack_dups")
+_NO_RACK = (0, 0)
 
 #: a control block's numbers at one moment: plain values only (no references to the
 #: block's parts, and untracked by the garbage collector once it has looked at it once)
-Snapshot = tuple[tuple[Any, ...], tuple[Any, ...]]
+Snapshot = tuple[tuple[Any, ...], tuple[Any, ...], tuple[int, int]]
 
 
 def snapshot(sock: TcpSocket) -> Snapshot:
     """What ``socket_info``/``connection_row`` report, taken cheaply: a finished
     connection's row is built only if somebody reads ``TcpStack.history``."""
     cc = sock.cc
-    return (_BLOCK(sock), _CC(cc) if cc is not None else _NO_CC)
+    rack = sock.rack
+    return (
+        _BLOCK(sock),
+        _CC(cc) if cc is not None else _NO_CC,
+        _RACK(rack) if rack is not None else _NO_RACK,
+    )
 
 
 def socket_info(sock: TcpSocket) -> dict[str, Any]:
@@ -50,7 +59,7 @@ def socket_info(sock: TcpSocket) -> dict[str, Any]:
 
 def info_from(snap: Snapshot) -> dict[str, Any]:
     """The TCP_INFO-like dict of a snapshot."""
-    block, cc = snap
+    block, cc, (reord_seen, dsack_dups) = snap
     (state, in_recovery, snd_una, snd_nxt, snd_max, lost_end, rxt_next, retries, probes,
      ts_ok, sack_ok, ws_ok, snd_wscale, rcv_wscale, mss, rcv_mss, adv_mss, congestion,
      snd_wnd, rcv_adv, rcv_nxt, rcvbuf, total_retrans, bytes_sent, bytes_retrans,
@@ -103,6 +112,8 @@ def info_from(snap: Snapshot) -> dict[str, Any]:
         "ooo_bytes": ooo_size,
         "ooo_dropped": ooo_dropped,
         "dupacks": dupacks,
+        "reord_seen": reord_seen,
+        "dsack_dups": dsack_dups,
         "error": error,
     }
 

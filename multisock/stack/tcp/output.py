@@ -18,7 +18,10 @@ from multisock.stack.tcp.block import (
 )
 from multisock.stack.tcp.config import SYNCHRONIZED
 from multisock.stack.tcp.options import Options
+from multisock.stack.tcp.prr import Prr
+from multisock.stack.tcp.rack import TIMER_NONE, TIMER_PTO, TIMER_REO, Rack, probe_timeout
 from multisock.stack.tcp.seq import MASK
+from multisock.stack.tcp.undo import Undo
 from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, PSH, RST, SYN, URG
 
@@ -230,14 +233,19 @@ class Output(Options):
     def _pipe(self: TcpSocket) -> int:  # type: ignore[misc]
         """Bytes believed in the network (RFC 6675 §4 'pipe', simplified)."""
         una = self.snd_una
+        rack = self.rack
+        # segments RACK marked lost and not resent yet are not in the network
+        lost_out = rack.lost_out if rack is not None else 0
         if not self.in_recovery:
             board = self.board
             if board.starts:
-                return self.snd_nxt - una - board.sacked_between(una, self.snd_nxt)
-            return self.snd_nxt - una
-        out = self.snd_max - una
+                pipe = self.snd_nxt - una - board.sacked_between(una, self.snd_nxt) - lost_out
+            else:
+                pipe = self.snd_nxt - una - lost_out
+            return pipe if pipe > 0 else 0
+        out = self.snd_max - una - lost_out
         board = self.board
-        if self.sack_ok and board.starts:
+        if self.sack_ok and (board.starts or (rack is not None and rack.driving)):
             start = max(self.rxt_next, una)
             lost = 0
             if self.lost_end > start:
@@ -252,10 +260,12 @@ class Output(Options):
             if self.ack_now and self.state in SYNCHRONIZED:
                 self._send_ack(now)
             return
+        rack = self.rack
         if (
             self.snd_nxt >= self.snd_una + self.sndq.size
             and self.fin_seq is None
             and not self.in_recovery
+            and (rack is None or not rack.lost_out)
         ):
             # nothing unsent and no FIN to send (the usual call after an ACK): the loop
             # below would send nothing and the persist timer needs unsent data
@@ -278,7 +288,7 @@ class Output(Options):
             cc.on_idle_restart(now)
             self.last_send = now
         board = self.board
-        if self.in_recovery or board.starts:
+        if self.in_recovery or board.starts or (rack is not None and rack.lost_out):
             pipe = self._pipe()
         else:
             pipe = self.snd_nxt - una  # (_pipe()'s answer outside recovery with no SACKs)
@@ -288,6 +298,12 @@ class Output(Options):
         wnd_edge = una + self.snd_wnd
         sent_any = False
         while True:
+            if rack is not None and rack.lost_out and pipe < cwnd:
+                sent = self._resend_lost(now, mss)  # RACK's losses first (RFC 8985 §6.3)
+                if sent:
+                    pipe += sent
+                    sent_any = True
+                    continue
             if self.in_recovery and pipe < cwnd:
                 hole = board.next_hole(max(self.rxt_next, una), min(self.lost_end, self.snd_max))
                 if hole is not None:
@@ -350,13 +366,16 @@ class Output(Options):
             self._rearm()
         if not sent_any and self.ack_now:
             self._send_ack(now)
+        elif sent_any and self.sack_ok and self.rack is not None:
+            self._arm_loss_timer(now)  # new data out: the probe timer (RFC 8985 §7.2)
 
     def _send_data(  # type: ignore[misc]
         self: TcpSocket, seq: int, n: int, now: float, flags: int = ACK
     ) -> None:
         payload: bytes | memoryview = self.sndq.peek(seq - self.snd_una, n) if n else b""
         end = seq + n + (1 if flags & FIN else 0)
-        retrans = seq < self.snd_max
+        snd_max = self.snd_max
+        retrans = seq < snd_max
         self._xmit(seq, flags, payload, now)
         if n:
             self.data_segs_out += 1
@@ -366,6 +385,9 @@ class Output(Options):
             self.stack.counters["retransmits"] += 1
             if self.rtt_seq is not None and self.rtt_seq > seq:
                 self.rtt_seq = None  # Karn: a retransmitted range is never timed
+            undo = self.undo
+            if undo is not None and undo.active:
+                undo.on_retransmit(seq, end - seq, self._ts_now(now) if self.ts_ok else None)
         else:
             self.bytes_sent += n
             if self.rtt_seq is None and not self.ts_ok and n:
@@ -373,11 +395,103 @@ class Output(Options):
                 self.rtt_time = now
         if seq == self.snd_nxt:
             self.snd_nxt = end  # a hole resent during recovery leaves snd_nxt alone
-        if end > self.snd_max:
+        if end > snd_max:
             self.snd_max = end
         self.last_send = now
+        if self.sack_ok and end > seq:
+            rack = self.rack
+            if rack is None:
+                rack = self._new_loss_state()
+            rack.on_send(seq, end, now, snd_max)
+            if self.in_recovery:
+                prr = self.prr
+                assert prr is not None
+                prr.out += end - seq
         if self.t_rexmit is None or self.persist:
             self._arm_rexmit(now)
+
+    def _new_loss_state(self: TcpSocket) -> Rack:  # type: ignore[misc]
+        """RACK-TLP, PRR and undo's state, made on the first segment sent with SACK."""
+        rack = self.rack = Rack()
+        self.prr = Prr()
+        self.undo = Undo()
+        return rack
+
+    def _resend_lost(self: TcpSocket, now: float, mss: int) -> int:  # type: ignore[misc]
+        """Retransmit the next segment RACK marked lost (its parts not SACKed since);
+        returns the bytes sent (0: nothing was left to resend)."""
+        rack = self.rack
+        assert rack is not None
+        board = self.board
+        fin_seq = self.fin_seq
+        while True:
+            rec = rack.next_lost()
+            if rec is None:
+                return 0
+            una = self.snd_una
+            start = rec.start if rec.start > una else una
+            end = rec.end
+            sent = 0
+            while start < end:
+                hole = board.next_hole(start, end)
+                if hole is None:
+                    break
+                hs, he = hole
+                n = he - hs if he - hs < mss else mss
+                flags = ACK
+                if fin_seq is not None and hs + n > fin_seq:
+                    n = fin_seq - hs
+                    flags |= FIN
+                self._send_data(hs, n, now, flags)
+                sent += n if n else 1
+                if flags & FIN:
+                    break
+                start = hs + n
+            if sent:
+                return sent
+            rack.drop_lost(rec)  # nothing of it is missing any more
+
+    def _arm_loss_timer(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """RACK's reordering timer or the tail loss probe, in the retransmission timer's
+        slot when due before the RTO (which comes back when they are done or cancelled,
+        as Linux shares icsk_retransmit_timer). ``rack.timer_at`` tells ours from a
+        deadline the engine set since (any ``_arm_rexmit``): then the slot is the RTO's."""
+        rack = self.rack
+        assert rack is not None
+        t = self.t_rexmit
+        if rack.timer and t == rack.timer_at:
+            rto_at = rack.rto_at
+        else:
+            rack.timer = TIMER_NONE
+            rto_at = t
+        if self.persist:
+            return
+        when = 0.0
+        kind = TIMER_NONE
+        if rack.reo_at is not None:
+            when = rack.reo_at
+            kind = TIMER_REO
+        elif (
+            rack.tlp_end is None
+            and not self.in_recovery
+            and not self.retries
+            and self.snd_max > self.snd_una
+            and self.snd_nxt >= self.snd_max
+            and self.state in _SENDING
+        ):
+            flight = self.snd_max - self.snd_una
+            when = now + probe_timeout(self.rtt.srtt, flight, self.mss)
+            kind = TIMER_PTO
+        if kind and (rto_at is None or when < rto_at):
+            rack.timer = kind
+            rack.timer_at = when
+            rack.rto_at = rto_at
+            self.t_rexmit = when
+            self._rearm()
+        elif rack.timer:
+            rack.timer = TIMER_NONE
+            self.t_rexmit = rto_at
+            self._rearm()
 
     def _maybe_window_update(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
         """After the application read: tell the peer when the window has grown a lot."""

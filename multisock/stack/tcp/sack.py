@@ -30,8 +30,17 @@ class Scoreboard:
         self.high = 0  # highest sacked sequence number (end of the last range)
         self.ignored = 0  # blocks dropped because the scoreboard was full
 
-    def add(self, start: int, end: int, snd_una: int, snd_max: int) -> int:
-        """Record one block; returns how many bytes are newly sacked (0 for junk blocks)."""
+    def add(
+        self,
+        start: int,
+        end: int,
+        snd_una: int,
+        snd_max: int,
+        pieces: list[tuple[int, int, int, int]] | None = None,
+    ) -> int:
+        """Record one block; returns how many bytes are newly sacked (0 for junk blocks).
+        With ``pieces``, appends each newly sacked span with the range now holding it,
+        (start, end, range start, range end), for RACK's records (rack.py)."""
         if start < snd_una:
             start = snd_una
         if end > snd_max:
@@ -45,6 +54,17 @@ class Scoreboard:
         if lo == hi and len(starts) >= MAX_RANGES:
             self.ignored += 1
             return 0
+        if pieces is not None:
+            merged_start = starts[lo] if lo < hi and starts[lo] < start else start
+            merged_end = ends[hi - 1] if lo < hi and ends[hi - 1] > end else end
+            pos = start
+            for i in range(lo, hi):  # the gaps between the ranges the block touches
+                if starts[i] > pos:
+                    pieces.append((pos, starts[i], merged_start, merged_end))
+                if ends[i] > pos:
+                    pos = ends[i]
+            if pos < end:
+                pieces.append((pos, end, merged_start, merged_end))
         covered = 0
         if lo < hi:
             if starts[lo] < start:

@@ -21,8 +21,9 @@ from multisock.stack.tcp.block import (
     TIME_WAIT,
 )
 from multisock.stack.tcp.config import SYNCHRONIZED
+from multisock.stack.tcp.rack import TIMER_NONE, TIMER_REO
 from multisock.stack.tcp.recovery import Recovery
-from multisock.wire.tcp import ACK, PSH
+from multisock.wire.tcp import ACK, FIN, PSH
 
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
@@ -39,10 +40,14 @@ class Timeouts(Recovery):
             if self.state is TIME_WAIT or (self.state is FIN_WAIT_2 and self.closed):
                 self._finish(now, 0)
                 return
-        if self.t_rexmit is not None and now >= self.t_rexmit:
+        when = self.t_rexmit
+        if when is not None and now >= when:
             self.t_rexmit = None
+            rack = self.rack
             if self.persist:
                 self._persist_fire(now)
+            elif rack is not None and rack.timer and when == rack.timer_at:
+                self._rack_timer_fire(now)
             else:
                 self._rto_fire(now)
             if self.state is CLOSED:
@@ -111,7 +116,12 @@ class Timeouts(Recovery):
             return
         cc = self.cc
         assert cc is not None
+        rack = self.rack
         if self.retries == 1:
+            undo = self.undo
+            if undo is not None and not (self.in_recovery and undo.active):
+                # (a timeout inside a fast recovery keeps that episode's undo state)
+                undo.start(cc.cwnd, cc.ssthresh, self.snd_una, self.snd_max)
             cc.on_rto(self._pipe(), now)
         else:
             # RFC 5681 §3.1: a segment timing out again keeps the first timeout's ssthresh
@@ -120,6 +130,9 @@ class Timeouts(Recovery):
         self.dupacks = 0
         self.ndup = 0
         self.recover = self.snd_max
+        if rack is not None:
+            rack.forget_losses()  # go-back-N below resends them all, in order
+            rack.timer = TIMER_NONE
         self.rtt.back_off()
         self.rtt_seq = None
         self.karn_ts = self._ts_now(now)  # the latest timeout retransmission
@@ -130,6 +143,69 @@ class Timeouts(Recovery):
         self._output(now)
         if self.snd_nxt == self.snd_una:
             self._retransmit_head(now)
+
+    def _rack_timer_fire(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """RACK's reordering timer (RFC 8985 §6.3: look for losses again, time has
+        passed) or the probe timeout (§7.3: send the tail loss probe). The RTO they
+        stood in front of takes the slot back."""
+        rack = self.rack
+        assert rack is not None
+        kind = rack.timer
+        rack.timer = TIMER_NONE
+        self.t_rexmit = rack.rto_at
+        if self.state not in _SENDING or self.snd_una >= self.snd_max:
+            return
+        if kind == TIMER_REO:
+            self._rack_detect(0, now)
+            self._output(now)
+        else:
+            self._send_probe(now)
+        if self.t_rexmit is None:
+            self._arm_rexmit(now)
+        self._arm_loss_timer(now)
+
+    def _send_probe(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
+        """The tail loss probe (RFC 8985 §7.3): one new segment if the peer's window
+        takes one, else the last segment again - so that its ACK (with SACK) lets RACK
+        see what the tail lost, instead of a timeout. One probe at a time; after it,
+        the RTO is armed afresh."""
+        rack = self.rack
+        assert rack is not None
+        if self.in_recovery or rack.tlp_end is not None or self.retries:
+            return
+        una = self.snd_una
+        fin_seq = self.fin_seq
+        data_end = una + self.sndq.size
+        if fin_seq is not None and data_end > fin_seq:
+            data_end = fin_seq
+        seq = self.snd_nxt
+        n = min(data_end - seq, self.mss, una + self.snd_wnd - seq)
+        if n > 0 and seq >= self.snd_max:
+            flags = ACK
+            if seq + n == data_end:
+                flags |= PSH
+                if fin_seq is not None:
+                    flags |= FIN
+            self._send_data(seq, n, now, flags)
+            rack.tlp_rtx = False
+        else:
+            rec = rack.last_segment()
+            if rec is None:
+                return
+            end = rec.end
+            flags = ACK
+            if fin_seq is not None and end > fin_seq:
+                end = fin_seq
+                flags |= FIN
+            start = max(rec.start, una, end - self.mss)
+            if start > end:
+                start = end
+            self._send_data(start, end - start, now, flags)
+            rack.tlp_rtx = True
+        rack.tlp_end = self.snd_max
+        rack.probes += 1
+        self.stack.counters["tlp_probes"] += 1
+        self._arm_rexmit(now)
 
     def _persist_fire(self: TcpSocket, now: float) -> None:  # type: ignore[misc]
         """The persist timer (Linux's tcp_probe_timer): probe a shut window, or send what a
