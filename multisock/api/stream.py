@@ -619,7 +619,7 @@ class StreamCore(Core):
                 elif option == _socket.SO_RCVBUF:
                     tcb.rcvbuf = O.buf_size(value, O.MIN_RCVBUF)
                 elif option == _socket.SO_SNDBUF:
-                    tcb.sndbuf = O.buf_size(value, O.MIN_SNDBUF)
+                    tcb.set_sndbuf(O.buf_size(value, O.MIN_SNDBUF))
                 elif option == _socket.SO_LINGER:
                     tcb.linger = O.linger_decode(value)
                 elif option == _socket.SO_RCVTIMEO:

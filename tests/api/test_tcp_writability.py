@@ -98,3 +98,72 @@ def test_writable_only_when_at_most_two_thirds_is_queued(host: Any) -> None:
     expected, got = both(_fill_and_drain, host)
     assert expected == ("ok", (True, True, True, True))
     assert got == expected
+
+
+def _raise_sndbuf_while_waiting(mod: Any, blocked_send: bool) -> tuple[bool, list[Any]]:
+    """A thread waits in select (or in a blocking send) for a full socket to take more;
+    raising SO_SNDBUF from another thread wakes it (Linux's sock_setsockopt calls
+    sk_write_space for that)."""
+    import threading
+
+    sel = kernel_select if mod is kernel else user_select
+    listener = mod.socket()
+    listener.setsockopt(mod.SOL_SOCKET, mod.SO_RCVBUF, 8192)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    cli = mod.socket()
+    cli.setsockopt(mod.SOL_SOCKET, mod.SO_SNDBUF, 8192)
+    cli.connect(listener.getsockname())
+    srv, _ = listener.accept()
+    try:
+        cli.setblocking(False)
+        while True:  # full, and settled: what was in flight has landed
+            n = 0
+            try:
+                while True:
+                    n += cli.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            time.sleep(0.05)
+            if n == 0:
+                break
+        full_not_writable = not sel.select([], [cli], [], 0)[1]
+        woken: list[Any] = []
+
+        def wait_in_select() -> None:
+            woken.append(bool(sel.select([], [cli], [], 60.0)[1]))
+
+        def wait_in_send() -> None:
+            try:
+                woken.append(cli.send(b"y" * 65536))
+            except OSError as exc:
+                woken.append(type(exc).__name__)
+
+        waiters = [threading.Thread(target=wait_in_select, daemon=True)]
+        if blocked_send:
+            cli.settimeout(60.0)
+            waiters = [threading.Thread(target=wait_in_send, daemon=True)]
+        for w in waiters:
+            w.start()
+        time.sleep(0.2)  # the waiter is asleep in select or send
+        cli.setsockopt(mod.SOL_SOCKET, mod.SO_SNDBUF, 1 << 20)
+        for w in waiters:
+            # woken at once: ~0.3 s on both; a waiter nobody wakes is still asleep here
+            # (its own timeout is 60 s), and the outcome says so: no answer yet
+            w.join(timeout=20.0)
+        return full_not_writable, list(woken)
+    finally:
+        for s in (cli, srv, listener):
+            s.close()
+
+
+def test_raising_sndbuf_wakes_a_waiting_select(host: Any) -> None:
+    expected, got = both(lambda mod: _raise_sndbuf_while_waiting(mod, False), host)
+    assert expected == ("ok", (True, [True]))
+    assert got == expected
+
+
+def test_raising_sndbuf_wakes_a_blocked_send(host: Any) -> None:
+    expected, got = both(lambda mod: _raise_sndbuf_while_waiting(mod, True), host)
+    assert expected == ("ok", (True, [65536]))  # all of it queued once the buffer grew
+    assert got == expected

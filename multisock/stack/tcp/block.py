@@ -351,6 +351,12 @@ class ControlBlock:
         free = self.sndbuf - queued
         return free > 0 and free >= queued >> 1
 
+    def set_sndbuf(self: TcpSocket, size: int) -> None:  # type: ignore[misc]
+        """SO_SNDBUF: a larger buffer can make a full socket writable at once, so the
+        writers asleep on it are told, as Linux's sock_setsockopt calls sk_write_space."""
+        self.sndbuf = size
+        self._write_space()
+
     def _write_space(self: TcpSocket) -> None:  # type: ignore[misc]
         """An ACK freed send-buffer space (Linux's tcp_check_space -> sk_stream_write_space):
         readiness changes only if someone found the socket full and it is writable now."""
