@@ -58,13 +58,43 @@ class BuildPyWithActivation(build_py):
 # Left interpreted inside the compiled boundary, each with the reason (path: why).
 INTERPRETED: dict[str, str] = {}
 
+# Compiled above the boundary: the modules of net/ and of the facade that every socket call
+# and every delivered packet passes through (docs/performance.md, "The compiled build").
+# Their classes are native but for the socket cores (``api.core.python_class``: forking
+# reassigns a core's ``__class__``) and ``Driver``, which allows the interpreted subclasses
+# (GeventDriver, VirtualDriver). The rest of net/ (the network builder, pcap, TUN, the gevent
+# and virtual-time drivers, units) runs once per setup or off the default path; api/'s other
+# modules (options, ancillary, multicast, forking, the fd bridge) per call that needs them.
+HOT_ABOVE = [
+    "multisock/net/driver.py",
+    "multisock/net/host.py",
+    "multisock/net/link.py",
+    "multisock/net/switch.py",
+    "multisock/net/impairments.py",
+    "multisock/api/core.py",
+    "multisock/api/stream.py",
+    "multisock/api/dgram.py",
+]
+# Not compiled above the boundary, with the reason (path: why).
+NOT_COMPILED: dict[str, str] = {
+    # the class programs and the stdlib subclass (ssl.SSLSocket, multisock.tls's combined
+    # classes, socketserver's users) and activation patches: it must stay a Python class
+    # with __weakref__ in its __slots__, and its body defines methods only where the kernel's
+    # socket has them (``if hasattr(_KernelSocket, "sendmsg_afalg"):``), which mypyc refuses
+    # in a class body. Its methods are thin: each hands over to the core (api/stream.py),
+    # which is compiled.
+    "multisock/socket.py": "a Python class by contract (subclassed, patched, weakly referenced)",
+}
+
 
 def compiled_modules() -> list[str]:
     """The source files mypyc compiles: every module of wire/ and stack/ but the packages'
-    ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``."""
+    ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``, then
+    ``HOT_ABOVE``."""
     paths = sorted(glob.glob("multisock/wire/*.py") + glob.glob("multisock/stack/**/*.py",
                                                                    recursive=True))
-    return [p for p in paths if not p.endswith("__init__.py") and p not in INTERPRETED]
+    inside = [p for p in paths if not p.endswith("__init__.py") and p not in INTERPRETED]
+    return inside + HOT_ABOVE
 
 
 def compile_requested() -> bool:
@@ -93,10 +123,17 @@ def compiled_build() -> dict[str, Any]:
             raise SystemExit("MULTISOCK_COMPILE=1: mypyc (from mypy) is not installed in the "
                              "build environment") from None
         return args
-    # opt_level 3 is mypyc's default; group_name keeps the shared runtime library's name
-    # stable (multisock__mypyc) rather than a hash of the file list
-    args["ext_modules"] = mypycify(compiled_modules(), opt_level="3", group_name="multisock",
-                                   target_dir="build/compiled/c")
+    # opt_level 3 is mypyc's default; debug_level 0: no debug information (it is never
+    # loaded, but gcc spends time writing it); group_name keeps the shared runtime library's
+    # name stable (multisock__mypyc) rather than a hash of the file list
+    extensions = mypycify(compiled_modules(), opt_level="3", debug_level="0",
+                          group_name="multisock", target_dir="build/compiled/c")
+    for extension in extensions:
+        # only PyInit_* (default visibility by CPython's own macro) needs exporting: the
+        # modules reach the group's code through a capsule. Hidden symbols make a smaller
+        # dynamic symbol table and fewer relocations, both paid at import
+        extension.extra_compile_args = [*extension.extra_compile_args, "-fvisibility=hidden"]
+    args["ext_modules"] = extensions
     return args
 
 

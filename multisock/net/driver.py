@@ -31,7 +31,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mypy_extensions import mypyc_attr
+else:
+    def mypyc_attr(*_names: object, **_attrs: object) -> Callable[[type], type]:
+        """mypyc's class options (mypy_extensions, not needed at run time): read by mypyc
+        when compiling, a no-op for the interpreter."""
+        return lambda cls: cls
 
 
 def _kernel_selector_class() -> type[selectors.BaseSelector]:
@@ -161,6 +169,10 @@ class WaitQueue:
                 waiter.release()
 
 
+# compiled (a native class) with the pure build's subclasses allowed: GeventDriver and
+# VirtualDriver stay interpreted; they set ``backend`` in ``__init__`` (a class attribute of
+# an interpreted subclass would not be seen by the compiled code reading a native slot)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Driver:
     """Owns time and concurrency for one network."""
 

@@ -1,0 +1,77 @@
+"""The compiled build's shape (setup.py): what mypyc compiles, and the class contracts that
+compiling must not break. Runs on both builds; the first test only means something on the
+compiled one (CI runs the suite on it from a copy of the checkout, .ci/suite-outside-checkout).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+
+import multisock
+from multisock.net.driver import Driver
+from multisock.net.network import Network
+from multisock.net.virtual_driver import VirtualDriver
+
+SETUP = Path(__file__).resolve().parent.parent / "setup.py"
+
+
+def _setup_list(name: str) -> list[str]:
+    """A list of paths assigned at the top level of setup.py (read, not run: running it
+    would build)."""
+    for node in ast.parse(SETUP.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, list)
+            return value
+    raise AssertionError(f"setup.py has no {name}")
+
+
+@pytest.mark.skipif(not multisock.COMPILED, reason="the pure build compiles nothing")
+def test_hot_modules_above_the_boundary_are_extensions() -> None:
+    hot = _setup_list("HOT_ABOVE")
+    assert "multisock/net/driver.py" in hot and "multisock/api/stream.py" in hot
+    for path in hot:
+        module = importlib.import_module(path[:-3].replace("/", "."))
+        assert str(module.__file__).endswith(".so"), (path, module.__file__)
+
+
+def test_driver_subclasses_name_their_backend() -> None:
+    """The interpreted subclasses of the (compiled) Driver set ``backend`` on the instance:
+    a class attribute of theirs would be shadowed by the native slot in compiled code
+    (``Core.wait`` reads it to choose gevent's way of sleeping)."""
+    plain = Driver()
+    virtual = VirtualDriver()
+    try:
+        assert plain.backend == "threads"
+        assert virtual.backend == "virtual"
+    finally:
+        plain.close()
+        virtual.close()
+
+
+def test_socket_cores_stay_python_objects() -> None:
+    """api/forking.py turns a core into a RemoteCore in a forked child by assigning
+    ``__class__``, and select reads a core's ``__dict__``: the cores are compiled as
+    non-native classes (``api.core.python_class``), which keep both."""
+    from multisock.api.forking import RemoteCore
+
+    net = Network()
+    try:
+        host = net.add_host("a", "10.0.0.1/24")
+        stream = host.socket()
+        dgram = host.socket(type=2)
+        for sock in (stream, dgram):
+            core = sock._sock
+            assert "_fd" in core.__dict__
+            kind = type(core)
+            core.__class__ = RemoteCore
+            assert isinstance(core, RemoteCore)
+            core.__class__ = kind  # back, so that close() runs the real one
+            sock.close()
+    finally:
+        net.close()
