@@ -31,14 +31,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
+try:  # mypyc's class options: read by mypyc when compiling, never called on a native class
     from mypy_extensions import mypyc_attr
-else:
-    def mypyc_attr(*_names: object, **_attrs: object) -> Callable[[type], type]:
-        """mypyc's class options (mypy_extensions, not needed at run time): read by mypyc
-        when compiling, a no-op for the interpreter."""
+except ImportError:  # mypy_extensions comes with mypy, which the package does not need
+
+    def mypyc_attr(*_names: object, **_attrs: object) -> Callable[[type], type]:  # type: ignore[misc]
         return lambda cls: cls
 
 
@@ -196,7 +195,8 @@ class Driver:
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._draining = False
-        self._thread: threading.Thread | None = None
+        # (not ``_thread``: mypyc names the C field ``__thread``, a keyword of gcc's C)
+        self._loop_thread: threading.Thread | None = None
         self._closed = False
         # insertion-ordered set: a callback queued twice runs once (bound methods compare
         # equal when they bind the same function to the same object)
@@ -391,9 +391,9 @@ class Driver:
             self._ensure_thread()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
-            self._thread.start()
+        if self._loop_thread is None and not self._closed:
+            self._loop_thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
+            self._loop_thread.start()
 
     def _run(self) -> None:
         wake_r = self._wake_r
@@ -452,7 +452,7 @@ class Driver:
             self._timers.clear()
             self._readers.clear()
             self._wake()
-        thread = self._thread
+        thread = self._loop_thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self._selector.close()
