@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import weakref
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,14 @@ def test_hot_modules_above_the_boundary_are_extensions() -> None:
         assert str(module.__file__).endswith(".so"), (path, module.__file__)
 
 
-def test_driver_subclasses_name_their_backend() -> None:
-    """The interpreted subclasses of the (compiled) Driver set ``backend`` on the instance:
-    a class attribute of theirs would be shadowed by the native slot in compiled code
-    (``Core.wait`` reads it to choose gevent's way of sleeping)."""
+def test_drivers_stay_python_objects() -> None:
+    """Driver is compiled as a non-native class (``net.driver._python_class``): net.backends
+    keeps the live drivers in a WeakSet, and GeventDriver and VirtualDriver (interpreted)
+    subclass it with their own class attributes."""
     plain = Driver()
     virtual = VirtualDriver()
     try:
+        assert weakref.ref(plain)() is plain
         assert plain.backend == "threads"
         assert virtual.backend == "virtual"
     finally:

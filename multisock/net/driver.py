@@ -31,14 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
-
-try:  # mypyc's class options: read by mypyc when compiling, never called on a native class
-    from mypy_extensions import mypyc_attr
-except ImportError:  # mypy_extensions comes with mypy, which the package does not need
-
-    def mypyc_attr(*_names: object, **_attrs: object) -> Callable[[type], type]:  # type: ignore[misc]
-        return lambda cls: cls
+from typing import Any, Protocol, TypeVar
 
 
 def _kernel_selector_class() -> type[selectors.BaseSelector]:
@@ -168,10 +161,20 @@ class WaitQueue:
                 waiter.release()
 
 
-# compiled (a native class) with the pure build's subclasses allowed: GeventDriver and
-# VirtualDriver stay interpreted; they set ``backend`` in ``__init__`` (a class attribute of
-# an interpreted subclass would not be seen by the compiled code reading a native slot)
-@mypyc_attr(allow_interpreted_subclasses=True)
+_Class = TypeVar("_Class", bound=type)
+
+
+def _python_class(cls: _Class) -> _Class:
+    """Keeps ``Driver`` an ordinary Python class in the compiled build; identity at run time.
+
+    mypyc compiles a class with a decorator it does not know as a non-native class (its
+    methods compiled, its instances plain objects). A native class could not be weakly
+    referenced (``net.backends`` keeps the live drivers in a WeakSet) nor subclassed by the
+    interpreted GeventDriver and VirtualDriver with their class attributes."""
+    return cls
+
+
+@_python_class
 class Driver:
     """Owns time and concurrency for one network."""
 
@@ -195,8 +198,7 @@ class Driver:
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._draining = False
-        # (not ``_thread``: mypyc names the C field ``__thread``, a keyword of gcc's C)
-        self._loop_thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None
         self._closed = False
         # insertion-ordered set: a callback queued twice runs once (bound methods compare
         # equal when they bind the same function to the same object)
@@ -391,9 +393,9 @@ class Driver:
             self._ensure_thread()
 
     def _ensure_thread(self) -> None:
-        if self._loop_thread is None and not self._closed:
-            self._loop_thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
-            self._loop_thread.start()
+        if self._thread is None and not self._closed:
+            self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         wake_r = self._wake_r
@@ -452,7 +454,7 @@ class Driver:
             self._timers.clear()
             self._readers.clear()
             self._wake()
-        thread = self._loop_thread
+        thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self._selector.close()

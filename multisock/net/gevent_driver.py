@@ -78,10 +78,11 @@ class GreenCondition:
 class GeventDriver(Driver):
     """A :class:`Driver` whose timers and device fds are watchers on the gevent hub."""
 
+    backend = "gevent"
+
     def __init__(self, clock: Callable[[], float] = time.monotonic, name: str = "multisock") -> None:
         self.hub = get_hub()
         super().__init__(clock, name)
-        self.backend = "gevent"  # (set here, not as a class attribute: net/driver.py)
         self._timer: Any = None
         self._io: dict[int, Any] = {}
         self._wio: dict[int, Any] = {}  # the gateway's kernel sockets waiting to be writable

@@ -81,12 +81,13 @@ class VirtualCondition:
 class VirtualDriver(Driver):
     """A :class:`Driver` on a virtual clock; see the module text."""
 
+    backend = "virtual"
+
     def __init__(self, clock: Callable[[], float] | None = None, name: str = "multisock") -> None:
         self.time = 0.0  # virtual seconds (the clock the stack, the loop and time.* read)
         self.limit: float | None = None  # ``until``: the clock never passes it
         self.jumps = 0  # times the clock moved: a test's measure of work
         super().__init__(self._read, name)
-        self.backend = "virtual"  # (set here, not as a class attribute: net/driver.py)
 
     def _read(self) -> float:
         return self.time
