@@ -10,8 +10,9 @@ builds nothing there: its wheel is assembled from the directory that setuptools 
 ``install`` command at, so the file goes there too.
 
 ``MULTISOCK_COMPILE=1 pip install .`` builds the compiled variant: the same source, with the
-modules where the time goes (``wire/`` and ``stack/``, the boundary in docs/architecture.md)
-compiled to C extensions by mypyc. Without the variable nothing is compiled and the package is
+modules where the time goes (``wire/`` and ``stack/``, the boundary in docs/architecture.md,
+and the hot modules of ``net/`` and of the socket cores above it, ``HOT_ABOVE``) compiled to
+C extensions by mypyc. Without the variable nothing is compiled and the package is
 pure Python (the default, and always for ``pip install -e .``). mypyc comes with mypy, which
 the build asks for only when compiling (``setup_requires``: what setuptools' PEP 517 backend
 hands pip as the build's own requirements).
@@ -72,6 +73,10 @@ HOT_ABOVE = [
     "multisock/net/link.py",
     "multisock/net/switch.py",
     "multisock/net/impairments.py",
+    # not hot, but Driver's subclasses: compiled code checks a value typed Driver against the
+    # subclasses mypyc knows of (an interpreted subclass would be refused)
+    "multisock/net/gevent_driver.py",
+    "multisock/net/virtual_driver.py",
     "multisock/api/core.py",
     "multisock/api/stream.py",
     "multisock/api/dgram.py",
