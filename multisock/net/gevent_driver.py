@@ -72,7 +72,9 @@ class GreenCondition:
             self._event = None  # later waiters get a fresh event; these ones wake
             event.set()
 
-    notify = notify_all
+    def notify(self) -> None:
+        """As ``notify_all`` (a method, not an alias: a native class's alias is dropped)."""
+        self.notify_all()
 
 
 @_python_class  # (compiled: net/driver.py and setup.py say why)

@@ -79,7 +79,9 @@ class VirtualCondition:
             for token in waiters:
                 token[0] = True
 
-    notify = notify_all
+    def notify(self) -> None:
+        """As ``notify_all`` (a method, not an alias: a native class's alias is dropped)."""
+        self.notify_all()
 
 
 @_python_class  # (compiled: net/driver.py and setup.py say why)
