@@ -27,6 +27,7 @@ from multisock.stack.addresses import AF_INET
 from multisock.stack.tcp.block import URG_NOTYET
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
+from multisock.stack.tcp.connection import TcpSocket
 
 _LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
 _SYN_RECEIVED = TcpState.SYN_RECEIVED
@@ -56,27 +57,27 @@ _TCP_INFO = struct.Struct("=8B24I4Q")
 # (mypyc cannot compile a closure inside a method of a non-native class, and the cores are
 # non-native: ``api.core.python_class``).
 
-def _io_ready(core: StreamCore, tcb: Any, read: bool, write: bool) -> Callable[[], bool]:
+def _io_ready(core: StreamCore, tcb: TcpSocket, read: bool, write: bool) -> Callable[[], bool]:
     return lambda: core.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
 
 
-def _handshake_over(tcb: Any) -> Callable[[], bool]:
+def _handshake_over(tcb: TcpSocket) -> Callable[[], bool]:
     return lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error)
 
 
-def _send_ready(core: StreamCore, tcb: Any, flags: int, limit: Any) -> Callable[[], bool]:
+def _send_ready(core: StreamCore, tcb: TcpSocket, flags: int, limit: Any) -> Callable[[], bool]:
     return lambda: bool(tcb.writable) or core.closed or core._never_connected(flags, limit)
 
 
-def _recv_ready(core: StreamCore, tcb: Any, flags: int, limit: Any) -> Callable[[], bool]:
+def _recv_ready(core: StreamCore, tcb: TcpSocket, flags: int, limit: Any) -> Callable[[], bool]:
     return lambda: bool(tcb.readable) or core.closed or core._never_connected(flags, limit)
 
 
-def _readable_or_closed(core: StreamCore, tcb: Any) -> Callable[[], bool]:
+def _readable_or_closed(core: StreamCore, tcb: TcpSocket) -> Callable[[], bool]:
     return lambda: bool(tcb.readable) or core.closed
 
 
-def _urgent_or_closed(core: StreamCore, tcb: Any) -> Callable[[], bool]:
+def _urgent_or_closed(core: StreamCore, tcb: TcpSocket) -> Callable[[], bool]:
     return lambda: tcb.urg_state != URG_NOTYET or core.closed
 
 
@@ -85,7 +86,7 @@ class _PendingAccept:
 
     __slots__ = ("core", "tcb", "child")
 
-    def __init__(self, core: StreamCore, tcb: Any) -> None:
+    def __init__(self, core: StreamCore, tcb: TcpSocket) -> None:
         self.core = core
         self.tcb = tcb
         self.child: Any = None
@@ -114,7 +115,7 @@ class StreamCore(Core):
         self, host: Host, family: int, type: int, proto: int, tcb: Any = None
     ) -> None:
         super().__init__(host, family, type, proto)
-        self.tcb = tcb if tcb is not None else host.ip.tcp.socket(family)
+        self.tcb: TcpSocket = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.tcb.on_change = self.changed
         self.connecting = False
         self.fd_mode = _default_fd_mode
@@ -248,7 +249,7 @@ class StreamCore(Core):
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             core.fd_mode = self.fd_mode
-            remote = child.remote
+            remote: Any = child.remote
             return core, self.format(*remote)
 
     def _accept(self) -> tuple[int, tuple[Any, ...]]:
