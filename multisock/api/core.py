@@ -166,7 +166,7 @@ class Core:
     def gettimeout(self) -> float | None:
         return self.timeout
 
-    def setblocking(self, flag: bool) -> None:
+    def setblocking(self, flag: Any) -> None:  # (any object, as CPython's: mypyc checks types)
         self.timeout = None if flag else 0.0
         self._sync_fd_blocking()
 
