@@ -81,7 +81,9 @@ def _called_as_raw_socket() -> bool:
     the core's modules is the facade, the TLS layer, the fork server... (wait) or someone
     else's code holding the raw socket (EAGAIN, as gevent's raw socket says).
     """
-    frame = sys._getframe(2)
+    # from this frame outwards (not two frames up): in the compiled build the core's own
+    # functions have no Python frames, so the innermost one is already the caller's
+    frame = sys._getframe(0)
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if name not in _CORE_MODULES:
