@@ -10,8 +10,9 @@ builds nothing there: its wheel is assembled from the directory that setuptools 
 ``install`` command at, so the file goes there too.
 
 ``MULTISOCK_COMPILE=1 pip install .`` builds the compiled variant: the same source, with the
-modules where the time goes (``wire/`` and ``stack/``, the boundary in docs/architecture.md)
-compiled to C extensions by mypyc. Without the variable nothing is compiled and the package is
+modules where the time goes (``wire/`` and ``stack/``, the boundary in docs/architecture.md,
+and the hot modules of ``net/`` and of the socket cores above it, ``HOT_ABOVE``) compiled to
+C extensions by mypyc. Without the variable nothing is compiled and the package is
 pure Python (the default, and always for ``pip install -e .``). mypyc comes with mypy, which
 the build asks for only when compiling (``setup_requires``: what setuptools' PEP 517 backend
 hands pip as the build's own requirements).
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -58,13 +60,47 @@ class BuildPyWithActivation(build_py):
 # Left interpreted inside the compiled boundary, each with the reason (path: why).
 INTERPRETED: dict[str, str] = {}
 
+# Compiled above the boundary: the modules of net/ and of the facade that every socket call
+# and every delivered packet passes through (docs/performance.md, "The compiled build").
+# Their classes are native but for the socket cores (``api.core.python_class``: forking
+# reassigns a core's ``__class__``) and ``Driver``, which allows the interpreted subclasses
+# (GeventDriver, VirtualDriver). The rest of net/ (the network builder, pcap, TUN, the gevent
+# and virtual-time drivers, units) runs once per setup or off the default path; api/'s other
+# modules (options, ancillary, multicast, forking, the fd bridge) per call that needs them.
+HOT_ABOVE = [
+    "multisock/net/driver.py",
+    "multisock/net/host.py",
+    "multisock/net/link.py",
+    "multisock/net/switch.py",
+    "multisock/net/impairments.py",
+    # not hot, but Driver's subclasses: compiled code checks a value typed Driver against the
+    # subclasses mypyc knows of (an interpreted subclass would be refused)
+    "multisock/net/gevent_driver.py",
+    "multisock/net/virtual_driver.py",
+    "multisock/api/core.py",
+    "multisock/api/stream.py",
+    "multisock/api/dgram.py",
+]
+# Not compiled above the boundary, with the reason (path: why).
+NOT_COMPILED: dict[str, str] = {
+    # the class programs and the stdlib subclass (ssl.SSLSocket, multisock.tls's combined
+    # classes, socketserver's users) and activation patches: it must stay a Python class
+    # with __weakref__ in its __slots__, and its body defines methods only where the kernel's
+    # socket has them (``if hasattr(_KernelSocket, "sendmsg_afalg"):``), which mypyc refuses
+    # in a class body. Its methods are thin: each hands over to the core (api/stream.py),
+    # which is compiled.
+    "multisock/socket.py": "a Python class by contract (subclassed, patched, weakly referenced)",
+}
+
 
 def compiled_modules() -> list[str]:
     """The source files mypyc compiles: every module of wire/ and stack/ but the packages'
-    ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``."""
+    ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``, then
+    ``HOT_ABOVE``."""
     paths = sorted(glob.glob("multisock/wire/*.py") + glob.glob("multisock/stack/**/*.py",
                                                                    recursive=True))
-    return [p for p in paths if not p.endswith("__init__.py") and p not in INTERPRETED]
+    inside = [p for p in paths if not p.endswith("__init__.py") and p not in INTERPRETED]
+    return inside + HOT_ABOVE
 
 
 def compile_requested() -> bool:
@@ -93,11 +129,52 @@ def compiled_build() -> dict[str, Any]:
             raise SystemExit("MULTISOCK_COMPILE=1: mypyc (from mypy) is not installed in the "
                              "build environment") from None
         return args
-    # opt_level 3 is mypyc's default; group_name keeps the shared runtime library's name
-    # stable (multisock__mypyc) rather than a hash of the file list
-    args["ext_modules"] = mypycify(compiled_modules(), opt_level="3", group_name="multisock",
-                                   target_dir="build/compiled/c")
+    # opt_level 3 is mypyc's default; debug_level 0: no debug information (it is never
+    # loaded, but gcc spends time writing it); group_name keeps the shared runtime library's
+    # name stable (multisock__mypyc) rather than a hash of the file list
+    extensions = mypycify(compiled_modules(), opt_level="3", debug_level="0",
+                          group_name="multisock", target_dir="build/compiled/c")
+    cflags, ldflags = ["-fvisibility=hidden"], []
+    if shutil.which("ld.gold"):
+        cflags.append("-ffunction-sections")
+        ldflags = ["-fuse-ld=gold", f"-Wl,--section-ordering-file={_import_order_file()}"]
+    for extension in extensions:
+        # only PyInit_* (default visibility by CPython's own macro) needs exporting: the
+        # modules reach the group's code through a capsule. Hidden symbols make a smaller
+        # dynamic symbol table and fewer relocations, both paid at import
+        extension.extra_compile_args = [*extension.extra_compile_args, *cflags]
+        extension.extra_link_args = [*extension.extra_link_args, *ldflags]
+    args["ext_modules"] = extensions
     return args
+
+
+# What runs once, at import and while the first host is built: the modules' top levels,
+# the classes' set-up, the constructors. Laid out together (gold's section ordering, over
+# gcc's one section per function), they share a few pages; scattered among the functions of
+# their modules, as gcc lays them out, each import faults in the pages around them (the
+# kernel maps up to 64 KiB around a fault) and most of the extension's code becomes resident
+# though it never runs. The footprint row of ``python -m bench`` measures it.
+IMPORT_TIME_SECTIONS = [
+    ".text.CPyDef_*_____top_level__",
+    ".text.CPyExec_*",
+    ".text.CPyInit*",
+    ".text.CPyGlobalsInit",
+    ".text.CPyStatics_*",
+    ".text.CPyDef_*_setup",
+    ".text.CPyDef_*_____mypyc_defaults_setup",
+    ".text.CPyDef_*_____init__",
+    ".text.CPyPy_*_____init__",
+    ".text.*_new",
+    ".text.*_init",
+]
+
+
+def _import_order_file() -> str:
+    path = os.path.abspath("build/compiled/import-order.txt")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(IMPORT_TIME_SECTIONS) + "\n")
+    return path
 
 
 setup(cmdclass={"build_py": BuildPyWithActivation}, **compiled_build())

@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
@@ -81,7 +81,9 @@ def _called_as_raw_socket() -> bool:
     the core's modules is the facade, the TLS layer, the fork server... (wait) or someone
     else's code holding the raw socket (EAGAIN, as gevent's raw socket says).
     """
-    frame = sys._getframe(2)
+    # from this frame outwards (not two frames up): in the compiled build the core's own
+    # functions have no Python frames, so the innermost one is already the caller's
+    frame = sys._getframe(0)
     while frame is not None:
         name = frame.f_globals.get("__name__", "")
         if name not in _CORE_MODULES:
@@ -94,6 +96,21 @@ def _called_as_raw_socket() -> bool:
 _CORE_MODULES = frozenset({"multisock.api.core", "multisock.api.stream", "multisock.api.dgram"})
 
 
+_Class = TypeVar("_Class", bound=type)
+
+
+def python_class(cls: _Class) -> _Class:
+    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
+
+    mypyc compiles a class with a decorator it does not know as a non-native class: its
+    methods are compiled, its instances stay plain objects with a ``__dict__``. The socket
+    cores need that: at fork ``api/forking.py`` turns a core into a ``RemoteCore`` by
+    assigning ``__class__``, and ``select`` reads a core's ``__dict__``; a native class
+    allows neither."""
+    return cls
+
+
+@python_class
 class Core:
     """Shared state and helpers; protocol subclasses fill in the operations."""
 
@@ -151,7 +168,7 @@ class Core:
     def gettimeout(self) -> float | None:
         return self.timeout
 
-    def setblocking(self, flag: bool) -> None:
+    def setblocking(self, flag: Any) -> None:  # (any object, as CPython's: mypyc checks types)
         self.timeout = None if flag else 0.0
         self._sync_fd_blocking()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import _socket
 import errno
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary as A
 from multisock.api import multicast
 from multisock.api import options as O
-from multisock.api.core import MSG_PEEK, MSG_TRUNC, WAIT_READ, Core
+from multisock.api.core import MSG_PEEK, MSG_TRUNC, WAIT_READ, Core, python_class
 from multisock.api.errors import oserror
 from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
 from multisock.stack.datagram import (
@@ -35,6 +36,13 @@ _RECV_OPTIONS = {
 _NO_ADDRESS: Any = object()  # sendto(data, address) vs sendto(data, flags, None)
 
 
+def _readable_or_closed(core: DatagramCore) -> Callable[[], bool]:
+    """recv's wait predicate (a module function, not a closure in the method: mypyc cannot
+    compile a closure inside a method of a non-native class, ``api.core.python_class``)."""
+    return lambda: core.ep.readable or core.closed
+
+
+@python_class
 class DatagramCore(Core):
     """SOCK_DGRAM: UDP, or ping sockets when proto is IPPROTO_ICMP/ICMPV6."""
 
@@ -207,8 +215,7 @@ class DatagramCore(Core):
     def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
         self.check_open()
         with self.driver.operation():
-            self.wait(lambda: self.ep.readable or self.closed, flags, self._recv_timeout(),
-                      WAIT_READ)
+            self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
             if self.closed:
                 raise oserror(errno.EBADF)
             err = self.ep.take_error()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import _socket
 import errno
+import functools
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
@@ -18,12 +20,14 @@ from multisock.api.core import (
     WAIT_READ,
     WAIT_WRITE,
     Core,
+    python_class,
 )
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
 from multisock.stack.tcp.block import URG_NOTYET
 from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
+from multisock.stack.tcp.connection import TcpSocket
 
 _LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
 _SYN_RECEIVED = TcpState.SYN_RECEIVED
@@ -49,6 +53,63 @@ TCP_CONGESTION = getattr(_socket, "TCP_CONGESTION", 13)
 _TCP_INFO = struct.Struct("=8B24I4Q")
 
 
+# The wait predicates: made by module functions, not written as closures in the methods
+# (mypyc cannot compile a closure inside a method of a non-native class, and the cores are
+# non-native: ``api.core.python_class``).
+
+def _io_ready(core: StreamCore, tcb: TcpSocket, read: bool, write: bool) -> Callable[[], bool]:
+    return lambda: core.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
+
+
+def _handshake_over(tcb: TcpSocket) -> Callable[[], bool]:
+    return lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error)
+
+
+def _send_ready(core: StreamCore, tcb: TcpSocket, flags: int, limit: Any) -> Callable[[], bool]:
+    # send's test is any free byte (a non-blocking send takes what fits); once blocked, the
+    # stack wakes the sender when the socket is writable (poll's 2/3 rule)
+    return lambda: bool(tcb.can_queue) or core.closed or core._never_connected(flags, limit)
+
+
+def _recv_ready(core: StreamCore, tcb: TcpSocket, flags: int, limit: Any) -> Callable[[], bool]:
+    return lambda: bool(tcb.readable) or core.closed or core._never_connected(flags, limit)
+
+
+def _readable_or_closed(core: StreamCore, tcb: TcpSocket) -> Callable[[], bool]:
+    return lambda: bool(tcb.readable) or core.closed
+
+
+def _urgent_or_closed(core: StreamCore, tcb: TcpSocket) -> Callable[[], bool]:
+    return lambda: tcb.urg_state != URG_NOTYET or core.closed
+
+
+class _PendingAccept:
+    """accept()'s wait predicate, ``ready``: takes a queued connection into ``child``."""
+
+    __slots__ = ("core", "tcb", "child")
+
+    def __init__(self, core: StreamCore, tcb: TcpSocket) -> None:
+        self.core = core
+        self.tcb = tcb
+        self.child: Any = None
+
+    def ready(self) -> bool:
+        if self.core.closed:
+            return True
+        if self.child is None:
+            self.child = self.tcb.accept()
+        return self.child is not None
+
+
+def _info_us(info: dict[str, Any], key: str) -> int:
+    return int(float(info.get(key, 0) or 0) * 1e6) & 0xFFFFFFFF
+
+
+def _info_u32(info: dict[str, Any], key: str) -> int:
+    return int(info.get(key, 0) or 0) & 0xFFFFFFFF
+
+
+@python_class
 class StreamCore(Core):
     """SOCK_STREAM over the host's TCP engine (a ``TcpSocket`` control block)."""
 
@@ -56,7 +117,7 @@ class StreamCore(Core):
         self, host: Host, family: int, type: int, proto: int, tcb: Any = None
     ) -> None:
         super().__init__(host, family, type, proto)
-        self.tcb = tcb if tcb is not None else host.ip.tcp.socket(family)
+        self.tcb: TcpSocket = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.tcb.on_change = self.changed
         self.connecting = False
         self.fd_mode = _default_fd_mode
@@ -137,11 +198,7 @@ class StreamCore(Core):
         """Block until the transport itself is readable (``read``) or writable (``write``);
         False if ``timeout`` seconds pass first. For a layer above (TLS) that keeps its own
         deadline over several transport calls; bytes it holds itself do not count."""
-        tcb = self.tcb
-
-        def ready() -> bool:
-            return self.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
-
+        ready = _io_ready(self, self.tcb, read, write)
         with self.driver.operation():
             self.host.touch()
             try:
@@ -186,22 +243,15 @@ class StreamCore(Core):
                 raise oserror(errno.EINVAL)
             child = tcb.accept()  # (no wait machinery when a connection is queued already)
             if child is None:
-
-                def ready() -> bool:
-                    nonlocal child
-                    if self.closed:
-                        return True
-                    if child is None:
-                        child = tcb.accept()
-                    return child is not None
-
-                self.wait(ready, 0, "default", WAIT_READ)
+                pending = _PendingAccept(self, tcb)
+                self.wait(pending.ready, 0, "default", WAIT_READ)
+                child = pending.child
                 if child is None:
                     raise oserror(errno.EBADF)
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
             core.fd_mode = self.fd_mode
-            remote = child.remote
+            remote: Any = child.remote
             return core, self.format(*remote)
 
     def _accept(self) -> tuple[int, tuple[Any, ...]]:
@@ -236,8 +286,7 @@ class StreamCore(Core):
                 raise BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
             try:
                 if tcb.state is _SYN_SENT and not tcb.pending_error:
-                    self.wait(lambda: tcb.state is not _SYN_SENT or bool(tcb.pending_error),
-                              0, "default", WAIT_WRITE)
+                    self.wait(_handshake_over(tcb), 0, "default", WAIT_WRITE)
                     now = self.host.touch()  # the wait released the lock: time moved on
             except TimeoutError:
                 self.connecting = True
@@ -333,10 +382,7 @@ class StreamCore(Core):
                 tcb.send(view, now)
                 return 0
             limit = self._send_timeout()
-            # send's test is any free byte (a non-blocking send takes what fits); once
-            # blocked, the stack wakes it when the socket is writable (poll's 2/3 rule)
-            self.wait(lambda: bool(tcb.can_queue) or self.closed
-                      or self._never_connected(flags, limit), flags, limit, WAIT_WRITE)
+            self.wait(_send_ready(self, tcb, flags, limit), flags, limit, WAIT_WRITE)
             now = self.host.touch()  # the wait released the lock: time moved on
             self.check_open()
             n = int(tcb.send(view, now, bool(flags & MSG_OOB)))
@@ -376,11 +422,8 @@ class StreamCore(Core):
                     if remaining <= 0:
                         raise timed_out()
                 if not (tcb.can_queue or self.closed):  # (the common case needs no wait)
-                    def can_send(limit: Any = remaining) -> bool:
-                        return (bool(tcb.can_queue) or self.closed
-                                or self._never_connected(flags, limit))
-
-                    self.wait(can_send, flags, remaining, WAIT_WRITE)
+                    self.wait(_send_ready(self, tcb, flags, remaining), flags, remaining,
+                              WAIT_WRITE)
                     now = self.host.touch()  # the wait released the lock: time moved on
                 self.check_open()
                 n = int(tcb.send(memoryview(view)[sent:] if sent else view, now,
@@ -430,8 +473,7 @@ class StreamCore(Core):
             while True:
                 try:
                     if not (tcb.readable or self.closed):  # (no wait when data is there)
-                        self.wait_to_read(lambda: bool(tcb.readable) or self.closed
-                                          or self._never_connected(flags, limit), flags, limit)
+                        self.wait_to_read(_recv_ready(self, tcb, flags, limit), flags, limit)
                         now = self.host.touch()  # the wait released the lock: time moved on
                 except (BlockingIOError, TimeoutError):
                     if got:
@@ -463,8 +505,7 @@ class StreamCore(Core):
             while True:
                 self.host.touch()
                 if deadline is not None:
-                    self.wait(lambda: bool(tcb.readable) or self.closed, 0,
-                              deadline - self.driver.now())
+                    self.wait(_readable_or_closed(self, tcb), 0, deadline - self.driver.now())
                     self.check_open()
                 try:
                     byte = tcb.recv_urgent(bool(flags & MSG_PEEK))
@@ -472,8 +513,7 @@ class StreamCore(Core):
                 except BlockingIOError:
                     if deadline is None:
                         raise
-                    self.wait(lambda: tcb.urg_state != URG_NOTYET or self.closed, 0,
-                              deadline - self.driver.now())
+                    self.wait(_urgent_or_closed(self, tcb), 0, deadline - self.driver.now())
             if byte is None or not len(view):
                 return 0
             view[0] = byte
@@ -719,12 +759,8 @@ class StreamCore(Core):
         """``struct tcp_info`` as Linux lays it out (times in µs, windows in segments)."""
         info = self.tcb.info()
         mss = max(1, int(info.get("snd_mss", 1) or 1))
-
-        def us(key: str) -> int:
-            return int(float(info.get(key, 0) or 0) * 1e6) & 0xFFFFFFFF
-
-        def u32(key: str) -> int:
-            return int(info.get(key, 0) or 0) & 0xFFFFFFFF
+        us = functools.partial(_info_us, info)
+        u32 = functools.partial(_info_u32, info)
 
         state_numbers = {
             "ESTABLISHED": 1, "SYN_SENT": 2, "SYN_RECEIVED": 3, "FIN_WAIT_1": 4, "FIN_WAIT_2": 5,

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 
 def _kernel_selector_class() -> type[selectors.BaseSelector]:
@@ -161,6 +161,20 @@ class WaitQueue:
                 waiter.release()
 
 
+_Class = TypeVar("_Class", bound=type)
+
+
+def _python_class(cls: _Class) -> _Class:
+    """Keeps ``Driver`` an ordinary Python class in the compiled build; identity at run time.
+
+    mypyc compiles a class with a decorator it does not know as a non-native class (its
+    methods compiled, its instances plain objects). A native class could not be weakly
+    referenced (``net.backends`` keeps the live drivers in a WeakSet) nor subclassed by the
+    interpreted GeventDriver and VirtualDriver with their class attributes."""
+    return cls
+
+
+@_python_class
 class Driver:
     """Owns time and concurrency for one network."""
 

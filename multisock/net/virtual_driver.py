@@ -22,26 +22,30 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from multisock.net.driver import Driver
+from multisock.net.driver import Driver, _python_class
 
 # what ``time.time()`` (and a pcap's timestamps) read at virtual time 0: fixed, so two runs
 # of one seed write the same bytes (2023-11-14T22:13:20Z)
 EPOCH = 1_700_000_000.0
 
 
+@_python_class
 class SimulationError(RuntimeError):
     """A simulation could not go on (the base of the errors below)."""
 
 
+@_python_class
 class SimulationDeadlock(SimulationError):
     """Every task waits, nothing is pending that could wake one, and no limit was set:
     nothing can ever happen again (a real program would hang here)."""
 
 
+@_python_class
 class SimulationTimeout(SimulationError, TimeoutError):
     """The virtual clock reached the run's ``until`` limit before the program finished."""
 
 
+@_python_class
 class NondeterminismError(SimulationError):
     """Something outside the simulation (a real thread, a real fd) tried to take part: its
     timing would come from the real world and break replay by seed."""
@@ -75,9 +79,12 @@ class VirtualCondition:
             for token in waiters:
                 token[0] = True
 
-    notify = notify_all
+    def notify(self) -> None:
+        """As ``notify_all`` (a method, not an alias: a native class's alias is dropped)."""
+        self.notify_all()
 
 
+@_python_class  # (compiled: net/driver.py and setup.py say why)
 class VirtualDriver(Driver):
     """A :class:`Driver` on a virtual clock; see the module text."""
 

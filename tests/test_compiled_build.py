@@ -1,0 +1,96 @@
+"""The compiled build's shape (setup.py): what mypyc compiles, and the class contracts that
+compiling must not break. Runs on both builds; the first test only means something on the
+compiled one (CI runs the suite on it from a copy of the checkout, .ci/suite-outside-checkout).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import weakref
+from pathlib import Path
+
+import pytest
+
+import multisock
+from multisock.net.driver import Driver
+from multisock.net.network import Network
+from multisock.net.virtual_driver import VirtualDriver
+
+SETUP = Path(__file__).resolve().parent.parent / "setup.py"
+
+
+def _setup_list(name: str) -> list[str]:
+    """A list of paths assigned at the top level of setup.py (read, not run: running it
+    would build)."""
+    for node in ast.parse(SETUP.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, list)
+            return value
+    raise AssertionError(f"setup.py has no {name}")
+
+
+@pytest.mark.skipif(not multisock.COMPILED, reason="the pure build compiles nothing")
+def test_hot_modules_above_the_boundary_are_extensions() -> None:
+    hot = _setup_list("HOT_ABOVE")
+    assert "multisock/net/driver.py" in hot and "multisock/api/stream.py" in hot
+    for path in hot:
+        # found, not imported: gevent_driver imports gevent, which tests/gevent shadows here
+        spec = importlib.util.find_spec(path[:-3].replace("/", "."))
+        assert spec is not None and str(spec.origin).endswith(".so"), (path, spec)
+
+
+def test_setblocking_takes_any_truth_value() -> None:
+    """CPython's setblocking takes an int (gevent passes 0 and 1); compiled code checks
+    argument types, so the core's parameter is not annotated bool."""
+    net = Network()
+    try:
+        sock = net.add_host("a", "10.0.0.1/24").socket()
+        sock.setblocking(0)
+        assert sock.gettimeout() == 0.0
+        sock.setblocking(1)
+        assert sock.gettimeout() is None
+        sock.close()
+    finally:
+        net.close()
+
+
+def test_drivers_stay_python_objects() -> None:
+    """Driver is compiled as a non-native class (``net.driver._python_class``): net.backends
+    keeps the live drivers in a WeakSet, and GeventDriver and VirtualDriver (interpreted)
+    subclass it with their own class attributes."""
+    plain = Driver()
+    virtual = VirtualDriver()
+    try:
+        assert weakref.ref(plain)() is plain
+        assert plain.backend == "threads"
+        assert virtual.backend == "virtual"
+    finally:
+        plain.close()
+        virtual.close()
+
+
+def test_socket_cores_stay_python_objects() -> None:
+    """api/forking.py turns a core into a RemoteCore in a forked child by assigning
+    ``__class__``, and select reads a core's ``__dict__``: the cores are compiled as
+    non-native classes (``api.core.python_class``), which keep both."""
+    from multisock.api.forking import RemoteCore
+
+    net = Network()
+    try:
+        host = net.add_host("a", "10.0.0.1/24")
+        stream = host.socket()
+        dgram = host.socket(type=2)
+        for sock in (stream, dgram):
+            core = sock._sock
+            assert "_fd" in core.__dict__
+            kind = type(core)
+            core.__class__ = RemoteCore
+            assert isinstance(core, RemoteCore)
+            core.__class__ = kind  # back, so that close() runs the real one
+            sock.close()
+    finally:
+        net.close()
