@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.bridge import _POLLIN, _POLLOUT, Bridge, _ready
+from multisock.api.bridge import _POLLIN, _POLLOUT, _POLLPRI, Bridge, _ready
 from multisock.api.core import (
     MSG_DONTWAIT,
     MSG_OOB,
@@ -156,6 +156,8 @@ class StreamCore(Core):
         return bool(self.tcb.writable) or self.closed
 
     def exceptional(self) -> bool:
+        if self.bridge is not None:  # urgent data is marked on the program's end
+            return not self.closed and _ready(self.bridge.app, _POLLPRI)
         return bool(self.tcb.exceptional) and not self.closed
 
     # ------------------------------------------------------------ connection
@@ -590,8 +592,16 @@ class StreamCore(Core):
         _socket.TCP_MAXSEG: "maxseg",
     }
 
+    # options that live on a bridged socket's kernel end (urgent data and errors go through
+    # the pair: api/bridge.py)
+    _ON_BRIDGE = frozenset({(O.SOL_SOCKET, _socket.SO_OOBINLINE), (O.SOL_SOCKET, _socket.SO_ERROR)})
+
     def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
         self.check_open()
+        bridge = self.bridge
+        if bridge is not None and (level, option) in self._ON_BRIDGE and bridge.tcp_pair:
+            bridge.app.setsockopt(level, option, value)
+            return
         tcb = self.tcb
         with self.driver.operation():
             self.host.touch()
@@ -648,6 +658,11 @@ class StreamCore(Core):
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
         self.check_open()
+        bridge = self.bridge
+        if bridge is not None and (level, option) in self._ON_BRIDGE and bridge.tcp_pair:
+            if buflen is None:
+                return int(bridge.app.getsockopt(level, option))
+            return bytes(bridge.app.getsockopt(level, option, buflen))
         tcb = self.tcb
         value: int | bytes
         with self.driver.operation():
