@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import _socket
 import fcntl
+import math
 import os
 import select
 import struct
@@ -79,6 +80,15 @@ def _ready(sock: Any, event: int) -> bool:
     poller = _poll()
     poller.register(sock.fileno(), event)
     return bool(poller.poll(0))
+
+
+def wait_ready(sock: Any, events: int, timeout: float | None) -> bool:
+    """Block (no lock held) until the kernel socket is ready for ``events`` or in error;
+    False if ``timeout`` seconds pass first."""
+    poller = _poll()
+    poller.register(sock.fileno(), events)
+    ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
+    return bool(poller.poll(ms))
 
 
 def _ioctl_int(fd: int, request: int) -> int:

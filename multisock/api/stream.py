@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.bridge import _POLLIN, _POLLOUT, _POLLPRI, Bridge, _ready
+from multisock.api.bridge import _POLLIN, _POLLOUT, _POLLPRI, Bridge, _ready, wait_ready
 from multisock.api.core import (
     MSG_DONTWAIT,
     MSG_OOB,
@@ -137,6 +137,12 @@ class StreamCore(Core):
         """Block until the transport itself is readable (``read``) or writable (``write``);
         False if ``timeout`` seconds pass first. For a layer above (TLS) that keeps its own
         deadline over several transport calls; bytes it holds itself do not count."""
+        bridge = self.bridge
+        if bridge is not None:  # the bytes are in the kernel pair, not the control block
+            if self.closed:
+                return True
+            return wait_ready(bridge.app, (_POLLIN if read else 0) | (_POLLOUT if write else 0),
+                              timeout)
         tcb = self.tcb
 
         def ready() -> bool:
