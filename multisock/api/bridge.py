@@ -225,9 +225,12 @@ class Bridge:
             except OSError:
                 unsent = 0
             if unsent:
-                stack_end.setsockopt(_socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 1)
-                self._watch_write(True)
-                return
+                try:
+                    stack_end.setsockopt(_socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 1)
+                    self._watch_write(True)
+                    return
+                except OSError:
+                    pass  # (no way to wait for them: the reset goes now)
             try:
                 stack_end.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _ABORT)
             except OSError:
