@@ -337,7 +337,21 @@ class _Multiplexer:
         if self._waker is not None and not any(c is core for c, _ in self._user.values()):
             core.watchers.discard(self._waker)
 
+    def _adopt_bridged(self) -> None:
+        """A socket registered before its bridge existed (its fd was asked for before it
+        connected: trio's and asyncio's non-blocking connect) now has a kernel socket at that
+        number: the kernel object watches it from here on (see ``_core_of``)."""
+        for number, (core, mask) in list(self._user.items()):
+            if getattr(core, "bridge", None) is not None and not core.closed:
+                try:
+                    self._kernel_register(number, mask)
+                except OSError:
+                    continue
+                self._remove_user(number)
+
     def _wait(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        if self._user:
+            self._adopt_bridged()
         if not self._user:
             return self._kernel_poll(seconds, maxevents)
         deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)

@@ -31,8 +31,8 @@ eventfd; an accepted socket of a bridged listener is bridged); a connection that
 reaches the program as ECONNRESET, not ETIMEDOUT; TCP-level ancillary calls are not carried
 over the pair; on the AF_UNIX fallback there is no urgent data and a reset is ECONNRESET only
 for a reader while the Python object is open (else EOF); a socket whose fd was asked for
-before it connected gets its bridge at the same number (``dup2``) once connected, which an
-epoll that registered the old eventfd does not see.
+before it connected gets its bridge at the same number (``dup2``) once connected, which a
+kernel epoll that registered the old eventfd does not see (multisock's own poll/epoll do).
 """
 
 from __future__ import annotations

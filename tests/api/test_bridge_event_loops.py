@@ -136,3 +136,36 @@ def test_bridged_fd_waits_in_the_kernel(host: Any) -> None:
         assert core.tcb.recvq.size == 0  # the relay moved the bytes into the pair
         assert core.wait_io(True, False, 0.0)
         assert server.recv(10) == b"ready"
+
+
+@pytest.mark.parametrize("how", ["epoll", "poll"])
+def test_late_bridge_moves_to_the_kernel_object(how: str, host: Any) -> None:
+    """An event loop's non-blocking connect registers the fd before the connection (and so
+    the bridge) exists; once bridged, the same number is a kernel socket and the next wait
+    hands it to the kernel object (before: it stayed on the userspace path and its wake-ups
+    could be missed)."""
+    listener = msocket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    client = msocket()
+    client.setsockopt(SOL_MULTISOCK, SO_FD_MODE, FD_BRIDGED)
+    client.setblocking(False)
+    number = client.fileno()  # asked for before the connection: the readiness fd
+    mux: Any = mselect.epoll() if how == "epoll" else mselect.poll()
+    mux.register(number, mselect.POLLOUT)
+    try:
+        client.connect(listener.getsockname())
+    except BlockingIOError:
+        pass
+    with listener, client:
+        server, _ = listener.accept()
+        with server:
+            assert len(mux.poll(30_000 if how == "poll" else 30)) == 1  # connected
+            assert client.fileno() == number and client._sock.bridge is not None
+            mux.modify(number, mselect.POLLIN)
+            assert not mux._user  # the kernel object watches the bridge now
+            server.sendall(b"late")
+            assert len(mux.poll(30_000 if how == "poll" else 30)) == 1
+            assert client.recv(10) == b"late"
+    if how == "epoll":
+        mux.close()
