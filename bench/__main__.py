@@ -99,7 +99,7 @@ def run(quick: bool, only: set[str] | None = None,
             ours.append(func(lambda: bench_tcp._pair_multisock(net), size[key]))
             kernel.append(func(bench_tcp._pair_kernel, size[key]))
         rows.append(row(name, unit, ours, kernel, higher, **{extra: size[key]}))
-    if wanted("bridged"):  # bridged fd mode: the same rows with bytes through a socketpair
+    if wanted("bridged"):  # bridged fd mode: the same rows with bytes through a kernel pair
         for func, name, unit, higher, key, extra in (
                 (bench_tcp.bulk, "TCP bulk, bridged fd mode", "Gbit/s", True, "bulk", "bytes"),
                 (bench_tcp.rtt, "TCP 1-byte RTT, bridged fd mode", "µs", False, "rtt",

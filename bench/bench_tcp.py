@@ -40,8 +40,8 @@ def _pair_multisock(net: Any) -> tuple[Any, Any, Any]:
 
 
 def _pair_multisock_bridged(net: Any) -> tuple[Any, Any, Any]:
-    """A connected pair in bridged fd mode (issue 23): each end's fileno() is a kernel
-    socketpair end the stack relays to, and the Python calls go through it too."""
+    """A connected pair in bridged fd mode (issue 23): each end's fileno() is one end of a
+    kernel TCP pair over loopback the stack relays to, and the Python calls go through it too."""
     from multisock.api.stream import FD_BRIDGED, SO_FD_MODE, SOL_MULTISOCK
 
     a, b = net.hosts["a"], net.hosts["b"]

@@ -1,6 +1,7 @@
 """Third-party test suites under the pytest plugin: kernel vs ``--multisock`` vs impaired.
 
     python -m compat_tests.third_party_pytest [--suite requests] [--workdir /tmp/ms-3p]
+        [--modes kernel,multisock,impaired,bridged]
 
 Downloads the suite's sdist at the installed version (``pip download --no-binary``),
 unpacks it, and runs its own tests three times with plain pytest, ``--multisock`` and
@@ -25,6 +26,13 @@ from pathlib import Path
 SUITES: dict[str, tuple[str, str, list[str]]] = {
     "requests": ("requests", "tests", []),
     "urllib3": ("urllib3", "test", ["-m", "not requires_network"]),
+    # urllib3's HTTPS and socket-level TLS tests again with pyOpenSSL injected: OpenSSL does
+    # its I/O on fileno() (needs pyOpenSSL; run it with --modes kernel,bridged)
+    # (not loaded: anyio's pytest plugin, which imports trio before multisock activates, and
+    # pytest-socket, whose guarded socket class trio's server then accepts on; the kernel
+    # run gives the same counts without them)
+    "urllib3-pyopenssl": ("urllib3", "test/contrib/test_pyopenssl.py",
+                          ["-m", "not requires_network", "-p", "no:anyio", "-p", "no:socket"]),
     # its tests run their servers on local sockets in threads (needs cryptography, pysocks)
     "httplib2": ("httplib2", "tests", []),
 }
@@ -33,7 +41,11 @@ MODES: dict[str, list[str]] = {
     "multisock": ["--multisock", "--multisock-seed", "1"],
     "impaired": ["--multisock", "--multisock-seed", "1", "--multisock-delay", "2ms",
                  "--multisock-loss", "1%"],
+    # bridged fd mode (not run unless named in --modes): fileno() carries the bytes
+    "bridged": ["--multisock", "--multisock-seed", "1", "-p", "compat_tests.bridged_fd_mode"],
 }
+DEFAULT_MODES = "kernel,multisock,impaired"
+ROOT = Path(__file__).resolve().parents[1]  # (so that the suite's pytest finds compat_tests)
 
 
 def fetch(dist: str, workdir: Path) -> Path:
@@ -70,9 +82,14 @@ def run(root: Path, tests: str, extra: list[str], mode: str, timeout: int) -> di
                "-p", "no:randomly", f"--timeout={timeout}", f"--junitxml={junit}",
                *extra, *MODES[mode]]
     print("$", " ".join(command), flush=True)
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
-    tail = [line for line in done.stdout.splitlines() if line.strip()][-1:]
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONPATH=path)
+    log = root / f"pytest-{mode}.log"
+    with log.open("w") as out:  # (a file, not a pipe: a child the suite leaves running
+        # holding the pipe would keep the read waiting after pytest exits)
+        subprocess.run(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL)
+    tail = [line for line in log.read_text().splitlines() if line.strip()][-1:]
     print("  ", *tail, flush=True)
     return outcomes(junit)
 
@@ -82,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", choices=sorted(SUITES), default="requests")
     parser.add_argument("--workdir", default="/tmp/ms-3p")
     parser.add_argument("--timeout", type=int, default=60, help="per-test timeout (s)")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=DEFAULT_MODES,
+                        help=f"comma-separated, of {', '.join(MODES)}")
     args = parser.parse_args(argv)
     dist, tests, extra = SUITES[args.suite]
     root = fetch(dist, Path(args.workdir))

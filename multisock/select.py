@@ -67,19 +67,26 @@ def _core_of(obj: Any) -> Any:
 
     Recognised by type, never by attribute names: a wrapper (``mock.Mock(wraps=sock)``, a
     ``__getattr__`` proxy) answers any name with something made up. Any other object is
-    what the kernel sees in it, its ``fileno()``, and that fd number leads to the core."""
+    what the kernel sees in it, its ``fileno()``, and that fd number leads to the core.
+    A bridged socket (``api/bridge.py``) is None too: its fd is a kernel socket whose
+    readiness the relay changes after the stack's change callbacks, so only the kernel
+    itself can wait on it without missing a wake-up."""
     if isinstance(obj, _userspace_classes()):
         sock: Any = obj
-        return sock._sock if sock._userspace else None
-    from multisock.socket import _cores_by_fd
+        core = sock._sock if sock._userspace else None
+    else:
+        from multisock.socket import _cores_by_fd
 
-    fd = obj if isinstance(obj, int) else None
-    if fd is None and hasattr(obj, "fileno"):
-        try:
-            fd = obj.fileno()
-        except (OSError, ValueError):
-            return None
-    return _cores_by_fd.get(fd) if isinstance(fd, int) else None
+        fd = obj if isinstance(obj, int) else None
+        if fd is None and hasattr(obj, "fileno"):
+            try:
+                fd = obj.fileno()
+            except (OSError, ValueError):
+                return None
+        core = _cores_by_fd.get(fd) if isinstance(fd, int) else None
+    if core is not None and getattr(core, "bridge", None) is not None:
+        return None
+    return core
 
 
 def _fileno(obj: Any) -> int:
@@ -330,7 +337,21 @@ class _Multiplexer:
         if self._waker is not None and not any(c is core for c, _ in self._user.values()):
             core.watchers.discard(self._waker)
 
+    def _adopt_bridged(self) -> None:
+        """A socket registered before its bridge existed (its fd was asked for before it
+        connected: trio's and asyncio's non-blocking connect) now has a kernel socket at that
+        number: the kernel object watches it from here on (see ``_core_of``)."""
+        for number, (core, mask) in list(self._user.items()):
+            if getattr(core, "bridge", None) is not None and not core.closed:
+                try:
+                    self._kernel_register(number, mask)
+                except OSError:
+                    continue
+                self._remove_user(number)
+
     def _wait(self, seconds: float | None, maxevents: int = -1) -> list[tuple[int, int]]:
+        if self._user:
+            self._adopt_bridged()
         if not self._user:
             return self._kernel_poll(seconds, maxevents)
         deadline = None if seconds is None else time.monotonic() + max(0.0, seconds)

@@ -1,38 +1,65 @@
-"""Bridged fd mode: ``fileno()`` is one end of a kernel socketpair carrying the real bytes.
+"""Bridged fd mode: ``fileno()`` is one end of a kernel socket pair carrying the real bytes.
 
 The readiness eventfd (``api/readiness.py``) tells C code *when* a userspace socket is
 readable, but C code that does I/O on the number (OpenSSL on a socket fd, ``os.sendfile``,
 ``os.read(fd, 0)``, a socket handed to a subprocess as its stdin/stdout) needs the bytes
-themselves. In bridged mode a connected TCP socket's fd is the application's end of an
-AF_UNIX stream socketpair; the stack keeps the other end and relays between it and the TCP
-control block, in order, with backpressure both ways: bytes leave the TCP receive queue only
-as fast as the kernel pair accepts them (so the advertised window closes when the program
-stops reading), and bytes are taken from the pair only while the TCP send buffer has room.
+themselves. In bridged mode a connected TCP socket's fd is the application's end of a kernel
+TCP connection over 127.0.0.1 (``api/kernel_pair.py``; AF_UNIX where loopback is unusable);
+the stack keeps the other end and relays between it and the TCP control block, in order,
+with backpressure both ways: bytes leave the TCP receive queue only as fast as the kernel
+pair accepts them (so the advertised window closes when the program stops reading), and
+bytes are taken from the pair only while the TCP send buffer has room.
+
+What the TCP pair carries besides bytes:
+- a reset: when the connection is reset (or times out), the relay first hands over what was
+  received, then closes its end abortively (SO_LINGER 0), so the program's end reports
+  ECONNRESET to a reader after the queued data and to a writer (then EPIPE), EPIPE after a
+  FIN, as the kernel does; the other way, a program that closes with unread data (its kernel
+  end sends a RST) aborts the TCP connection, as a kernel socket's close() would;
+- urgent data: the relay reads the stack with SO_OOBINLINE and sends the urgent byte alone
+  with MSG_OOB, so the program's end has the mark (recv(MSG_OOB), SO_OOBINLINE, SIOCATMARK,
+  select's exceptional list); the program's MSG_OOB reaches the relay's end, which finds the
+  mark with SIOCATMARK and sends that byte as urgent over TCP.
 
 The Python object's data calls go through the application's end too (so Python and C see
 one stream). Closing the Python object closes only its reference: a subprocess holding the
 fd keeps the connection, which ends (FIN, or RST with unread data, as ``close()`` does) when
 every holder of the application's end has closed it.
 
-Limits (said in ``--help`` and docs/activation.md): TCP only (UDP and listeners keep the
-readiness eventfd); MSG_OOB and TCP-level ancillary calls are not carried over the pair; a
-reset reaches the program as EOF, not ECONNRESET; a socket whose fd was asked for before it
-connected gets its bridge at the same number (``dup2``) once connected, which an epoll that
-registered the old eventfd does not see.
+Limits (said in docs/architecture.md): TCP only (UDP and listeners keep the readiness
+eventfd; an accepted socket of a bridged listener is bridged); a connection that times out
+reaches the program as ECONNRESET, not ETIMEDOUT; TCP-level ancillary calls are not carried
+over the pair; on the AF_UNIX fallback there is no urgent data and a reset is ECONNRESET only
+for a reader while the Python object is open (else EOF); a socket whose fd was asked for
+before it connected gets its bridge at the same number (``dup2``) once connected, which a
+kernel epoll that registered the old eventfd does not see (multisock's own poll/epoll do).
 """
 
 from __future__ import annotations
 
 import _socket
+import fcntl
+import math
 import os
 import select
+import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
+
+from multisock.api.kernel_pair import kernel_pair
+from multisock.stack.tcp.config import TcpState
 
 if TYPE_CHECKING:
     from multisock.api.stream import StreamCore
 
 _CHUNK = 65536
+_SIOCATMARK = 0x8905  # (linux/sockios.h) the next byte read is the urgent one
+_SIOCOUTQNSD = 0x894B  # bytes queued on a TCP socket and not yet sent
+_TCP_NOTSENT_LOWAT = getattr(_socket, "TCP_NOTSENT_LOWAT", 25)
+_INT = struct.Struct("i")
+_ZERO = bytes(_INT.size)
+_ABORT = struct.pack("ii", 1, 0)  # SO_LINGER {1, 0}: close() sends a RST
+_CLOSED = TcpState.CLOSED
 
 
 def _kernel_poll() -> Any:
@@ -45,7 +72,7 @@ def _kernel_poll() -> Any:
 
 
 _poll = _kernel_poll()
-_POLLIN, _POLLOUT = select.POLLIN, select.POLLOUT
+_POLLIN, _POLLOUT, _POLLPRI = select.POLLIN, select.POLLOUT, select.POLLPRI
 
 
 def _ready(sock: Any, event: int) -> bool:
@@ -55,32 +82,57 @@ def _ready(sock: Any, event: int) -> bool:
     return bool(poller.poll(0))
 
 
+def wait_ready(sock: Any, events: int, timeout: float | None) -> bool:
+    """Block (no lock held) until the kernel socket is ready for ``events`` or in error;
+    False if ``timeout`` seconds pass first."""
+    poller = _poll()
+    poller.register(sock.fileno(), events)
+    ms = -1 if timeout is None else max(0, math.ceil(timeout * 1000))
+    return bool(poller.poll(ms))
+
+
+def _ioctl_int(fd: int, request: int) -> int:
+    return int(_INT.unpack(fcntl.ioctl(fd, request, _ZERO))[0])
+
+
 class Bridge:
-    """The relay between one TCP control block and a socketpair (driver lock held in every
+    """The relay between one TCP control block and a kernel pair (driver lock held in every
     method but ``__init__``)."""
 
-    __slots__ = ("core", "app", "stack_end", "pending", "eof_sent", "app_eof", "released",
-                 "watching_read", "watching_write", "buf", "done")
+    __slots__ = ("core", "app", "stack_end", "tcp_pair", "pending", "pending_urgent",
+                 "eof_sent", "app_eof", "released", "resetting", "watching_read",
+                 "watching_write", "buf", "done")
 
     def __init__(self, core: StreamCore, fd_number: int | None = None) -> None:
-        app, stack_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        app, stack_end, tcp_pair = kernel_pair()
         if fd_number is not None:
             # keep the number the program already has (its readiness eventfd until now)
             os.dup2(app.fileno(), fd_number, inheritable=False)
+            family = app.family
             app.close()
-            app = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd_number)
+            app = _socket.socket(family, _socket.SOCK_STREAM, 0, fd_number)
         stack_end.setblocking(False)
         self.core = core
         self.app: Any = app  # the program's end: its fileno() is the socket's
         self.stack_end: Any = stack_end
+        self.tcp_pair = tcp_pair  # False: the AF_UNIX fallback (no resets, no urgent data)
         self.pending = b""  # received TCP bytes the pair did not take yet
+        self.pending_urgent = False  # ``pending`` is the one urgent byte (sent with MSG_OOB)
         self.eof_sent = False  # the TCP peer's EOF was passed on (SHUT_WR on our end)
         self.app_eof = False  # the program shut its writing side (or every holder closed)
         self.released = False  # the Python object was closed; the fd may live on elsewhere
+        self.resetting = False  # the connection died: deliver what is queued, then abort
         self.watching_read = False
         self.watching_write = False
         self.buf = bytearray(_CHUNK)
         self.done = False
+        tcb: Any = cast(Any, core).tcb  # (StreamCore.tcb is typed where stream.py sets it)
+        if tcp_pair:
+            # the program's SO_OOBINLINE lives on its end now; the relay reads the urgent byte
+            # in the stream to find the mark
+            if tcb.oobinline:
+                app.setsockopt(_socket.SOL_SOCKET, _socket.SO_OOBINLINE, 1)
+            tcb.oobinline = True
 
     def fileno(self) -> int:
         return int(self.app.fileno())
@@ -91,40 +143,68 @@ class Bridge:
         """Move what can move both ways; arrange to be called again when more can."""
         if self.done:
             return
+        tcb = self.core.tcb
+        if not self.resetting and tcb.error and tcb.state is _CLOSED:
+            self.resetting = True  # reset (or timed out) after we passed its FIN on
         self._to_app()
-        self._from_app()
-        self._maybe_finish()
+        if self.done:
+            return
+        if not self.resetting:
+            self._from_app()
+        if not self.done:
+            self._maybe_finish()
 
     def _to_app(self) -> None:
         tcb = self.core.tcb
         now = self.core.host.touch()
+        buf = memoryview(self.buf)
         while True:
-            if self.pending:
-                try:
-                    n = self.stack_end.send(self.pending)
-                except BlockingIOError:
-                    n = 0
-                except OSError:  # every holder of the program's end is gone
-                    self.pending = b""
-                    self.eof_sent = True
-                    break
-                self.pending = self.pending[n:]
-                if self.pending:
-                    self._watch_write(True)
-                    return
+            if self.pending and not self._flush():
+                return  # (waiting for room, or ended)
+            if self.resetting:
+                self._abort_app_side()
+                return
             if self.eof_sent:
                 break
+            urgent = self.tcp_pair and self._at_urgent_byte(tcb)
             try:
-                n = int(tcb.recv_into(memoryview(self.buf), now))
+                n = int(tcb.recv_into(buf[:1] if urgent else buf, now))
             except BlockingIOError:
                 break
-            except OSError:
-                n = 0  # a reset: the program sees EOF (see the module's limits)
+            except OSError:  # reset or timed out: the queued bytes first, then the reset
+                self.resetting = True
+                continue
             if n == 0:
                 self._shut_app_side()
                 break
-            self.pending = bytes(self.buf[:n])
+            self.pending = bytes(buf[:n])
+            self.pending_urgent = urgent
         self._watch_write(False)
+
+    @staticmethod
+    def _at_urgent_byte(tcb: Any) -> bool:
+        """The next byte the relay reads from the stack is the peer's urgent byte."""
+        return bool(tcb.urg_state) and bool(tcb.recvq.size) and tcb.urg_seq == tcb._read_seq()
+
+    def _flush(self) -> bool:
+        """Hand ``pending`` to the pair; False (watching for room) while some is left."""
+        try:
+            if self.pending_urgent:
+                n = self.stack_end.send(self.pending, _socket.MSG_OOB)
+            else:
+                n = self.stack_end.send(self.pending)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            # every holder of the program's end is gone: bytes for a closed kernel socket
+            # make it reset the connection
+            self._end(abort=True)
+            return False
+        self.pending = self.pending[n:]
+        if self.pending:
+            self._watch_write(True)
+            return False
+        return True
 
     def _shut_app_side(self) -> None:
         self.eof_sent = True
@@ -133,9 +213,41 @@ class Bridge:
         except OSError:
             pass
 
+    def _abort_app_side(self) -> None:
+        """The connection is gone: once the program's end has every byte received before the
+        reset, close ours abortively, so that the program gets the kernel's errors from it.
+        Bytes still in our end's send queue (the program's receive window is full) are
+        waited for: TCP_NOTSENT_LOWAT makes writability mean "all sent"."""
+        stack_end = self.stack_end
+        if self.tcp_pair:
+            try:
+                unsent = _ioctl_int(stack_end.fileno(), _SIOCOUTQNSD)
+            except OSError:
+                unsent = 0
+            if unsent:
+                try:
+                    stack_end.setsockopt(_socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 1)
+                    self._watch_write(True)
+                    return
+                except OSError:
+                    pass  # (no way to wait for them: the reset goes now)
+            try:
+                stack_end.setsockopt(_socket.SOL_SOCKET, _socket.SO_LINGER, _ABORT)
+            except OSError:
+                pass
+        elif not self.released:
+            # AF_UNIX reports ECONNRESET to the reader when the closing end leaves unread
+            # bytes: leave one (only possible while we still hold the program's end)
+            try:
+                self.app.send(b"\0", _socket.MSG_DONTWAIT)
+            except OSError:
+                pass  # full already (so unread bytes there are), or shut
+        self._end(abort=False)
+
     def _from_app(self) -> None:
         core = self.core
         tcb = core.tcb
+        stack_end = self.stack_end
         while not self.app_eof:
             if not tcb.writable:
                 self._watch_read(False)  # resumed by the stack's change callback
@@ -144,10 +256,18 @@ class Bridge:
             if space <= 0:
                 self._watch_read(False)
                 return
+            urgent = False
             try:
-                data = self.stack_end.recv(min(space, _CHUNK))
+                if self.tcp_pair and _ioctl_int(stack_end.fileno(), _SIOCATMARK):
+                    urgent = True  # the program sent this byte with MSG_OOB
+                data = stack_end.recv(1 if urgent else min(space, _CHUNK))
             except BlockingIOError:
                 self._watch_read(True)
+                return
+            except ConnectionResetError:
+                # the program closed with unread data (or SO_LINGER 0): its kernel end sent
+                # a RST, and a kernel socket's close() would have reset the connection too
+                self._end(abort=True)
                 return
             except OSError:
                 data = b""
@@ -161,10 +281,13 @@ class Bridge:
                         pass
                 return
             try:
-                tcb.send(data, core.host.touch())
+                tcb.send(data, core.host.touch(), urgent)
             except OSError:
-                self.app_eof = True  # the connection is gone: the bytes are lost, as in
-                self._watch_read(False)  # the kernel after a reset
+                # the connection is gone: the bytes are lost, as in the kernel after a reset;
+                # the program's end learns it through the pair
+                self.resetting = True
+                self._watch_read(False)
+                self._to_app()
                 return
 
     def _watch_read(self, on: bool) -> None:
@@ -204,15 +327,21 @@ class Bridge:
     def _maybe_finish(self) -> None:
         """Once the Python object is closed and the program's side has shut its writing
         (every holder closed), close the TCP socket as close() would, and the pair."""
-        if not (self.released and self.app_eof):
-            return
+        if self.released and self.app_eof:
+            self._end(abort=False)
+
+    def _end(self, abort: bool) -> None:
+        """Close the TCP socket (``abort``: with a RST) and our end of the pair."""
         self.done = True
         self._watch_read(False)
         self._watch_write(False)
         core = self.core
         tcb = core.tcb
         tcb.on_change = None
-        tcb.close(core.host.touch())
+        if abort:
+            tcb.abort(core.host.touch())
+        else:
+            tcb.close(core.host.touch())
         try:
             self.stack_end.close()
         except OSError:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from multisock.api import ancillary
 from multisock.api import options as O
-from multisock.api.bridge import _POLLIN, _POLLOUT, Bridge, _ready
+from multisock.api.bridge import _POLLIN, _POLLOUT, _POLLPRI, Bridge, _ready, wait_ready
 from multisock.api.core import (
     MSG_DONTWAIT,
     MSG_OOB,
@@ -198,6 +198,12 @@ class StreamCore(Core):
         """Block until the transport itself is readable (``read``) or writable (``write``);
         False if ``timeout`` seconds pass first. For a layer above (TLS) that keeps its own
         deadline over several transport calls; bytes it holds itself do not count."""
+        bridge = self.bridge
+        if bridge is not None:  # the bytes are in the kernel pair, not the control block
+            if self.closed:
+                return True
+            return wait_ready(bridge.app, (_POLLIN if read else 0) | (_POLLOUT if write else 0),
+                              timeout)
         ready = _io_ready(self, self.tcb, read, write)
         with self.driver.operation():
             self.host.touch()
@@ -213,6 +219,8 @@ class StreamCore(Core):
         return bool(self.tcb.writable) or self.closed
 
     def exceptional(self) -> bool:
+        if self.bridge is not None:  # urgent data is marked on the program's end
+            return not self.closed and _ready(self.bridge.app, _POLLPRI)
         return bool(self.tcb.exceptional) and not self.closed
 
     # ------------------------------------------------------------ connection
@@ -643,8 +651,16 @@ class StreamCore(Core):
         _socket.TCP_MAXSEG: "maxseg",
     }
 
+    # options that live on a bridged socket's kernel end (urgent data and errors go through
+    # the pair: api/bridge.py)
+    _ON_BRIDGE = frozenset({(O.SOL_SOCKET, _socket.SO_OOBINLINE), (O.SOL_SOCKET, _socket.SO_ERROR)})
+
     def setsockopt(self, level: int, option: int, value: Any, optlen: int | None = None) -> None:
         self.check_open()
+        bridge = self.bridge
+        if bridge is not None and (level, option) in self._ON_BRIDGE and bridge.tcp_pair:
+            bridge.app.setsockopt(level, option, value)
+            return
         tcb = self.tcb
         with self.driver.operation():
             self.host.touch()
@@ -701,6 +717,11 @@ class StreamCore(Core):
 
     def getsockopt(self, level: int, option: int, buflen: int | None = None) -> int | bytes:
         self.check_open()
+        bridge = self.bridge
+        if bridge is not None and (level, option) in self._ON_BRIDGE and bridge.tcp_pair:
+            if buflen is None:
+                return int(bridge.app.getsockopt(level, option))
+            return bytes(bridge.app.getsockopt(level, option, buflen))
         tcb = self.tcb
         value: int | bytes
         with self.driver.operation():
