@@ -548,9 +548,12 @@ class StreamCore(Core):
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         buf = bytearray(bufsize)
-        n = self._recv_into(memoryview(buf), flags)
-        del buf[n:]
-        return bytes(buf)
+        # the view is released on the way out whatever still names it (a would-block retry's
+        # traceback kept it alive under hypercorn: truncating the bytearray then failed with
+        # BufferError "existing exports"); one copy either way
+        with memoryview(buf) as view:
+            n = self._recv_into(view, flags)
+            return bytes(view[:n])
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")
