@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 from multisock.api import ancillary as A
 from multisock.api import multicast
 from multisock.api import options as O
-from multisock.api.core import MSG_PEEK, MSG_TRUNC, WAIT_READ, Core, python_class
-from multisock.api.errors import oserror
+from multisock.api.bridge import _POLLIN, _ready
+from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, WAIT_READ, Core, python_class
+from multisock.api.dgram_bridge import DatagramBridge, default_fd_mode
+from multisock.api.errors import bad_fd, oserror
+from multisock.api.stream import FD_BRIDGED, FD_READINESS, SO_FD_MODE, SOL_MULTISOCK
 from multisock.stack.addresses import AF_INET, AF_INET6, is_wildcard
 from multisock.stack.datagram import (
     RECV_HOPLIMIT,
@@ -42,6 +45,13 @@ def _readable_or_closed(core: DatagramCore) -> Callable[[], bool]:
     return lambda: core.ep.readable or core.closed
 
 
+def _bridge_readable(core: DatagramCore, app: Any) -> Callable[[], bool]:
+    """A bridged recv's wait predicate: a datagram in the pair (the relay wakes the waiter
+    after moving one there), an error, a shut reading side, or closed."""
+    ep = core.ep
+    return lambda: core.closed or ep.pending_error != 0 or ep.shut_rd or _ready(app, _POLLIN)
+
+
 @python_class
 class DatagramCore(Core):
     """SOCK_DGRAM: UDP, or ping sockets when proto is IPPROTO_ICMP/ICMPV6."""
@@ -56,6 +66,9 @@ class DatagramCore(Core):
             self._raw().open(self.ep)
         if family == AF_INET6:
             self.ep.v6only = False
+        # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno()
+        self.fd_mode = default_fd_mode()
+        self.bridge: DatagramBridge | None = None
 
     @property
     def _stack(self) -> Any:
@@ -72,7 +85,64 @@ class DatagramCore(Core):
         return ip.raw_icmp
 
     def readable(self) -> bool:
+        bridge = self.bridge
+        if bridge is not None:  # the datagrams are in the kernel pair
+            ep = self.ep
+            return self.closed or ep.pending_error != 0 or ep.shut_rd or _ready(bridge.app, _POLLIN)
         return self.ep.readable or self.closed
+
+    # ------------------------------------------------------------ bridged fd mode
+
+    def fileno(self) -> int:
+        bridge = self.bridge
+        if bridge is not None:
+            return -1 if self.closed else bridge.fileno()
+        if self.fd_mode == FD_BRIDGED and not self.closed and not (self.is_ping or self.is_raw):
+            with self.driver.operation():
+                if self.bridge is None:
+                    self._start_bridge()
+                assert self.bridge is not None
+                return self.bridge.fileno()
+        return super().fileno()
+
+    def _start_bridge(self) -> None:
+        """Give the socket its datagram pair (lock held); at the readiness fd's number if the
+        program has that number already."""
+        from multisock.api.core import cores_by_fd
+
+        old = self._fd
+        if old is not None:
+            self._fd = None
+            bridge = DatagramBridge(self, old.fd)
+            old.fd = -1  # (the number is the bridge's now)
+        else:
+            bridge = DatagramBridge(self)
+        self.bridge = bridge
+        bridge.app.settimeout(self.timeout)
+        cores_by_fd[bridge.fileno()] = self
+        bridge.pump()
+
+    def changed(self) -> None:
+        super().changed()
+        bridge = self.bridge
+        if bridge is not None:
+            self.driver.after_drain(bridge.pump)
+
+    def _sync_fd_blocking(self) -> None:
+        bridge = self.bridge
+        if bridge is None:
+            super()._sync_fd_blocking()
+        elif self.closed:
+            raise bad_fd()
+        else:
+            bridge.app.settimeout(self.timeout)  # O_NONBLOCK as CPython's fd would have it
+
+    def relay_send(self, data: bytes) -> None:
+        """Send a datagram the program wrote on its fd to the connected peer (lock held)."""
+        remote = self.ep.remote
+        assert remote is not None
+        addr, port = remote
+        self._stack.sendto(self.ep, memoryview(data), addr, port, None, None, None)
 
     def writable(self) -> bool:
         return not self.closed
@@ -194,6 +264,8 @@ class DatagramCore(Core):
             view = view.cast("B")
         with self.driver.operation():
             self.host.touch()
+            if self.bridge is not None:
+                self.bridge.from_app()  # what C code wrote on the fd before goes first
             if self.ep.shut_wr:
                 raise oserror(errno.EPIPE)
             err = self.ep.take_error()
@@ -214,6 +286,8 @@ class DatagramCore(Core):
 
     def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
         self.check_open()
+        if self.bridge is not None:
+            return self._recv_bridged(flags)
         with self.driver.operation():
             self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
             if self.closed:
@@ -226,6 +300,33 @@ class DatagramCore(Core):
             if item is None:
                 return b"", (b"", 0), None
             return item
+
+    def _recv_bridged(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
+        """Read the next datagram from the pair (C code reads the same queue), with its
+        source from the relay's side queue (api/dgram_bridge.py)."""
+        bridge = self.bridge
+        assert bridge is not None
+        app = bridge.app
+        peek = bool(flags & MSG_PEEK)
+        with self.driver.operation():
+            while True:
+                self.wait(_bridge_readable(self, app), flags, self._recv_timeout(), WAIT_READ)
+                if self.closed:
+                    raise oserror(errno.EBADF)
+                err = self.ep.take_error()
+                if err:
+                    raise oserror(err)
+                try:
+                    data = app.recv(65536, MSG_DONTWAIT | (MSG_PEEK if peek else 0))
+                except BlockingIOError:
+                    if self.ep.shut_rd:
+                        return b"", (b"", 0), None
+                    continue  # C code read it first: wait for the next one
+                entry = bridge.source_of(data, peek)
+                if entry is None:
+                    remote = self.ep.remote
+                    return data, remote if remote is not None else (b"", 0), None
+                return data, entry[1], entry[2]
 
     def _recv_timeout(self) -> Any:
         return "default"
@@ -319,9 +420,17 @@ class DatagramCore(Core):
                 self.ep.shut_rd = True
             if how in (1, 2):
                 self.ep.shut_wr = True
+            if self.bridge is not None:
+                self.bridge.app.shutdown(how)  # C code on the fd: EPIPE / EOF as the kernel's
             self.ep.changed()
 
     def close_protocol(self) -> None:
+        bridge = self.bridge
+        if bridge is not None:
+            from multisock.api.core import cores_by_fd
+
+            cores_by_fd.pop(bridge.fileno(), None)
+            bridge.end()
         self._stack.close(self.ep)
 
     # --------------------------------------------------------------- options
@@ -330,7 +439,12 @@ class DatagramCore(Core):
         self.check_open()
         ep = self.ep
         with self.driver.lock:
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                mode = O.as_int(value)
+                if mode not in (FD_READINESS, FD_BRIDGED):
+                    raise oserror(errno.EINVAL)
+                self.fd_mode = mode  # (a bridge already made stays)
+            elif level == O.SOL_SOCKET:
                 if option == _socket.SO_REUSEADDR:
                     ep.reuseaddr = O.as_bool(value)
                 elif option == _socket.SO_REUSEPORT:
@@ -367,7 +481,9 @@ class DatagramCore(Core):
         ep = self.ep
         value: int | bytes
         with self.driver.lock:
-            if level == O.SOL_SOCKET:
+            if level == SOL_MULTISOCK and option == SO_FD_MODE:
+                value = self.fd_mode
+            elif level == O.SOL_SOCKET:
                 table: dict[int, Any] = {
                     _socket.SO_TYPE: self.type,
                     _socket.SO_DOMAIN: self.family,
