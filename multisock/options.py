@@ -237,8 +237,9 @@ OPTIONS: tuple[Option, ...] = (
            f"(exit status 124); a unit is required: {TIME_UNITS}", "TIME"),
     Option("fd_mode", _fd_mode, "what a socket's fileno() is: readiness (default; an eventfd "
            "readable when the socket is) or bridged (a connected TCP socket's fd is a kernel "
-           "TCP connection over loopback carrying its bytes, urgent data and resets, for C "
-           "code, sendfile, subprocess stdin/stdout; TCP only, not with --gevent)", "MODE"),
+           "TCP connection over loopback carrying its bytes, urgent data and resets, a UDP "
+           "socket's an AF_UNIX datagram pair carrying its datagrams, for C code, sendfile, "
+           "subprocess stdin/stdout; not with --gevent)", "MODE"),
     Option("backend", _backend, "the network's driver: auto, threads or gevent", flag=False),
     Option("tun_owner", _pid, "set by the process holding the TUN device", flag=False),
 )

@@ -26,10 +26,10 @@ one stream). Closing the Python object closes only its reference: a subprocess h
 fd keeps the connection, which ends (FIN, or RST with unread data, as ``close()`` does) when
 every holder of the application's end has closed it.
 
-Limits (said in docs/architecture.md): TCP only (UDP and listeners keep the readiness
-eventfd; an accepted socket of a bridged listener is bridged); a connection that times out
-reaches the program as ECONNRESET, not ETIMEDOUT; TCP-level ancillary calls are not carried
-over the pair; on the AF_UNIX fallback there is no urgent data and a reset is ECONNRESET only
+Limits (said in docs/architecture.md): listeners keep the readiness eventfd (an accepted
+socket of a bridged listener is bridged; UDP has its own bridge, ``api/dgram_bridge.py``);
+a connection that times out reaches the program as ECONNRESET, not ETIMEDOUT; TCP-level
+ancillary calls are not carried over the pair; on the AF_UNIX fallback there is no urgent data and a reset is ECONNRESET only
 for a reader while the Python object is open (else EOF); a socket whose fd was asked for
 before it connected gets its bridge at the same number (``dup2``) once connected, which a
 kernel epoll that registered the old eventfd does not see (multisock's own poll/epoll do).
