@@ -308,9 +308,15 @@ class DatagramCore(Core):
         assert bridge is not None
         app = bridge.app
         peek = bool(flags & MSG_PEEK)
+        limit = self._recv_timeout()
+        if limit == "default":
+            limit = self.timeout
+        deadline = None if not limit else self.driver.now() + limit
         with self.driver.operation():
             while True:
-                self.wait(_bridge_readable(self, app), flags, self._recv_timeout(), WAIT_READ)
+                if deadline is not None:  # (a retry after C code took the datagram)
+                    limit = max(deadline - self.driver.now(), 1e-9)
+                self.wait(_bridge_readable(self, app), flags, limit, WAIT_READ)
                 if self.closed:
                     raise oserror(errno.EBADF)
                 err = self.ep.take_error()

@@ -207,6 +207,46 @@ def test_unconnected_write_is_dropped_and_counted(host: Any) -> None:
             assert a._sock.ep.counters["tx_dropped"] == 1
 
 
+def shutdown_sides(mod: Any) -> Any:
+    """shutdown() reaches C code on the fd: after SHUT_WR a write is EPIPE, as Python's send."""
+    a, b = _udp(mod, bridged=True), _udp(mod)
+    with a, b:
+        fd = a.fileno()
+        out: list[Any] = []
+        try:
+            a.shutdown(mod.SHUT_WR)  # not connected yet
+        except OSError as exc:
+            out.append(exc.errno)
+        a.connect(b.getsockname())
+        a.shutdown(mod.SHUT_WR)
+        for call in (lambda: os.write(fd, b"x"), lambda: a.send(b"x")):
+            try:
+                call()
+            except OSError as exc:
+                out.append(exc.errno)
+        return out
+
+
+def test_shutdown_like_kernel(host: Any) -> None:
+    expected, got = both(shutdown_sides, host)
+    assert expected == ("ok", [errno.ENOTCONN, errno.EPIPE, errno.EPIPE])
+    assert got == expected
+
+
+def recv_times_out(mod: Any) -> Any:
+    a = _udp(mod, bridged=True)
+    with a:
+        a.fileno()
+        a.settimeout(0.05)
+        return a.recvfrom(10)
+
+
+def test_recv_timeout_like_kernel(host: Any) -> None:
+    expected, got = both(recv_times_out, host)
+    assert expected == ("TimeoutError", None)
+    assert got == expected
+
+
 def test_multisock_select_on_bridged_socket(host: Any) -> None:
     """multisock's select waits on a bridged socket in the kernel (its fd is a kernel socket
     the relay fills), for the socket object and for its number alike."""
