@@ -266,6 +266,23 @@ def test_multisock_select_on_bridged_socket(host: Any) -> None:
             assert mselect.select([a], [], [], 0)[0] == []
 
 
+def test_mode_set_after_fd_keeps_the_number(host: Any) -> None:
+    """The readiness eventfd was handed out first: the pair takes over its number (dup2)."""
+    with multisock.runtime.use_host(host):
+        a = multisock.socket.socket(kernel.AF_INET, kernel.SOCK_DGRAM)
+        b = multisock.socket.socket(kernel.AF_INET, kernel.SOCK_DGRAM)
+        with a, b:
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            fd = a.fileno()
+            a.setsockopt(SOL_MULTISOCK, SO_FD_MODE, FD_BRIDGED)
+            assert a.fileno() == fd
+            a.connect(b.getsockname())
+            os.write(fd, b"same number")
+            b.settimeout(10)
+            assert b.recvfrom(100) == (b"same number", a.getsockname())
+
+
 def test_option_round_trip_and_readiness_default(host: Any) -> None:
     with multisock.runtime.use_host(host):
         sock = multisock.socket.socket(kernel.AF_INET, kernel.SOCK_DGRAM)
