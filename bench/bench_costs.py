@@ -42,7 +42,7 @@ from bench.profile_layers import ping_pong
 from bench.rows import row
 
 FULL = {"handoffs": 5000, "rtt": 6000, "chunks": 6, "setup": 3000, "conns": 2000}
-QUICK = {"handoffs": 100, "rtt": 100, "chunks": 2, "setup": 50, "conns": 30}
+QUICK = {"handoffs": 50, "rtt": 60, "chunks": 2, "setup": 30, "conns": 20}
 
 
 def _cpu_us(func: Callable[[], object], n: int) -> float:
