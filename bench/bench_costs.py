@@ -11,19 +11,28 @@ repetitions do not leak into them. What each row includes:
   a 1-byte ``send`` on an AF_UNIX socketpair → the thread blocked in ``recv`` on the other
   end returning. A ping-pong: each side stamps, wakes the other and blocks; the figure is the
   median of all wake-ups of one repetition (GIL hand-over included, in both). Plain, and with
-  both threads held on one CPU (the plain figure is bimodal: docs/performance.md).
-* **wake-up path** - the 1-byte TCP round trip (TCP_NODELAY) with both ends in one thread
-  (CPU only: every ``recv`` finds its byte already queued) and in two threads, both held on
-  one CPU, in alternated chunks. Half their difference is what one direction pays for the receiver being blocked: its
-  wait set-up, the notify from the arriving segment, the hand-off and the re-check. Minus
-  the one-CPU hand-off row of the same repetition, the rest is the wake-up path proper.
+  both threads held on one CPU (the plain figure is bimodal: docs/performance.md); on one
+  CPU also the process CPU time per wake-up (both threads' loops, the notify, the wait, the
+  switch; the kernel's includes its ``send`` and ``recv`` system calls).
+* **wake-up path** - process CPU time of the 1-byte TCP round trip (TCP_NODELAY) with both
+  ends in one thread (every ``recv`` finds its byte already queued) and in two threads, all
+  on one CPU, in alternated chunks. Half their difference is what one direction costs when
+  the receiver is blocked: its wait set-up, the notify from the arriving segment, the thread
+  switch and the re-check. Minus the hand-off's CPU per wake-up (same repetition), the rest
+  is the wake-up path proper (multisock only: the kernel's hand-off figure holds system calls
+  its one-thread round trip also pays).
 * **socket setup** - ``socket()`` + ``close()``, and ``socket()`` + ``bind()`` +
-  ``listen()`` + ``close()``, one thread, µs per cycle; the connect + accept + close cycle
-  (``bench_conn.connection_rate``, one thread) in µs, and that minus 7 segments (SYN,
-  SYN-ACK, ACK, FIN, ACK, FIN, ACK) at half the one-thread round trip each - an estimate
-  of the part of a connection that is not segment processing (control blocks, ISN, port
-  search, TIME-WAIT, the facade objects). A data segment's half round trip includes its
-  ``send`` and ``recv`` calls, so the remainder is, if anything, an underestimate.
+  ``listen()`` + ``close()``, one thread, CPU µs per cycle; the connect + accept + close
+  cycle (``bench_conn.connection_rate``, one thread) in CPU µs, then each of its calls
+  timed alone (median call). Client ``close()`` is two segments (FIN, peer's ACK) and
+  little else, so half of it estimates one segment's whole path; the cycle (sum of the
+  phase medians) less 7 such segments (SYN, SYN-ACK, ACK, FIN, ACK, FIN, ACK) estimates the
+  part of a connection that is not segment processing (control blocks, ISN, port search,
+  TIME-WAIT, facade objects) - an underestimate, since close()'s own work counts as segment.
+
+CPU time (``time.process_time``: every thread of the process, system time included) is
+used where the machine is shared: other processes' time slices fall into wall time, not
+into CPU time; the latency rows use medians of single events for the same reason.
 """
 
 from __future__ import annotations
@@ -194,6 +203,38 @@ def connection_cycle(server: tuple[Callable[[int, int], Any], str],
     return _cpu_us(lambda: bench_conn.connection_rate(server, client, n), n)
 
 
+def connection_phases(server: tuple[Callable[[int, int], Any], str],
+                      client: tuple[Callable[[int, int], Any], str], n: int) -> dict[str, float]:
+    """The connect + accept + close cycle of ``bench_conn.connection_rate`` (client closes
+    first), each call timed: the median µs of each phase over ``n`` cycles (a median of
+    single calls leaves out the ones another process's time slice landed in)."""
+    new, address = server
+    listener = new(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind((address, 0))
+    listener.listen(128)
+    target = (address, listener.getsockname()[1])
+    clock = time.perf_counter_ns
+    phases: dict[str, list[int]] = {k: [] for k in ("socket", "connect", "accept",
+                                                    "client_close", "server_close")}
+    for _ in range(n):
+        t0 = clock()
+        c = client[0](socket.AF_INET, socket.SOCK_STREAM)
+        t1 = clock()
+        c.connect(target)
+        t2 = clock()
+        s, _ = listener.accept()
+        t3 = clock()
+        c.close()
+        t4 = clock()
+        s.close()
+        t5 = clock()
+        for key, spent in zip(phases, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4),
+                               strict=True):
+            phases[key].append(spent)
+    listener.close()
+    return {key: statistics.median(v) / 1000 for key, v in phases.items()}
+
+
 def rows(quick: bool, reps: int) -> list[dict[str, Any]]:
     size = QUICK if quick else FULL
     net = multisock.Network(seed=1)
@@ -218,7 +259,11 @@ def rows(quick: bool, reps: int) -> list[dict[str, Any]]:
         "sock": "socket() + close(), CPU",
         "listen": "socket() + bind() + listen() + close(), CPU",
         "cycle": "connect + accept + close, CPU",
-        "cycle_rest": "connect + accept + close minus 7 segments (RTT/2 each), CPU"}
+        "connect": "connect() (SYN, SYN-ACK, ACK; both control blocks), median call",
+        "accept": "accept(), median call",
+        "client_close": "client close() (FIN, ACK), median call",
+        "server_close": "server close() (FIN, ACK), median call",
+        "cycle_rest": "cycle less 7 segments at client close() / 2 each, medians"}
     got: dict[str, dict[str, list[float]]] = {s: {k: [] for k in names} for s in sides}
     for _ in range(reps):
         for name, side in sides.items():
@@ -235,9 +280,12 @@ def rows(quick: bool, reps: int) -> list[dict[str, Any]]:
             new, address = side["server"]
             out["sock"].append(socket_close(new, size["setup"]))
             out["listen"].append(socket_listen_close(new, address, size["setup"]))
-            cycle = connection_cycle(side["server"], side["client"], size["conns"])
-            out["cycle"].append(cycle)
-            out["cycle_rest"].append(cycle - 7 * rtt1 / 2)
+            out["cycle"].append(connection_cycle(side["server"], side["client"],
+                                                 size["conns"]))
+            phases = connection_phases(side["server"], side["client"], size["conns"])
+            for key in ("connect", "accept", "client_close", "server_close"):
+                out[key].append(phases[key])
+            out["cycle_rest"].append(sum(phases.values()) - 7 * phases["client_close"] / 2)
     net.close()
     ours, kernel = got["multisock"], got["kernel"]
     out_rows = []

@@ -36,4 +36,4 @@ def test_bench_quick_costs_rows_run(tmp_path: Path) -> None:
     # the derived rows are there (differences: their sign is the machine's business)
     assert "costs: wake-up + hand-off CPU per direction ((2 threads - 1 thread) / 2)" in rows
     assert "kernel_missing" in rows["costs: wake-up path beyond the hand-off, CPU per direction"]
-    assert len(rows) == 11
+    assert len(rows) == 15
