@@ -179,6 +179,10 @@ def run(quick: bool, only: set[str] | None = None,
             internet_checksum(data)
             times.append((time.perf_counter_ns() - start) / 1000)
         rows.append(row("internet checksum, 64 KiB", "µs", times, None, False))
+    if wanted("costs"):  # hand-off, wake-up path, socket setup (bench/bench_costs.py)
+        from bench import bench_costs
+
+        rows += bench_costs.rows(quick, reps)
     if wanted("security"):  # the firewall's cost, against no firewall in the same run
         from bench import bench_security
 
@@ -357,7 +361,7 @@ def main() -> None:
     parser.add_argument("--json", default="bench-results.json", help="where to write the rows")
     parser.add_argument("--only", help="comma-separated subset: bulk,rtt,conn,udp,flows,micro,"
                         "http,idle,footprint,loss,gevent,gateway,security,sim,routers,bridged,"
-                        "tun (tun: root only)")
+                        "costs,tun (tun: root only)")
     parser.add_argument("--no-tun", action="store_true", help="skip the TUN rows even as root")
     parser.add_argument("--reps", type=int, help="repetitions per scenario (default: the mode's)")
     parser.add_argument("--compiled", metavar="PYTHON",
@@ -381,7 +385,7 @@ def main() -> None:
     if only is None and (args.quick or args.no_tun):
         only = {"bulk", "rtt", "conn", "udp", "flows", "micro", "http", "idle", "footprint",
                 "loss", "gevent", "gateway", "security",
-                "sim", "routers", "bridged"}  # quick mode (CI) never builds namespaces
+                "sim", "routers", "bridged", "costs"}  # quick mode (CI) never builds namespaces
     rows = run(args.quick, only, args.reps,  # the loss rows' kernel side: namespaces
                namespaces=not args.no_tun and not (args.quick and args.only is None))
     print(table(rows))
