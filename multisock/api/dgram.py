@@ -137,6 +137,14 @@ class DatagramCore(Core):
         else:
             bridge.app.settimeout(self.timeout)  # O_NONBLOCK as CPython's fd would have it
 
+    def _pass_on_fd_writes(self) -> None:
+        """What C code wrote on a bridged fd goes before what Python does next, even when
+        that is an error: the driver's own pass may not have run yet."""
+        bridge = self.bridge
+        if bridge is not None:
+            with self.driver.operation():
+                bridge.from_app()
+
     def relay_send(self, data: bytes) -> None:
         """Send a datagram the program wrote on its fd to the connected peer (lock held)."""
         remote = self.ep.remote
@@ -207,6 +215,7 @@ class DatagramCore(Core):
     def send(self, data: Any, flags: int = 0) -> int:
         self.check_open()
         if self.ep.remote is None:
+            self._pass_on_fd_writes()  # (they fail too: counted, as the driver would)
             raise oserror(errno.EDESTADDRREQ)
         return self._send(data, self.ep.remote)
 
