@@ -285,16 +285,14 @@ def second_sender_is_refused() -> Any:
     # on either stack, so the outcome would depend on where the drain happened to stop
     client.setblocking(False)
     prefill = 0
-    settled = False
-    while not settled:
+    still_full = 0
+    while still_full < 3:  # full three times in a row, 50 ms apart: in-flight bytes landed
         try:
             prefill += client.send(b"x" * 65536)
+            still_full = 0
         except BlockingIOError:
-            gevent.sleep(0.02)  # let what is in flight land; full still means full
-            try:
-                prefill += client.send(b"x" * 65536)
-            except BlockingIOError:
-                settled = True
+            still_full += 1
+            gevent.sleep(0.05)
     client.setblocking(True)
     payload = b"x" * (4 << 20)
     first = gevent.spawn(client.sendall, payload)
