@@ -22,6 +22,7 @@ from multisock.api.readiness import ReadinessFd
 from multisock.api.sockaddr import format_address, parse_address
 
 if TYPE_CHECKING:
+    from multisock.net.driver import Driver
     from multisock.net.host import Host
 
 MSG_PEEK = _socket.MSG_PEEK
@@ -116,7 +117,10 @@ class Core:
 
     def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
         self.host = host
-        self.driver = host.driver
+        # (annotated: modules in an import cycle with this one, e.g. api/dgram_bridge.py, read
+        # it before inference reaches it; mypyc's build refused that with "Cannot determine
+        # type")
+        self.driver: Driver = host.driver
         self.family = family
         self.type = type
         self.proto = proto

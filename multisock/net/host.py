@@ -22,7 +22,7 @@ from multisock.stack.tcp import TcpStack
 from multisock.stack.udp import UdpStack
 
 if TYPE_CHECKING:
-    from multisock.net.driver import TimerHandle
+    from multisock.net.driver import Driver, TimerHandle
     from multisock.net.network import Network
     from multisock.net.pcap import PcapWriter
     from multisock.security import Security
@@ -54,7 +54,7 @@ class Host:
         self.net = net
         self.name = name
         self.hostname: str | None = None  # sethostname()'s; gethostname() falls back to name
-        self.driver = net.driver
+        self.driver: Driver = net.driver
         self.ip = _build_stack(name, net.derive_rng("host", name), net.derive_rng("tcp", name),
                                self.driver.now())
         self.ip.forwarding = forwarding
