@@ -118,10 +118,19 @@ class StreamCore(Core):
     ) -> None:
         super().__init__(host, family, type, proto)
         self.tcb: TcpSocket = tcb if tcb is not None else host.ip.tcp.socket(family)
-        self.tcb.on_change = self.changed
         self.connecting = False
         self.fd_mode = _default_fd_mode
         self.bridge: Bridge | None = None
+        self._follow(self.tcb)
+
+    def _follow(self, tcb: TcpSocket) -> None:
+        """Be told of the control block's changes: by ``changed`` below once a bridge may be
+        involved (bridged fd mode), by the base class's directly while none can be (a frame
+        less on every segment that changes readiness)."""
+        if self.fd_mode == FD_BRIDGED or self.bridge is not None:
+            tcb.on_change = self.changed
+        else:
+            tcb.on_change = super().changed
 
     # ------------------------------------------------------------ bridged fd mode
 
@@ -258,7 +267,9 @@ class StreamCore(Core):
                     raise oserror(errno.EBADF)
             self.sync_fd()
             core = StreamCore(self.host, self.family, self.type, self.proto, tcb=child)
-            core.fd_mode = self.fd_mode
+            if core.fd_mode != self.fd_mode:
+                core.fd_mode = self.fd_mode
+                core._follow(child)
             remote: Any = child.remote
             return core, self.format(*remote)
 
@@ -339,7 +350,7 @@ class StreamCore(Core):
             except OSError:
                 pass
         old.on_change = None
-        new.on_change = self.changed
+        self._follow(new)
         self.tcb = new
 
     def connect_ex(self, address: Any) -> int:
@@ -547,6 +558,15 @@ class StreamCore(Core):
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
+        if not flags and self.bridge is None and not self.closed:
+            with self.driver.operation():
+                tcb = self.tcb
+                if tcb.readable:  # bytes queued: take them as they are (no scratch buffer)
+                    data = tcb.recv_bytes(bufsize, self.host.touch())
+                    if data is not None:
+                        if self._fd is not None:
+                            self.driver.after_drain(self.sync_fd)  # (as _recv_into does)
+                        return data
         buf = bytearray(bufsize)
         # the view is released on the way out whatever still names it (a would-block retry's
         # traceback kept it alive under hypercorn: truncating the bytearray then failed with
@@ -672,6 +692,7 @@ class StreamCore(Core):
                 if mode not in (FD_READINESS, FD_BRIDGED):
                     raise oserror(errno.EINVAL)
                 self.fd_mode = mode  # (a bridge already made stays)
+                self._follow(tcb)
             elif level == O.SOL_SOCKET:
                 if option in self._SOCKET_ATTRS:
                     setattr(tcb, self._SOCKET_ATTRS[option], O.as_bool(value))

@@ -168,8 +168,11 @@ class Arrival(Timeouts):
             self.urg_state = URG_VALID
             self.stack.touch(self)  # select's exceptional condition
         self._output(now)
-        if self.rack is not None:
-            self._arm_loss_timer(now)
+        rack = self.rack
+        if rack is not None and (
+            rack.timer or rack.reo_at is not None or self.snd_max != self.snd_una
+        ):
+            self._arm_loss_timer(now)  # (not when nothing is in flight and no timer is ours)
         if self.t_dack is not None:
             self._rearm()
 
@@ -277,8 +280,12 @@ class Arrival(Timeouts):
         window = hdr.window << self.snd_wscale
         newly_sacked = 0
         sacked_before = self.board.sacked
-        if self.rack is not None:
-            self.rack.begin_ack()
+        rack = self.rack
+        if rack is not None:
+            # an ACK arrives: its SACK blocks and cumulative ACK are compared with what was
+            # delivered before it, in whatever order they are walked
+            rack.fack_before = rack.fack
+            rack.reord_ack = False
         if self.sack_ok and hdr.sack_blocks:
             newly_sacked = self._input_sack(hdr.sack_blocks, ack, now)
         acked = ack - una
@@ -292,9 +299,12 @@ class Arrival(Timeouts):
             and (newly_sacked or window == self.snd_wnd)
         ):
             self._dupack(newly_sacked, now)
-        if self.rack is not None:
-            # RFC 6937's DeliveredData: what the cumulative ACK and the SACKs moved
-            self._rack_ack(acked, acked + self.board.sacked - sacked_before, now)
+        if rack is not None:
+            if rack.tq or rack.tlp_end is not None or self.in_recovery:
+                # RFC 6937's DeliveredData: what the cumulative ACK and the SACKs moved
+                self._rack_ack(acked, acked + self.board.sacked - sacked_before, now)
+            else:
+                rack.reo_at = None  # nothing in flight to be found lost (_rack_ack's answer)
         # window update (RFC 9293: SND.WL1/WL2 ordering)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             old = self.snd_wnd

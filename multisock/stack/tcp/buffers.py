@@ -186,19 +186,63 @@ class ReceiveQueue:
                     index += 1
                     head = 0
         if not peek:
-            self.head = head
-            self.size -= got
-            if index >= len(chunks):
-                chunks.clear()
-                index = 0
-            elif index > 32 and index * 2 > len(chunks):
-                del chunks[:index]  # compact now and then: O(1) amortised
-                index = 0
-            else:
-                for i in range(self.first, index):
-                    chunks[i] = b""  # release consumed payloads (they pin packets)
-            self.first = index
+            self._consumed(index, head, got)
         return got
+
+    def read_bytes(self, limit: int) -> bytes:
+        """Take up to ``limit`` bytes as one ``bytes`` object: ``recv``'s result made with
+        one copy, without the scratch buffer ``read_into`` would need (``limit`` > 0)."""
+        size = self.size
+        head = self.head
+        index = self.first
+        chunks = self.chunks
+        chunk = chunks[index]
+        if limit >= size and len(chunk) - head == size:
+            # the usual small read: all that is queued, the rest of one chunk
+            data = bytes(chunk[head:] if head else chunk)
+            chunks.clear()
+            self.first = self.head = self.size = 0
+            return data
+        want = limit if limit < size else size
+        if len(chunk) - head >= want:
+            data = bytes(chunk[head : head + want])
+            head += want
+            if head == len(chunk):
+                index += 1
+                head = 0
+        else:
+            parts = []
+            got = 0
+            while got < want:
+                chunk = chunks[index]
+                take = len(chunk) - head
+                if take > want - got:
+                    take = want - got
+                parts.append(chunk[head : head + take])
+                got += take
+                head += take
+                if head == len(chunk):
+                    index += 1
+                    head = 0
+            data = b"".join(parts)
+        self._consumed(index, head, want)
+        return data
+
+    def _consumed(self, index: int, head: int, got: int) -> None:
+        """The read point moved to ``chunks[index][head:]``, ``got`` bytes on."""
+        chunks = self.chunks
+        self.head = head
+        self.size -= got
+        if index >= len(chunks):
+            chunks.clear()
+            index = 0
+        elif index > 32 and index * 2 > len(chunks):
+            del chunks[:index]  # compact now and then: O(1) amortised
+            index = 0
+        else:
+            for i in range(self.first, index):
+                chunks[i] = b""  # release consumed payloads (they pin packets)
+        self.first = index
 
     def byte_at(self, offset: int) -> int:
         """The queued byte ``offset`` bytes from the read point (the peer's urgent byte)."""

@@ -284,6 +284,18 @@ class TcpSocket(Arrival):
             raise oserror(E.ENOTCONN)
         raise BlockingIOError(E.EAGAIN, os.strerror(E.EAGAIN))
 
+    def recv_bytes(self, limit: int, now: float) -> bytes | None:
+        """``recv`` of queued bytes as one object (one copy); None when that is not the
+        whole answer - nothing queued (EOF, an error, a wait) or an urgent byte in the
+        stream - and ``recv_into`` must decide."""
+        recvq = self.recvq
+        if not recvq.size or self.urg_state or limit <= 0:
+            return None
+        data = recvq.read_bytes(limit)
+        if self.state in _RECEIVING:
+            self._maybe_window_update(now)
+        return data
+
     def _read_around_urgent(self, buf: memoryview, peek: bool) -> int:
         """A read while an urgent byte is known (Linux's tcp_recvmsg): it stops just before
         the byte; at the byte, SO_OOBINLINE reads it as data, otherwise it is stepped over.

@@ -18,8 +18,15 @@ from multisock.stack.tcp.block import (
 )
 from multisock.stack.tcp.config import SYNCHRONIZED
 from multisock.stack.tcp.options import Options
-from multisock.stack.tcp.prr import Prr
-from multisock.stack.tcp.rack import TIMER_NONE, TIMER_PTO, TIMER_REO, Rack, probe_timeout
+from multisock.stack.tcp.rack import (
+    PTO_MIN,
+    PTO_NO_RTT,
+    TIMER_NONE,
+    TIMER_PTO,
+    TIMER_REO,
+    WC_DEL_ACK,
+    Rack,
+)
 from multisock.stack.tcp.seq import MASK
 from multisock.stack.tcp.undo import Undo
 from multisock.wire import tcp as wire
@@ -284,7 +291,11 @@ class Output(Options):
         fin_seq = self.fin_seq
         if fin_seq is not None and data_end > fin_seq:
             data_end = fin_seq
-        if una == self.snd_max and now - self.last_send > self.rtt.current():
+        rtt = self.rtt
+        if una == self.snd_max and now - self.last_send > (
+            # current()'s value, without its call in the usual case
+            rtt.rto if not rtt.backoff and rtt.rto <= rtt.rto_max else rtt.current()
+        ):
             cc.on_idle_restart(now)
             self.last_send = now
         board = self.board
@@ -405,17 +416,23 @@ class Output(Options):
             rack.on_send(seq, end, now, snd_max)
             if self.in_recovery:
                 prr = self.prr
-                assert prr is not None
-                prr.out += end - seq
+                if prr is not None:  # (made when RACK began a recovery: it alone reads it)
+                    prr.out += end - seq
         if self.t_rexmit is None or self.persist:
             self._arm_rexmit(now)
 
     def _new_loss_state(self: TcpSocket) -> Rack:  # type: ignore[misc]
-        """RACK-TLP, PRR and undo's state, made on the first segment sent with SACK."""
+        """RACK-TLP's state, made on the first segment sent with SACK (PRR's and undo's at
+        the first episode that needs them: most connections never have one)."""
         rack = self.rack = Rack()
-        self.prr = Prr()
-        self.undo = Undo()
         return rack
+
+    def _undo_state(self: TcpSocket) -> Undo | None:  # type: ignore[misc]
+        """The undo record for an episode that begins (None: no SACK, no undo)."""
+        undo = self.undo
+        if undo is None and self.rack is not None:
+            undo = self.undo = Undo()
+        return undo
 
     def _resend_lost(self: TcpSocket, now: float, mss: int) -> int:  # type: ignore[misc]
         """Retransmit the next segment RACK marked lost (its parts not SACKed since);
@@ -479,8 +496,18 @@ class Output(Options):
             and self.snd_nxt >= self.snd_max
             and self.state in _SENDING
         ):
-            flight = self.snd_max - self.snd_una
-            when = now + probe_timeout(self.rtt.srtt, flight, self.mss)
+            # RFC 8985 §7.2's PTO: 2*SRTT, plus the worst-case delayed ACK when one
+            # segment is in flight (its ACK may be delayed), a fixed one before any sample
+            srtt = self.rtt.srtt
+            if srtt is None:
+                pto = PTO_NO_RTT
+            else:
+                pto = 2 * srtt
+                if self.snd_max - self.snd_una <= self.mss:
+                    pto += WC_DEL_ACK
+                if pto < PTO_MIN:
+                    pto = PTO_MIN
+            when = now + pto
             kind = TIMER_PTO
         if kind and (rto_at is None or when < rto_at):
             rack.timer = kind

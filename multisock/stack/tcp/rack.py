@@ -200,6 +200,21 @@ class Rack:
         recs = self.recs
         i = self.first
         n = len(recs)
+        if n - i == 1:
+            # the common case of an ACK that covers the one segment in flight (a request
+            # and its answer): no loop, and no time-order queue to walk later
+            rec = recs[i]
+            if rec.end <= ack:
+                rec.done = True
+                if rec.lost:
+                    rec.lost = False
+                    self.lost_out -= rec.end - rec.start
+                if not rec.sacked:
+                    self._delivered(rec, now, min_rtt)
+                recs.clear()
+                self.first = 0
+                self.tq.clear()
+                return
         while i < n:
             rec = recs[i]
             if rec.end > ack:
@@ -212,8 +227,11 @@ class Rack:
                 self._delivered(rec, now, min_rtt)
             i += 1
         if i == n:
+            # every record is delivered, so is everything in ``tq`` (each entry is a
+            # record of ``recs`` or one already marked done): nothing for the scan
             recs.clear()
             self.first = 0
+            self.tq.clear()
         elif i > 64 and i > (n >> 1):
             del recs[:i]  # amortised: at most once per half of the list consumed
             self.first = 0
@@ -242,12 +260,6 @@ class Rack:
                 rec.lost = False
                 self.lost_out -= rec.end - rec.start
             self._delivered(rec, now, min_rtt)
-
-    def begin_ack(self) -> None:
-        """An ACK arrives: its SACK blocks and cumulative ACK are compared with what was
-        delivered before it, in whatever order they are walked."""
-        self.fack_before = self.fack
-        self.reord_ack = False
 
     def _delivered(self, rec: Sent, now: float, min_rtt: float) -> None:
         """RFC 8985 §6.2 steps 2 and 3 for one newly delivered segment."""
@@ -362,13 +374,3 @@ class Rack:
         self.driving = False
         self.tlp_end = None
 
-
-def probe_timeout(srtt: float | None, flight: int, mss: int) -> float:
-    """RFC 8985 §7.2's PTO: 2*SRTT, plus the worst-case delayed ACK when one segment
-    is in flight (its ACK may be delayed), 1 s before any sample."""
-    if srtt is None:
-        return PTO_NO_RTT
-    pto = 2 * srtt
-    if flight <= mss:
-        pto += WC_DEL_ACK
-    return pto if pto > PTO_MIN else PTO_MIN

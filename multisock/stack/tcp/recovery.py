@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from multisock.stack.tcp.block import _SENDING
 from multisock.stack.tcp.output import Output
+from multisock.stack.tcp.prr import Prr
 from multisock.stack.tcp.seq import MASK, ts_before, unwrap
 from multisock.wire.tcp import ACK, FIN, TCPHeader
 
@@ -198,7 +199,8 @@ class Recovery(Output):
             self.persist = False
         elif not self.persist:
             self._arm_rexmit(now)
-        self._write_space()
+        if self.nospace:  # (_write_space's own first test: most ACKs stop here)
+            self._write_space()
 
     def _dupack(self: TcpSocket, newly_sacked: int, now: float) -> None:  # type: ignore[misc]
         self.dupacks += 1
@@ -255,7 +257,9 @@ class Recovery(Output):
         if self.snd_nxt < self.snd_max or self.state not in _SENDING:
             rack.reo_at = None
             return
-        if rack.order >= 0:
+        if not rack.tq:
+            rack.reo_at = None  # nothing in flight that could be found lost
+        elif rack.order >= 0:
             rtt = self.rtt
             min_rtt = rtt.min_rtt or 0.0
             wnd = rack.reo_wnd(
@@ -279,8 +283,10 @@ class Recovery(Output):
         cc = self.cc
         rack = self.rack
         prr = self.prr
-        undo = self.undo
-        assert cc is not None and rack is not None and prr is not None and undo is not None
+        if prr is None:
+            prr = self.prr = Prr()
+        undo = self._undo_state()
+        assert cc is not None and rack is not None and undo is not None
         self.stack.counters["fast_retransmits"] += 1
         una = self.snd_una
         flight = self.snd_max - una
@@ -298,7 +304,7 @@ class Recovery(Output):
         cc = self.cc
         assert cc is not None
         self.stack.counters["fast_retransmits"] += 1
-        undo = self.undo
+        undo = self._undo_state()
         if undo is not None:
             undo.start(cc.cwnd, cc.ssthresh, self.snd_una, self.snd_max)
         cc.on_congestion_event(self.snd_max - self.snd_una, now)

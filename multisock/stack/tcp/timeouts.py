@@ -118,7 +118,7 @@ class Timeouts(Recovery):
         assert cc is not None
         rack = self.rack
         if self.retries == 1:
-            undo = self.undo
+            undo = self._undo_state()
             if undo is not None and not (self.in_recovery and undo.active):
                 # (a timeout inside a fast recovery keeps that episode's undo state)
                 undo.start(cc.cwnd, cc.ssthresh, self.snd_una, self.snd_max)
