@@ -28,7 +28,7 @@ from multisock.stack.tcp.block import (
     URG_NOTYET,
     URG_VALID,
 )
-from multisock.stack.tcp.seq import MASK, ts_before, unwrap
+from multisock.stack.tcp.seq import HALF, MASK, ts_before, unwrap
 from multisock.stack.tcp.timeouts import Timeouts
 from multisock.wire.tcp import ACK, FIN, RST, SYN, URG, TCPHeader
 
@@ -54,7 +54,8 @@ class Arrival(Timeouts):
             return
         flags = hdr.flags
         rcv_nxt = self.rcv_nxt
-        seq = unwrap(hdr.seq, rcv_nxt)
+        # seq.unwrap and seq.ts_before, inline here and in _input_ack: every segment
+        seq = rcv_nxt + ((hdr.seq - rcv_nxt + HALF) & MASK) - HALF
         seglen = len(payload)
         # PAWS (RFC 7323 §5): an old timestamp marks an old duplicate
         ts_val = hdr.ts_val
@@ -62,7 +63,7 @@ class Arrival(Timeouts):
             self.ts_ok
             and ts_val is not None
             and not flags & RST
-            and ts_before(ts_val, self.ts_recent)
+            and ((ts_val - self.ts_recent) & MASK) >= HALF
         ):
             self.stack.counters["paws_dropped"] += 1
             self._oow_ack(flags, seglen, now, "acks_skipped_paws")
@@ -255,7 +256,7 @@ class Arrival(Timeouts):
     ) -> bool:
         """RFC 9293 §3.10.7.4 fifth check; False when the segment is to be dropped."""
         una = self.snd_una
-        ack = unwrap(hdr.ack, una)
+        ack = una + ((hdr.ack - una + HALF) & MASK) - HALF  # (seq.unwrap)
         state = self.state
         if state is SYN_RECEIVED:
             if not self.snd_una < ack <= self.snd_max:
@@ -300,11 +301,19 @@ class Arrival(Timeouts):
         ):
             self._dupack(newly_sacked, now)
         if rack is not None:
-            if rack.tq or rack.tlp_end is not None or self.in_recovery:
+            tq = rack.tq
+            head = tq[0] if tq else None
+            if (
+                head is None
+                or (head.order > rack.order and not (head.done or head.sacked or head.lost))
+            ) and rack.tlp_end is None and not self.in_recovery:
+                # nothing in flight, or the oldest transmission still out was sent after the
+                # newest delivered one: nothing can be lost yet (_rack_ack's answer, whose
+                # scan would stop at that head, without its calls: the ACK of a clean path)
+                rack.reo_at = None
+            else:
                 # RFC 6937's DeliveredData: what the cumulative ACK and the SACKs moved
                 self._rack_ack(acked, acked + self.board.sacked - sacked_before, now)
-            else:
-                rack.reo_at = None  # nothing in flight to be found lost (_rack_ack's answer)
         # window update (RFC 9293: SND.WL1/WL2 ordering)
         if self.snd_wl1 < seq or (self.snd_wl1 == seq and self.snd_wl2 <= ack):
             old = self.snd_wnd

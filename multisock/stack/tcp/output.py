@@ -26,6 +26,7 @@ from multisock.stack.tcp.rack import (
     TIMER_REO,
     WC_DEL_ACK,
     Rack,
+    Sent,
 )
 from multisock.stack.tcp.seq import MASK
 from multisock.stack.tcp.undo import Undo
@@ -77,7 +78,8 @@ class Output(Options):
     ) -> None:
         """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
         win = self._window()
-        ts = (self._ts_now(now), self.ts_recent) if self.ts_ok else None
+        # (_ts_now, inline: every segment)
+        ts = ((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if self.ts_ok else None
         remote = self.remote
         local = self.local
         assert remote is not None and local is not None
@@ -416,7 +418,15 @@ class Output(Options):
             rack = self.rack
             if rack is None:
                 rack = self._new_loss_state()
-            rack.on_send(seq, end, now, snd_max)
+            if seq >= snd_max:
+                # new data: one more record at the end of both orders (Rack.on_send's
+                # first case, inline - it runs for every segment)
+                rack.sent += 1
+                rec = Sent(seq, end, now, rack.sent)
+                rack.recs.append(rec)
+                rack.tq.append(rec)
+            else:
+                rack.on_send(seq, end, now, snd_max)
             if self.in_recovery:
                 prr = self.prr
                 if prr is not None:  # (made when RACK began a recovery: it alone reads it)
@@ -517,7 +527,11 @@ class Output(Options):
             rack.timer_at = when
             rack.rto_at = rto_at
             self.t_rexmit = when
-            self._rearm()
+            # _rearm's own test, without its call: a probe pushed later (each ACK of a
+            # bulk flow) leaves the armed entry, which finds the deadline moved when due
+            armed = self.armed_at
+            if armed is None or when < armed:
+                self._rearm()
         elif rack.timer:
             rack.timer = TIMER_NONE
             self.t_rexmit = rto_at

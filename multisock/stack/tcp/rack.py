@@ -196,25 +196,18 @@ class Rack:
     # ------------------------------------------------------------------ deliveries
 
     def on_cum_ack(self, ack: int, now: float, min_rtt: float) -> None:
-        """The cumulative ACK moved to ``ack``: its records are delivered."""
+        """The cumulative ACK moved to ``ack``: its records are delivered.
+
+        An original delivered in order, not below what was delivered before this ACK, only
+        matters to RACK through the latest such one (its RTT, its send time; originals are
+        sent in sequence order): those are handed to ``_delivered`` as one, the last of a
+        run, so an ACK of many segments costs one call; any other record goes on its own,
+        in order, after the run before it."""
         recs = self.recs
         i = self.first
         n = len(recs)
-        if n - i == 1:
-            # the common case of an ACK that covers the one segment in flight (a request
-            # and its answer): no loop, and no time-order queue to walk later
-            rec = recs[i]
-            if rec.end <= ack:
-                rec.done = True
-                if rec.lost:
-                    rec.lost = False
-                    self.lost_out -= rec.end - rec.start
-                if not rec.sacked:
-                    self._delivered(rec, now, min_rtt)
-                recs.clear()
-                self.first = 0
-                self.tq.clear()
-                return
+        fack_before = self.fack_before
+        last: Sent | None = None  # the run of plain originals not yet handed over
         while i < n:
             rec = recs[i]
             if rec.end > ack:
@@ -224,19 +217,31 @@ class Rack:
                 rec.lost = False
                 self.lost_out -= rec.end - rec.start
             if not rec.sacked:
-                self._delivered(rec, now, min_rtt)
+                if rec.rtx or rec.end < fack_before:
+                    if last is not None:
+                        self._delivered(last, now, min_rtt)
+                        last = None
+                    self._delivered(rec, now, min_rtt)
+                else:
+                    last = rec
             i += 1
+        if last is not None:
+            self._delivered(last, now, min_rtt)
         if i == n:
             # every record is delivered, so is everything in ``tq`` (each entry is a
             # record of ``recs`` or one already marked done): nothing for the scan
             recs.clear()
             self.first = 0
             self.tq.clear()
-        elif i > 64 and i > (n >> 1):
+            return
+        if i > 64 and i > (n >> 1):
             del recs[:i]  # amortised: at most once per half of the list consumed
             self.first = 0
         else:
             self.first = i
+        tq = self.tq
+        while tq and tq[0].done:
+            tq.popleft()  # (the scan's own first step: what the ACK took leaves the head)
 
     def on_sacked(
         self, start: int, end: int, lo: int, hi: int, now: float, min_rtt: float

@@ -148,7 +148,7 @@ class Recovery(Output):
         # RTT sample: timestamps (RFC 7323 §4) or one timed segment (Karn)
         sample: float | None = None
         if self.ts_ok and hdr.ts_ecr:
-            delta = (self._ts_now(now) - hdr.ts_ecr) & MASK
+            delta = (((int(now * 1000) + self.ts_offset) & MASK) - hdr.ts_ecr) & MASK  # _ts_now
             if self.karn_until is not None:
                 # Karn for timestamps: an echo older than our timeout retransmission is the
                 # original's, and its ACK may have been lost for as long as the outage
