@@ -40,13 +40,12 @@ from __future__ import annotations
 import _socket
 import fcntl
 import math
-import os
 import select
 import struct
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
-from multisock.api.kernel_pair import kernel_pair
+from multisock.api.kernel_pair import PairRelay, at_number, kernel_pair
 from multisock.stack.tcp.config import TcpState
 
 if TYPE_CHECKING:
@@ -95,26 +94,17 @@ def _ioctl_int(fd: int, request: int) -> int:
     return int(_INT.unpack(fcntl.ioctl(fd, request, _ZERO))[0])
 
 
-class Bridge:
+class Bridge(PairRelay):
     """The relay between one TCP control block and a kernel pair (driver lock held in every
     method but ``__init__``)."""
 
-    __slots__ = ("core", "app", "stack_end", "tcp_pair", "pending", "pending_urgent",
-                 "eof_sent", "app_eof", "released", "resetting", "watching_read",
-                 "watching_write", "buf", "done")
+    __slots__ = ("tcp_pair", "pending", "pending_urgent", "eof_sent", "app_eof", "released",
+                 "resetting", "watching_read", "buf", "done")
 
     def __init__(self, core: StreamCore, fd_number: int | None = None) -> None:
         app, stack_end, tcp_pair = kernel_pair()
-        if fd_number is not None:
-            # keep the number the program already has (its readiness eventfd until now)
-            os.dup2(app.fileno(), fd_number, inheritable=False)
-            family = app.family
-            app.close()
-            app = _socket.socket(family, _socket.SOCK_STREAM, 0, fd_number)
-        stack_end.setblocking(False)
-        self.core = core
-        self.app: Any = app  # the program's end: its fileno() is the socket's
-        self.stack_end: Any = stack_end
+        app = at_number(app, fd_number)
+        super().__init__(core, app, stack_end)
         self.tcp_pair = tcp_pair  # False: the AF_UNIX fallback (no resets, no urgent data)
         self.pending = b""  # received TCP bytes the pair did not take yet
         self.pending_urgent = False  # ``pending`` is the one urgent byte (sent with MSG_OOB)
@@ -123,7 +113,6 @@ class Bridge:
         self.released = False  # the Python object was closed; the fd may live on elsewhere
         self.resetting = False  # the connection died: deliver what is queued, then abort
         self.watching_read = False
-        self.watching_write = False
         self.buf = bytearray(_CHUNK)
         self.done = False
         tcb: Any = cast(Any, core).tcb  # (StreamCore.tcb is typed where stream.py sets it)
@@ -133,9 +122,6 @@ class Bridge:
             if tcb.oobinline:
                 app.setsockopt(_socket.SOL_SOCKET, _socket.SO_OOBINLINE, 1)
             tcb.oobinline = True
-
-    def fileno(self) -> int:
-        return int(self.app.fileno())
 
     # ------------------------------------------------------------------ relay
 
@@ -299,16 +285,6 @@ class Bridge:
                 driver.add_reader(fd, self.pump)
             else:
                 driver.remove_reader(fd)
-
-    def _watch_write(self, on: bool) -> None:
-        if on != self.watching_write:
-            self.watching_write = on
-            driver = self.core.driver
-            fd = self.stack_end.fileno()
-            if on:
-                driver.add_writer(fd, self.pump)
-            else:
-                driver.remove_writer(fd)
 
     # ---------------------------------------------------------------- closing
 

@@ -47,12 +47,11 @@ from __future__ import annotations
 
 import _socket
 import fcntl
-import os
 import struct
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from multisock.api.kernel_pair import STACK_END_BUFFER
+from multisock.api.kernel_pair import STACK_END_BUFFER, PairRelay, at_number
 
 if TYPE_CHECKING:
     from multisock.api.dgram import DatagramCore
@@ -75,34 +74,23 @@ def default_fd_mode() -> int:
     return int(stream._default_fd_mode)
 
 
-class DatagramBridge:
+class DatagramBridge(PairRelay):
     """The relay between one UDP endpoint and a kernel datagram pair (driver lock held in
     every method but ``__init__``)."""
 
-    __slots__ = ("core", "app", "stack_end", "sources", "watching_write", "done", "buf")
+    __slots__ = ("sources", "done", "buf")
 
     def __init__(self, core: DatagramCore, fd_number: int | None = None) -> None:
         app, stack_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_DGRAM)
-        if fd_number is not None:
-            # keep the number the program already has (its readiness eventfd until now)
-            os.dup2(app.fileno(), fd_number, inheritable=False)
-            app.close()
-            app = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM, 0, fd_number)
-        stack_end.setblocking(False)
+        app = at_number(app, fd_number)
+        super().__init__(core, app, stack_end)
         # the pair's capacity towards the program (the relay end's send buffer is charged
         # until the program reads): bounded, and room for the largest datagram
         stack_end.setsockopt(_socket.SOL_SOCKET, _socket.SO_SNDBUF, STACK_END_BUFFER)
-        self.core = core
-        self.app: Any = app  # the program's end: its fileno() is the socket's
-        self.stack_end: Any = stack_end
         self.sources: deque[Source] = deque()  # in step with the datagrams in the pair
-        self.watching_write = False
         self.done = False
         self.buf = bytearray(_MAX_DATAGRAM + 1)
         core.driver.add_reader(stack_end.fileno(), self.pump)
-
-    def fileno(self) -> int:
-        return int(self.app.fileno())
 
     # ------------------------------------------------------------------ relay
 
@@ -164,16 +152,6 @@ class DatagramBridge:
             except OSError:
                 ep.counters["tx_dropped"] = ep.counters.get("tx_dropped", 0) + 1
         core.driver.after_drain(self.pump)  # (budget spent: the rest on the next round)
-
-    def _watch_write(self, on: bool) -> None:
-        if on != self.watching_write:
-            self.watching_write = on
-            driver = self.core.driver
-            fd = self.stack_end.fileno()
-            if on:
-                driver.add_writer(fd, self.pump)
-            else:
-                driver.remove_writer(fd)
 
     # ------------------------------------------------------------ Python reads
 

@@ -18,6 +18,8 @@ the pair falls back to AF_UNIX, with the AF_UNIX limits said in ``bridge.py``.
 from __future__ import annotations
 
 import _socket
+import os
+from abc import ABC, abstractmethod
 from typing import Any
 
 # the relay's end keeps this much in flight to the program, each way (the program's end
@@ -70,3 +72,46 @@ def kernel_pair() -> tuple[Any, Any, bool]:
     except OSError:
         app, stack_end = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
         return app, stack_end, False
+
+
+def at_number(app: Any, fd_number: int | None) -> Any:
+    """The program's end of a new pair under ``fd_number`` when the program already holds
+    that number (the readiness eventfd it was given before the bridge existed), else as is."""
+    if fd_number is None:
+        return app
+    os.dup2(app.fileno(), fd_number, inheritable=False)
+    family, kind = app.family, app.type
+    app.close()
+    return _socket.socket(family, kind, 0, fd_number)
+
+
+class PairRelay(ABC):
+    """What the stream and datagram bridges share: the core they relay for, the program's
+    end of the pair (whose number is the socket's fd), the relay's own end, and the write
+    watch that calls ``pump`` again when the relay's end can take more (driver lock held)."""
+
+    __slots__ = ("core", "app", "stack_end", "watching_write")
+
+    def __init__(self, core: Any, app: Any, stack_end: Any) -> None:
+        stack_end.setblocking(False)
+        self.core = core
+        self.app: Any = app  # the program's end: its fileno() is the socket's
+        self.stack_end: Any = stack_end
+        self.watching_write = False
+
+    def fileno(self) -> int:
+        return int(self.app.fileno())
+
+    @abstractmethod
+    def pump(self) -> None:
+        """Move what can move both ways; arrange to be called again when more can."""
+
+    def _watch_write(self, on: bool) -> None:
+        if on != self.watching_write:
+            self.watching_write = on
+            driver = self.core.driver
+            fd = self.stack_end.fileno()
+            if on:
+                driver.add_writer(fd, self.pump)
+            else:
+                driver.remove_writer(fd)
