@@ -141,11 +141,18 @@ def pytest_configure(config: pytest.Config) -> None:
         "multisock(delay=, jitter=, loss=, reorder=, duplicate=, corrupt=, rate=, mtu=, seed=): "
         "run the test on a fresh multisock host with these impairments (docs/pytest.md)",
     )
-    # UnclosedSocketWarning is shown by default (a plain ResourceWarning is ignored); put
-    # first so that the project's own filters and -W still decide over it
+    # UnclosedSocketWarning is shown by default (a plain ResourceWarning is ignored). A
+    # project's blanket "error" (urllib3's, requests'...) must not turn it into failures: the
+    # kernel reports nothing for a socket a test leaves open and still references, so the
+    # suite would fail only under multisock. Our line goes last unless the project's filters
+    # name the warning themselves (then theirs decide); -W on the command line still wins
     filters = config.getini("filterwarnings")
     if isinstance(filters, list):
-        filters.insert(0, "default::multisock.pytest_plugin.UnclosedSocketWarning")
+        ours = "default::multisock.pytest_plugin.UnclosedSocketWarning"
+        if any("UnclosedSocketWarning" in str(line) for line in filters):
+            filters.insert(0, ours)
+        else:
+            filters.append(ours)
     settings = _settings(config.option)
     workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and "multisock_seed" in workerinput:

@@ -461,3 +461,25 @@ def test_reaches_a_kernel_server_then_fails():
     result.assert_outcomes(failed=1)
     # the flow left through the gateway's loopback relay: its counters and row are shown
     result.stdout.fnmatch_lines(["*- multisock -*", "*gateway *: 1 flow(s)", "*kernel=127.0.0.1:*"])
+
+
+def test_a_blanket_error_filter_does_not_fail_a_test_for_a_leak(pytester: pytest.Pytester) -> None:
+    """A project with ``filterwarnings = error`` (urllib3, requests...) passes under the plugin
+    as on the kernel, which reports nothing for a socket left open and still referenced; the
+    leak is still shown. A filter naming the warning decides: there it fails the test."""
+    pytester.makepyfile('''
+        import socket
+        KEEP = []
+        def test_leaks(mshost):
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind(("127.0.0.1", 5557))
+            KEEP.append(s)
+    ''')
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    result = run_here(pytester)
+    result.assert_outcomes(passed=1)
+    assert "test_leaks left a socket open" in result.stdout.str()
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n"
+                     "    error::multisock.pytest_plugin.UnclosedSocketWarning\n")
+    result = run_here(pytester)
+    result.assert_outcomes(passed=1, errors=1)
