@@ -46,12 +46,12 @@ def test_dsack_during_recovery_ends_it() -> None:
     s, sock, _ = flight(10, queued=2)
     s.advance(RTT)
     s.inject(". 1:1(0) ack 1 win 65535 <sack 1001:2001>")
-    assert [p.split()[1] for p in s.pending()] == ["10001:11001(1000)"]  # limited transmit
+    assert [p.split()[1] for p in s.pending()] == ["10001:11001(1000)", "11001:12001(1000)"]
     s.host.sent.clear()
     s.inject(". 1:1(0) ack 1 win 65535 <sack 3001:5001 1001:2001>")
     s.expect(". 1:1001(1000) ack 1")  # (PRR: one segment now; 2001:3001 would be next)
     s.expect_none()
-    s.inject(". 1:1(0) ack 10001 win 65535")  # the originals: below recover (11001)
+    s.inject(". 1:1(0) ack 10001 win 65535")  # the originals: below recover (12001)
     assert sock.info()["ca_state"] == "recovery"
     assert sock.info()["total_retrans"] == 1
     s.inject(". 1:1(0) ack 10001 win 65535 <sack 1:1001>")

