@@ -97,15 +97,16 @@ NOT_COMPILED: dict[str, str] = {
 # when it also creates the statics (string constants, ...) of all its modules and the dynamic
 # loader relocates all its data. The row "footprint: import + patch_all + host" imports the
 # main group's modules only; these are off that path, each group with the reason. Calls from
-# one group into another go through a table of pointers (the cores' calls into the engine).
+# one group into another go through a table of pointers, and gcc cannot inline them: the
+# socket cores (api/stream.py, dgram.py) are off the row's path too, but in a group of their
+# own bulk transfer ran ~15 % slower (docs/performance.md), so they stay in the main group.
 GROUPS: dict[str, list[str]] = {
-    # imported by the first socket() (socket.py's _make_core), not by import or a host
-    "multisock_cores": ["multisock/api/stream.py", "multisock/api/dgram.py"],
-    # imported only by the features that use them: raw ICMP sockets, the L2 codecs (no
-    # module of the package's socket path imports them), the gevent and virtual-time drivers
-    "multisock_cold": ["multisock/stack/raw.py", "multisock/wire/arp.py",
-                       "multisock/wire/ethernet.py", "multisock/net/gevent_driver.py",
-                       "multisock/net/virtual_driver.py"],
+    # imported only by the features that use them: the L2 codecs (no module of the
+    # package's socket path imports them), the gevent and virtual-time drivers. Not
+    # stack/raw.py: api/dgram.py imports it (for raw ICMP sockets), and a group whose module
+    # imports another group's, even inside a function, loads that group's library with its own
+    "multisock_cold": ["multisock/wire/arp.py", "multisock/wire/ethernet.py",
+                       "multisock/net/gevent_driver.py", "multisock/net/virtual_driver.py"],
 }
 
 

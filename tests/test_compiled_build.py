@@ -54,7 +54,7 @@ def test_modules_of_the_separate_groups_are_extensions() -> None:
             break
     else:
         raise AssertionError("setup.py has no GROUPS")
-    assert "multisock/api/stream.py" in groups["multisock_cores"]
+    assert "multisock/wire/ethernet.py" in groups["multisock_cold"]
     for name, paths in groups.items():
         assert importlib.util.find_spec(f"{name}__mypyc") is not None, name
         for path in paths:
