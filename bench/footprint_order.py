@@ -22,14 +22,19 @@ import tempfile
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "import_time_functions.txt"
+# as bench/worker.py's footprint() runs it, collections included (they run the types'
+# traverse and clear functions)
 SEQUENCE = """
+import gc, json, os, sys, time
 import socket, threading
+gc.collect()
 import multisock
 assert multisock.COMPILED, "run this with the compiled build's interpreter"
 import multisock.monkey
 from multisock.runtime import default_host
 multisock.monkey.patch_all()
 default_host()
+gc.collect()
 """
 HEADER = """\
 # The compiled build's functions that import multisock + patch_all() + one host runs, in the
