@@ -99,7 +99,7 @@ NOT_COMPILED: dict[str, str] = {
 # main group's modules only; these are off that path, each group with the reason. Calls from
 # one group into another go through a table of pointers, and gcc cannot inline them: the
 # socket cores (api/stream.py, dgram.py) are off the row's path too, but in a group of their
-# own bulk transfer ran ~15 % slower (docs/performance.md), so they stay in the main group.
+# own bulk transfer ran 8-15 % slower (docs/performance.md), so they stay in the main group.
 GROUPS: dict[str, list[str]] = {
     # imported only by the features that use them: the L2 codecs (no module of the
     # package's socket path imports them), the gevent and virtual-time drivers. Not
