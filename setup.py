@@ -93,6 +93,34 @@ NOT_COMPILED: dict[str, str] = {
 }
 
 
+# mypyc groups: each is one shared library, loaded at the first import of any of its modules,
+# when it also creates the statics (string constants, ...) of all its modules and the dynamic
+# loader relocates all its data. The row "footprint: import + patch_all + host" imports the
+# main group's modules only; these are off that path, each group with the reason. Calls from
+# one group into another go through a table of pointers, and gcc cannot inline them: the
+# socket cores (api/stream.py, dgram.py) are off the row's path too, but in a group of their
+# own bulk transfer ran 8-15 % slower (docs/performance.md), so they stay in the main group.
+GROUPS: dict[str, list[str]] = {
+    # imported only by the features that use them: the L2 codecs (no module of the
+    # package's socket path imports them), the gevent and virtual-time drivers. Not
+    # stack/raw.py: api/dgram.py imports it (for raw ICMP sockets), and a group whose module
+    # imports another group's, even inside a function, loads that group's library with its own
+    "multisock_cold": ["multisock/wire/arp.py", "multisock/wire/ethernet.py",
+                       "multisock/net/gevent_driver.py", "multisock/net/virtual_driver.py"],
+}
+
+
+# groups whose code runs per feature, not per packet: compiled for size (-Os)
+COLD_GROUPS = {"multisock_cold__mypyc"}
+
+
+def compiled_groups() -> list[tuple[list[str], str]]:
+    """mypyc's ``separate`` argument: ``GROUPS``, then the group ``multisock`` of the rest."""
+    grouped = {path for paths in GROUPS.values() for path in paths}
+    rest = [p for p in compiled_modules() if p not in grouped]
+    return [(rest, "multisock"), *((paths, name) for name, paths in GROUPS.items())]
+
+
 def compiled_modules() -> list[str]:
     """The source files mypyc compiles: every module of wire/ and stack/ but the packages'
     ``__init__`` files (a few lines each; they stay Python) and ``INTERPRETED``, then
@@ -130,30 +158,47 @@ def compiled_build() -> dict[str, Any]:
                              "build environment") from None
         return args
     # opt_level 3 is mypyc's default; debug_level 0: no debug information (it is never
-    # loaded, but gcc spends time writing it); group_name keeps the shared runtime library's
-    # name stable (multisock__mypyc) rather than a hash of the file list
+    # loaded, but gcc spends time writing it). Groups (``GROUPS``): one shared library per
+    # group, each named rather than a hash of its file list
     extensions = mypycify(compiled_modules(), opt_level="3", debug_level="0",
-                          group_name="multisock", target_dir="build/compiled/c")
-    cflags, ldflags = ["-fvisibility=hidden"], []
-    if shutil.which("ld.gold"):
+                          separate=compiled_groups(), target_dir="build/compiled/c")
+    cflags, ldflags = ["-fvisibility=hidden"], _layout_flags()
+    if ldflags:
         cflags.append("-ffunction-sections")
-        ldflags = ["-fuse-ld=gold", f"-Wl,--section-ordering-file={_import_order_file()}"]
+    # a shim (the few lines of PyInit_* of each module, calling into its group) is loaded
+    # for each module that interpreted code imports (10 on the footprint row's path): in
+    # two pages (text and header together, data and GOT together) rather than GNU ld's
+    # default four (separate code, read-only-after-relocation) - 8 KiB less each
+    shim_ldflags = ["-Wl,-z,noseparate-code", "-Wl,-z,norelro"]
+    shim_ldflags = shim_ldflags if _links(shim_ldflags) else []
     for extension in extensions:
         # only PyInit_* (default visibility by CPython's own macro) needs exporting: the
         # modules reach the group's code through a capsule. Hidden symbols make a smaller
         # dynamic symbol table and fewer relocations, both paid at import
         extension.extra_compile_args = [*extension.extra_compile_args, *cflags]
+        if not extension.name.endswith("__mypyc"):
+            extension.extra_link_args = [*extension.extra_link_args, *shim_ldflags]
+            continue
         extension.extra_link_args = [*extension.extra_link_args, *ldflags]
+        if extension.name in COLD_GROUPS:
+            # smaller code for what runs per feature, not per packet (the last -O wins)
+            extension.extra_compile_args.append("-Os")
+    # the groups' C files compile side by side
+    args["options"]["build_ext"] = {"parallel": os.cpu_count() or 1}
     args["ext_modules"] = extensions
     return args
 
 
 # What runs once, at import and while the first host is built: the modules' top levels,
-# the classes' set-up, the constructors. Laid out together (gold's section ordering, over
-# gcc's one section per function), they share a few pages; scattered among the functions of
-# their modules, as gcc lays them out, each import faults in the pages around them (the
-# kernel maps up to 64 KiB around a fault) and most of the extension's code becomes resident
-# though it never runs. The footprint row of ``python -m bench`` measures it.
+# the classes' set-up, the constructors. Laid out together (gcc's one section per function,
+# ordered by the linker), they share a few pages; scattered among the functions of their
+# modules, as gcc lays them out, each import faults in the pages around them (the kernel maps
+# up to 64 KiB around a fault) and most of the extension's code becomes resident though it
+# never runs. First the functions that the row's sequence was seen running
+# (``IMPORT_TIME_LIST``, written by bench/footprint_order.py), then these patterns, which
+# cover most of them should the list be stale. The footprint row of ``python -m bench``
+# measures it.
+IMPORT_TIME_LIST = "bench/import_time_functions.txt"
 IMPORT_TIME_SECTIONS = [
     ".text.CPyDef_*_____top_level__",
     ".text.CPyExec_*",
@@ -169,12 +214,58 @@ IMPORT_TIME_SECTIONS = [
 ]
 
 
-def _import_order_file() -> str:
-    path = os.path.abspath("build/compiled/import-order.txt")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(IMPORT_TIME_SECTIONS) + "\n")
-    return path
+def _import_time_sections() -> list[str]:
+    listed: list[str] = []
+    if os.path.exists(IMPORT_TIME_LIST):
+        with open(IMPORT_TIME_LIST, encoding="utf-8") as handle:
+            listed = [f".text.{line.strip()}" for line in handle
+                      if line.strip() and not line.startswith("#")]
+    return listed + IMPORT_TIME_SECTIONS
+
+
+def _links(flags: list[str]) -> bool:
+    """Whether the C compiler links a shared object with these flags (no warning either)."""
+    import subprocess
+    import tempfile
+
+    compiler = os.environ.get("CC", "cc").split()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "probe.c")
+        with open(source, "w", encoding="utf-8") as handle:
+            handle.write("int probe(void) { return 0; }\n")
+        try:
+            done = subprocess.run([*compiler, "-shared", "-fPIC", "-Wl,--fatal-warnings",
+                                   *flags, source, "-o", os.path.join(tmp, "probe.so")],
+                                  capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return done.returncode == 0
+
+
+def _layout_flags() -> list[str]:
+    """Link flags that lay the import-time code out together, and pack the relocations.
+
+    GNU ld with ``-z pack-relative-relocs`` (binutils 2.38, glibc 2.36): the ~13,600 relative
+    relocations, 24 bytes each (~320 KiB the dynamic loader reads, hence resident, at
+    import), become a bitmap of ~6 KiB; the order comes from a linker script that
+    ``INSERT``s one output section of the import-time functions before ``.text``. Else gold's
+    ``--section-ordering-file`` (gold has no packed relocations); else nothing."""
+    base = os.path.abspath("build/compiled")
+    os.makedirs(base, exist_ok=True)
+    sections = _import_time_sections()
+    if _links(["-Wl,-z,pack-relative-relocs"]):
+        script = os.path.join(base, "import-order.ld")
+        with open(script, "w", encoding="utf-8") as handle:
+            body = "".join(f"    *({section})\n" for section in sections)
+            handle.write(f"SECTIONS\n{{\n  .text.import_time :\n  {{\n{body}  }}\n}}\n"
+                         "INSERT BEFORE .text;\n")
+        return ["-Wl,-z,pack-relative-relocs", f"-Wl,-T,{script}"]
+    if shutil.which("ld.gold"):
+        order = os.path.join(base, "import-order.txt")
+        with open(order, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(sections) + "\n")
+        return ["-fuse-ld=gold", f"-Wl,--section-ordering-file={order}"]
+    return []
 
 
 setup(cmdclass={"build_py": BuildPyWithActivation}, **compiled_build())

@@ -43,6 +43,25 @@ def test_hot_modules_above_the_boundary_are_extensions() -> None:
         assert spec is not None and str(spec.origin).endswith(".so"), (path, spec)
 
 
+@pytest.mark.skipif(not multisock.COMPILED, reason="the pure build compiles nothing")
+def test_modules_of_the_separate_groups_are_extensions() -> None:
+    """setup.py's ``GROUPS`` (modules off the footprint row's path, in shared libraries of
+    their own) are compiled like the rest, each loading its group's library on import."""
+    for node in ast.parse(SETUP.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "GROUPS":
+            assert node.value is not None
+            groups: dict[str, list[str]] = ast.literal_eval(node.value)
+            break
+    else:
+        raise AssertionError("setup.py has no GROUPS")
+    assert "multisock/wire/ethernet.py" in groups["multisock_cold"]
+    for name, paths in groups.items():
+        assert importlib.util.find_spec(f"{name}__mypyc") is not None, name
+        for path in paths:
+            spec = importlib.util.find_spec(path[:-3].replace("/", "."))
+            assert spec is not None and str(spec.origin).endswith(".so"), (path, spec)
+
+
 def test_setblocking_takes_any_truth_value() -> None:
     """CPython's setblocking takes an int (gevent passes 0 and 1); compiled code checks
     argument types, so the core's parameter is not annotated bool."""

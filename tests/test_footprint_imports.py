@@ -122,3 +122,33 @@ def test_the_probe_sees_a_layer_loaded_on_use() -> None:
     assert {"multisock.security", "multisock.security.firewall", "multisock.net.pcap"} <= set(
         _hits(added, OPTIONAL_LAYERS))
     assert {"shlex", "pickle"} <= set(_hits(added, HEAVY))
+
+
+def _setup_groups() -> dict[str, list[str]]:
+    """setup.py's ``GROUPS`` (read, not run: running it would build)."""
+    import ast
+
+    setup = Path(__file__).resolve().parent.parent / "setup.py"
+    for node in ast.parse(setup.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "GROUPS":
+            assert node.value is not None
+            groups: dict[str, list[str]] = ast.literal_eval(node.value)
+            return groups
+    raise AssertionError("setup.py has no GROUPS")
+
+
+def test_row_imports_no_module_of_a_separate_group() -> None:
+    """The compiled build puts the modules that the row's sequence does not import in mypyc
+    groups of their own (setup.py, ``GROUPS``), so that their shared libraries - their code,
+    data, relocations and constants - are not loaded by it. A module of the sequence that
+    imports one at its top level would load its whole group: this names it. On the compiled
+    build, the groups' libraries themselves must be absent too."""
+    groups = _setup_groups()
+    assert groups, "setup.py's GROUPS is empty"
+    added = added_modules()
+    for name, paths in groups.items():
+        modules = [p[:-3].replace("/", ".") for p in paths]
+        assert not set(modules) & set(added), (name, sorted(set(modules) & set(added)))
+        assert f"{name}__mypyc" not in added, f"the {name} group's library was loaded"
+    if multisock.COMPILED:
+        assert "multisock__mypyc" in added  # the probe sees the libraries it loads
