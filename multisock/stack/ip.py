@@ -613,6 +613,15 @@ class IPStack:
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, segment, now)
                 return
+            if (proto == PROTO_UDP and not frag & 0x3FFF and 20 <= total <= size
+                    and dst in self._local and not self.raw_listeners
+                    and (iface.loopback or not (src[0] == 127 or src[0] >= 224
+                                                or src in self._local))):
+                # the same fast path for a unicast UDP datagram: _input4's and _deliver's
+                # branches for it (an address of ours is never a broadcast; no checksum to
+                # verify on a trusted link), without their parse and per-protocol tests
+                self._udp_input_fast(packet, iface, now, src, dst, total)
+                return
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -625,6 +634,19 @@ class IPStack:
                 raise MalformedPacket("ip", "unknown version")
         except MalformedPacket as exc:
             self._malformed(exc)
+
+    def _udp_input_fast(self, packet: bytes, iface: Interface, now: float, src: bytes,
+                        dst: bytes, total: int) -> None:
+        """input()'s fast path for a unicast UDP datagram to an address of ours (its checks
+        made there): INPUT hooks, then UDP, then port unreachable as _deliver would."""
+        segment = memoryview(packet)[20:total]
+        hooks = self.hooks
+        if hooks is not None and hooks.input and not hooks.admit(
+                INPUT, Packet(INPUT, src, dst, PROTO_UDP, segment, packet, iface)):
+            return
+        self.counters["in_delivered"] += 1
+        if not self.udp.input(src, dst, segment, False, packet[8], packet[1], iface.index):
+            self._icmp_port_unreachable(src, dst, packet, now)
 
     def _malformed(self, exc: MalformedPacket) -> None:
         self.counters["in_malformed"] += 1
