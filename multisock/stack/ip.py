@@ -1111,6 +1111,38 @@ class IPStack:
         gateway = route.gateway
         iface.transmit(packet, dst if gateway is None else gateway, self.now)
 
+    def udp_output(self, src: bytes, dst: bytes, header: bytes, payload: bytes | memoryview,
+                   ttl: int | None, tos: int, broadcast_ok: bool) -> None:
+        """A unicast datagram from stack/udp.py: output() with the UDP checksum to fill.
+
+        Fast path, the usual datagram: IPv4 to a unicast destination, no policy rules and no
+        hooks, that fits the route's MTU on a trusted interface (no checksum) - what output()
+        and _send() would do in one go, with the route and the source remembered per
+        destination (_cached_route, select_source). Anything else goes through output()."""
+        if len(dst) == 4 and dst[0] < 224 and self.rules is None and self.hooks is None:
+            route = self._cached_route(dst)
+            if route is not None and route.interface.trusted:
+                iface = route.interface
+                length = 28 + len(payload)
+                mtu = route.mtu if route.mtu is not None else iface.mtu
+                if not src:
+                    src = self.select_source(dst) or b""
+                if src and length <= mtu and length <= 0xFFFF:
+                    ident = self._ident = (self._ident + 1) & 0xFFFF
+                    ip_header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0,
+                                                  self.default_ttl if ttl is None else ttl,
+                                                  PROTO_UDP, 0, src, dst)
+                    packet = b"".join((ip_header, header, payload))
+                    counters = iface.counters
+                    counters["tx_packets"] += 1
+                    counters["tx_bytes"] += length
+                    self.counters["out_packets"] += 1
+                    gateway = route.gateway
+                    iface.transmit(packet, dst if gateway is None else gateway, self.now)
+                    return
+        self.output(src, dst, PROTO_UDP, header, payload, ttl=ttl, tos=tos, csum_offset=6,
+                    broadcast_ok=broadcast_ok)
+
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,
                    payload: bytes | memoryview = b"") -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import errno
 import os
 import random
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from multisock.stack.addresses import (
     AF_INET6,
+    V4MAPPED_PREFIX,
     is_multicast,
     is_v4mapped,
     is_wildcard,
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from multisock.stack.ip import IPStack
 
 PROTO_UDP = 17
+_UDP_HEADER = struct.Struct("!HHHH")  # (udp_wire.build's, without its call)
 MAX_MEMBERSHIPS = 20  # Linux's net.ipv4.igmp_max_memberships (and a bound all the same)
 MAX_PAYLOAD_V4 = 65535 - 20 - 8
 MAX_PAYLOAD_V6 = 65535 - 8
@@ -93,20 +96,25 @@ class UdpStack:
         """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's;
         ``source``: the source address IP_PKTINFO/IPV6_PKTINFO chose (checked local)."""
         size = len(data)
-        target = wire_address(ep, addr)
-        limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
-        if size > limit:
+        target = addr[12:] if len(addr) == 16 and addr[:12] == V4MAPPED_PREFIX else addr
+        if size > (MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6):
             raise _oserror(errno.EMSGSIZE)
         if port == 0:
             raise _oserror(errno.EINVAL)
-        self.autobind(ep)
-        assert ep.local is not None
-        src = wire_address(ep, ep.local[0])
+        local = ep.local
+        if local is None:
+            self.autobind(ep)
+            local = ep.local
+            assert local is not None
         if source is not None:
             src = source
+        else:
+            src = local[0]
+            if len(src) == 16 and src[:12] == V4MAPPED_PREFIX:
+                src = src[12:]
         if is_wildcard(src):
             src = b""
-        header = udp_wire.build(ep.local[1], port, size)
+        header = _UDP_HEADER.pack(local[1], port, 8 + size, 0)
         if is_multicast(target):
             mc_if = ep.multicast_if
             self.ip.output(
@@ -118,17 +126,8 @@ class UdpStack:
                 mc_loop=ep.multicast_loop,
             )
         else:
-            self.ip.output(
-                src,
-                target,
-                PROTO_UDP,
-                header,
-                data,
-                ttl=ep.ttl if ttl is None else ttl,
-                tos=ep.tos if tos is None else tos,
-                csum_offset=udp_wire.CHECKSUM_OFFSET,
-                broadcast_ok=ep.broadcast,
-            )
+            self.ip.udp_output(src, target, header, data, ep.ttl if ttl is None else ttl,
+                               ep.tos if tos is None else tos, ep.broadcast)
         self.counters["out"] += 1
         ep.counters["tx"] += 1
         return size
