@@ -15,18 +15,18 @@ from multisock.stack.addresses import (
     is_multicast,
     is_v4mapped,
     is_wildcard,
+    to_v4mapped,
 )
 from multisock.stack.datagram import DatagramEndpoint, Meta
 from multisock.stack.ports import PortTable, source_for_endpoint
 from multisock.wire import udp as udp_wire
-from multisock.wire.errors import MalformedPacket
 
 if TYPE_CHECKING:
     from multisock.stack.interface import Interface
     from multisock.stack.ip import IPStack
 
 PROTO_UDP = 17
-_UDP_HEADER = struct.Struct("!HHHH")  # (udp_wire.build's, without its call)
+_UDP_HEADER = struct.Struct("!HHHH")  # udp_wire's header, packed and read inline per datagram
 MAX_MEMBERSHIPS = 20  # Linux's net.ipv4.igmp_max_memberships (and a bound all the same)
 MAX_PAYLOAD_V4 = 65535 - 20 - 8
 MAX_PAYLOAD_V6 = 65535 - 8
@@ -135,25 +135,38 @@ class UdpStack:
     def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool,
               ttl: int = 64, tos: int = 0, ifindex: int = 0) -> bool:
         """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
-        try:
-            header, payload = udp_wire.parse(segment)
-        except MalformedPacket:
+        # (udp_wire.parse's checks and trimming, inline: no header object per datagram)
+        size = len(segment)
+        if size < 8:
+            self.counters["bad_header"] += 1
+            return True
+        sport, dport, length, _ = _UDP_HEADER.unpack_from(segment)
+        if length < 8 or length > size:
             self.counters["bad_header"] += 1
             return True
         self.counters["in"] += 1
-        receivers = self.ports.lookup(dst, header.dst_port, src, header.src_port)
+        receivers = self.ports.lookup(dst, dport, src, sport)
         if not receivers:
             no_socket = self.no_socket
-            if (no_socket is not None and not broadcast
-                    and no_socket(src, dst, header.src_port, header.dst_port, payload)):
-                return True
+            if not broadcast and no_socket is not None:
+                view = segment if isinstance(segment, memoryview) else memoryview(segment)
+                if no_socket(src, dst, sport, dport, view[8:length]):
+                    return True
             self.counters["no_port"] += 1
             return False
-        data = bytes(payload)
-        targets = receivers if broadcast else receivers[:1]
+        data = bytes(segment[8:length])
+        if not broadcast:
+            ep = receivers[0]
+            # the IP fields only for a socket that asked for them (recvmsg's ancillary data)
+            meta = Meta(ttl, tos, dst, ifindex) if ep.recv_meta else None
+            source = (to_v4mapped(src) if ep.family == AF_INET6 and len(src) == 4 else src,
+                      sport)
+            if not ep.deliver(data, source, meta):
+                self.counters["rcvbuf_errors"] += 1
+            return True
         meta = Meta(ttl, tos, dst, ifindex)
-        for ep in targets:
-            if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port), meta):
+        for ep in receivers:
+            if not ep.deliver(data, (source_for_endpoint(ep, src), sport), meta):
                 self.counters["rcvbuf_errors"] += 1
         return True
 
