@@ -213,11 +213,13 @@ class DatagramCore(Core):
     # --------------------------------------------------------------- sending
 
     def send(self, data: Any, flags: int = 0) -> int:
-        self.check_open()
-        if self.ep.remote is None:
+        if self.closed:
+            raise bad_fd()
+        remote = self.ep.remote
+        if remote is None:
             self._pass_on_fd_writes()  # (they fail too: counted, as the driver would)
             raise oserror(errno.EDESTADDRREQ)
-        return self._send(data, self.ep.remote)
+        return self._send(data, remote)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = _NO_ADDRESS) -> int:
         self.check_open()
@@ -268,27 +270,31 @@ class DatagramCore(Core):
 
     def _send(self, data: Any, target: tuple[bytes, int], ttl: int | None = None,
               tos: int | None = None, pktinfo: A.PktInfo | None = None) -> int:
-        view = data if isinstance(data, memoryview) else memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view: bytes | memoryview
+        if type(data) is bytes:
+            view = data  # (immutable: the stack may read it as it is, no view to make)
+        else:
+            view = data if isinstance(data, memoryview) else memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+        ep = self.ep
         with self.driver.operation():
             self.host.touch()
             if self.bridge is not None:
                 self.bridge.from_app()  # what C code wrote on the fd before goes first
-            if self.ep.shut_wr:
+            if ep.shut_wr:
                 raise oserror(errno.EPIPE)
-            err = self.ep.take_error()
-            if err:
-                raise oserror(err)
+            if ep.pending_error:
+                raise oserror(ep.take_error())
             addr, port = target
             if self.is_ping or self.is_raw:
-                sent = int(self._stack.sendto(self.ep, view, addr))
+                sent = int(self._stack.sendto(ep, view, addr))
             else:
                 if is_wildcard(addr):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
                 source = self._pktinfo_source(pktinfo) if pktinfo is not None else None
-                sent = int(self._stack.sendto(self.ep, view, addr, port, ttl, tos, source))
+                sent = int(self.host.ip.udp.sendto(ep, view, addr, port, ttl, tos, source))
             return sent
 
     # ------------------------------------------------------------- receiving
@@ -297,14 +303,19 @@ class DatagramCore(Core):
         self.check_open()
         if self.bridge is not None:
             return self._recv_bridged(flags)
-        with self.driver.operation():
-            self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
+        ep = self.ep
+        driver = self.driver
+        with driver.operation():
+            driver.drain()  # (wait()'s first step: what is queued may make us ready)
+            if not (ep.queue or ep.pending_error or ep.shut_rd or ep.closed or self.closed):
+                # nothing queued: wait (ep.readable, or closed); a datagram already there
+                # is taken without making the predicate or entering wait()
+                self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
             if self.closed:
                 raise oserror(errno.EBADF)
-            err = self.ep.take_error()
-            if err:
-                raise oserror(err)
-            item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            if ep.pending_error:
+                raise oserror(ep.take_error())
+            item = ep.pop(bool(flags & MSG_PEEK))
             self.sync_fd()
             if item is None:
                 return b"", (b"", 0), None
