@@ -69,6 +69,8 @@ class DatagramCore(Core):
         # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno()
         self.fd_mode = default_fd_mode()
         self.bridge: DatagramBridge | None = None
+        # recvfrom's last source, (address, port, as formatted for the program)
+        self._last_source: tuple[bytes, int, tuple[Any, ...]] | None = None
 
     @property
     def _stack(self) -> Any:
@@ -229,7 +231,7 @@ class DatagramCore(Core):
             flags = flags_or_address
         if not isinstance(flags, int):
             raise TypeError(f"'{type(flags).__name__}' object cannot be interpreted as an integer")
-        view = memoryview(data)
+        view = data if type(data) is bytes else memoryview(data)
         target = self.parse(address, "sendto")
         return self._send(view, target)
 
@@ -367,7 +369,13 @@ class DatagramCore(Core):
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         data, (addr, port), meta = self._recv(flags)
-        return data[:bufsize], self.format(addr, port) if addr else None
+        if not addr:
+            return data[:bufsize], None
+        last = self._last_source
+        if last is None or last[1] != port or last[0] != addr:
+            # formatted once per sender, not per datagram (a reply's peer is usually the last's)
+            last = self._last_source = (addr, port, self.format(addr, port))
+        return data[:bufsize], last[2]
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")
