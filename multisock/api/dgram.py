@@ -125,7 +125,7 @@ class DatagramCore(Core):
         bridge.pump()
 
     def changed(self) -> None:
-        super().changed()
+        Core.changed(self)  # (not super(): a compiled non-native class pays for the proxy)
         bridge = self.bridge
         if bridge is not None:
             self.driver.after_drain(bridge.pump)
@@ -280,8 +280,9 @@ class DatagramCore(Core):
             if view.ndim != 1 or view.itemsize != 1:
                 view = view.cast("B")
         ep = self.ep
+        host = self.host
         with self.driver.operation():
-            self.host.touch()
+            host.touch()
             if self.bridge is not None:
                 self.bridge.from_app()  # what C code wrote on the fd before goes first
             if ep.shut_wr:
@@ -296,13 +297,14 @@ class DatagramCore(Core):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
                 source = self._pktinfo_source(pktinfo) if pktinfo is not None else None
-                sent = int(self.host.ip.udp.sendto(ep, view, addr, port, ttl, tos, source))
+                sent = int(host.ip.udp.sendto(ep, view, addr, port, ttl, tos, source))
             return sent
 
     # ------------------------------------------------------------- receiving
 
     def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
-        self.check_open()
+        if self.closed:
+            raise bad_fd()
         if self.bridge is not None:
             return self._recv_bridged(flags)
         ep = self.ep
