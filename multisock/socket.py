@@ -548,12 +548,15 @@ class socket:
     def sendto(self, data: _Any, *args: _Any) -> int:
         if not self._userspace:
             return int(self._sock.sendto(data, *args))
-        # CPython's argument parsing: sendto(data[, flags], address)
-        if len(args) not in (1, 2):
-            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
-        _bytes_like(data)
-        flags, address = (0, args[0]) if len(args) == 1 else args
-        flags = _c_int(flags)
+        if type(data) is bytes and len(args) == 1:
+            flags, address = 0, args[0]  # the usual call, sendto(bytes, address): nothing to check
+        else:
+            # CPython's argument parsing: sendto(data[, flags], address)
+            if len(args) not in (1, 2):
+                raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+            _bytes_like(data)
+            flags, address = (0, args[0]) if len(args) == 1 else args
+            flags = _c_int(flags)
         sock = self._own_timeout()
         try:
             return int(sock.sendto(data, flags, address))

@@ -69,6 +69,8 @@ class DatagramCore(Core):
         # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno()
         self.fd_mode = default_fd_mode()
         self.bridge: DatagramBridge | None = None
+        # recvfrom's last source, (address, port, as formatted for the program)
+        self._last_source: tuple[bytes, int, tuple[Any, ...]] | None = None
 
     @property
     def _stack(self) -> Any:
@@ -123,7 +125,7 @@ class DatagramCore(Core):
         bridge.pump()
 
     def changed(self) -> None:
-        super().changed()
+        Core.changed(self)  # (not super(): a compiled non-native class pays for the proxy)
         bridge = self.bridge
         if bridge is not None:
             self.driver.after_drain(bridge.pump)
@@ -213,11 +215,13 @@ class DatagramCore(Core):
     # --------------------------------------------------------------- sending
 
     def send(self, data: Any, flags: int = 0) -> int:
-        self.check_open()
-        if self.ep.remote is None:
+        if self.closed:
+            raise bad_fd()
+        remote = self.ep.remote
+        if remote is None:
             self._pass_on_fd_writes()  # (they fail too: counted, as the driver would)
             raise oserror(errno.EDESTADDRREQ)
-        return self._send(data, self.ep.remote)
+        return self._send(data, remote)
 
     def sendto(self, data: Any, flags_or_address: Any, address: Any = _NO_ADDRESS) -> int:
         self.check_open()
@@ -227,7 +231,7 @@ class DatagramCore(Core):
             flags = flags_or_address
         if not isinstance(flags, int):
             raise TypeError(f"'{type(flags).__name__}' object cannot be interpreted as an integer")
-        view = memoryview(data)
+        view = data if type(data) is bytes else memoryview(data)
         target = self.parse(address, "sendto")
         return self._send(view, target)
 
@@ -268,43 +272,54 @@ class DatagramCore(Core):
 
     def _send(self, data: Any, target: tuple[bytes, int], ttl: int | None = None,
               tos: int | None = None, pktinfo: A.PktInfo | None = None) -> int:
-        view = data if isinstance(data, memoryview) else memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view: bytes | memoryview
+        if type(data) is bytes:
+            view = data  # (immutable: the stack may read it as it is, no view to make)
+        else:
+            view = data if isinstance(data, memoryview) else memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+        ep = self.ep
+        host = self.host
         with self.driver.operation():
-            self.host.touch()
+            host.touch()
             if self.bridge is not None:
                 self.bridge.from_app()  # what C code wrote on the fd before goes first
-            if self.ep.shut_wr:
+            if ep.shut_wr:
                 raise oserror(errno.EPIPE)
-            err = self.ep.take_error()
-            if err:
-                raise oserror(err)
+            if ep.pending_error:
+                raise oserror(ep.take_error())
             addr, port = target
             if self.is_ping or self.is_raw:
-                sent = int(self._stack.sendto(self.ep, view, addr))
+                sent = int(self._stack.sendto(ep, view, addr))
             else:
                 if is_wildcard(addr):
                     # Linux sends to the wildcard as to the loopback address
                     addr = b"\x7f\x00\x00\x01" if len(addr) == 4 else bytes(15) + b"\x01"
                 source = self._pktinfo_source(pktinfo) if pktinfo is not None else None
-                sent = int(self._stack.sendto(self.ep, view, addr, port, ttl, tos, source))
+                sent = int(host.ip.udp.sendto(ep, view, addr, port, ttl, tos, source))
             return sent
 
     # ------------------------------------------------------------- receiving
 
     def _recv(self, flags: int) -> tuple[bytes, tuple[bytes, int], Meta | None]:
-        self.check_open()
+        if self.closed:
+            raise bad_fd()
         if self.bridge is not None:
             return self._recv_bridged(flags)
-        with self.driver.operation():
-            self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
+        ep = self.ep
+        driver = self.driver
+        with driver.operation():
+            driver.drain()  # (wait()'s first step: what is queued may make us ready)
+            if not (ep.queue or ep.pending_error or ep.shut_rd or ep.closed or self.closed):
+                # nothing queued: wait (ep.readable, or closed); a datagram already there
+                # is taken without making the predicate or entering wait()
+                self.wait(_readable_or_closed(self), flags, self._recv_timeout(), WAIT_READ)
             if self.closed:
                 raise oserror(errno.EBADF)
-            err = self.ep.take_error()
-            if err:
-                raise oserror(err)
-            item = self.ep.pop(peek=bool(flags & MSG_PEEK))
+            if ep.pending_error:
+                raise oserror(ep.take_error())
+            item = ep.pop(bool(flags & MSG_PEEK))
             self.sync_fd()
             if item is None:
                 return b"", (b"", 0), None
@@ -356,7 +371,13 @@ class DatagramCore(Core):
         if bufsize < 0:
             raise ValueError("negative buffersize in recvfrom")
         data, (addr, port), meta = self._recv(flags)
-        return data[:bufsize], self.format(addr, port) if addr else None
+        if not addr:
+            return data[:bufsize], None
+        last = self._last_source
+        if last is None or last[1] != port or last[0] != addr:
+            # formatted once per sender, not per datagram (a reply's peer is usually the last's)
+            last = self._last_source = (addr, port, self.format(addr, port))
+        return data[:bufsize], last[2]
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")

@@ -613,6 +613,15 @@ class IPStack:
                 self.counters["in_delivered"] += 1
                 self.tcp.input(src, dst, segment, now)
                 return
+            if (proto == PROTO_UDP and not frag & 0x3FFF and 20 <= total <= size
+                    and dst in self._local and not self.raw_listeners
+                    and (iface.loopback or not (src[0] == 127 or src[0] >= 224
+                                                or src in self._local))):
+                # the same fast path for a unicast UDP datagram: _input4's and _deliver's
+                # branches for it (an address of ours is never a broadcast; no checksum to
+                # verify on a trusted link), without their parse and per-protocol tests
+                self._udp_input_fast(packet, iface, now, src, dst, total)
+                return
         try:
             if not packet:
                 raise MalformedPacket("ip", "empty packet")
@@ -625,6 +634,19 @@ class IPStack:
                 raise MalformedPacket("ip", "unknown version")
         except MalformedPacket as exc:
             self._malformed(exc)
+
+    def _udp_input_fast(self, packet: bytes, iface: Interface, now: float, src: bytes,
+                        dst: bytes, total: int) -> None:
+        """input()'s fast path for a unicast UDP datagram to an address of ours (its checks
+        made there): INPUT hooks, then UDP, then port unreachable as _deliver would."""
+        segment = memoryview(packet)[20:total]
+        hooks = self.hooks
+        if hooks is not None and hooks.input and not hooks.admit(
+                INPUT, Packet(INPUT, src, dst, PROTO_UDP, segment, packet, iface)):
+            return
+        self.counters["in_delivered"] += 1
+        if not self.udp.input(src, dst, segment, False, packet[8], packet[1], iface.index):
+            self._icmp_port_unreachable(src, dst, packet, now)
 
     def _malformed(self, exc: MalformedPacket) -> None:
         self.counters["in_malformed"] += 1
@@ -1088,6 +1110,38 @@ class IPStack:
         self.counters["out_packets"] += 1
         gateway = route.gateway
         iface.transmit(packet, dst if gateway is None else gateway, self.now)
+
+    def udp_output(self, src: bytes, dst: bytes, header: bytes, payload: bytes | memoryview,
+                   ttl: int | None, tos: int, broadcast_ok: bool) -> None:
+        """A unicast datagram from stack/udp.py: output() with the UDP checksum to fill.
+
+        Fast path, the usual datagram: IPv4 to a unicast destination, no policy rules and no
+        hooks, that fits the route's MTU on a trusted interface (no checksum) - what output()
+        and _send() would do in one go, with the route and the source remembered per
+        destination (_cached_route, select_source). Anything else goes through output()."""
+        if len(dst) == 4 and dst[0] < 224 and self.rules is None and self.hooks is None:
+            route = self._cached_route(dst)
+            if route is not None and route.interface.trusted:
+                iface = route.interface
+                length = 28 + len(payload)
+                mtu = route.mtu if route.mtu is not None else iface.mtu
+                if not src:
+                    src = self.select_source(dst) or b""
+                if src and length <= mtu and length <= 0xFFFF:
+                    ident = self._ident = (self._ident + 1) & 0xFFFF
+                    ip_header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0,
+                                                  self.default_ttl if ttl is None else ttl,
+                                                  PROTO_UDP, 0, src, dst)
+                    packet = b"".join((ip_header, header, payload))
+                    counters = iface.counters
+                    counters["tx_packets"] += 1
+                    counters["tx_bytes"] += length
+                    self.counters["out_packets"] += 1
+                    gateway = route.gateway
+                    iface.transmit(packet, dst if gateway is None else gateway, self.now)
+                    return
+        self.output(src, dst, PROTO_UDP, header, payload, ttl=ttl, tos=tos, csum_offset=6,
+                    broadcast_ok=broadcast_ok)
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,

@@ -164,6 +164,8 @@ class PortTable:
                     continue
                 score += 4
             scored.append((score, ep))
+        if len(scored) == 1:  # the usual case: nothing to order
+            return [scored[0][1]]
         scored.sort(key=lambda item: -item[0])
         return [ep for _, ep in scored]
 

@@ -5,25 +5,28 @@ from __future__ import annotations
 import errno
 import os
 import random
+import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from multisock.stack.addresses import (
     AF_INET6,
+    V4MAPPED_PREFIX,
     is_multicast,
     is_v4mapped,
     is_wildcard,
+    to_v4mapped,
 )
 from multisock.stack.datagram import DatagramEndpoint, Meta
 from multisock.stack.ports import PortTable, source_for_endpoint
 from multisock.wire import udp as udp_wire
-from multisock.wire.errors import MalformedPacket
 
 if TYPE_CHECKING:
     from multisock.stack.interface import Interface
     from multisock.stack.ip import IPStack
 
 PROTO_UDP = 17
+_UDP_HEADER = struct.Struct("!HHHH")  # udp_wire's header, packed and read inline per datagram
 MAX_MEMBERSHIPS = 20  # Linux's net.ipv4.igmp_max_memberships (and a bound all the same)
 MAX_PAYLOAD_V4 = 65535 - 20 - 8
 MAX_PAYLOAD_V6 = 65535 - 8
@@ -93,20 +96,25 @@ class UdpStack:
         """``ttl``/``tos``: this datagram's own (sendmsg ancillary data), else the socket's;
         ``source``: the source address IP_PKTINFO/IPV6_PKTINFO chose (checked local)."""
         size = len(data)
-        target = wire_address(ep, addr)
-        limit = MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6
-        if size > limit:
+        target = addr[12:] if len(addr) == 16 and addr[:12] == V4MAPPED_PREFIX else addr
+        if size > (MAX_PAYLOAD_V4 if len(target) == 4 else MAX_PAYLOAD_V6):
             raise _oserror(errno.EMSGSIZE)
         if port == 0:
             raise _oserror(errno.EINVAL)
-        self.autobind(ep)
-        assert ep.local is not None
-        src = wire_address(ep, ep.local[0])
+        local = ep.local
+        if local is None:
+            self.autobind(ep)
+            local = ep.local
+            assert local is not None
         if source is not None:
             src = source
+        else:
+            src = local[0]
+            if len(src) == 16 and src[:12] == V4MAPPED_PREFIX:
+                src = src[12:]
         if is_wildcard(src):
             src = b""
-        header = udp_wire.build(ep.local[1], port, size)
+        header = _UDP_HEADER.pack(local[1], port, 8 + size, 0)
         if is_multicast(target):
             mc_if = ep.multicast_if
             self.ip.output(
@@ -118,17 +126,8 @@ class UdpStack:
                 mc_loop=ep.multicast_loop,
             )
         else:
-            self.ip.output(
-                src,
-                target,
-                PROTO_UDP,
-                header,
-                data,
-                ttl=ep.ttl if ttl is None else ttl,
-                tos=ep.tos if tos is None else tos,
-                csum_offset=udp_wire.CHECKSUM_OFFSET,
-                broadcast_ok=ep.broadcast,
-            )
+            self.ip.udp_output(src, target, header, data, ep.ttl if ttl is None else ttl,
+                               ep.tos if tos is None else tos, ep.broadcast)
         self.counters["out"] += 1
         ep.counters["tx"] += 1
         return size
@@ -136,25 +135,38 @@ class UdpStack:
     def input(self, src: bytes, dst: bytes, segment: memoryview, broadcast: bool,
               ttl: int = 64, tos: int = 0, ifindex: int = 0) -> bool:
         """Deliver one datagram; False when no socket wants it (caller sends port unreachable)."""
-        try:
-            header, payload = udp_wire.parse(segment)
-        except MalformedPacket:
+        # (udp_wire.parse's checks and trimming, inline: no header object per datagram)
+        size = len(segment)
+        if size < 8:
+            self.counters["bad_header"] += 1
+            return True
+        sport, dport, length, _ = _UDP_HEADER.unpack_from(segment)
+        if length < 8 or length > size:
             self.counters["bad_header"] += 1
             return True
         self.counters["in"] += 1
-        receivers = self.ports.lookup(dst, header.dst_port, src, header.src_port)
+        receivers = self.ports.lookup(dst, dport, src, sport)
         if not receivers:
             no_socket = self.no_socket
-            if (no_socket is not None and not broadcast
-                    and no_socket(src, dst, header.src_port, header.dst_port, payload)):
-                return True
+            if not broadcast and no_socket is not None:
+                view = segment if isinstance(segment, memoryview) else memoryview(segment)
+                if no_socket(src, dst, sport, dport, view[8:length]):
+                    return True
             self.counters["no_port"] += 1
             return False
-        data = bytes(payload)
-        targets = receivers if broadcast else receivers[:1]
+        data = bytes(segment[8:length])
+        if not broadcast:
+            ep = receivers[0]
+            # the IP fields only for a socket that asked for them (recvmsg's ancillary data)
+            meta = Meta(ttl, tos, dst, ifindex) if ep.recv_meta else None
+            source = (to_v4mapped(src) if ep.family == AF_INET6 and len(src) == 4 else src,
+                      sport)
+            if not ep.deliver(data, source, meta):
+                self.counters["rcvbuf_errors"] += 1
+            return True
         meta = Meta(ttl, tos, dst, ifindex)
-        for ep in targets:
-            if not ep.deliver(data, (source_for_endpoint(ep, src), header.src_port), meta):
+        for ep in receivers:
+            if not ep.deliver(data, (source_for_endpoint(ep, src), sport), meta):
                 self.counters["rcvbuf_errors"] += 1
         return True
 
