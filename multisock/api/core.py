@@ -257,6 +257,21 @@ class Core:
                 self.held_above = held
                 self.changed()
 
+    def _new_bridge(self, make: Callable[[Any, int | None], Any]) -> Any:
+        """A bridged fd for this socket (lock held): ``make(core, number)`` builds it at the
+        readiness fd's number when the program has that number already; it is registered
+        under its fd. The caller keeps it and starts it."""
+        old = self._fd
+        if old is not None:
+            self._fd = None
+            bridge = make(self, old.fd)
+            old.fd = -1  # (the number is the bridge's now)
+        else:
+            bridge = make(self, None)
+        bridge.app.settimeout(self.timeout)
+        cores_by_fd[bridge.fileno()] = self
+        return bridge
+
     def sync_fd(self) -> None:
         """Bring the readiness fd up to date after an operation consumed something.
 

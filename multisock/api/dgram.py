@@ -110,18 +110,7 @@ class DatagramCore(Core):
     def _start_bridge(self) -> None:
         """Give the socket its datagram pair (lock held); at the readiness fd's number if the
         program has that number already."""
-        from multisock.api.core import cores_by_fd
-
-        old = self._fd
-        if old is not None:
-            self._fd = None
-            bridge = DatagramBridge(self, old.fd)
-            old.fd = -1  # (the number is the bridge's now)
-        else:
-            bridge = DatagramBridge(self)
-        self.bridge = bridge
-        bridge.app.settimeout(self.timeout)
-        cores_by_fd[bridge.fileno()] = self
+        bridge = self.bridge = self._new_bridge(DatagramBridge)
         bridge.pump()
 
     def changed(self) -> None:

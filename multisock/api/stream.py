@@ -154,18 +154,7 @@ class StreamCore(Core):
     def _start_bridge(self) -> None:
         """Give the connection its socketpair (lock held); at the readiness fd's number if
         the program has that number already."""
-        from multisock.api.core import cores_by_fd
-
-        old = self._fd
-        if old is not None:
-            self._fd = None
-            bridge = Bridge(self, old.fd)
-            old.fd = -1  # (the number is the bridge's now)
-        else:
-            bridge = Bridge(self)
-        self.bridge = bridge
-        bridge.app.settimeout(self.timeout)
-        cores_by_fd[bridge.fileno()] = self
+        bridge = self.bridge = self._new_bridge(Bridge)
         bridge.pump()
 
     def changed(self) -> None:
