@@ -174,17 +174,10 @@ class ReceiveQueue:
             head = 0
         else:
             got = 0
-            while got < want:
-                chunk = chunks[index]
-                take = len(chunk) - head
-                if take > want - got:
-                    take = want - got
-                buf[got : got + take] = chunk[head : head + take]
-                got += take
-                head += take
-                if head == len(chunk):
-                    index += 1
-                    head = 0
+            parts, index, head = self._pieces(want)
+            for part in parts:
+                buf[got : got + len(part)] = part
+                got += len(part)
         if not peek:
             self._consumed(index, head, got)
         return got
@@ -211,22 +204,31 @@ class ReceiveQueue:
                 index += 1
                 head = 0
         else:
-            parts = []
-            got = 0
-            while got < want:
-                chunk = chunks[index]
-                take = len(chunk) - head
-                if take > want - got:
-                    take = want - got
-                parts.append(chunk[head : head + take])
-                got += take
-                head += take
-                if head == len(chunk):
-                    index += 1
-                    head = 0
+            parts, index, head = self._pieces(want)
             data = b"".join(parts)
         self._consumed(index, head, want)
         return data
+
+    def _pieces(self, want: int) -> tuple[list[bytes | memoryview], int, int]:
+        """The next ``want`` bytes (at most what is queued) as slices of the chunks, and the
+        read point just past them (index, head)."""
+        chunks = self.chunks
+        index = self.first
+        head = self.head
+        parts: list[bytes | memoryview] = []
+        got = 0
+        while got < want:
+            chunk = chunks[index]
+            take = len(chunk) - head
+            if take > want - got:
+                take = want - got
+            parts.append(chunk[head : head + take])
+            got += take
+            head += take
+            if head == len(chunk):
+                index += 1
+                head = 0
+        return parts, index, head
 
     def _consumed(self, index: int, head: int, got: int) -> None:
         """The read point moved to ``chunks[index][head:]``, ``got`` bytes on."""
