@@ -24,6 +24,7 @@ import gc
 import os
 import random
 import re
+import sys
 from typing import Any
 
 from multisock.pytest_plugin.settings import Settings
@@ -116,6 +117,7 @@ class ProcessHost:
         options.update(hostname=HOSTNAME, mtu=settings.mtu, seed=settings.seed)
         self.settings = settings
         self.host = activate(options)
+        self._pytest_socket_saved = _retarget_pytest_socket()
         self.router: PcapRouter | None = None
         if settings.pcap_dir is not None:
             self.router = PcapRouter()
@@ -135,7 +137,41 @@ class ProcessHost:
 
     def close(self) -> None:
         self.end()
+        _restore_pytest_socket(self._pytest_socket_saved)
         self.host.net.close()
+
+
+# pytest-socket keeps the socket functions it found at its import (before whole-suite mode
+# patched them) and puts them back after every test (``_remove_restrictions``, and
+# ``enable_socket`` at setup): left alone, every test after the first would run on the
+# kernel's sockets. While the process host is active, what it keeps is what is patched in.
+_PYTEST_SOCKET_KEPT = ("_true_socket", "_true_connect", "_true_getaddrinfo",
+                       "_true_gethostbyname")
+
+
+def _retarget_pytest_socket() -> dict[str, Any]:
+    """Point pytest-socket's kept originals at the patched functions; returns what they were."""
+    module = sys.modules.get("pytest_socket")
+    if module is None:
+        return {}
+    import socket
+
+    patched = {"_true_socket": socket.socket, "_true_connect": socket.socket.connect,
+               "_true_getaddrinfo": socket.getaddrinfo,
+               "_true_gethostbyname": socket.gethostbyname}
+    saved: dict[str, Any] = {}
+    for name in _PYTEST_SOCKET_KEPT:
+        if hasattr(module, name):
+            saved[name] = getattr(module, name)
+            setattr(module, name, patched[name])
+    return saved
+
+
+def _restore_pytest_socket(saved: dict[str, Any]) -> None:
+    module = sys.modules.get("pytest_socket")
+    if module is not None:
+        for name, value in saved.items():
+            setattr(module, name, value)
 
 
 class FreshHost:

@@ -485,3 +485,37 @@ def test_a_blanket_error_filter_does_not_fail_a_test_for_a_leak(pytester: pytest
                      "    error::multisock.pytest_plugin.UnclosedSocketWarning\n")
     result = run(pytester)
     result.assert_outcomes(passed=1, errors=1)
+
+
+def test_whole_suite_mode_survives_pytest_socket_restoring_its_originals(
+        pytester: pytest.Pytester) -> None:
+    """pytest-socket keeps ``socket.socket`` & co. as it found them at its import and puts
+    them back after every test. Installed beside us, whole-suite mode used to run every test
+    after the first on the kernel. A stand-in with pytest-socket's own mechanism (the names
+    it keeps, the teardown that restores them), loaded before activation as the real one is."""
+    pytester.makepyfile(pytest_socket='''
+        import socket
+        _true_socket = socket.socket
+        _true_connect = socket.socket.connect
+        _true_getaddrinfo = socket.getaddrinfo
+        _true_gethostbyname = socket.gethostbyname
+        def pytest_runtest_teardown():
+            socket.socket = _true_socket
+            socket.socket.connect = _true_connect
+            socket.getaddrinfo = _true_getaddrinfo
+            socket.gethostbyname = _true_gethostbyname
+    ''')
+    pytester.makepyfile(test_after_first='''
+        import socket
+        def _ours():
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                return type(s).__module__.startswith("multisock")
+        def test_first():
+            assert _ours()
+        def test_second():
+            assert _ours()
+        def test_third():
+            assert _ours() and socket.getaddrinfo.__module__.startswith("multisock")
+    ''')
+    result = run(pytester, "--multisock", "-p", "pytest_socket", "-p", "no:randomly")
+    result.assert_outcomes(passed=3)
