@@ -132,6 +132,8 @@ class Core:
         # an eventfd mirroring *write* readiness: made at fork only (api/forking.py), so that
         # a child's select can sleep in the kernel on both directions
         self._wfd: ReadinessFd | None = None
+        # bridged fd mode's relay (api/bridge.py, api/dgram_bridge.py): None until made
+        self.bridge: Any = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None
         self.refs = 1  # wrappers sharing this core (dup, fromfd)
@@ -180,6 +182,10 @@ class Core:
         """The fd's O_NONBLOCK says what CPython's would: set unless the timeout is None."""
         if self.closed:
             raise bad_fd()  # CPython sets the timeout, then fcntl() on the dead fd fails
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.app.settimeout(self.timeout)  # the program's end of a bridged fd
+            return
         fd = self._fd
         if fd is not None and fd.fd >= 0:
             os.set_blocking(fd.fd, self.timeout is None)

@@ -119,15 +119,6 @@ class DatagramCore(Core):
         if bridge is not None:
             self.driver.after_drain(bridge.pump)
 
-    def _sync_fd_blocking(self) -> None:
-        bridge = self.bridge
-        if bridge is None:
-            super()._sync_fd_blocking()
-        elif self.closed:
-            raise bad_fd()
-        else:
-            bridge.app.settimeout(self.timeout)  # O_NONBLOCK as CPython's fd would have it
-
     def _pass_on_fd_writes(self) -> None:
         """What C code wrote on a bridged fd goes before what Python does next, even when
         that is an error: the driver's own pass may not have run yet."""

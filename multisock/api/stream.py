@@ -170,15 +170,6 @@ class StreamCore(Core):
         if self.bridge is None and self._fd is not None and not self.closed:
             self._start_bridge()
 
-    def _sync_fd_blocking(self) -> None:
-        bridge = self.bridge
-        if bridge is None:
-            super()._sync_fd_blocking()
-        elif self.closed:
-            raise bad_fd()
-        else:
-            bridge.app.settimeout(self.timeout)
-
     def _app(self) -> Any:
         """The program's end of the bridge, with this socket's timeout (data calls go through
         it once bridged, so that Python and C code share one stream)."""
