@@ -204,7 +204,8 @@ class Driver:
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._draining = False
-        self._thread: threading.Thread | None = None
+        # (not "_thread": mypyc names the C field after the attribute, and __thread is a C keyword)
+        self._runner: threading.Thread | None = None
         self._closed = False
         # insertion-ordered set: a callback queued twice runs once (bound methods compare
         # equal when they bind the same function to the same object)
@@ -400,9 +401,9 @@ class Driver:
             self._ensure_thread()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
-            self._thread.start()
+        if self._runner is None and not self._closed:
+            self._runner = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
+            self._runner.start()
 
     def _run(self) -> None:
         wake_r = self._wake_r
@@ -461,7 +462,7 @@ class Driver:
             self._timers.clear()
             self._readers.clear()
             self._wake()
-        thread = self._thread
+        thread = self._runner
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self._selector.close()
