@@ -63,8 +63,9 @@ INTERPRETED: dict[str, str] = {}
 # Compiled above the boundary: the modules of net/ and of the facade that every socket call
 # and every delivered packet passes through (docs/performance.md, "The compiled build").
 # Their classes are native but for the socket cores (``api.core.python_class``: forking
-# reassigns a core's ``__class__``) and ``Driver``, which allows the interpreted subclasses
-# (GeventDriver, VirtualDriver). The rest of net/ (the network builder, pcap, TUN, the gevent
+# reassigns a core's ``__class__``); ``Driver`` is native too (net.backends tracks live
+# drivers through a weakly held registration, as a native class has no __weakref__). The
+# rest of net/ (the network builder, pcap, TUN, the gevent
 # and virtual-time drivers, units) runs once per setup or off the default path; api/'s other
 # modules (options, ancillary, multicast, forking, the fd bridge) per call that needs them.
 HOT_ABOVE = [
@@ -73,8 +74,7 @@ HOT_ABOVE = [
     "multisock/net/link.py",
     "multisock/net/switch.py",
     "multisock/net/impairments.py",
-    # not hot, but Driver's subclasses: compiled code checks a value typed Driver against the
-    # subclasses mypyc knows of (an interpreted subclass would be refused)
+    # not hot, but Driver's subclasses: a native class's subclasses must be compiled too
     "multisock/net/gevent_driver.py",
     "multisock/net/virtual_driver.py",
     "multisock/api/core.py",

@@ -36,7 +36,18 @@ def choose(requested: str | None = None) -> str:
     return name
 
 
-_drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
+class _Registration:
+    """A live driver's entry: weakly referable, where the compiled build's native ``Driver``
+    is not. The driver holds it (``Driver.registration``) and it holds the driver, so the
+    entry lives exactly as long as the driver does."""
+
+    __slots__ = ("driver", "__weakref__")
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+
+
+_registrations: weakref.WeakSet[_Registration] = weakref.WeakSet()
 
 
 def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",
@@ -52,10 +63,11 @@ def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multis
         driver = GeventDriver(clock, name=name)
     else:
         driver = Driver(clock, name=name)
-    _drivers.add(driver)
+    registration = driver.registration = _Registration(driver)
+    _registrations.add(registration)
     return driver
 
 
 def live_drivers() -> list[Driver]:
     """Drivers of networks not yet closed (nor garbage): gevent patching checks them."""
-    return [d for d in list(_drivers) if not d.closed]
+    return [r.driver for r in list(_registrations) if not r.driver.closed]

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 
 def _kernel_selector_class() -> type[selectors.BaseSelector]:
@@ -69,7 +69,7 @@ class TimerHandle:
 
 # the pid of this process, refreshed in a forked child: comparing with a driver's own pid
 # costs an attribute read, where ``os.getpid()`` on every socket call is a system call
-_current_pid = [os.getpid()]
+_current_pid: Final = [os.getpid()]
 
 
 def _after_fork_in_child() -> None:
@@ -82,11 +82,14 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 class _Operation:
     """The context manager ``Driver.operation()`` returns; stateless, so re-entrant."""
 
-    __slots__ = ("driver", "lock")
+    __slots__ = ("driver", "acquire", "release")
 
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
-        self.lock = driver.lock
+        # the lock's bound methods, taken once: a method call on the lock (a C object of
+        # another type, unknown to compiled code) would look the name up on every call
+        self.acquire: Callable[[], Any] = driver.lock.acquire
+        self.release: Callable[[], Any] = driver.lock.release
 
     def __enter__(self) -> None:
         if _current_pid[0] != self.driver.pid:
@@ -94,13 +97,13 @@ class _Operation:
                 "multisock: this virtual network belongs to the parent process; its driver "
                 "does not survive fork() (use threads, or create a new Network in the child)"
             )
-        self.lock.acquire()
+        self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         try:
             self.driver.drain()
         finally:
-            self.lock.release()
+            self.release()
 
 
 _waiters = threading.local()
@@ -165,18 +168,21 @@ _Class = TypeVar("_Class", bound=type)
 
 
 def _python_class(cls: _Class) -> _Class:
-    """Keeps ``Driver`` an ordinary Python class in the compiled build; identity at run time.
+    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
 
     mypyc compiles a class with a decorator it does not know as a non-native class (its
-    methods compiled, its instances plain objects). A native class could not be weakly
-    referenced (``net.backends`` keeps the live drivers in a WeakSet) nor subclassed by the
-    interpreted GeventDriver and VirtualDriver with their class attributes."""
+    methods compiled, its instances plain objects): for the simulation's exception classes,
+    which programs catch and subclass like any exception."""
     return cls
 
 
-@_python_class
 class Driver:
-    """Owns time and concurrency for one network."""
+    """Owns time and concurrency for one network.
+
+    A native class in the compiled build (its attributes are struct fields, its methods
+    direct calls: every socket call and every delivered packet passes through it), so it
+    has no ``__weakref__``: ``net.backends`` keeps live drivers through a weakly held
+    registration object instead (``registration``)."""
 
     backend = "threads"  # net.gevent_driver.GeventDriver is the cooperative one
     # callbacks one drain() may run; far above what a socket call queues (a send buffer's
@@ -198,7 +204,8 @@ class Driver:
         self._seq = itertools.count()
         self._ready: deque[tuple[Callable[..., None], tuple[Any, ...]]] = deque()
         self._draining = False
-        self._thread: threading.Thread | None = None
+        # (not "_thread": mypyc names the C field after the attribute, and __thread is a C keyword)
+        self._runner: threading.Thread | None = None
         self._closed = False
         # insertion-ordered set: a callback queued twice runs once (bound methods compare
         # equal when they bind the same function to the same object)
@@ -207,6 +214,7 @@ class Driver:
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
         self.origin = clock()  # the network's time 0: ``Network.at`` and ``Link.down(at=)``
+        self.registration: object | None = None  # net.backends' weakly held entry for it
 
     # ----------------------------------------------------------------- queues
 
@@ -393,9 +401,9 @@ class Driver:
             self._ensure_thread()
 
     def _ensure_thread(self) -> None:
-        if self._thread is None and not self._closed:
-            self._thread = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
-            self._thread.start()
+        if self._runner is None and not self._closed:
+            self._runner = threading.Thread(target=self._run, name=f"{self.name}-driver", daemon=True)
+            self._runner.start()
 
     def _run(self) -> None:
         wake_r = self._wake_r
@@ -454,7 +462,7 @@ class Driver:
             self._timers.clear()
             self._readers.clear()
             self._wake()
-        thread = self._thread
+        thread = self._runner
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self._selector.close()

@@ -33,7 +33,7 @@ from gevent import get_hub, getcurrent, sleep
 from gevent.event import Event
 from gevent.lock import RLock
 
-from multisock.net.driver import Driver, _python_class
+from multisock.net.driver import Driver
 from multisock.net.gevent_waits import KeepAlive, SocketEvents, Waiting
 
 
@@ -77,7 +77,6 @@ class GreenCondition:
         self.notify_all()
 
 
-@_python_class  # (compiled: net/driver.py and setup.py say why)
 class GeventDriver(Driver):
     """A :class:`Driver` whose timers and device fds are watchers on the gevent hub."""
 

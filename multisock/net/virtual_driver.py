@@ -84,7 +84,6 @@ class VirtualCondition:
         self.notify_all()
 
 
-@_python_class  # (compiled: net/driver.py and setup.py say why)
 class VirtualDriver(Driver):
     """A :class:`Driver` on a virtual clock; see the module text."""
 

@@ -62,7 +62,7 @@ def _() -> str:
     from multisock.runtime import default_host
 
     driver = default_host().driver
-    assert type(driver).__name__ == "GeventDriver" and driver._thread is None
+    assert type(driver).__name__ == "GeventDriver" and driver._runner is None
     return common.network_kind()
 
 
