@@ -15,9 +15,9 @@ if TYPE_CHECKING:
     from multisock.stack.tcp.stack import TcpStack
 
 
-# what a row needs from a control block, read in one C call (``snapshot``); the RTO is
+# what a row needs from a control block, in this order (``_block`` reads them); the RTO is
 # worked out from the estimator's fields when the row is built
-_BLOCK = attrgetter(
+BLOCK_FIELDS = (
     "state._name_", "in_recovery", "snd_una", "snd_nxt", "snd_max", "lost_end", "rxt_next",
     "retries", "probes", "ts_ok", "sack_ok", "ws_ok", "snd_wscale", "rcv_wscale", "mss",
     "rcv_mss", "adv_mss", "congestion", "snd_wnd", "rcv_adv", "rcv_nxt", "rcvbuf",
@@ -27,7 +27,27 @@ _BLOCK = attrgetter(
     "rtt.backoff", "rtt.srtt", "rtt.rttvar", "rtt.min_rtt", "rtt.latest", "rtt.rto",
     "rtt.rto_max", "board.sacked", "sndq.size", "recvq.size", "ooo.size",
 )
-_LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in _BLOCK's tuple
+_LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in BLOCK_FIELDS
+
+
+def _block(sock: TcpSocket) -> tuple[Any, ...]:
+    """BLOCK_FIELDS of ``sock``, read one by one: every closed connection pays this, and
+    compiled (mypyc) each read is a field load, where ``operator.attrgetter`` over the
+    names looked each one up by name (tests/tcp/test_tcp_info.py checks the order)."""
+    rtt = sock.rtt
+    return (
+        sock.state._name_, sock.in_recovery, sock.snd_una, sock.snd_nxt, sock.snd_max,
+        sock.lost_end, sock.rxt_next, sock.retries, sock.probes, sock.ts_ok, sock.sack_ok,
+        sock.ws_ok, sock.snd_wscale, sock.rcv_wscale, sock.mss, sock.rcv_mss, sock.adv_mss,
+        sock.congestion, sock.snd_wnd, sock.rcv_adv, sock.rcv_nxt, sock.rcvbuf,
+        sock.total_retrans, sock.bytes_sent, sock.bytes_retrans, sock.bytes_acked,
+        sock.bytes_received, sock.segs_out, sock.segs_in, sock.data_segs_out,
+        sock.data_segs_in, sock.ooo_dropped, sock.dupacks, sock.error, sock.local, sock.remote,
+        rtt.backoff, rtt.srtt, rtt.rttvar, rtt.min_rtt, rtt.latest, rtt.rto, rtt.rto_max,
+        sock.board.sacked, sock.sndq.size, sock.recvq.size, sock.ooo.size,
+    )
+
+
 _CC = attrgetter("cwnd", "ssthresh", "name")
 _NO_CC = (0, 0, None)
 # RACK's counters that struct tcp_info has fields for (tcpi_reord_seen, tcpi_dsack_dups);
@@ -46,7 +66,7 @@ def snapshot(sock: TcpSocket) -> Snapshot:
     cc = sock.cc
     rack = sock.rack
     return (
-        _BLOCK(sock),
+        _block(sock),
         _CC(cc) if cc is not None else _NO_CC,
         _RACK(rack) if rack is not None else _NO_RACK,
     )
