@@ -97,6 +97,12 @@ class Host:
         self.ip.input(packet, iface, now)
         self.driver.after_drain(self._rearm_callback)
 
+    def receive_split(self, head: bytes, payload: bytes | memoryview, iface: Interface,
+                      now: float) -> None:
+        """``receive`` of a packet as its headers and its payload (``HostPort.deliver_split``)."""
+        self.ip.input_split(head, payload, iface, now)
+        self.driver.after_drain(self._rearm_callback)
+
     def _loopback_transmit(self, packet: bytes, next_hop: bytes, now: float) -> None:
         for tap in self._loopback_taps:
             tap(packet)

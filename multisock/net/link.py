@@ -41,6 +41,10 @@ class HostPort:
     def deliver(self, packet: bytes, next_hop: bytes, now: float) -> None:
         self.host.receive(packet, self.interface, now)
 
+    def deliver_split(self, head: bytes, payload: bytes | memoryview, now: float) -> None:
+        """``deliver`` of a packet that came apart (``Direction.send_split``)."""
+        self.host.receive_split(head, payload, self.interface, now)
+
 
 class Direction:
     """One direction of a link: impairment, capture taps and counters."""
@@ -73,6 +77,25 @@ class Direction:
             self._held.append((packet, next_hop, False))
             return
         self._offer(packet, next_hop, now)
+
+    def send_split(self, head: bytes, payload: bytes | memoryview, next_hop: bytes,
+                   now: float) -> None:
+        """``send`` of a packet given as its headers and its payload (``Interface.split_out``).
+
+        Into a host, on an ideal direction with no capture, the payload travels as it is - a
+        view of the sender's send buffer, whose chunks never change - and is copied once, into
+        the receiving program's buffer (the IP layer's ``input_split``): no packet is built,
+        so a bulk transfer neither copies each segment once more nor allocates fresh memory
+        for it. Anything else is joined into a packet and takes ``send``."""
+        target = self.target
+        impairment = self.impairment
+        if self.taps or not impairment.is_ideal or type(target) is not HostPort:
+            self.send(b"".join((head, payload)), next_hop, now)
+            return
+        counters = impairment.counters
+        counters["offered"] += 1
+        counters["delivered"] += 1
+        self.driver.call_soon(target.deliver_split, head, payload, now)
 
     def _offer(self, packet: bytes, next_hop: bytes, now: float) -> None:
         for when, copy in self.impairment.offer(packet, now):

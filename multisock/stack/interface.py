@@ -9,6 +9,7 @@ the next hop to ``transmit``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from multisock.stack.addresses import family_of, same_prefix, unpack
 
@@ -31,6 +32,7 @@ class Interface:
         "loopback",
         "trusted",
         "transmit",
+        "split_out",
         "counters",
         "groups",
     )
@@ -46,6 +48,10 @@ class Interface:
         self.loopback = loopback
         self.trusted = trusted
         self.transmit: Transmit = _not_attached
+        # set with ``transmit`` by an in-process link into another host (net.link.Direction):
+        # takes a packet as its headers and its payload apart, ``send_split(head, payload,
+        # next_hop, now)``, so a large TCP payload is not copied into a packet on the way
+        self.split_out: Any = None
         # multicast groups joined on this interface -> how many sockets joined (IGMP/MLD's
         # per-interface list; a switch's snooping table reads it)
         self.groups: dict[bytes, int] = {}

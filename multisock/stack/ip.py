@@ -17,7 +17,7 @@ import random
 import struct
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
@@ -48,6 +48,9 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 DEFAULT_TTL = 64
+# a TCP payload of at least this many bytes leaves through ``Interface.split_out`` unjoined,
+# when the interface has one; below it, copying it into one packet costs less than the split
+SPLIT_MIN: Final = 8192
 # groups every host hears without joining: all-hosts (224.0.0.1), all-nodes (ff01::1, ff02::1)
 _ALWAYS_MEMBER = frozenset({bytes([224, 0, 0, 1]), b"\xff\x01" + bytes(13) + b"\x01",
                             b"\xff\x02" + bytes(13) + b"\x01"})
@@ -635,6 +638,32 @@ class IPStack:
         except MalformedPacket as exc:
             self._malformed(exc)
 
+    def input_split(self, head: bytes, payload: memoryview | bytes, iface: Interface,
+                    now: float) -> None:
+        """``input`` of a packet that came apart: its IP and TCP headers, and its payload as
+        the sender's TCP handed it over (``Interface.split_out``). Taken by the fast path's
+        rules (IPv4 without options, TCP, for us, trusted link, no hooks or raw listeners);
+        any other packet is joined and goes through ``input``. Never raises."""
+        size = len(head) + len(payload)
+        if (self.hooks is None and iface.trusted and self.tcp is not None and len(head) >= 40
+                and head[0] == 0x45 and not self.raw_listeners):
+            _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(head)
+            if (proto == PROTO_TCP and not frag & 0x3FFF and total == size
+                    and dst in self._local
+                    and (iface.loopback or not (src[0] == 127 or src[0] >= 224
+                                                or src in self._local))):
+                self.now = now
+                counters = self.counters
+                counters["in_packets"] += 1
+                counters["in_delivered"] += 1
+                icounters = iface.counters
+                icounters["rx_packets"] += 1
+                icounters["rx_bytes"] += size
+                view = payload if isinstance(payload, memoryview) else memoryview(payload)
+                self.tcp.input(src, dst, memoryview(head)[20:], now, view)
+                return
+        self.input(b"".join((head, payload)), iface, now)
+
     def _udp_input_fast(self, packet: bytes, iface: Interface, now: float, src: bytes,
                         dst: bytes, total: int) -> None:
         """input()'s fast path for a unicast UDP datagram to an address of ours (its checks
@@ -1164,13 +1193,19 @@ class IPStack:
                     if self.hooks is not None:  # (the one test the path without hooks pays)
                         self._tcp_output_hooked(route, header, src, dst, segment, payload)
                         return
-                    packet = b"".join((header, segment, payload))
                     counters = iface.counters
                     counters["tx_packets"] += 1
                     counters["tx_bytes"] += length
                     self.counters["out_packets"] += 1
                     gateway = route.gateway
-                    iface.transmit(packet, dst if gateway is None else gateway, self.now)
+                    hop = dst if gateway is None else gateway
+                    out = iface.split_out
+                    if out is not None and len(payload) >= SPLIT_MIN:
+                        # a large payload into an in-process link: handed on as it is, not
+                        # copied into a packet (link.Direction.send_split says when)
+                        out.send_split(header + segment, payload, hop, self.now)
+                        return
+                    iface.transmit(b"".join((header, segment, payload)), hop, self.now)
                     return
         try:
             self.output(src, dst, PROTO_TCP, bytes(segment), payload, ttl=ttl, tos=tos,

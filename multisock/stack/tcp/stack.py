@@ -132,14 +132,19 @@ class TcpStack:
             raise OSError(E.EAFNOSUPPORT, os.strerror(E.EAFNOSUPPORT))
         return TcpSocket(self, family)
 
-    def input(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+    def input(self, src: bytes, dst: bytes, segment: memoryview, now: float,
+              payload: memoryview | None = None) -> None:
+        """One segment for this host. ``payload`` given: ``segment`` is only the TCP header
+        and the payload came apart from it (a large segment from an in-process link, never
+        joined: ``IPStack.input_split``)."""
         if self._depth:
             # re-entered from our own output (loopback): handle after the current operation
-            self._pending.append((src, dst, bytes(segment), now))
+            whole = bytes(segment) if payload is None else b"".join((segment, payload))
+            self._pending.append((src, dst, whole, now))
             return
         self._depth += 1
         try:
-            self._input(src, dst, segment, now)
+            self._input(src, dst, segment, now, payload)
         except Exception as exc:  # never let a packet crash the driver
             self.counters["internal_errors"] += 1
             self.last_exception = exc
@@ -399,15 +404,21 @@ class TcpStack:
 
     # ------------------------------------------------------------ segment arrival
 
-    def _input(self, src: bytes, dst: bytes, segment: memoryview, now: float) -> None:
+    def _input(self, src: bytes, dst: bytes, segment: memoryview, now: float,
+               payload: memoryview | None) -> None:
         counters = self.counters
         counters["segments_in"] += 1
+        if payload is not None and (len(segment) < 20 or (segment[12] >> 4) * 4 != len(segment)):
+            # (split elsewhere than at the header's data offset: parse it whole)
+            segment, payload = memoryview(b"".join((segment, payload))), None
         try:
-            hdr, payload = wire.parse(segment)
+            hdr, rest = wire.parse(segment)
         except MalformedPacket as exc:
             counters["bad_segments"] += 1
             counters["bad_" + exc.reason.replace(" ", "_")] += 1
             return
+        if payload is None:
+            payload = rest
         flags = hdr.flags
         if hdr.src_port == 0 or hdr.dst_port == 0 or (flags & SYN and flags & (FIN | RST)):
             counters["bad_segments"] += 1
@@ -430,6 +441,8 @@ class TcpStack:
             return
         fallback = self.no_listener
         if fallback is not None:
+            if len(segment) == hdr.data_offset and payload:  # came split: the hook sees it whole
+                segment = memoryview(b"".join((segment, payload)))
             taken = fallback(src, dst, hdr, segment, now)
             if isinstance(taken, TcpSocket):
                 self._listen_input(taken, src, dst, hdr, payload, now)
