@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-import weakref
+from _weakrefset import WeakSet  # weakref's own, loaded by threading: weakref is not
 from collections.abc import Callable
 
 from multisock.net.driver import Driver
@@ -36,7 +36,7 @@ def choose(requested: str | None = None) -> str:
     return name
 
 
-_drivers: weakref.WeakSet[Driver] = weakref.WeakSet()
+_drivers: WeakSet[Driver] = WeakSet()
 
 
 def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",
