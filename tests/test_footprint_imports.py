@@ -35,6 +35,11 @@ HEAVY = (
     "json", "email", "http", "logging", "dataclasses", "inspect", "ast", "dis", "shlex",
     "ipaddress", "urllib", "zipfile", "datetime", "dns", "gevent",
 )
+# stdlib modules a host uses later but not while it is built, each imported by the function
+# that first needs it (0.06-0.15 MiB each): zlib by the multipath / policy-routing flow hash
+# (stack/ip.py), _blake2 by a stack's first keyed hash (stack/tcp/isn.py: ISN, SYN cookie),
+# weakref by a TIME-WAIT record's link to its control block (stack/tcp/timewait.py)
+DEFERRED = ("zlib", "_blake2", "weakref")
 
 # ``import socket, threading`` first: the baseline every program has (bench/worker.py)
 _PROBE = """
@@ -96,6 +101,46 @@ def test_activation_loads_no_heavy_module() -> None:
     assert not _hits(added, HEAVY), (
         "import + patch_all() + one host loaded modules it does not use (see docs/performance.md,"
         f" Footprint): {_hits(added, HEAVY)}")
+
+
+def test_activation_defers_what_a_host_runs_later() -> None:
+    added = added_modules()
+    assert not _hits(added, DEFERRED), (
+        "import + patch_all() + one host loaded modules only later work uses (see "
+        f"docs/performance.md, Footprint): {_hits(added, DEFERRED)}")
+
+
+def test_the_deferred_modules_load_on_use() -> None:
+    """The same probe sees zlib and _blake2 once the flow hash and the ISN hash run."""
+    added = added_modules(
+        "host.ip._flow_hash(b'\\x0a\\0\\0\\1', b'\\x0a\\0\\0\\2')",
+        "from multisock.stack.tcp import isn; isn.initial_sequence(b'k', bytes(4), 1, "
+        "bytes(4), 2, 0.0)",
+    )
+    assert {"zlib", "_blake2"} <= set(added)
+
+
+def test_flow_hash_seed_is_the_crc_of_the_host_name() -> None:
+    """The per-host seed, now computed at the first flow hash, is what it was when the
+    constructor computed it: CRC-32 of the name (so equal-cost paths are chosen as before)."""
+    import zlib
+
+    from multisock.stack.ip import IPStack
+
+    def reference(name: str, src: bytes, dst: bytes, ports: bytes) -> int:
+        h = zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, zlib.crc32(name.encode()))))
+        h ^= h >> 16
+        h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+        h ^= h >> 13
+        h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+        return h ^ (h >> 16)
+
+    for name in ("h1", "router"):
+        ip = IPStack(name)
+        flows = ((b"", bytes([10, 0, 0, 2]), b""),
+                 (bytes([10, 0, 0, 1]), bytes([10, 0, 1, 9]), b"\x06\x01\x02\x03\x04"))
+        for src, dst, ports in flows:
+            assert ip._flow_hash(src, dst, ports) == reference(name, src, dst, ports)
 
 
 def test_environment_activation_defers_dnspython() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-import weakref
+from _weakrefset import WeakSet  # weakref's own, loaded by threading: weakref is not
 from collections.abc import Callable
 
 from multisock.net.driver import Driver
@@ -47,7 +47,7 @@ class _Registration:
         self.driver = driver
 
 
-_registrations: weakref.WeakSet[_Registration] = weakref.WeakSet()
+_registrations: WeakSet[_Registration] = WeakSet()
 
 
 def make_driver(clock: Callable[[], float] = time.monotonic, name: str = "multisock",

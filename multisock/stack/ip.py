@@ -15,7 +15,6 @@ import errno
 import os
 import random
 import struct
-import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -103,7 +102,9 @@ class IPStack:
         # equal-cost multipath: what a forwarded packet's flow hash covers - 0 addresses
         # (Linux's fib_multipath_hash_policy default), 1 addresses, protocol and ports
         self.hash_policy = 0
-        self._hash_seed = zlib.crc32(name.encode())  # per host, as Linux's is per boot
+        # per host, as Linux's is per boot: CRC-32 of the name, at the first flow hash
+        # (zlib, 0.15 MiB resident, is imported then: docs/performance.md, footprint)
+        self._hash_seed = -1
         # a forwarded packet's firewall mark for rules with fwmark (iptables -j MARK's part;
         # the security layer or a script sets it); None: every mark is 0
         self.marker: Callable[[bytes, Interface], int] | None = None
@@ -260,6 +261,10 @@ class IPStack:
         """32 bits per flow: CRC-32 of the fields (seeded per host), then MurmurHash3's
         finaliser, since CRC's high bits - which hash-threshold reads - barely move when
         only a port changes."""
+        import zlib
+
+        if self._hash_seed < 0:
+            self._hash_seed = zlib.crc32(self.name.encode())
         h = zlib.crc32(ports, zlib.crc32(dst, zlib.crc32(src, self._hash_seed)))
         h ^= h >> 16
         h = (h * 0x85EBCA6B) & 0xFFFFFFFF

@@ -25,18 +25,23 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-try:
-    # hashlib itself would load OpenSSL's libcrypto (+3.5 MiB RSS) just to reach the
-    # built-in BLAKE2 that hashlib.blake2s is anyway (see docs/performance.md: footprint)
-    from _blake2 import blake2s
-except ImportError:  # pragma: no cover - a CPython built without _blake2
-    from hashlib import blake2s
-
 MSS_TABLE = (536, 1220, 1300, 1440, 1460, 4312, 8960, 65483)
 
 
 _keyed: dict[bytes, Any] = {}  # secret -> a BLAKE2s state with the key already absorbed
 _PORTS = struct.Struct("!HH")
+
+
+def _blake2s() -> Any:
+    """BLAKE2s, imported on a stack's first keyed hash (a connection or a listener's
+    cookie), not with the module: the row ``import`` + ``patch_all()`` + one host has no use
+    for it (docs/performance.md, footprint). hashlib itself would load OpenSSL's libcrypto
+    (+3.5 MiB RSS) just to reach the built-in BLAKE2 that hashlib.blake2s is anyway."""
+    try:
+        from _blake2 import blake2s
+    except ImportError:  # pragma: no cover - a CPython built without _blake2
+        from hashlib import blake2s
+    return blake2s
 
 
 def _hasher(secret: bytes) -> Any:
@@ -46,7 +51,7 @@ def _hasher(secret: bytes) -> Any:
     if base is None:
         if len(_keyed) > 64:  # stacks are few; a bound all the same
             _keyed.clear()
-        base = _keyed[secret] = blake2s(key=secret[:32], digest_size=8)
+        base = _keyed[secret] = _blake2s()(key=secret[:32], digest_size=8)
     return base.copy()
 
 

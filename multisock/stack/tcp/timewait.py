@@ -26,7 +26,6 @@ still held stays in TIME_WAIT (it is no longer driven by the stack in either bui
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -37,6 +36,8 @@ from multisock.wire import tcp as wire
 from multisock.wire.tcp import ACK, FIN, RST, SYN, TCPHeader
 
 if TYPE_CHECKING:
+    import weakref
+
     from multisock.stack.tcp.connection import TcpSocket
     from multisock.stack.tcp.stack import TcpStack
 
@@ -102,9 +103,11 @@ class TimeWait:
         self.v6only = sock.v6only
         self.expires = sock.t_misc if sock.t_misc is not None else now + 2 * sock.stack.config.msl
         self.queued = self.expires  # the expiry its place in the stack's queue stands for
-        self.block: weakref.ref[TcpSocket] | None = (
-            weakref.ref(sock) if type(sock).__weakrefoffset__ else None  # (module docstring)
-        )
+        self.block: weakref.ref[TcpSocket] | None = None
+        if type(sock).__weakrefoffset__:  # (module docstring)
+            import weakref  # here: the footprint row has no TIME-WAIT (docs/performance.md)
+
+            self.block = weakref.ref(sock)
         self.last_oow_ack = sock.last_oow_ack  # the rate limit goes on (stack.oow_ack_allowed)
 
     @property
