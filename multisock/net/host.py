@@ -61,6 +61,7 @@ class Host:
         self.loopback = self.ip.interfaces[0]
         self.loopback_impairment = Impairment(net.derive_rng("lo", name))
         self.loopback.transmit = self._loopback_transmit
+        self.loopback.transmit_split = self._loopback_transmit_split
         self._loopback_taps: list[Any] = []
         self._armed: TimerHandle | None = None
         self._armed_at: float | None = None
@@ -118,6 +119,19 @@ class Host:
 
     def _loop_arrive(self, packet: bytes) -> None:
         self.receive(packet, self.loopback, self.driver.now())
+
+    def _loopback_transmit_split(self, head: bytes, payload: bytes | memoryview,
+                                 next_hop: bytes, now: float) -> None:
+        """The loopback's ``Interface.transmit_split``: with no capture and no impairment the
+        payload arrives as it is, for the reasons ``net.link.Direction.send_split`` gives;
+        anything else is joined into a packet and takes ``_loopback_transmit``."""
+        if self._loopback_taps or not self.loopback_impairment.is_ideal:
+            self._loopback_transmit(b"".join((head, payload)), next_hop, now)
+            return
+        self.driver.call_soon(self._loop_arrive_split, head, payload)
+
+    def _loop_arrive_split(self, head: bytes, payload: bytes | memoryview) -> None:
+        self.receive_split(head, payload, self.loopback, self.driver.now())
 
     def impair_loopback(self, **impairments: Any) -> None:
         """Give this host's loopback the same impairments a link can have."""

@@ -80,7 +80,7 @@ class Direction:
 
     def send_split(self, head: bytes, payload: bytes | memoryview, next_hop: bytes,
                    now: float) -> None:
-        """``send`` of a packet given as its headers and its payload (``Interface.split_out``).
+        """``send`` of a packet given as its headers and its payload (``Interface.transmit_split``).
 
         Into a host, on an ideal direction with no capture, the payload travels as it is - a
         view of the sender's send buffer, whose chunks never change - and is copied once, into

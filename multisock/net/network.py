@@ -160,7 +160,8 @@ class Network:
         """Packets leaving ``end`` (a host interface or a switch port) take ``outgoing``."""
         if iface is not None:
             iface.transmit = outgoing.send
-            iface.split_out = outgoing if isinstance(outgoing.target, HostPort) else None
+            iface.transmit_split = (outgoing.send_split if isinstance(outgoing.target, HostPort)
+                                    else None)
         if isinstance(end, SwitchPort):
             end.out = outgoing
 

@@ -9,11 +9,12 @@ the next hop to ``transmit``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from multisock.stack.addresses import family_of, same_prefix, unpack
 
 Transmit = Callable[[bytes, bytes, float], None]
+# (headers, payload, next_hop, now): a packet handed over in two pieces, not joined
+TransmitSplit = Callable[[bytes, "bytes | memoryview", bytes, float], None]
 
 
 def _not_attached(packet: bytes, next_hop: bytes, now: float) -> None:
@@ -32,7 +33,7 @@ class Interface:
         "loopback",
         "trusted",
         "transmit",
-        "split_out",
+        "transmit_split",
         "counters",
         "groups",
     )
@@ -48,10 +49,10 @@ class Interface:
         self.loopback = loopback
         self.trusted = trusted
         self.transmit: Transmit = _not_attached
-        # set with ``transmit`` by an in-process link into another host (net.link.Direction):
-        # takes a packet as its headers and its payload apart, ``send_split(head, payload,
-        # next_hop, now)``, so a large TCP payload is not copied into a packet on the way
-        self.split_out: Any = None
+        # set with ``transmit`` by what carries packets to another host in this process (a
+        # link's Direction.send_split, the host's loopback): takes a packet as its headers
+        # and its payload apart, so a large TCP payload is not copied into a packet on the way
+        self.transmit_split: TransmitSplit | None = None
         # multicast groups joined on this interface -> how many sockets joined (IGMP/MLD's
         # per-interface list; a switch's snooping table reads it)
         self.groups: dict[bytes, int] = {}

@@ -47,7 +47,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 PROTO_ICMPV6 = 58
 DEFAULT_TTL = 64
-# a TCP payload of at least this many bytes leaves through ``Interface.split_out`` unjoined,
+# a TCP payload of at least this many bytes leaves through ``Interface.transmit_split``,
 # when the interface has one; below it, copying it into one packet costs less than the split
 SPLIT_MIN: Final = 8192
 # groups every host hears without joining: all-hosts (224.0.0.1), all-nodes (ff01::1, ff02::1)
@@ -646,7 +646,7 @@ class IPStack:
     def input_split(self, head: bytes, payload: memoryview | bytes, iface: Interface,
                     now: float) -> None:
         """``input`` of a packet that came apart: its IP and TCP headers, and its payload as
-        the sender's TCP handed it over (``Interface.split_out``). Taken by the fast path's
+        the sender's TCP handed it over (``Interface.transmit_split``). Taken by the fast path's
         rules (IPv4 without options, TCP, for us, trusted link, no hooks or raw listeners);
         any other packet is joined and goes through ``input``. Never raises."""
         size = len(head) + len(payload)
@@ -1204,11 +1204,11 @@ class IPStack:
                     self.counters["out_packets"] += 1
                     gateway = route.gateway
                     hop = dst if gateway is None else gateway
-                    out = iface.split_out
-                    if out is not None and len(payload) >= SPLIT_MIN:
-                        # a large payload into an in-process link: handed on as it is, not
+                    split = iface.transmit_split
+                    if split is not None and len(payload) >= SPLIT_MIN:
+                        # a large payload to a host in this process: handed on as it is, not
                         # copied into a packet (link.Direction.send_split says when)
-                        out.send_split(header + segment, payload, hop, self.now)
+                        split(header + segment, payload, hop, self.now)
                         return
                     iface.transmit(b"".join((header, segment, payload)), hop, self.now)
                     return

@@ -27,18 +27,18 @@ def net() -> Iterator[Network]:
 
 
 class _Recorder:
-    """Stands in for an interface's ``split_out``: counts what the IP layer handed over apart,
-    and passes it on to the link direction."""
+    """Stands in for an interface's ``transmit_split``: counts what the IP layer handed over
+    apart, and passes it on."""
 
     def __init__(self, out: Any) -> None:
         self.out = out
         self.calls = 0
         self.payload_bytes = 0
 
-    def send_split(self, head: bytes, payload: Any, next_hop: bytes, now: float) -> None:
+    def __call__(self, head: bytes, payload: Any, next_hop: bytes, now: float) -> None:
         self.calls += 1
         self.payload_bytes += len(payload)
-        self.out.send_split(head, payload, next_hop, now)
+        self.out(head, payload, next_hop, now)
 
 
 def _hosts(net: Network, **impairments: Any) -> tuple[Host, Host, Any]:
@@ -47,14 +47,16 @@ def _hosts(net: Network, **impairments: Any) -> tuple[Host, Host, Any]:
     return a, b, net.link(a, b, **impairments)
 
 
-def _transfer(a: Host, b: Host, data: bytes | bytearray, mutate: bool = False) -> bytes:
-    """``data`` from a to b over TCP; with ``mutate``, the sender overwrites its buffer as soon
-    as each ``sendall`` returns (the receiver must still get what was sent)."""
+def _transfer(a: Host, b: Host, data: bytes | bytearray, mutate: bool = False,
+              to: str = B_ADDR) -> bytes:
+    """``data`` from a to b over TCP (to the address ``to``); with ``mutate``, the sender
+    overwrites its buffer as soon as ``sendall`` returns (the receiver must still get what
+    was sent)."""
     listener = b.socket()
-    listener.bind((B_ADDR, 0))
+    listener.bind((to, 0))
     listener.listen()
     client = a.socket()
-    client.connect((B_ADDR, listener.getsockname()[1]))
+    client.connect((to, listener.getsockname()[1]))
     server, _ = listener.accept()
     got = bytearray()
 
@@ -86,9 +88,9 @@ def _pattern(size: int) -> bytes:
 def test_a_bulk_transfer_takes_the_split_path_and_arrives_intact(net: Network) -> None:
     a, b, _ = _hosts(net)
     iface = a.ip.interfaces[1]
-    recorder = _Recorder(iface.split_out)
-    assert iface.split_out is not None  # a link into a host offers it
-    iface.split_out = recorder
+    assert iface.transmit_split is not None  # a link into a host offers it
+    recorder = _Recorder(iface.transmit_split)
+    iface.transmit_split = recorder
     data = _pattern(3 << 20)
     assert _transfer(a, b, data) == data
     assert recorder.calls > 0
@@ -139,7 +141,7 @@ def test_counters_read_the_same_as_with_joined_packets() -> None:
             a, b, _ = _hosts(network)
             if not split:
                 for host in (a, b):
-                    host.ip.interfaces[1].split_out = None
+                    host.ip.interfaces[1].transmit_split = None
             assert _pump(a, b, data) == data
             readings.append((dict(a.ip.interfaces[1].counters), dict(b.ip.interfaces[1].counters),
                              a.ip.counters["out_packets"], b.ip.counters["in_packets"],
@@ -208,3 +210,24 @@ def test_the_no_listener_hook_sees_a_split_segment_whole(net: Network) -> None:
         tcp.input(socket.inet_aton(A_ADDR), socket.inet_aton(B_ADDR), memoryview(head),
                   net.driver.now(), memoryview(payload))
     assert seen == [head + payload]
+
+
+def test_loopback_takes_the_split_path_too(net: Network) -> None:
+    a, _, _ = _hosts(net)
+    recorder = _Recorder(a.loopback.transmit_split)
+    a.loopback.transmit_split = recorder
+    data = _pattern(2 << 20)
+    assert _transfer(a, a, data, to="127.0.0.1") == data
+    assert recorder.calls > 0
+
+
+def test_an_impaired_or_captured_loopback_gets_whole_packets(net: Network) -> None:
+    a, _, _ = _hosts(net)
+    seen: list[int] = []
+    a._loopback_taps.append(lambda packet: seen.append(len(packet)))
+    data = _pattern(1 << 20)
+    assert _transfer(a, a, data, to="127.0.0.1") == data
+    assert max(seen) > SPLIT_MIN  # the tap saw the large packets, joined
+    a._loopback_taps.clear()
+    a.impair_loopback(delay="1ms")
+    assert _transfer(a, a, data, to="127.0.0.1") == data
