@@ -17,7 +17,7 @@ import random
 import struct
 import zlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
@@ -41,13 +41,16 @@ from multisock.wire.errors import MalformedPacket
 
 if TYPE_CHECKING:
     from multisock.stack.ping import PingStack
+    from multisock.stack.tcp.stack import TcpStack
     from multisock.stack.udp import UdpStack
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
-DEFAULT_TTL = 64
+# Final (here and below): compiled code inlines a number, and keeps an object in a C
+# static, where a plain module global is a dictionary lookup at each use
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+PROTO_ICMPV6: Final = 58
+DEFAULT_TTL: Final = 64
 # groups every host hears without joining: all-hosts (224.0.0.1), all-nodes (ff01::1, ff02::1)
 _ALWAYS_MEMBER = frozenset({bytes([224, 0, 0, 1]), b"\xff\x01" + bytes(13) + b"\x01",
                             b"\xff\x02" + bytes(13) + b"\x01"})
@@ -65,7 +68,12 @@ _PMTU_ENTRIES = 4096  # learned path MTUs kept (destinations are few; a bound al
 
 
 # a 20-byte IPv4 header: built whole for TCP's fast path, read whole by input's
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+# its methods bound once (compiled code calls them without a method lookup), the fields typed
+# (compiled code compares them as native ints)
+_IPv4Fields = tuple[int, int, int, int, int, int, int, int, bytes, bytes]
+_unpack_ipv4: Final[Callable[..., _IPv4Fields]] = _IPV4_HEADER.unpack_from
+_pack_ipv4: Final[Callable[..., bytes]] = _IPV4_HEADER.pack
 
 
 def _oserror(code: int) -> OSError:
@@ -594,12 +602,13 @@ class IPStack:
                 return
             packet = kept  # (what the fast path below then looks at)
             size = len(packet)
-        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
+        tcp: TcpStack | None = self.tcp  # (typed: compiled code calls its input directly)
+        if size >= 20 and packet[0] == 0x45 and iface.trusted and tcp is not None:
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would, INPUT hooks included; anything else
             # goes the general way.
-            _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
+            _, _, total, _, frag, _, proto, _, src, dst = _unpack_ipv4(packet)
             # (a source that may be a martian - ours, loopback, multicast or broadcast -
             # arriving on a link goes the general way: _martian_source decides there)
             if (proto == PROTO_TCP and not frag & 0x3FFF and 20 <= total <= size
@@ -611,7 +620,7 @@ class IPStack:
                         INPUT, Packet(INPUT, src, dst, PROTO_TCP, segment, packet, iface)):
                     return
                 self.counters["in_delivered"] += 1
-                self.tcp.input(src, dst, segment, now)
+                tcp.input(src, dst, segment, now)
                 return
             if (proto == PROTO_UDP and not frag & 0x3FFF and 20 <= total <= size
                     and dst in self._local and not self.raw_listeners
@@ -1129,7 +1138,7 @@ class IPStack:
                     src = self.select_source(dst) or b""
                 if src and length <= mtu and length <= 0xFFFF:
                     ident = self._ident = (self._ident + 1) & 0xFFFF
-                    ip_header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0,
+                    ip_header = _pack_ipv4(0x45, tos, length, ident, 0,
                                                   self.default_ttl if ttl is None else ttl,
                                                   PROTO_UDP, 0, src, dst)
                     packet = b"".join((ip_header, header, payload))
@@ -1158,7 +1167,7 @@ class IPStack:
                 mtu = route.mtu if route.mtu is not None else iface.mtu
                 if length <= mtu and length <= 0xFFFF:
                     ident = self._ident = (self._ident + 1) & 0xFFFF
-                    header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0x4000,
+                    header = _pack_ipv4(0x45, tos, length, ident, 0x4000,
                                                self.default_ttl if ttl is None else ttl,
                                                PROTO_TCP, 0, src, dst)
                     if self.hooks is not None:  # (the one test the path without hooks pays)
