@@ -15,7 +15,7 @@ import struct
 from collections import Counter, deque
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from multisock.stack.icmp_quote import clamp_path_mtu
 from multisock.stack.tcp import isn
@@ -40,7 +40,10 @@ def _log() -> Any:
 _PORTS_SEQ = struct.Struct("!HHI")
 _OPTIONS = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in one C call
 # (an Enum member read through its class costs ~70 ns: the per-segment path uses these)
-_CLOSED, _TIME_WAIT, _SYN_RECEIVED = TcpState.CLOSED, TcpState.TIME_WAIT, TcpState.SYN_RECEIVED
+# (Final: compiled code keeps them in C statics rather than reading the module's dict)
+_CLOSED: Final = TcpState.CLOSED
+_TIME_WAIT: Final = TcpState.TIME_WAIT
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
 _NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
 # ``TcpStack.no_listener``: (src, dst, header, segment, now) -> a listener to take the
