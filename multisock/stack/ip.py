@@ -74,6 +74,7 @@ _IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
 _IPv4Fields = tuple[int, int, int, int, int, int, int, int, bytes, bytes]
 _unpack_ipv4: Final[Callable[..., _IPv4Fields]] = _IPV4_HEADER.unpack_from
 _pack_ipv4: Final[Callable[..., bytes]] = _IPV4_HEADER.pack
+_memoryview: Final = memoryview  # (the builtin's name is a builtins lookup at each use)
 
 
 def _oserror(code: int) -> OSError:
@@ -615,7 +616,7 @@ class IPStack:
                     and dst in self._local and not self.raw_listeners
                     and (iface.loopback or not (src[0] == 127 or src[0] >= 224
                                                 or src in self._local))):
-                segment = memoryview(packet)[20:total]
+                segment = _memoryview(packet)[20:total]
                 if hooks is not None and hooks.input and not hooks.admit(
                         INPUT, Packet(INPUT, src, dst, PROTO_TCP, segment, packet, iface)):
                     return

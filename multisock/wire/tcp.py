@@ -49,6 +49,7 @@ unpack_header: Final[Callable[..., _Fields]] = _HEADER.unpack_from
 _unpack_ts: Final[Callable[..., tuple[int, int, int]]] = struct.Struct("!III").unpack_from
 pack_header: Final[Callable[..., bytes]] = _HEADER.pack
 pack_header_ts: Final[Callable[..., bytes]] = _HEADER_TS.pack
+_memoryview: Final = memoryview  # (the builtin's name is a builtins lookup at each use)
 _NO_SACK: list[tuple[int, int]] = []
 
 
@@ -174,7 +175,7 @@ def parse(buf: bytes | bytearray | memoryview) -> tuple[TCPHeader, memoryview]:
     if offset > len(buf):
         raise MalformedPacket("tcp", "data offset beyond segment")
     header = TCPHeader(sport, dport, seq, ack, offset, flags, window, csum, urgent)
-    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    view = buf if isinstance(buf, _memoryview) else _memoryview(buf)
     if offset > HEADER_LEN:
         if offset == 32:
             prefix, ts_val, ts_ecr = _unpack_ts(view, 20)
