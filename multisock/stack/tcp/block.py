@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Final
 
 from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
 from multisock.stack.tcp.config import TcpState
-from multisock.stack.tcp.congestion import CongestionControl
+from multisock.stack.tcp.congestion import Reno
 from multisock.stack.tcp.prr import Prr
 from multisock.stack.tcp.rack import Rack
 from multisock.stack.tcp.rtt import RttEstimator
@@ -278,7 +278,7 @@ class ControlBlock:
         self.fin_seq: int | None = None
         self.mss = 536
         self.peer_mss = 536
-        self.cc: CongestionControl | None = None
+        self.cc: Reno | None = None  # (Reno or a subclass: see make_congestion_control)
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0

@@ -161,7 +161,10 @@ _ALGORITHMS: dict[str, type[Reno]] = {"reno": Reno, "cubic": Cubic}
 AVAILABLE = tuple(sorted(_ALGORITHMS))
 
 
-def make_congestion_control(name: str, mss: int, now: float) -> CongestionControl:
+def make_congestion_control(name: str, mss: int, now: float) -> Reno:
+    """An instance of the algorithm ``name``. Typed ``Reno`` (every algorithm here is one,
+    ``CongestionControl`` describes what the engine uses): compiled code then calls the
+    per-ACK methods and reads ``cwnd`` natively, not through generic look-ups."""
     try:
         cls = _ALGORITHMS[name.lower()]
     except KeyError:
