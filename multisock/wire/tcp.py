@@ -50,7 +50,7 @@ _unpack_ts: Final[Callable[..., tuple[int, int, int]]] = struct.Struct("!III").u
 pack_header: Final[Callable[..., bytes]] = _HEADER.pack
 pack_header_ts: Final[Callable[..., bytes]] = _HEADER_TS.pack
 _memoryview: Final = memoryview  # (the builtin's name is a builtins lookup at each use)
-_NO_SACK: list[tuple[int, int]] = []
+_NO_SACK: Final[list[tuple[int, int]]] = []  # shared by every header without SACK blocks
 
 
 class TCPHeader:

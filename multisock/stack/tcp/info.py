@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack.addresses import unpack
 from multisock.stack.tcp.timewait import TimeWait
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # what a row needs from a control block, read in one C call (``snapshot``); the RTO is
 # worked out from the estimator's fields when the row is built
-_BLOCK = attrgetter(
+_BLOCK: Final = attrgetter(
     "state._name_", "in_recovery", "snd_una", "snd_nxt", "snd_max", "lost_end", "rxt_next",
     "retries", "probes", "ts_ok", "sack_ok", "ws_ok", "snd_wscale", "rcv_wscale", "mss",
     "rcv_mss", "adv_mss", "congestion", "snd_wnd", "rcv_adv", "rcv_nxt", "rcvbuf",
@@ -27,13 +27,16 @@ _BLOCK = attrgetter(
     "rtt.backoff", "rtt.srtt", "rtt.rttvar", "rtt.min_rtt", "rtt.latest", "rtt.rto",
     "rtt.rto_max", "board.sacked", "sndq.size", "recvq.size", "ooo.size",
 )
-_LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in _BLOCK's tuple
-_CC = attrgetter("cwnd", "ssthresh", "name")
-_NO_CC = (0, 0, None)
+# positions in _BLOCK's tuple
+_LOCAL: Final = 34
+_SNDQ: Final = 44
+_RECVQ: Final = 45
+_CC: Final = attrgetter("cwnd", "ssthresh", "name")
+_NO_CC: Final = (0, 0, None)
 # RACK's counters that struct tcp_info has fields for (tcpi_reord_seen, tcpi_dsack_dups);
 # the others (probes, RACK losses, undos) are the stack's counters
-_RACK = attrgetter("reord_seen", "dsack_dups")
-_NO_RACK = (0, 0)
+_RACK: Final = attrgetter("reord_seen", "dsack_dups")
+_NO_RACK: Final = (0, 0)
 
 #: a control block's numbers at one moment: plain values only (no references to the
 #: block's parts, and untracked by the garbage collector once it has looked at it once)

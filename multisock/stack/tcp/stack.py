@@ -37,14 +37,14 @@ def _log() -> Any:
     import logging
 
     return logging.getLogger("multisock.tcp")
-_PORTS_SEQ = struct.Struct("!HHI")
-_OPTIONS = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in one C call
+_PORTS_SEQ: Final = struct.Struct("!HHI")
+_OPTIONS: Final = attrgetter(*OPTION_NAMES)  # the socket options a child inherits, in one C call
 # (an Enum member read through its class costs ~70 ns: the per-segment path uses these)
 # (Final: compiled code keeps them in C statics rather than reading the module's dict)
 _CLOSED: Final = TcpState.CLOSED
 _TIME_WAIT: Final = TcpState.TIME_WAIT
 _SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
-_NO_ROOM = object()  # _cookie_ack: the cookie is valid but the accept queue is full
+_NO_ROOM: Final = object()  # _cookie_ack: the cookie is valid but the accept queue is full
 Key = tuple[bytes, int, bytes, int]
 # ``TcpStack.no_listener``: (src, dst, header, segment, now) -> a listener to take the
 # segment, True (taken: drop it quietly, e.g. held until a relay is ready), or None (RST)
