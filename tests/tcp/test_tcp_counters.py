@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import Counter
 
+from tcpnet import Wire
+
 from multisock.stack.tcp import TcpStack
-from tests.tcp.tcpnet import Wire
 
 
 def test_segment_counts_show_in_counters() -> None:
