@@ -9,15 +9,16 @@ originals even while :mod:`socket` is monkey-patched.
 from __future__ import annotations
 
 import _socket
+from typing import Final
 
-AF_INET = _socket.AF_INET
-AF_INET6 = _socket.AF_INET6
+AF_INET: Final = _socket.AF_INET
+AF_INET6: Final = _socket.AF_INET6
 
-ANY4 = bytes(4)
-ANY6 = bytes(16)
-LOOPBACK4 = bytes([127, 0, 0, 1])
-LOOPBACK6 = bytes(15) + b"\x01"
-V4MAPPED_PREFIX = bytes(10) + b"\xff\xff"
+ANY4: Final = bytes(4)
+ANY6: Final = bytes(16)
+LOOPBACK4: Final = bytes([127, 0, 0, 1])
+LOOPBACK6: Final = bytes(15) + b"\x01"
+V4MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 
 
 def family_of(addr: bytes) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from multisock.stack.addresses import AF_INET
 
@@ -17,7 +17,7 @@ DEFAULT_RCVBUF = 212992  # Linux net.core.rmem_default
 DEFAULT_SNDBUF = 212992
 # What Linux charges per queued datagram beyond its payload (skb truesize overhead,
 # roughly); keeps a flood of tiny datagrams from queueing unboundedly.
-PER_DATAGRAM_OVERHEAD = 256
+PER_DATAGRAM_OVERHEAD: Final = 256
 
 
 RECV_HOPLIMIT = 1  # IP_RECVTTL / IPV6_RECVHOPLIMIT

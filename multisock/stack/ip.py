@@ -40,13 +40,16 @@ from multisock.wire.errors import MalformedPacket
 
 if TYPE_CHECKING:
     from multisock.stack.ping import PingStack
+    from multisock.stack.tcp.stack import TcpStack
     from multisock.stack.udp import UdpStack
 
-PROTO_ICMP = 1
-PROTO_TCP = 6
-PROTO_UDP = 17
-PROTO_ICMPV6 = 58
-DEFAULT_TTL = 64
+# Final (here and below): compiled code inlines a number, and keeps an object in a C
+# static, where a plain module global is a dictionary lookup at each use
+PROTO_ICMP: Final = 1
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+PROTO_ICMPV6: Final = 58
+DEFAULT_TTL: Final = 64
 # a TCP payload of at least this many bytes leaves through ``Interface.transmit_split``,
 # when the interface has one; below it, copying it into one packet costs less than the split
 SPLIT_MIN: Final = 8192
@@ -67,7 +70,13 @@ _PMTU_ENTRIES = 4096  # learned path MTUs kept (destinations are few; a bound al
 
 
 # a 20-byte IPv4 header: built whole for TCP's fast path, read whole by input's
-_IPV4_HEADER = struct.Struct("!BBHHHBBH4s4s")
+_IPV4_HEADER: Final = struct.Struct("!BBHHHBBH4s4s")
+# its methods bound once (compiled code calls them without a method lookup), the fields typed
+# (compiled code compares them as native ints)
+_IPv4Fields = tuple[int, int, int, int, int, int, int, int, bytes, bytes]
+_unpack_ipv4: Final[Callable[..., _IPv4Fields]] = _IPV4_HEADER.unpack_from
+_pack_ipv4: Final[Callable[..., bytes]] = _IPV4_HEADER.pack
+_memoryview: Final = memoryview  # (the builtin's name is a builtins lookup at each use)
 
 
 def _oserror(code: int) -> OSError:
@@ -602,24 +611,25 @@ class IPStack:
                 return
             packet = kept  # (what the fast path below then looks at)
             size = len(packet)
-        if size >= 20 and packet[0] == 0x45 and iface.trusted and self.tcp is not None:
+        tcp: TcpStack | None = self.tcp  # (typed: compiled code calls its input directly)
+        if size >= 20 and packet[0] == 0x45 and iface.trusted and tcp is not None:
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would, INPUT hooks included; anything else
             # goes the general way.
-            _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(packet)
+            _, _, total, _, frag, _, proto, _, src, dst = _unpack_ipv4(packet)
             # (a source that may be a martian - ours, loopback, multicast or broadcast -
             # arriving on a link goes the general way: _martian_source decides there)
             if (proto == PROTO_TCP and not frag & 0x3FFF and 20 <= total <= size
                     and dst in self._local and not self.raw_listeners
                     and (iface.loopback or not (src[0] == 127 or src[0] >= 224
                                                 or src in self._local))):
-                segment = memoryview(packet)[20:total]
+                segment = _memoryview(packet)[20:total]
                 if hooks is not None and hooks.input and not hooks.admit(
                         INPUT, Packet(INPUT, src, dst, PROTO_TCP, segment, packet, iface)):
                     return
                 self.counters["in_delivered"] += 1
-                self.tcp.input(src, dst, segment, now)
+                tcp.input(src, dst, segment, now)
                 return
             if (proto == PROTO_UDP and not frag & 0x3FFF and 20 <= total <= size
                     and dst in self._local and not self.raw_listeners
@@ -650,9 +660,10 @@ class IPStack:
         rules (IPv4 without options, TCP, for us, trusted link, no hooks or raw listeners);
         any other packet is joined and goes through ``input``. Never raises."""
         size = len(head) + len(payload)
-        if (self.hooks is None and iface.trusted and self.tcp is not None and len(head) >= 40
+        tcp: TcpStack | None = self.tcp  # (typed: compiled code calls its input directly)
+        if (self.hooks is None and iface.trusted and tcp is not None and len(head) >= 40
                 and head[0] == 0x45 and not self.raw_listeners):
-            _, _, total, _, frag, _, proto, _, src, dst = _IPV4_HEADER.unpack_from(head)
+            _, _, total, _, frag, _, proto, _, src, dst = _unpack_ipv4(head)
             if (proto == PROTO_TCP and not frag & 0x3FFF and total == size
                     and dst in self._local
                     and (iface.loopback or not (src[0] == 127 or src[0] >= 224
@@ -664,8 +675,8 @@ class IPStack:
                 icounters = iface.counters
                 icounters["rx_packets"] += 1
                 icounters["rx_bytes"] += size
-                view = payload if isinstance(payload, memoryview) else memoryview(payload)
-                self.tcp.input(src, dst, memoryview(head)[20:], now, view)
+                view = payload if isinstance(payload, memoryview) else _memoryview(payload)
+                tcp.input(src, dst, _memoryview(head)[20:], now, view)
                 return
         self.input(b"".join((head, payload)), iface, now)
 
@@ -1163,7 +1174,7 @@ class IPStack:
                     src = self.select_source(dst) or b""
                 if src and length <= mtu and length <= 0xFFFF:
                     ident = self._ident = (self._ident + 1) & 0xFFFF
-                    ip_header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0,
+                    ip_header = _pack_ipv4(0x45, tos, length, ident, 0,
                                                   self.default_ttl if ttl is None else ttl,
                                                   PROTO_UDP, 0, src, dst)
                     packet = b"".join((ip_header, header, payload))
@@ -1192,9 +1203,9 @@ class IPStack:
                 mtu = route.mtu if route.mtu is not None else iface.mtu
                 if length <= mtu and length <= 0xFFFF:
                     ident = self._ident = (self._ident + 1) & 0xFFFF
-                    header = _IPV4_HEADER.pack(0x45, tos, length, ident, 0x4000,
-                                               self.default_ttl if ttl is None else ttl,
-                                               PROTO_TCP, 0, src, dst)
+                    header = _pack_ipv4(0x45, tos, length, ident, 0x4000,
+                                        self.default_ttl if ttl is None else ttl,
+                                        PROTO_TCP, 0, src, dst)
                     if self.hooks is not None:  # (the one test the path without hooks pays)
                         self._tcp_output_hooked(route, header, src, dst, segment, payload)
                         return

@@ -8,38 +8,49 @@ Unknown options are skipped; options of the wrong length are malformed.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Final
 
 from multisock.wire.errors import MalformedPacket
 
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
-HEADER_LEN = 20
-CHECKSUM_OFFSET = 16
+HEADER_LEN: Final = 20
+CHECKSUM_OFFSET: Final = 16
 
-OPT_EOL = 0
-OPT_NOP = 1
-OPT_MSS = 2
-OPT_WSCALE = 3
-OPT_SACK_PERMITTED = 4
-OPT_SACK = 5
-OPT_TIMESTAMP = 8
+OPT_EOL: Final = 0
+OPT_NOP: Final = 1
+OPT_MSS: Final = 2
+OPT_WSCALE: Final = 3
+OPT_SACK_PERMITTED: Final = 4
+OPT_SACK: Final = 5
+OPT_TIMESTAMP: Final = 8
 
-_HEADER = struct.Struct("!HHIIBBHHH")
-_HEADER_TS = struct.Struct("!HHIIBBHHHBBBBII")  # header + NOP NOP TS(10)
-_TS_OPT = struct.Struct("!II")
+_HEADER: Final = struct.Struct("!HHIIBBHHH")
+_HEADER_TS: Final = struct.Struct("!HHIIBBHHHBBBBII")  # header + NOP NOP TS(10)
+_TS_OPT: Final = struct.Struct("!II")
 # header + MSS(4) + SACK-permitted(2) + TS(10) + NOP + window scale(3): a full SYN, 40 bytes
-_SYN_FULL = struct.Struct("!HHIIBBHHHBBHBBBBIIBBBB")
-_SYN_OPTIONS = struct.Struct("!BBHBBBBIIBBBB")  # the same options alone
-_SYN_KINDS = (OPT_MSS, 4, OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10, OPT_NOP, OPT_WSCALE, 3)
-_TS_PREFIX = b"\x01\x01\x08\x0a"
-_NO_SACK: list[tuple[int, int]] = []
+_SYN_FULL: Final = struct.Struct("!HHIIBBHHHBBHBBBBIIBBBB")
+_SYN_OPTIONS: Final = struct.Struct("!BBHBBBBIIBBBB")  # the same options alone
+_SYN_KINDS: Final = (OPT_MSS, 4, OPT_SACK_PERMITTED, 2, OPT_TIMESTAMP, 10, OPT_NOP, OPT_WSCALE, 3)
+_TS_WORD: Final = 0x0101080A  # the timestamp option's usual prefix, NOP NOP kind 8 length 10
+_Fields = tuple[int, int, int, int, int, int, int, int, int]
+# The per-segment struct calls, bound once (compiled code calls a bound method directly;
+# ``_HEADER.pack(...)`` would look the method up on the Struct each time), their results
+# typed so that compiled code takes the fields as native ints
+unpack_header: Final[Callable[..., _Fields]] = _HEADER.unpack_from
+_unpack_ts: Final[Callable[..., tuple[int, int, int]]] = struct.Struct("!III").unpack_from
+pack_header: Final[Callable[..., bytes]] = _HEADER.pack
+pack_header_ts: Final[Callable[..., bytes]] = _HEADER_TS.pack
+_memoryview: Final = memoryview  # (the builtin's name is a builtins lookup at each use)
+_NO_SACK: Final[list[tuple[int, int]]] = []  # shared by every header without SACK blocks
 
 
 class TCPHeader:
@@ -157,19 +168,22 @@ def parse(buf: bytes | bytearray | memoryview) -> tuple[TCPHeader, memoryview]:
     """Header (options parsed) and payload. Raises only MalformedPacket."""
     if len(buf) < HEADER_LEN:
         raise MalformedPacket("tcp", "shorter than a header")
-    sport, dport, seq, ack, off, flags, window, csum, urgent = _HEADER.unpack_from(buf)
+    sport, dport, seq, ack, off, flags, window, csum, urgent = unpack_header(buf)
     offset = (off >> 4) * 4
     if offset < HEADER_LEN:
         raise MalformedPacket("tcp", "data offset below 20")
     if offset > len(buf):
         raise MalformedPacket("tcp", "data offset beyond segment")
     header = TCPHeader(sport, dport, seq, ack, offset, flags, window, csum, urgent)
-    view = buf if isinstance(buf, memoryview) else memoryview(buf)
+    view = buf if isinstance(buf, _memoryview) else _memoryview(buf)
     if offset > HEADER_LEN:
-        if offset == 32 and view[20:24] == _TS_PREFIX:
-            header.ts_val, header.ts_ecr = _TS_OPT.unpack_from(view, 24)
-        else:
-            _parse_options(header, view[HEADER_LEN:offset])
+        if offset == 32:
+            prefix, ts_val, ts_ecr = _unpack_ts(view, 20)
+            if prefix == _TS_WORD:
+                header.ts_val = ts_val
+                header.ts_ecr = ts_ecr
+                return header, view[offset:]
+        _parse_options(header, view[HEADER_LEN:offset])
     return header, view[offset:]
 
 
@@ -190,11 +204,11 @@ def build(
 ) -> bytes:
     """Header with options, padded to 4 bytes; checksum 0 (the IP layer fills it)."""
     if ts is not None and mss is None and wscale is None and not sack_permitted and not sack_blocks:
-        return _HEADER_TS.pack(
+        return pack_header_ts(
             src_port, dst_port, seq, ack, 0x80, flags, window, 0, urgent, 1, 1, 8, 10, ts[0], ts[1]
         )
     if mss is None and wscale is None and not sack_permitted and not sack_blocks and ts is None:
-        return _HEADER.pack(src_port, dst_port, seq, ack, 0x50, flags, window, 0, urgent)
+        return pack_header(src_port, dst_port, seq, ack, 0x50, flags, window, 0, urgent)
     if mss is not None and wscale is not None and sack_permitted and ts is not None \
             and not sack_blocks:
         # the usual SYN (Linux's layout, as the general code below writes it): one pack

@@ -164,3 +164,20 @@ def test_dpkt_reads_what_we_build() -> None:
     assert opts[dpkt.tcp.TCP_OPT_WSCALE] == b"\x07"
     assert struct.unpack("!II", opts[dpkt.tcp.TCP_OPT_TIMESTAMP]) == (5, 6)
     assert dpkt.tcp.TCP_OPT_SACKOK in opts
+
+
+@pytest.mark.parametrize("buffer_type", [bytes, bytearray, memoryview])
+def test_twelve_option_bytes_not_the_usual_timestamp_layout(buffer_type: type) -> None:
+    """12 bytes of options that are not NOP NOP TS (here TS first, then NOP NOP; then MSS
+    and NOPs) take the general walk; the usual layout, with payload, the fast path."""
+    header = struct.pack("!HHIIBBHHH", 1, 2, 3, 4, 0x80, tcp.ACK, 5, 0, 0)
+    ts_first = header + b"\x08\x0a" + struct.pack("!II", 7, 8) + b"\x01\x01"
+    hdr, payload = tcp.parse(buffer_type(ts_first + b"data"))
+    assert (hdr.ts_val, hdr.ts_ecr, hdr.mss) == (7, 8, None) and bytes(payload) == b"data"
+    mss = header + b"\x02\x04\x05\xb4" + b"\x01" * 8
+    hdr, payload = tcp.parse(buffer_type(mss))
+    assert (hdr.ts_val, hdr.mss) == (None, 1460) and bytes(payload) == b""
+    usual = tcp.build(1, 2, 3, 4, tcp.ACK, 5, ts=(0xFFFFFFFF, 0))
+    hdr, payload = tcp.parse(buffer_type(usual + b"xyz"))
+    assert (hdr.ts_val, hdr.ts_ecr) == (0xFFFFFFFF, 0) and bytes(payload) == b"xyz"
+    assert hdr.data_offset == 32 and hdr.seq == 3 and hdr.ack == 4

@@ -39,11 +39,11 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from multisock.stack.tcp.buffers import OutOfOrder, ReceiveQueue, SendBuffer
 from multisock.stack.tcp.config import TcpState
-from multisock.stack.tcp.congestion import CongestionControl
+from multisock.stack.tcp.congestion import Reno
 from multisock.stack.tcp.prr import Prr
 from multisock.stack.tcp.rack import Rack
 from multisock.stack.tcp.rtt import RttEstimator
@@ -54,24 +54,33 @@ if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
     from multisock.stack.tcp.stack import TcpStack
 
+# the states as module constants (an Enum member read through its class is an attribute
+# lookup); Final, here and below: compiled code keeps them in C statics or inlines them,
+# where a plain module global is a dictionary lookup at each use
 S = TcpState
-CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = S.CLOSED, S.LISTEN, S.SYN_SENT, S.SYN_RECEIVED
-ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = (
-    S.ESTABLISHED,
-    S.FIN_WAIT_1,
-    S.FIN_WAIT_2,
-    S.CLOSE_WAIT,
-)
-CLOSING, LAST_ACK, TIME_WAIT = S.CLOSING, S.LAST_ACK, S.TIME_WAIT
+CLOSED: Final = S.CLOSED
+LISTEN: Final = S.LISTEN
+SYN_SENT: Final = S.SYN_SENT
+SYN_RECEIVED: Final = S.SYN_RECEIVED
+ESTABLISHED: Final = S.ESTABLISHED
+FIN_WAIT_1: Final = S.FIN_WAIT_1
+FIN_WAIT_2: Final = S.FIN_WAIT_2
+CLOSE_WAIT: Final = S.CLOSE_WAIT
+CLOSING: Final = S.CLOSING
+LAST_ACK: Final = S.LAST_ACK
+TIME_WAIT: Final = S.TIME_WAIT
 
 #: states in which data or a FIN of ours may still be (re)sent
 # the peer's urgent byte (Linux's tp->urg_data): none; announced, not yet arrived; arrived
 # and unread; read with MSG_OOB (still skipped by a plain read until the reader passes it)
-URG_NONE, URG_NOTYET, URG_VALID, URG_READ = 0, 1, 2, 3
+URG_NONE: Final = 0
+URG_NOTYET: Final = 1
+URG_VALID: Final = 2
+URG_READ: Final = 3
 
-_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+_SENDING: Final = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 #: states in which the peer's data is still accepted
-_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_RECEIVING: Final = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
 
 _NO_QUEUE: tuple[()] = ()
 
@@ -269,7 +278,7 @@ class ControlBlock:
         self.fin_seq: int | None = None
         self.mss = 536
         self.peer_mss = 536
-        self.cc: CongestionControl | None = None
+        self.cc: Reno | None = None  # (Reno or a subclass: see make_congestion_control)
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
         self.rtt_seq: int | None = None
         self.rtt_time = 0.0

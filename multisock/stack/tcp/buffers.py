@@ -11,6 +11,10 @@ from __future__ import annotations
 from bisect import bisect_right
 from typing import Final
 
+# (Final: compiled code keeps the type in a C static; a builtin's name is otherwise looked up
+# in the builtins module at each use)
+_memoryview: Final = memoryview
+
 
 def _keep(data: bytes | memoryview) -> bytes | memoryview:
     """What the send buffer stores for ``data``: a copy, unless the bytes cannot change.
@@ -92,14 +96,14 @@ class SendBuffer:
         chunk = chunks[index]
         pos = offset - start
         if pos + length <= len(chunk):
-            return memoryview(chunk)[pos : pos + length]
-        parts = [memoryview(chunk)[pos:]]
+            return _memoryview(chunk)[pos : pos + length]
+        parts = [_memoryview(chunk)[pos:]]
         got = len(chunk) - pos
         while got < length and index + 1 < len(chunks):
             index += 1
             nxt = chunks[index]
             take = min(len(nxt), length - got)
-            parts.append(memoryview(nxt)[:take])
+            parts.append(_memoryview(nxt)[:take])
             got += take
         return b"".join(parts)
 

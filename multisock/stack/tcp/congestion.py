@@ -25,7 +25,7 @@ class CongestionControl(Protocol):
     def set_mss(self, mss: int) -> None: ...
 
 
-INFINITE_SSTHRESH = 0x7FFFFFFF
+INFINITE_SSTHRESH: Final = 0x7FFFFFFF
 
 
 def initial_window(mss: int) -> int:
@@ -157,11 +157,14 @@ class Cubic(Reno):
 
 # Linux's names (tcp_available_congestion_control): "reno" is its NewReno-style Reno (the
 # recovery is RFC 6582's in both), and there is no "newreno" - an unknown name is ENOENT
-_ALGORITHMS: dict[str, type[Reno]] = {"reno": Reno, "cubic": Cubic}
-AVAILABLE = tuple(sorted(_ALGORITHMS))
+_ALGORITHMS: Final[dict[str, type[Reno]]] = {"reno": Reno, "cubic": Cubic}
+AVAILABLE: Final = tuple(sorted(_ALGORITHMS))
 
 
-def make_congestion_control(name: str, mss: int, now: float) -> CongestionControl:
+def make_congestion_control(name: str, mss: int, now: float) -> Reno:
+    """An instance of the algorithm ``name``. Typed ``Reno`` (every algorithm here is one,
+    ``CongestionControl`` describes what the engine uses): compiled code then calls the
+    per-ACK methods and reads ``cwnd`` natively, not through generic look-ups."""
     try:
         cls = _ALGORITHMS[name.lower()]
     except KeyError:

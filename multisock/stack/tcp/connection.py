@@ -14,7 +14,7 @@ import errno as E
 import os
 import socket as _socket
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from multisock.stack.tcp import isn, timewait
 from multisock.stack.tcp.arrival import Arrival
@@ -54,7 +54,7 @@ def _unmap(addr: bytes, family: int, v6only: bool) -> bytes:
     return addr
 
 
-_V4MAPPED = bytes(10) + b"\xff\xff"
+_V4MAPPED: Final = bytes(10) + b"\xff\xff"
 
 
 class TcpSocket(Arrival):

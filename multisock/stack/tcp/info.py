@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack.addresses import unpack
 from multisock.stack.tcp.timewait import TimeWait
@@ -27,7 +27,10 @@ BLOCK_FIELDS = (
     "rtt.backoff", "rtt.srtt", "rtt.rttvar", "rtt.min_rtt", "rtt.latest", "rtt.rto",
     "rtt.rto_max", "board.sacked", "sndq.size", "recvq.size", "ooo.size",
 )
-_LOCAL, _SNDQ, _RECVQ = 34, 44, 45  # positions in BLOCK_FIELDS
+# positions in BLOCK_FIELDS
+_LOCAL: Final = 34
+_SNDQ: Final = 44
+_RECVQ: Final = 45
 
 
 def _block(sock: TcpSocket) -> tuple[Any, ...]:
@@ -48,12 +51,12 @@ def _block(sock: TcpSocket) -> tuple[Any, ...]:
     )
 
 
-_CC = attrgetter("cwnd", "ssthresh", "name")
-_NO_CC = (0, 0, None)
+_CC: Final = attrgetter("cwnd", "ssthresh", "name")
+_NO_CC: Final = (0, 0, None)
 # RACK's counters that struct tcp_info has fields for (tcpi_reord_seen, tcpi_dsack_dups);
 # the others (probes, RACK losses, undos) are the stack's counters
-_RACK = attrgetter("reord_seen", "dsack_dups")
-_NO_RACK = (0, 0)
+_RACK: Final = attrgetter("reord_seen", "dsack_dups")
+_NO_RACK: Final = (0, 0)
 
 #: a control block's numbers at one moment: plain values only (no references to the
 #: block's parts, and untracked by the garbage collector once it has looked at it once)

@@ -23,13 +23,13 @@ either side) carries timestamps newer than the old one's and PAWS keeps working.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
-MSS_TABLE = (536, 1220, 1300, 1440, 1460, 4312, 8960, 65483)
+MSS_TABLE: Final = (536, 1220, 1300, 1440, 1460, 4312, 8960, 65483)
 
 
-_keyed: dict[bytes, Any] = {}  # secret -> a BLAKE2s state with the key already absorbed
-_PORTS = struct.Struct("!HH")
+_keyed: Final[dict[bytes, Any]] = {}  # secret -> a BLAKE2s state with the key already absorbed
+_PORTS: Final = struct.Struct("!HH")
 
 
 def _blake2s() -> Any:
@@ -69,7 +69,7 @@ def initial_sequence(
     return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & 0xFFFFFFFF
 
 
-_TS_OFFSETS: dict[tuple[bytes, bytes, bytes], int] = {}  # (secret, src, dst) -> offset
+_TS_OFFSETS: Final[dict[tuple[bytes, bytes, bytes], int]] = {}  # (secret, src, dst) -> offset
 
 
 def ts_offset(secret: bytes, src: bytes, dst: bytes) -> int:
@@ -122,9 +122,9 @@ def check_cookie(
     return MSS_TABLE[(cookie >> 24) & 0x7]
 
 
-_TS_BITS = 6  # low TSval bits that carry options
-_TS_NO_WSCALE = 0xF
-_TS_SACK = 1 << 4
+_TS_BITS: Final = 6  # low TSval bits that carry options
+_TS_NO_WSCALE: Final = 0xF
+_TS_SACK: Final = 1 << 4
 
 
 def cookie_timestamp(ts_now: int, wscale: int | None, sack: bool) -> int:

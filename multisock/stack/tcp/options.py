@@ -5,7 +5,7 @@ once (SO_KEEPALIVE arms or disarms the keepalive timer)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from multisock.stack.tcp.block import ControlBlock
 from multisock.stack.tcp.config import SYNCHRONIZED
@@ -16,10 +16,10 @@ from multisock.wire.tcp import TCPHeader
 if TYPE_CHECKING:
     from multisock.stack.tcp.connection import TcpSocket
 
-_MAX_WSCALE = 14
-_WSCALE_FOR: dict[int, int] = {}  # receive buffer size -> the window scale it needs
-_DEFAULT_MSS = {4: 536, 16: 1220}
-_IP_OVERHEAD = {4: 40, 16: 60}
+_MAX_WSCALE: Final = 14
+_WSCALE_FOR: Final[dict[int, int]] = {}  # receive buffer size -> the window scale it needs
+_DEFAULT_MSS: Final = {4: 536, 16: 1220}
+_IP_OVERHEAD: Final = {4: 40, 16: 60}
 
 #: socket options a child inherits from its listener
 OPTION_NAMES = (

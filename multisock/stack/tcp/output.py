@@ -106,7 +106,7 @@ class Output(Options):
                 sack_blocks=self._sack_option(),
             )
         elif ts is not None:
-            hdr = wire._HEADER_TS.pack(
+            hdr = wire.pack_header_ts(
                 local[1],
                 remote[1],
                 seq & MASK,
@@ -124,7 +124,7 @@ class Output(Options):
                 ts[1],
             )
         else:
-            hdr = wire._HEADER.pack(
+            hdr = wire.pack_header(
                 local[1], remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, flags, win, 0, 0
             )
         self.rcv_acked = self.rcv_nxt
@@ -134,7 +134,7 @@ class Output(Options):
         # header and payload go down separately: IP joins them with its own header in one
         # copy (docs/performance.md: copies per byte); TcpStack.emit, inlined
         stack = self.stack
-        stack.counters["segments_out"] += 1
+        stack.segments_out += 1
         stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _emit(self: TcpSocket, hdr: bytes, payload: bytes | memoryview) -> None:  # type: ignore[misc]
@@ -146,7 +146,7 @@ class Output(Options):
         self.t_dack = None
         self.segs_out += 1
         stack = self.stack
-        stack.counters["segments_out"] += 1
+        stack.segments_out += 1
         stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _urgent_pointer(self: TcpSocket, seq: int) -> int:  # type: ignore[misc]
@@ -213,7 +213,7 @@ class Output(Options):
         if self.remote is None or self.local is None:
             return
         seq = self.snd_max if self.state is not SYN_RECEIVED else self.iss + 1
-        hdr = wire._HEADER.pack(
+        hdr = wire.pack_header(
             self.local[1], self.remote[1], seq & MASK, self.rcv_nxt & MASK, 0x50, RST | ACK, 0, 0, 0
         )
         self.stack.counters["rst_sent"] += 1
@@ -221,7 +221,7 @@ class Output(Options):
 
     def _send_rst(self: TcpSocket, ack: int, now: float) -> None:  # type: ignore[misc]
         assert self.local is not None and self.remote is not None
-        hdr = wire._HEADER.pack(self.local[1], self.remote[1], ack & MASK, 0, 0x50, RST, 0, 0, 0)
+        hdr = wire.pack_header(self.local[1], self.remote[1], ack & MASK, 0, 0x50, RST, 0, 0, 0)
         self.stack.counters["rst_sent"] += 1
         self.stack.emit(self.local[0], self.remote[0], hdr, self.ttl, self.tos)
 

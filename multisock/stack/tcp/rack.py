@@ -55,7 +55,7 @@ TIMER_NONE: Final = 0
 TIMER_REO: Final = 1  # the RACK reordering timer
 TIMER_PTO: Final = 2  # the tail loss probe
 
-_start = attrgetter("start")
+_start: Final = attrgetter("start")
 
 
 class Sent:

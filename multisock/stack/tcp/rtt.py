@@ -6,10 +6,12 @@ first sample, the minimum, the backoff ceiling) can be tested on its own.
 
 from __future__ import annotations
 
-CLOCK_GRANULARITY = 0.001  # G: timestamps tick in milliseconds
+from typing import Final
+
+CLOCK_GRANULARITY: Final = 0.001  # G: timestamps tick in milliseconds
 #: the RTO after a handshake that gave no RTT sample, relative to the initial one (RFC 6298
 #: §5.7's 3 s against its 1 s; Linux's TCP_TIMEOUT_FALLBACK against TCP_TIMEOUT_INIT)
-FALLBACK_FACTOR = 3.0
+FALLBACK_FACTOR: Final = 3.0
 
 
 class RttEstimator:

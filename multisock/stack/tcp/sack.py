@@ -14,10 +14,11 @@ retransmissions to a peer that fragments its reports so finely.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from typing import Final
 
 # a real path makes one range per hole: 1024 holes is a loss pattern no congestion
 # control survives; a peer reporting more is describing something else
-MAX_RANGES = 1024
+MAX_RANGES: Final = 1024
 
 
 class Scoreboard:

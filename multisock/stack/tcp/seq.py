@@ -7,9 +7,12 @@ incoming 32-bit value to the unwrapped value nearest a reference it knows.
 
 from __future__ import annotations
 
-MOD = 1 << 32
-HALF = 1 << 31
-MASK = MOD - 1
+from typing import Final
+
+# Final: compiled code inlines them (a plain module global is a dict lookup at each use)
+MOD: Final = 1 << 32
+HALF: Final = 1 << 31
+MASK: Final = MOD - 1
 
 
 def unwrap(value: int, reference: int) -> int:

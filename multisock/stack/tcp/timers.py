@@ -9,8 +9,12 @@ finds nothing due and re-arms. That keeps restarting the RTO on every ACK at O(1
 from __future__ import annotations
 
 import heapq
-import itertools
-from typing import Protocol
+from typing import Final, Protocol
+
+# Final: compiled code calls them from C statics (``heapq.heappush`` is a module attribute
+# lookup at each call)
+_heappush: Final = heapq.heappush
+_heappop: Final = heapq.heappop
 
 
 class TimerOwner(Protocol):
@@ -20,13 +24,13 @@ class TimerOwner(Protocol):
 
 
 class TimerHeap:
-    __slots__ = ("_heap", "_count", "pushes", "_compact_at")
+    __slots__ = ("_heap", "pushes", "_compact_at")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerOwner]] = []
-        self._count = itertools.count()
         # entries ever pushed: while it stands still no deadline can have moved earlier
-        # (a later one is left lazily in place), so the host need not look again
+        # (a later one is left lazily in place), so the host need not look again; also each
+        # entry's tie-breaker (equal deadlines fire in the order they were armed)
         self.pushes = 0
         # heap size at which stale entries are swept out (doubles with the live count, so
         # sweeping costs O(1) amortised per push); a stale entry pins a dead connection
@@ -39,7 +43,7 @@ class TimerHeap:
             return
         owner.armed_at = when
         self.pushes += 1
-        heapq.heappush(self._heap, (when, next(self._count), owner))
+        _heappush(self._heap, (when, self.pushes, owner))
         if len(self._heap) >= self._compact_at:
             self._compact()
 
@@ -56,7 +60,7 @@ class TimerHeap:
             when, _, owner = heap[0]
             if owner.armed_at == when:
                 return when
-            heapq.heappop(heap)
+            _heappop(heap)
         return None
 
     def pop_due(self, now: float) -> list[TimerOwner]:
@@ -64,7 +68,7 @@ class TimerHeap:
         heap = self._heap
         due: list[TimerOwner] = []
         while heap and heap[0][0] <= now:
-            when, _, owner = heapq.heappop(heap)
+            when, _, owner = _heappop(heap)
             if owner.armed_at == when:
                 owner.armed_at = None
                 due.append(owner)

@@ -162,13 +162,13 @@ class TimeWait:
     def _send_ack(self, now: float) -> None:
         local, remote = self.local, self.remote
         if self.ts_ok:
-            hdr = wire._HEADER_TS.pack(
+            hdr = wire.pack_header_ts(
                 local[1], remote[1], self.snd_max & MASK, self.rcv_nxt & MASK, 0x80, ACK,
                 self.window, 0, 0, 1, 1, 8, 10,
                 (int(now * 1000) + self.ts_offset) & MASK, self.ts_recent,
             )
         else:
-            hdr = wire._HEADER.pack(
+            hdr = wire.pack_header(
                 local[1], remote[1], self.snd_max & MASK, self.rcv_nxt & MASK, 0x50, ACK,
                 self.window, 0, 0,
             )
