@@ -161,7 +161,7 @@ class Host:
         neither count has moved since the last look, the armed timer (or the knowledge that
         nothing is due) still stands."""
         ip = self.ip
-        tcp = ip.tcp
+        tcp: TcpStack | None = ip.tcp  # (typed: compiled code reads its timers natively)
         seen = (tcp.timers.pushes if tcp is not None else 0) + ip.reassembly4.started \
             + ip.reassembly6.started
         if seen == self._seen_pushes and (self._armed_at is not None or self._nothing_due):
