@@ -62,8 +62,8 @@ INTERPRETED: dict[str, str] = {}
 
 # Compiled above the boundary: the modules of net/ and of the facade that every socket call
 # and every delivered packet passes through (docs/performance.md, "The compiled build").
-# Their classes are native but for the socket cores (``api.core.python_class``: forking
-# reassigns a core's ``__class__``) and ``Driver``, which allows the interpreted subclasses
+# Their classes are native (the socket cores too: a forked child's stand-ins for them are
+# separate objects, api/forking.py) but for ``Driver``, which allows the interpreted subclasses
 # (GeventDriver, VirtualDriver). The rest of net/ (the network builder, pcap, TUN, the gevent
 # and virtual-time drivers, units) runs once per setup or off the default path; api/'s other
 # modules (options, ancillary, multicast, forking, the fd bridge) per call that needs them.

@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
@@ -97,23 +97,13 @@ def _called_as_raw_socket() -> bool:
 _CORE_MODULES = frozenset({"multisock.api.core", "multisock.api.stream", "multisock.api.dgram"})
 
 
-_Class = TypeVar("_Class", bound=type)
-
-
-def python_class(cls: _Class) -> _Class:
-    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
-
-    mypyc compiles a class with a decorator it does not know as a non-native class: its
-    methods are compiled, its instances stay plain objects with a ``__dict__``. The socket
-    cores need that: at fork ``api/forking.py`` turns a core into a ``RemoteCore`` by
-    assigning ``__class__``, and ``select`` reads a core's ``__dict__``; a native class
-    allows neither."""
-    return cls
-
-
-@python_class
 class Core:
-    """Shared state and helpers; protocol subclasses fill in the operations."""
+    """Shared state and helpers; protocol subclasses fill in the operations.
+
+    In the compiled build the cores are mypyc native classes: their fields are struct slots
+    (every one assigned in ``__init__``; no other can be added), they have no ``__dict__``,
+    their class cannot be reassigned and they cannot be weakly referenced. A forked child's
+    stand-ins are separate objects (``api.forking.RemoteCore``)."""
 
     def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
         self.host = host

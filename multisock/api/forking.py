@@ -179,10 +179,72 @@ def _after_in_child() -> None:
     parent_end.close()
     _child_channel = _channel(child_end)
     _child_lock = threading.Lock()  # a fresh one: gevent's if patched; none held across fork
-    for core in cores:
-        core.__dict__["_remote_id"] = id(core)
-        core.refs -= 1  # the parent's extra reference is the one this process holds
-        core.__class__ = RemoteCore
+    _redirect(cores, {id(core): _as_remote(core) for core in cores})
+
+
+def _as_remote(core: Core) -> RemoteCore:
+    """The child's stand-in for an inherited core: a RemoteCore carrying the core's state
+    (its readiness fds, timeout, family...), named by the core's id in the parent."""
+    remote = RemoteCore.__new__(RemoteCore)
+    names = getattr(type(core), "__mypyc_attrs__", None)
+    if names is None:  # the pure build: a plain object
+        state = dict(core.__dict__)
+    else:  # the compiled build: a native object has no __dict__, its class lists its fields
+        state = {name: getattr(core, name) for name in names if hasattr(core, name)}
+    remote.__dict__.update(state)
+    remote._remote_id = id(core)
+    remote.refs -= 1  # the parent's extra reference is the one this process holds
+    return remote
+
+
+def _redirect(cores: list[Any], remotes: dict[int, RemoteCore]) -> None:
+    """Every reference the child's Python objects hold to an inherited core now names its
+    RemoteCore: the socket objects' ``_sock`` slot, ``cores_by_fd``, and whatever dict, list,
+    instance attribute, slot or closure cell held one. (The core cannot become a RemoteCore
+    in place: in the compiled build it is a native object, whose class is fixed.) What the
+    stack's compiled objects hold stays: the stack does not run in the child. A heap walk,
+    as at fork in the parent: only a fork pays for it."""
+    import gc
+    import types
+
+    def replace_values(mapping: dict[Any, Any]) -> None:
+        for key, value in list(mapping.items()):
+            if id(value) in remotes:
+                mapping[key] = remotes[id(value)]
+
+    for holder in gc.get_referrers(*cores):
+        if holder is cores or isinstance(holder, types.FrameType):
+            continue
+        if isinstance(holder, dict):
+            replace_values(holder)
+        elif isinstance(holder, list):
+            for index, value in enumerate(holder):
+                if id(value) in remotes:
+                    holder[index] = remotes[id(value)]
+        elif isinstance(holder, types.CellType):
+            if id(holder.cell_contents) in remotes:
+                holder.cell_contents = remotes[id(holder.cell_contents)]
+        else:
+            attrs = getattr(holder, "__dict__", None)
+            if isinstance(attrs, dict):
+                replace_values(attrs)
+            _replace_in_slots(holder, remotes)
+
+
+def _replace_in_slots(holder: Any, remotes: dict[int, RemoteCore]) -> None:
+    """The slots of ``holder`` (the socket object's ``_sock``) that name an inherited core."""
+    for cls in type(holder).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            member: Any = cls.__dict__.get(name)
+            if name in ("__weakref__", "__dict__") or not hasattr(member, "__set__"):
+                continue
+            try:
+                value = member.__get__(holder, cls)
+            except AttributeError:  # an unset slot
+                continue
+            if id(value) in remotes:
+                member.__set__(holder, remotes[id(value)])
 
 
 os.register_at_fork(before=_before, after_in_parent=_after_in_parent,

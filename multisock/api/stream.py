@@ -20,7 +20,6 @@ from multisock.api.core import (
     WAIT_READ,
     WAIT_WRITE,
     Core,
-    python_class,
 )
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
@@ -54,8 +53,8 @@ _TCP_INFO = struct.Struct("=8B24I4Q")
 
 
 # The wait predicates: made by module functions, not written as closures in the methods
-# (mypyc cannot compile a closure inside a method of a non-native class, and the cores are
-# non-native: ``api.core.python_class``).
+# (written so when the cores were non-native classes, in which mypyc cannot compile a
+# closure; a small function making a lambda is as cheap as a closure in a native method).
 
 def _io_ready(core: StreamCore, tcb: TcpSocket, read: bool, write: bool) -> Callable[[], bool]:
     return lambda: core.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
@@ -109,7 +108,6 @@ def _info_u32(info: dict[str, Any], key: str) -> int:
     return int(info.get(key, 0) or 0) & 0xFFFFFFFF
 
 
-@python_class
 class StreamCore(Core):
     """SOCK_STREAM over the host's TCP engine (a ``TcpSocket`` control block)."""
 
