@@ -122,7 +122,10 @@ class Core:
         # an eventfd mirroring *write* readiness: made at fork only (api/forking.py), so that
         # a child's select can sleep in the kernel on both directions
         self._wfd: ReadinessFd | None = None
-        # bridged fd mode's relay (api/bridge.py, api/dgram_bridge.py): None until made
+        # bridged fd mode's relay (api/bridge.py's Bridge, api/dgram_bridge.py's
+        # DatagramBridge): None until made. Typed Any here and in the subclasses (a native
+        # class's subclass cannot narrow a field's type; both classes are interpreted, so a
+        # precise type would not make the calls on them native)
         self.bridge: Any = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None

@@ -65,9 +65,9 @@ class DatagramCore(Core):
             self._raw().open(self.ep)
         if family == AF_INET6:
             self.ep.v6only = False
-        # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno()
+        # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno() (into
+        # Core's ``bridge``)
         self.fd_mode = default_fd_mode()
-        self.bridge: DatagramBridge | None = None
         # recvfrom's last source, (address, port, as formatted for the program)
         self._last_source: tuple[bytes, int, tuple[Any, ...]] | None = None
 

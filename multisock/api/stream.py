@@ -118,7 +118,6 @@ class StreamCore(Core):
         self.tcb: TcpSocket = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.connecting = False
         self.fd_mode = _default_fd_mode
-        self.bridge: Bridge | None = None
         self._follow(self.tcb)
 
     def _follow(self, tcb: TcpSocket) -> None:
