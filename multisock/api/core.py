@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
@@ -25,18 +25,19 @@ if TYPE_CHECKING:
     from multisock.net.driver import Driver
     from multisock.net.host import Host
 
-MSG_PEEK = _socket.MSG_PEEK
-MSG_DONTWAIT = _socket.MSG_DONTWAIT
-MSG_WAITALL = _socket.MSG_WAITALL
-MSG_TRUNC = _socket.MSG_TRUNC
-MSG_OOB = _socket.MSG_OOB
-SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
-SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
+# (Final: the compiled cores read these as C statics, not from the module's dict per call)
+MSG_PEEK: Final = _socket.MSG_PEEK
+MSG_DONTWAIT: Final = _socket.MSG_DONTWAIT
+MSG_WAITALL: Final = _socket.MSG_WAITALL
+MSG_TRUNC: Final = _socket.MSG_TRUNC
+MSG_OOB: Final = _socket.MSG_OOB
+SUPPORTED_RECV_FLAGS: Final = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
+SUPPORTED_SEND_FLAGS: Final = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
 
 # what a wait is for, as gevent's kernel socket would wait (``Core.wait``'s ``kind``)
-WAIT_OTHER = 0  # neither the socket's own read nor its write (gevent's wait_read, TLS's transport)
-WAIT_READ = 1
-WAIT_WRITE = 2
+WAIT_OTHER: Final = 0  # neither the socket's own read nor its write (gevent's wait_read, TLS's transport)
+WAIT_READ: Final = 1
+WAIT_WRITE: Final = 2
 
 _default_timeout: float | None = None
 

@@ -7,7 +7,7 @@ import errno
 import functools
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.api import ancillary
 from multisock.api import options as O
@@ -28,8 +28,11 @@ from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 from multisock.stack.tcp.connection import TcpSocket
 
-_LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
-_SYN_RECEIVED = TcpState.SYN_RECEIVED
+# (Final, as the flags in api/core.py: C statics in the compiled build)
+_LISTEN: Final = TcpState.LISTEN
+_SYN_SENT: Final = TcpState.SYN_SENT
+_CLOSED: Final = TcpState.CLOSED
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -38,9 +41,10 @@ SOMAXCONN = min(_socket.SOMAXCONN, 128)
 # multisock's own socket option: the fd mode of one socket (an accepted one inherits its
 # listener's). FD_READINESS: fileno() is an eventfd mirroring readability (the default);
 # FD_BRIDGED: a connected socket's fileno() carries the bytes (api/bridge.py)
-SOL_MULTISOCK = 0x4D53
-SO_FD_MODE = 1
-FD_READINESS, FD_BRIDGED = 0, 1
+SOL_MULTISOCK: Final = 0x4D53
+SO_FD_MODE: Final = 1
+FD_READINESS: Final = 0
+FD_BRIDGED: Final = 1
 _default_fd_mode = FD_READINESS
 
 
