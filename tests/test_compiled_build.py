@@ -115,8 +115,9 @@ def _closure_over(value: object) -> object:
 def test_fork_child_stand_in_replaces_every_python_reference_to_a_core() -> None:
     """What a forked child does to an inherited core (``api.forking._after_in_child``),
     without forking: the core cannot become a RemoteCore in place (native in the compiled
-    build), so the socket object's ``_sock``, ``cores_by_fd`` and any dict, list or closure
-    cell holding the core are pointed at a RemoteCore carrying its state."""
+    build), so the socket object's ``_sock``, ``cores_by_fd`` and any dict, list, set, closure
+    cell or tuple (rebuilt where it is held) holding the core are pointed at a RemoteCore
+    carrying its state."""
     from multisock.api import forking
     from multisock.api.core import cores_by_fd
 
@@ -126,7 +127,8 @@ def test_fork_child_stand_in_replaces_every_python_reference_to_a_core() -> None
         sock = host.socket()
         core = sock._sock
         fd = sock.fileno()
-        in_dict, in_list = {"core": core}, [core]
+        in_dict, in_list, in_set, as_key = {"core": core}, [core], {core}, {core: 1}
+        in_tuples = {"poll": (core, 1), "nested": [((core, 2), 3)]}  # (a poll object's entry)
         cell = _closure_over(core).__closure__[0]  # type: ignore[index]
         remote = forking._as_remote(core)
         forking._redirect([core], {id(core): remote})
@@ -137,10 +139,14 @@ def test_fork_child_stand_in_replaces_every_python_reference_to_a_core() -> None
             assert remote._fd is core._fd and remote.fileno() == fd
             assert sock._sock is remote and cores_by_fd[fd] is remote
             assert in_dict["core"] is remote and in_list[0] is remote
+            assert in_set == {remote} and as_key == {remote: 1}
+            assert in_tuples["poll"] == (remote, 1)
+            assert in_tuples["nested"] == [((remote, 2), 3)]
             assert cell.cell_contents is remote
         finally:
             forking._redirect([remote], {id(remote): core})  # type: ignore[dict-item]
         assert sock._sock is core and cores_by_fd[fd] is core
+        assert in_tuples["poll"][0] is core and in_set == {core}
         sock.close()
     finally:
         net.close()
