@@ -223,7 +223,10 @@ def _redirect(cores: list[Any], remotes: dict[int, RemoteCore]) -> None:
                 if id(holder) not in new:
                     tuples.append(holder)
             else:
-                _replace_in(holder, new)
+                try:
+                    _replace_in(holder, new)
+                except Exception:  # noqa: BLE001 - an odd object (a proxy...): the others still
+                    pass
         for old in tuples:
             new[id(old)] = tuple(new.get(id(item), item) for item in old)
         done += olds
