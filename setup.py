@@ -62,10 +62,10 @@ INTERPRETED: dict[str, str] = {}
 
 # Compiled above the boundary: the modules of net/ and of the facade that every socket call
 # and every delivered packet passes through (docs/performance.md, "The compiled build").
-# Their classes are native but for the socket cores (``api.core.python_class``: forking
-# reassigns a core's ``__class__``); ``Driver`` is native too (net.backends tracks live
-# drivers through a weakly held registration, as a native class has no __weakref__). The
-# rest of net/ (the network builder, pcap, TUN, the gevent
+# Their classes are native, the socket cores included (a forked child's stand-ins for them
+# are separate objects, api/forking.py) and ``Driver`` too (net.backends tracks live drivers
+# through a weakly held registration, as a native class has no __weakref__). The rest of
+# net/ (the network builder, pcap, TUN, the gevent
 # and virtual-time drivers, units) runs once per setup or off the default path; api/'s other
 # modules (options, ancillary, multicast, forking, the fd bridge) per call that needs them.
 HOT_ABOVE = [

@@ -103,24 +103,61 @@ def test_live_drivers_are_tracked_without_weak_references_to_them() -> None:
     assert not any(id(d) == ident for d in backends.live_drivers())  # garbage: gone
 
 
-def test_socket_cores_stay_python_objects() -> None:
-    """api/forking.py turns a core into a RemoteCore in a forked child by assigning
-    ``__class__``, and select reads a core's ``__dict__``: the cores are compiled as
-    non-native classes (``api.core.python_class``), which keep both."""
-    from multisock.api.forking import RemoteCore
+@pytest.mark.skipif(not multisock.COMPILED, reason="the pure build compiles nothing")
+def test_socket_cores_are_native_classes() -> None:
+    """The cores are mypyc native classes (fields in a struct, no ``__dict__``): what kept
+    them non-native (forking's ``__class__`` swap) is gone."""
+    net = Network()
+    try:
+        host = net.add_host("a", "10.0.0.1/24")
+        for sock in (host.socket(), host.socket(type=2)):
+            core = sock._sock
+            assert not hasattr(core, "__dict__")
+            assert "_fd" in type(core).__mypyc_attrs__
+            sock.close()
+    finally:
+        net.close()
+
+
+def _closure_over(value: object) -> object:
+    return lambda: value
+
+
+def test_fork_child_stand_in_replaces_every_python_reference_to_a_core() -> None:
+    """What a forked child does to an inherited core (``api.forking._after_in_child``),
+    without forking: the core cannot become a RemoteCore in place (native in the compiled
+    build), so the socket object's ``_sock``, ``cores_by_fd`` and any dict, list, set, closure
+    cell or tuple (rebuilt where it is held) holding the core are pointed at a RemoteCore
+    carrying its state."""
+    from multisock.api import forking
+    from multisock.api.core import cores_by_fd
 
     net = Network()
     try:
         host = net.add_host("a", "10.0.0.1/24")
-        stream = host.socket()
-        dgram = host.socket(type=2)
-        for sock in (stream, dgram):
-            core = sock._sock
-            assert "_fd" in core.__dict__
-            kind = type(core)
-            core.__class__ = RemoteCore
-            assert isinstance(core, RemoteCore)
-            core.__class__ = kind  # back, so that close() runs the real one
-            sock.close()
+        sock = host.socket()
+        core = sock._sock
+        fd = sock.fileno()
+        in_dict, in_list, in_set, as_key = {"core": core}, [core], {core}, {core: 1}
+        in_tuples = {"poll": (core, 1), "nested": [((core, 2), 3)]}  # (a poll object's entry)
+        cell = _closure_over(core).__closure__[0]  # type: ignore[index]
+        remote = forking._as_remote(core)
+        forking._redirect([core], {id(core): remote})
+        try:
+            assert isinstance(remote, forking.RemoteCore)
+            assert remote._remote_id == id(core)
+            assert remote.refs == core.refs - 1
+            assert remote._fd is core._fd and remote.fileno() == fd
+            assert sock._sock is remote and cores_by_fd[fd] is remote
+            assert in_dict["core"] is remote and in_list[0] is remote
+            assert in_set == {remote} and as_key == {remote: 1}
+            assert in_tuples["poll"] == (remote, 1)
+            assert in_tuples["nested"] == [((remote, 2), 3)]
+            assert cell.cell_contents is remote
+        finally:
+            forking._redirect([remote], {id(remote): core})  # type: ignore[dict-item]
+        assert sock._sock is core and cores_by_fd[fd] is core
+        assert in_tuples["poll"][0] is core and in_set == {core}
+        sock.close()
     finally:
         net.close()

@@ -15,7 +15,7 @@ import errno
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.api.readiness import ReadinessFd
@@ -25,18 +25,19 @@ if TYPE_CHECKING:
     from multisock.net.driver import Driver
     from multisock.net.host import Host
 
-MSG_PEEK = _socket.MSG_PEEK
-MSG_DONTWAIT = _socket.MSG_DONTWAIT
-MSG_WAITALL = _socket.MSG_WAITALL
-MSG_TRUNC = _socket.MSG_TRUNC
-MSG_OOB = _socket.MSG_OOB
-SUPPORTED_RECV_FLAGS = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
-SUPPORTED_SEND_FLAGS = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
+# (Final: the compiled cores read these as C statics, not from the module's dict per call)
+MSG_PEEK: Final = _socket.MSG_PEEK
+MSG_DONTWAIT: Final = _socket.MSG_DONTWAIT
+MSG_WAITALL: Final = _socket.MSG_WAITALL
+MSG_TRUNC: Final = _socket.MSG_TRUNC
+MSG_OOB: Final = _socket.MSG_OOB
+SUPPORTED_RECV_FLAGS: Final = MSG_PEEK | MSG_DONTWAIT | MSG_WAITALL | MSG_TRUNC
+SUPPORTED_SEND_FLAGS: Final = MSG_DONTWAIT | _socket.MSG_NOSIGNAL | getattr(_socket, "MSG_MORE", 0)
 
 # what a wait is for, as gevent's kernel socket would wait (``Core.wait``'s ``kind``)
-WAIT_OTHER = 0  # neither the socket's own read nor its write (gevent's wait_read, TLS's transport)
-WAIT_READ = 1
-WAIT_WRITE = 2
+WAIT_OTHER: Final = 0  # neither the socket's own read nor its write (gevent's wait_read, TLS's transport)
+WAIT_READ: Final = 1
+WAIT_WRITE: Final = 2
 
 _default_timeout: float | None = None
 
@@ -97,23 +98,13 @@ def _called_as_raw_socket() -> bool:
 _CORE_MODULES = frozenset({"multisock.api.core", "multisock.api.stream", "multisock.api.dgram"})
 
 
-_Class = TypeVar("_Class", bound=type)
-
-
-def python_class(cls: _Class) -> _Class:
-    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
-
-    mypyc compiles a class with a decorator it does not know as a non-native class: its
-    methods are compiled, its instances stay plain objects with a ``__dict__``. The socket
-    cores need that: at fork ``api/forking.py`` turns a core into a ``RemoteCore`` by
-    assigning ``__class__``, and ``select`` reads a core's ``__dict__``; a native class
-    allows neither."""
-    return cls
-
-
-@python_class
 class Core:
-    """Shared state and helpers; protocol subclasses fill in the operations."""
+    """Shared state and helpers; protocol subclasses fill in the operations.
+
+    In the compiled build the cores are mypyc native classes: their fields are struct slots
+    (every one assigned in ``__init__``; no other can be added), they have no ``__dict__``,
+    their class cannot be reassigned and they cannot be weakly referenced. A forked child's
+    stand-ins are separate objects (``api.forking.RemoteCore``)."""
 
     def __init__(self, host: Host, family: int, type: int, proto: int) -> None:
         self.host = host
@@ -132,7 +123,10 @@ class Core:
         # an eventfd mirroring *write* readiness: made at fork only (api/forking.py), so that
         # a child's select can sleep in the kernel on both directions
         self._wfd: ReadinessFd | None = None
-        # bridged fd mode's relay (api/bridge.py, api/dgram_bridge.py): None until made
+        # bridged fd mode's relay (api/bridge.py's Bridge, api/dgram_bridge.py's
+        # DatagramBridge): None until made. Typed Any here and in the subclasses (a native
+        # class's subclass cannot narrow a field's type; both classes are interpreted, so a
+        # precise type would not make the calls on them native)
         self.bridge: Any = None
         self.rcvtimeo: float | None = None
         self.sndtimeo: float | None = None

@@ -11,7 +11,7 @@ from multisock.api import ancillary as A
 from multisock.api import multicast
 from multisock.api import options as O
 from multisock.api.bridge import _POLLIN, _ready
-from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, WAIT_READ, Core, python_class
+from multisock.api.core import MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, WAIT_READ, Core
 from multisock.api.dgram_bridge import DatagramBridge, default_fd_mode
 from multisock.api.errors import bad_fd, oserror
 from multisock.api.stream import FD_BRIDGED, FD_READINESS, SO_FD_MODE, SOL_MULTISOCK
@@ -40,8 +40,8 @@ _NO_ADDRESS: Any = object()  # sendto(data, address) vs sendto(data, flags, None
 
 
 def _readable_or_closed(core: DatagramCore) -> Callable[[], bool]:
-    """recv's wait predicate (a module function, not a closure in the method: mypyc cannot
-    compile a closure inside a method of a non-native class, ``api.core.python_class``)."""
+    """recv's wait predicate (a module function, not a closure in the method: see
+    ``api.stream``'s wait predicates)."""
     return lambda: core.ep.readable or core.closed
 
 
@@ -52,7 +52,6 @@ def _bridge_readable(core: DatagramCore, app: Any) -> Callable[[], bool]:
     return lambda: core.closed or ep.pending_error != 0 or ep.shut_rd or _ready(app, _POLLIN)
 
 
-@python_class
 class DatagramCore(Core):
     """SOCK_DGRAM: UDP, or ping sockets when proto is IPPROTO_ICMP/ICMPV6."""
 
@@ -66,9 +65,9 @@ class DatagramCore(Core):
             self._raw().open(self.ep)
         if family == AF_INET6:
             self.ep.v6only = False
-        # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno()
+        # bridged fd mode (api/dgram_bridge.py): UDP only; the pair is made by fileno() (into
+        # Core's ``bridge``)
         self.fd_mode = default_fd_mode()
-        self.bridge: DatagramBridge | None = None
         # recvfrom's last source, (address, port, as formatted for the program)
         self._last_source: tuple[bytes, int, tuple[Any, ...]] | None = None
 

@@ -179,10 +179,107 @@ def _after_in_child() -> None:
     parent_end.close()
     _child_channel = _channel(child_end)
     _child_lock = threading.Lock()  # a fresh one: gevent's if patched; none held across fork
-    for core in cores:
-        core.__dict__["_remote_id"] = id(core)
-        core.refs -= 1  # the parent's extra reference is the one this process holds
-        core.__class__ = RemoteCore
+    _redirect(cores, {id(core): _as_remote(core) for core in cores})
+
+
+def _as_remote(core: Core) -> RemoteCore:
+    """The child's stand-in for an inherited core: a RemoteCore carrying the core's state
+    (its readiness fds, timeout, family...), named by the core's id in the parent."""
+    remote = RemoteCore.__new__(RemoteCore)
+    names = getattr(type(core), "__mypyc_attrs__", None)
+    if names is None:  # the pure build: a plain object
+        state = dict(core.__dict__)
+    else:  # the compiled build: a native object has no __dict__, its class lists its fields
+        state = {name: getattr(core, name) for name in names if hasattr(core, name)}
+    remote.__dict__.update(state)
+    remote._remote_id = id(core)
+    remote.refs -= 1  # the parent's extra reference is the one this process holds
+    return remote
+
+
+def _redirect(cores: list[Any], remotes: dict[int, RemoteCore]) -> None:
+    """Every reference the child's Python objects hold to an inherited core now names its
+    RemoteCore: the socket objects' ``_sock`` slot, ``cores_by_fd``, and whatever dict (value
+    or key), list, set, instance attribute, slot or closure cell held one; a tuple holding
+    one (a poll object's ``(core, mask)``) is replaced, wherever it is held, by a tuple of the
+    same items with the RemoteCore. (The core cannot become a RemoteCore in place: in the
+    compiled build it is a native object, whose class is fixed.) What the stack's compiled
+    objects hold stays: the stack does not run in the child. A heap walk per level of tuple
+    nesting, as at fork in the parent: only a fork pays for it."""
+    import gc
+    import types
+
+    new: dict[int, Any] = dict(remotes)  # id of what the child must stop naming -> stand-in
+    done: list[Any] = []  # those objects, alive until the end (so that their ids stay theirs)
+    olds: list[Any] = list(cores)
+    while olds:
+        tuples: list[tuple[Any, ...]] = []
+        for holder in gc.get_referrers(*olds):
+            if holder is olds or holder is cores or holder is done or holder is tuples:
+                continue
+            if isinstance(holder, types.FrameType):
+                continue
+            if type(holder) is tuple:
+                if id(holder) not in new:
+                    tuples.append(holder)
+            else:
+                try:
+                    _replace_in(holder, new)
+                except Exception:  # noqa: BLE001 - an odd object (a proxy...): the others still
+                    pass
+        for old in tuples:
+            new[id(old)] = tuple(new.get(id(item), item) for item in old)
+        done += olds
+        olds = tuples
+
+
+def _replace_in(holder: Any, new: dict[int, Any]) -> None:
+    """In one container or object: each reference to an object of ``new`` now names its
+    replacement."""
+    import types
+
+    if isinstance(holder, dict):
+        for key, value in list(holder.items()):
+            if id(value) in new:
+                holder[key] = new[id(value)]
+        for key in [key for key in holder if id(key) in new]:
+            holder[new[id(key)]] = holder.pop(key)
+    elif isinstance(holder, list):
+        for index, value in enumerate(holder):
+            if id(value) in new:
+                holder[index] = new[id(value)]
+    elif isinstance(holder, set):
+        for value in [value for value in holder if id(value) in new]:
+            holder.discard(value)
+            holder.add(new[id(value)])
+    elif isinstance(holder, types.CellType):
+        try:
+            value = holder.cell_contents
+        except ValueError:  # an empty cell
+            return
+        if id(value) in new:
+            holder.cell_contents = new[id(value)]
+    else:
+        attrs = getattr(holder, "__dict__", None)
+        if isinstance(attrs, dict):
+            _replace_in(attrs, new)
+        _replace_in_slots(holder, new)
+
+
+def _replace_in_slots(holder: Any, new: dict[int, Any]) -> None:
+    """The slots of ``holder`` (the socket object's ``_sock``) that name an object of ``new``."""
+    for cls in type(holder).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            member: Any = cls.__dict__.get(name)
+            if name in ("__weakref__", "__dict__") or not hasattr(member, "__set__"):
+                continue
+            try:
+                value = member.__get__(holder, cls)
+            except AttributeError:  # an unset slot
+                continue
+            if id(value) in new:
+                member.__set__(holder, new[id(value)])
 
 
 os.register_at_fork(before=_before, after_in_parent=_after_in_parent,

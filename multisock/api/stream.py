@@ -7,7 +7,7 @@ import errno
 import functools
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from multisock.api import ancillary
 from multisock.api import options as O
@@ -20,7 +20,6 @@ from multisock.api.core import (
     WAIT_READ,
     WAIT_WRITE,
     Core,
-    python_class,
 )
 from multisock.api.errors import bad_fd, oserror, timed_out, would_block
 from multisock.stack.addresses import AF_INET
@@ -29,8 +28,11 @@ from multisock.stack.tcp.config import TcpState
 from multisock.stack.tcp.congestion import AVAILABLE as CONGESTION_ALGORITHMS
 from multisock.stack.tcp.connection import TcpSocket
 
-_LISTEN, _SYN_SENT, _CLOSED = TcpState.LISTEN, TcpState.SYN_SENT, TcpState.CLOSED
-_SYN_RECEIVED = TcpState.SYN_RECEIVED
+# (Final, as the flags in api/core.py: C statics in the compiled build)
+_LISTEN: Final = TcpState.LISTEN
+_SYN_SENT: Final = TcpState.SYN_SENT
+_CLOSED: Final = TcpState.CLOSED
+_SYN_RECEIVED: Final = TcpState.SYN_RECEIVED
 
 if TYPE_CHECKING:
     from multisock.net.host import Host
@@ -39,9 +41,10 @@ SOMAXCONN = min(_socket.SOMAXCONN, 128)
 # multisock's own socket option: the fd mode of one socket (an accepted one inherits its
 # listener's). FD_READINESS: fileno() is an eventfd mirroring readability (the default);
 # FD_BRIDGED: a connected socket's fileno() carries the bytes (api/bridge.py)
-SOL_MULTISOCK = 0x4D53
-SO_FD_MODE = 1
-FD_READINESS, FD_BRIDGED = 0, 1
+SOL_MULTISOCK: Final = 0x4D53
+SO_FD_MODE: Final = 1
+FD_READINESS: Final = 0
+FD_BRIDGED: Final = 1
 _default_fd_mode = FD_READINESS
 
 
@@ -54,8 +57,8 @@ _TCP_INFO = struct.Struct("=8B24I4Q")
 
 
 # The wait predicates: made by module functions, not written as closures in the methods
-# (mypyc cannot compile a closure inside a method of a non-native class, and the cores are
-# non-native: ``api.core.python_class``).
+# (written so when the cores were non-native classes, in which mypyc cannot compile a
+# closure; a small function making a lambda is as cheap as a closure in a native method).
 
 def _io_ready(core: StreamCore, tcb: TcpSocket, read: bool, write: bool) -> Callable[[], bool]:
     return lambda: core.closed or (read and bool(tcb.readable)) or (write and bool(tcb.writable))
@@ -109,7 +112,6 @@ def _info_u32(info: dict[str, Any], key: str) -> int:
     return int(info.get(key, 0) or 0) & 0xFFFFFFFF
 
 
-@python_class
 class StreamCore(Core):
     """SOCK_STREAM over the host's TCP engine (a ``TcpSocket`` control block)."""
 
@@ -120,7 +122,6 @@ class StreamCore(Core):
         self.tcb: TcpSocket = tcb if tcb is not None else host.ip.tcp.socket(family)
         self.connecting = False
         self.fd_mode = _default_fd_mode
-        self.bridge: Bridge | None = None
         self._follow(self.tcb)
 
     def _follow(self, tcb: TcpSocket) -> None:

@@ -33,7 +33,12 @@ def test_recv_returns_its_bytes_while_the_view_is_still_named() -> None:
                 kept.append(view)  # what a lingering traceback does
                 return int(receive(view, flags))
 
-            core._recv_into = keeping
+            try:
+                core._recv_into = keeping
+            except AttributeError:  # (a native class: its methods are read-only)
+                assert multisock.COMPILED
+                pytest.skip("the compiled build's cores are native classes: a method cannot "
+                            "be replaced on an instance")
             client.sendall(b"hello")
             # a flag takes recv through the scratch buffer (with none and bytes queued, recv
             # takes them from the queue as they are, lending no view to anybody)
