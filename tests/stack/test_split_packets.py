@@ -47,17 +47,23 @@ def _hosts(net: Network, **impairments: Any) -> tuple[Host, Host, Any]:
     return a, b, net.link(a, b, **impairments)
 
 
-def _transfer(a: Host, b: Host, data: bytes | bytearray, mutate: bool = False,
-              to: str = B_ADDR) -> bytes:
-    """``data`` from a to b over TCP (to the address ``to``); with ``mutate``, the sender
-    overwrites its buffer as soon as ``sendall`` returns (the receiver must still get what
-    was sent)."""
+def _connected(a: Host, b: Host, to: str) -> tuple[Any, Any, Any]:
+    """(listener on b, client on a, the server end b accepted) connected to ``to``."""
     listener = b.socket()
     listener.bind((to, 0))
     listener.listen()
     client = a.socket()
     client.connect((to, listener.getsockname()[1]))
     server, _ = listener.accept()
+    return listener, client, server
+
+
+def _transfer(a: Host, b: Host, data: bytes | bytearray, mutate: bool = False,
+              to: str = B_ADDR) -> bytes:
+    """``data`` from a to b over TCP (to the address ``to``); with ``mutate``, the sender
+    overwrites its buffer as soon as ``sendall`` returns (the receiver must still get what
+    was sent)."""
+    listener, client, server = _connected(a, b, to)
     got = bytearray()
 
     def receive() -> None:
@@ -109,12 +115,7 @@ def test_a_mutable_sender_buffer_changed_after_sendall_does_not_change_what_arri
 def _pump(a: Host, b: Host, data: bytes) -> bytes:
     """``data`` from a to b in this one thread (non-blocking sends and receives in turn), so
     the segments and ACKs are the same from run to run."""
-    listener = b.socket()
-    listener.bind((B_ADDR, 0))
-    listener.listen()
-    client = a.socket()
-    client.connect((B_ADDR, listener.getsockname()[1]))
-    server, _ = listener.accept()
+    listener, client, server = _connected(a, b, B_ADDR)
     client.setblocking(False)
     server.setblocking(False)
     sent, got = 0, bytearray()
