@@ -255,10 +255,15 @@ def tun_rows(quick: bool) -> list[dict[str, Any]]:
     for mtu in (1500, 65535):
         ours = bench_tun.multisock_rows(mtu, size, reps)
         veth = bench_tun.veth_row(mtu, size, reps)
+        plain = bench_tun.multisock_rows(mtu, size, reps, offload=False) if mtu == 1500 else None
         for key, label in (("kernel <- multisock", "kernel downloads from multisock"),
                            ("multisock <- kernel", "multisock downloads from kernel")):
             rows.append(row(f"TUN MTU {mtu}: {label}", "Mbit/s", ours[key], veth, True,
                             kernel_note="kernel <-> kernel over veth, same MTU"))
+            if plain is not None:  # the link without its virtio-net offloads, for comparison
+                rows.append(row(f"TUN MTU {mtu} without offloads: {label}", "Mbit/s",
+                                plain[key], veth, True,
+                                kernel_note="kernel <-> kernel over veth, same MTU"))
         rows.append(row(f"TUN MTU {mtu}: ping multisock -> kernel", "ms",
                         ours["ping RTT multisock->kernel (ms)"], None, False))
     return rows

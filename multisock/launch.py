@@ -83,7 +83,8 @@ def _build_host(net: Any, options: dict[str, Any]) -> Any:
 
         try:
             tun = host.attach_tun(tun_name, options.get("addr") or [], options.get("peer") or [],
-                                  mtu=int(options.get("mtu") or 1500))
+                                  mtu=int(options.get("mtu") or 1500),
+                                  offload=not options.get("no_tun_offload"))
         except TunUnavailable as exc:
             raise ActivationError(f"TUN device {tun_name!r}: {exc.strerror}") from None
         except (OSError, ValueError) as exc:

@@ -220,6 +220,9 @@ OPTIONS: tuple[Option, ...] = (
            "CIDR", listed=True),
     Option("peer", _ip, "the kernel's address on the TUN link; default route via it", "IP",
            listed=True),
+    Option("no_tun_offload", _switch, "the TUN link without virtio-net offloads: packets of "
+           "the MTU only, every checksum computed and verified here (slower; for comparison "
+           "or a kernel that refuses them)", switch=True),
     Option("isolated", _switch, "no host gateway: connections stay inside the process "
            "(without it, flows with no virtual listener reach real services)", switch=True),
     Option("publish", _publish, "kernel port relayed to the program's PORT (127.0.0.1 and ::1 "
@@ -300,6 +303,8 @@ def check_combination(options: Mapping[str, Any], *, env: bool) -> None:
                 raise OptionError(name("tun"), f"needs {name(needed)} as well")
     elif options.get("addr") or options.get("peer"):
         raise OptionError(f"{name('addr')}/{name('peer')}", f"go with {name('tun')}")
+    elif options.get("no_tun_offload"):
+        raise OptionError(name("no_tun_offload"), f"goes with {name('tun')}")
     if options.get("fd_mode") == "bridged" and options.get("gevent"):
         raise OptionError(name("fd_mode"), f"bridged does not go with {name('gevent')} yet (a "
                           "bridged socket's Python calls block in the kernel, which would "

@@ -38,7 +38,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # register with IP (IP imports none of them)
     ("stack.parts", (
         "multisock.stack", "multisock.stack.addresses", "multisock.stack.interface",
-        "multisock.stack.routing", "multisock.stack.fragments", "multisock.stack.icmp_limit",
+        "multisock.stack.routing", "multisock.stack.fragments", "multisock.stack.gso",
+        "multisock.stack.icmp_limit",
         "multisock.stack.icmp_quote", "multisock.stack.datagram", "multisock.stack.ports",
         "multisock.stack.hooks",
     )),

@@ -93,9 +93,10 @@ class Host:
         self._attached.add(iface.name)
         return iface
 
-    def receive(self, packet: bytes, iface: Interface, now: float) -> None:
-        """A packet arrives from a link (driver lock held)."""
-        self.ip.input(packet, iface, now)
+    def receive(self, packet: bytes, iface: Interface, now: float, verify: bool = False) -> None:
+        """A packet arrives from a link (driver lock held); ``verify``: its link did not
+        vouch for its checksums (IPStack.input)."""
+        self.ip.input(packet, iface, now, verify)
         self.driver.after_drain(self._rearm_callback)
 
     def receive_split(self, head: bytes, payload: bytes | memoryview, iface: Interface,
@@ -227,12 +228,14 @@ class Host:
 
     def attach_tun(
         self, name: str, addrs: list[str], peers: list[str], *, mtu: int = 1500,
-        default_route: bool = True,
+        default_route: bool = True, offload: bool = True,
     ) -> Any:
-        """Plug this host into the real kernel through TUN device ``name`` (needs root)."""
+        """Plug this host into the real kernel through TUN device ``name`` (needs root);
+        ``offload``: large TCP segments and checksum offload with the kernel (net/tun.py)."""
         from multisock.net.tun import TunLink
 
-        return TunLink(self, name, addrs, peers, mtu=mtu, default_route=default_route)
+        return TunLink(self, name, addrs, peers, mtu=mtu, default_route=default_route,
+                       offload=offload)
 
     def addresses(self) -> list[str]:
         return [A.unpack(a) for iface in self.ip.interfaces if not iface.loopback

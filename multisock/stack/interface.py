@@ -15,6 +15,9 @@ from multisock.stack.addresses import family_of, same_prefix, unpack
 Transmit = Callable[[bytes, bytes, float], None]
 # (headers, payload, next_hop, now): a packet handed over in two pieces, not joined
 TransmitSplit = Callable[[bytes, "bytes | memoryview", bytes, float], None]
+# (headers, payload, segment size, next_hop, now): one TCP segment of several MSS, for a link
+# that cuts it (or delivers it whole) itself - segmentation offload (stack/gso.py)
+TransmitGso = Callable[[bytes, "bytes | memoryview", int, bytes, float], None]
 
 
 def _not_attached(packet: bytes, next_hop: bytes, now: float) -> None:
@@ -34,6 +37,9 @@ class Interface:
         "trusted",
         "transmit",
         "transmit_split",
+        "transmit_gso",
+        "gso_max_size",
+        "completes_checksums",
         "counters",
         "groups",
     )
@@ -53,6 +59,15 @@ class Interface:
         # link's Direction.send_split, the host's loopback): takes a packet as its headers
         # and its payload apart, so a large TCP payload is not copied into a packet on the way
         self.transmit_split: TransmitSplit | None = None
+        # set by a link that takes TCP segments larger than its MTU (a TUN device with
+        # virtio-net headers): TCP then builds segments of up to ``gso_max_size`` bytes
+        # (whole IP packets) and this carries them with the MSS to cut them at
+        self.transmit_gso: TransmitGso | None = None
+        self.gso_max_size = 0
+        # a trusted interface whose link fills the checksums of every whole packet it sends
+        # (the TUN link asks the kernel to, by checksum offload): IP computes a transport
+        # checksum only for a datagram it fragments, which the link cannot see whole
+        self.completes_checksums = False
         # multicast groups joined on this interface -> how many sockets joined (IGMP/MLD's
         # per-interface list; a switch's snooping table reads it)
         self.groups: dict[bytes, int] = {}

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
+from multisock.stack.gso import tcp_pieces
 from multisock.stack.hooks import (
     FORWARD,
     INPUT,
@@ -153,6 +154,8 @@ class IPStack:
             "out_packets": 0,
             "out_no_route": 0,
             "out_fragments": 0,
+            "out_gso_packets": 0,  # TCP segments of several MSS handed whole to a link
+            "out_gso_split": 0,  # ... and cut here, for a link or hooks that need whole ones
             "forwarded": 0,
             "ttl_exceeded": 0,
             "icmp_in": 0,
@@ -417,7 +420,10 @@ class IPStack:
             raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
-        if iface.trusted or csum_offset is None:
+        if csum_offset is None or (iface.trusted and not (
+                iface.completes_checksums
+                and len(header) + len(payload) + (20 if len(dst) == 4 else 40)
+                > route.path_mtu())):
             # the payload stays apart: _send copies it once, next to the IP header
             self._send(route, src, dst, proto, header, ttl, tos, df, payload)
             return
@@ -452,7 +458,9 @@ class IPStack:
         if ttl is None:
             ttl = 1
         segment: bytes | memoryview = header
-        if not iface.trusted and csum_offset is not None:
+        if csum_offset is not None and (not iface.trusted or (
+                iface.completes_checksums
+                and len(header) + len(payload) + (20 if len(dst) == 4 else 40) > iface.mtu)):
             buf = bytearray(header)
             buf += payload
             value = transport_checksum(src, dst, proto, buf)
@@ -596,8 +604,11 @@ class IPStack:
 
     # ------------------------------------------------------------------- input
 
-    def input(self, packet: bytes, iface: Interface, now: float) -> None:
-        """One packet arrived on ``iface``. Never raises."""
+    def input(self, packet: bytes, iface: Interface, now: float, verify: bool = False) -> None:
+        """One packet arrived on ``iface``. Never raises.
+
+        ``verify``: check its checksums even though ``iface`` is trusted - the link did not
+        vouch for this one (a TUN device whose kernel says it did not check the packet)."""
         self.now = now
         self.counters["in_packets"] += 1
         counters = iface.counters
@@ -612,7 +623,7 @@ class IPStack:
             packet = kept  # (what the fast path below then looks at)
             size = len(packet)
         tcp: TcpStack | None = self.tcp  # (typed: compiled code calls its input directly)
-        if size >= 20 and packet[0] == 0x45 and iface.trusted and tcp is not None:
+        if size >= 20 and packet[0] == 0x45 and iface.trusted and tcp is not None and not verify:
             # fast path, the usual packet: IPv4 without options or fragmentation, TCP, for an
             # address of ours, from a trusted link (no checksum to verify). It takes exactly
             # the branches _input4 and _deliver would, INPUT hooks included; anything else
@@ -645,9 +656,9 @@ class IPStack:
                 raise MalformedPacket("ip", "empty packet")
             version = packet[0] >> 4
             if version == 4:
-                self._input4(packet, iface, now)
+                self._input4(packet, iface, now, verify or not iface.trusted)
             elif version == 6:
-                self._input6(packet, iface, now)
+                self._input6(packet, iface, now, verify or not iface.trusted)
             else:
                 raise MalformedPacket("ip", "unknown version")
         except MalformedPacket as exc:
@@ -734,8 +745,8 @@ class IPStack:
             return True
         return False
 
-    def _input4(self, packet: bytes, iface: Interface, now: float) -> None:
-        header, payload = ipv4.parse(packet, verify_checksum=not iface.trusted)
+    def _input4(self, packet: bytes, iface: Interface, now: float, verify: bool) -> None:
+        header, payload = ipv4.parse(packet, verify_checksum=verify)
         if self._martian_source(header.src, iface):
             return
         dst = header.dst
@@ -753,9 +764,9 @@ class IPStack:
                 return
             payload = memoryview(whole)
         self._deliver(header.src, dst, header.proto, payload, iface, now, broadcast, packet,
-                      header.ttl, header.tos)
+                      header.ttl, header.tos, verify)
 
-    def _input6(self, packet: bytes, iface: Interface, now: float) -> None:
+    def _input6(self, packet: bytes, iface: Interface, now: float, verify: bool) -> None:
         header, payload = ipv6.parse(packet)
         if self._martian_source(header.src, iface):
             return
@@ -776,7 +787,7 @@ class IPStack:
                 return
             proto, payload = ipv6.walk_extensions(frag.next_header, memoryview(whole))
         self._deliver(header.src, dst, proto, payload, iface, now, multicast, packet,
-                      header.hop_limit, header.traffic_class)
+                      header.hop_limit, header.traffic_class, verify)
 
     def _deliver(
         self,
@@ -790,12 +801,14 @@ class IPStack:
         packet: bytes,
         ttl: int,
         tos: int = 0,
+        verify: bool = False,
     ) -> None:
+        """``verify``: check the transport checksum (an untrusted interface, or a packet its
+        link did not vouch for)."""
         hooks = self.hooks
         if hooks is not None and hooks.input and not hooks.admit(
                 INPUT, Packet(INPUT, src, dst, proto, payload, packet, iface)):
             return
-        verify = not iface.trusted
         for listener in self.raw_listeners:
             listener(src, dst, proto, packet)
         if proto == PROTO_TCP:
@@ -1130,6 +1143,49 @@ class IPStack:
             self._routes_to.put(dst, route)
         return route
 
+    def route_gso(self, dst: bytes) -> int:
+        """The largest IP packet (bytes) the interface towards ``dst`` takes for the link to
+        cut (segmentation offload); 0: none, TCP builds MSS-sized segments."""
+        route = self._cached_route(dst)
+        if route is None:
+            return 0
+        iface = route.interface
+        return iface.gso_max_size if iface.transmit_gso is not None else 0
+
+    def _tcp_output_large(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
+                          ttl: int | None, tos: int, payload: bytes | memoryview,
+                          gso: int) -> None:
+        """A TCP segment of several MSS: whole to an interface that takes it (no hooks to
+        show it to, as they see packets of the wire's size), else cut here (stack/gso.py)
+        into segments that each go the usual way."""
+        route = self.route(dst, src) if self.rules is not None else self._cached_route(dst)
+        size = len(segment) + len(payload)
+        if route is not None and self.hooks is None:
+            iface = route.interface
+            transmit_gso = iface.transmit_gso
+            v4 = len(dst) == 4
+            if transmit_gso is not None and size + (20 if v4 else 40) <= iface.gso_max_size:
+                hops = self.default_ttl if ttl is None else ttl
+                if v4:
+                    ident = self._ident = (self._ident + 1) & 0xFFFF
+                    header = _pack_ipv4(0x45, tos, 20 + size, ident, 0x4000, hops, PROTO_TCP, 0,
+                                        src, dst)
+                else:
+                    header = ipv6.build(src, dst, PROTO_TCP, size, hop_limit=hops,
+                                        traffic_class=tos)
+                counters = iface.counters
+                counters["tx_packets"] += 1
+                counters["tx_bytes"] += len(header) + size
+                self.counters["out_packets"] += 1
+                self.counters["out_gso_packets"] += 1
+                gateway = route.gateway
+                transmit_gso(header + bytes(segment), payload, gso,
+                             dst if gateway is None else gateway, self.now)
+                return
+        self.counters["out_gso_split"] += 1
+        for head, piece in tcp_pieces(bytes(segment), payload, gso):
+            self.tcp_output(src, dst, head, ttl, tos, piece)
+
     def _tcp_output_hooked(self, route: Route, header: bytes, src: bytes, dst: bytes,
                            segment: bytes | bytearray | memoryview,
                            payload: bytes | memoryview) -> None:
@@ -1190,8 +1246,11 @@ class IPStack:
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,
-                   payload: bytes | memoryview = b"") -> None:
-        """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits."""
+                   payload: bytes | memoryview = b"", gso: int = 0) -> None:
+        """Called by the TCP engine; a failure (route gone) is counted, the engine retransmits.
+
+        ``gso``: the segment carries several MSS of payload (TCP asked ``route_gso``), to be
+        cut at ``gso`` bytes - by the interface's link, or here when it cannot."""
         if len(dst) == 4 and src and dst[0] < 224 and self.rules is None:
             # fast path, the usual segment: unicast IPv4 that fits the route's MTU on a trusted
             # interface (no checksum to fill) - what output() and _send() would do, in one go,
@@ -1223,6 +1282,9 @@ class IPStack:
                         return
                     iface.transmit(b"".join((header, segment, payload)), hop, self.now)
                     return
+        if gso and len(payload) > gso:
+            self._tcp_output_large(src, dst, segment, ttl, tos, payload, gso)
+            return
         try:
             self.output(src, dst, PROTO_TCP, bytes(segment), payload, ttl=ttl, tos=tos,
                         csum_offset=16, df=True)

@@ -11,6 +11,7 @@ import itertools
 import random
 import socket
 
+from multisock.stack.gso import tcp_pieces
 from multisock.stack.tcp import TcpConfig, TcpSocket, TcpStack
 
 A = bytes([10, 0, 0, 1])
@@ -20,24 +21,42 @@ B = bytes([10, 0, 0, 2])
 class RecordingHost:
     """A TcpHost that keeps every segment the engine emits."""
 
-    def __init__(self, addresses: tuple[bytes, ...] = (A,), mtu: int = 1500) -> None:
+    def __init__(self, addresses: tuple[bytes, ...] = (A,), mtu: int = 1500, gso: int = 0,
+                 gso_whole: bool = False) -> None:
         self.addresses = addresses
         self.mtu = mtu
+        # segmentation offload: the largest packet the "interface" takes (0: none); a
+        # segment of several MSS is recorded whole in ``sent`` and delivered cut, as a
+        # kernel would cut it (``gso_sent``: how many segments came with a size to cut at)
+        self.gso = gso
+        self.gso_sent = 0
+        # deliver such a segment whole, as a kernel takes one for a local socket (its GRO)
+        self.gso_whole = gso_whole
         self.sent: list[tuple[bytes, bytes, bytes]] = []
         self.deliver = None  # set by Wire
 
     def tcp_output(self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
                    ttl: int | None = None, tos: int = 0,
-                   payload: bytes | memoryview = b"") -> None:
-        segment = bytes(segment) + bytes(payload)
-        self.sent.append((src, dst, bytes(segment)))
-        if self.deliver is not None:
-            self.deliver(src, dst, bytes(segment))
+                   payload: bytes | memoryview = b"", gso: int = 0) -> None:
+        whole = bytes(segment) + bytes(payload)
+        self.sent.append((src, dst, whole))
+        cut = gso and len(payload) > gso
+        self.gso_sent += 1 if cut else 0
+        if self.deliver is None:
+            return
+        if cut and not self.gso_whole:
+            for head, piece in tcp_pieces(bytes(segment), payload, gso):
+                self.deliver(src, dst, head + bytes(piece))
+            return
+        self.deliver(src, dst, whole)
 
     def route_mtu(self, dst: bytes) -> int | None:
         if dst == bytes(4) or dst[:1] == b"\xff":
             return None
         return self.mtu
+
+    def route_gso(self, dst: bytes) -> int:
+        return self.gso
 
     def select_source(self, dst: bytes) -> bytes | None:
         return self.addresses[0]
@@ -59,6 +78,8 @@ class Wire:
         reorder: float = 0.0,
         seed: int = 1,
         rate: float | None = None,
+        gso: int = 0,
+        gso_whole: bool = False,
     ) -> None:
         self.now = 0.0
         self.delay = delay
@@ -71,8 +92,8 @@ class Wire:
         self.link_free = 0.0
         self.delivered = 0
         self.dropped = 0
-        self.host_a = RecordingHost((A,), mtu)
-        self.host_b = RecordingHost((B,), mtu)
+        self.host_a = RecordingHost((A,), mtu, gso, gso_whole)
+        self.host_b = RecordingHost((B,), mtu, gso, gso_whole)
         self.host_a.deliver = self._send
         self.host_b.deliver = self._send
         self.host_a.sent = _Discard()

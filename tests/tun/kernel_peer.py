@@ -54,7 +54,7 @@ def udp_echo(bind: str, port: int) -> None:
         sock.bind((bind, port))
         sock.settimeout(20)
         print("READY", flush=True)
-        data, source = sock.recvfrom(100)
+        data, source = sock.recvfrom(65535)
         sock.sendto(data.upper(), source)
 
 

@@ -28,11 +28,14 @@ def main() -> int:
     parser.add_argument("--loss", default="")
     parser.add_argument("--pcap", default="")
     parser.add_argument("--reorder", default="")
+    parser.add_argument("--no-offload", action="store_true")
+    parser.add_argument("--size", type=int, default=0)
     args = parser.parse_args()
 
     net = multisock.Network(seed=1)
     host = net.add_host("stack")
-    tun = host.attach_tun(args.tun, args.addr, args.peer, mtu=args.mtu)
+    tun = host.attach_tun(args.tun, args.addr, args.peer, mtu=args.mtu,
+                          offload=not args.no_offload)
     if args.pcap:
         from multisock.net.pcap import PcapWriter
 
@@ -62,9 +65,17 @@ def main() -> int:
             family = socket.AF_INET6 if ":" in args.target else socket.AF_INET
             sock = host.socket(family, socket.SOCK_DGRAM)
             sock.settimeout(5)
-            sock.sendto(b"from the stack", (args.target, args.port))
+            message = b"from the stack"
+            if args.size:  # a datagram larger than the MTU: fragmented both ways
+                message = (message + b" " + bytes(range(97, 123))) * (args.size // 41 + 1)
+                message = message[: args.size]
+            sock.sendto(message, (args.target, args.port))
             data, _ = sock.recvfrom(65535)
-            print(f"REPLY={data.decode()}")
+            if args.size:
+                print(f"REPLY_MATCHES={data == message.upper()}")
+                print(f"REPLY_LEN={len(data)}")
+            else:
+                print(f"REPLY={data.decode()}")
         elif args.mode == "http-serve":
             import hashlib
             import http.server
@@ -75,6 +86,7 @@ def main() -> int:
 
             size = int(args.target or 1 << 20)
             body = bytes(range(256)) * (size // 256)
+            quit_asked = threading.Event()
 
             class Handler(http.server.BaseHTTPRequestHandler):
                 protocol_version = "HTTP/1.1"
@@ -83,6 +95,11 @@ def main() -> int:
                     pass
 
                 def do_GET(self) -> None:  # noqa: N802
+                    if self.path == "/quit":  # the test is done: report and exit
+                        self.send_response(204)
+                        self.end_headers()
+                        quit_asked.set()
+                        return
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
@@ -111,7 +128,7 @@ def main() -> int:
             server = server_class((bind, args.port), Handler)
             print(f"SHA256={hashlib.sha256(body).hexdigest()}", flush=True)
             threading.Thread(target=server.serve_forever, daemon=True).start()
-            time.sleep(args.seconds)
+            quit_asked.wait(args.seconds)
             server.shutdown()
             info = [r.get("info") or {} for r in list(host.ip.tcp.history) + host.ip.tcp.connections()]
             opts = [i.get("options") for i in info if i.get("options")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 from pathlib import Path
 
@@ -69,4 +70,29 @@ def test_udp_both_ways(family: tuple[list[str], str, str]) -> None:
         assert echo.stdout is not None and echo.stdout.readline().strip() == "READY"
         agent = start_agent(ns, "send-udp", "--target", kernel_ip, "--port", "9100", *opts)
         assert finish(agent)["REPLY"] == "FROM THE STACK"
+        echo.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
+@pytest.mark.parametrize("family", [V4, V6], ids=["ipv4", "ipv6"])
+def test_udp_datagram_larger_than_the_mtu(family: tuple[list[str], str, str],
+                                          offload: bool) -> None:
+    """A 5000-byte datagram each way: fragmented by the stack and by the kernel. With
+    offloads the kernel completes whole packets' checksums, not a fragmented datagram's:
+    the stack computes that one itself, and verifies the kernel's fragments after
+    reassembly (the kernel does not vouch for them)."""
+    opts, _stack_ip, kernel_ip = family
+    with namespace() as ns:
+        wildcard = "::" if ":" in kernel_ip else "0.0.0.0"
+        echo = ns.popen(*ns.python(PEER, "udp-echo", wildcard, "9100"))
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "READY"
+        extra = [] if offload else ["--no-offload"]
+        agent = start_agent(ns, "send-udp", "--target", kernel_ip, "--port", "9100",
+                            "--size", "5000", *extra, *opts)
+        values = finish(agent)
+        assert values["REPLY_MATCHES"] == "True" and values["REPLY_LEN"] == "5000"
+        counters = ast.literal_eval(values["TUN_COUNTERS"])  # the agent prints a dict's repr
+        assert counters["rx_packets"] >= 4 and counters["tx_packets"] >= 4  # fragments
+        if offload:
+            assert counters["rx_verified_here"] >= 4  # the kernel's fragments: checked here
         echo.communicate(timeout=10)

@@ -153,6 +153,7 @@ class ControlBlock:
         "snd_wscale",
         "fin_seq",
         "mss",
+        "gso_cap",
         "peer_mss",
         "cc",
         "rtt",
@@ -277,6 +278,9 @@ class ControlBlock:
         self.snd_wscale = 0
         self.fin_seq: int | None = None
         self.mss = 536
+        # the most payload one segment may carry when the route's interface takes segments
+        # larger than the MSS for its link to cut (segmentation offload); 0: no offload
+        self.gso_cap = 0
         self.peer_mss = 536
         self.cc: Reno | None = None  # (Reno or a subclass: see make_congestion_control)
         self.rtt = RttEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)

@@ -192,7 +192,7 @@ class TcpSocket(Arrival):
         reused = stack.ports.connect_bind(self, src, addr, port, now, stack.config.tw_reuse)
         self.remote = (addr, port)
         self.created = now
-        self._init_mss(mtu)
+        self._init_mss(mtu, stack.host.route_gso(addr))
         if reused is None:
             self.iss = isn.initial_sequence(stack.secret, src, self.local_port, addr, port, now)
         else:

@@ -72,8 +72,12 @@ class Options(ControlBlock):
         elif not self._keepalive:
             self.t_keep = None
 
-    def _init_mss(self: TcpSocket, mtu: int) -> None:  # type: ignore[misc]
+    def _init_mss(self: TcpSocket, mtu: int, gso: int = 0) -> None:  # type: ignore[misc]
+        """Our MSS from the route's MTU; ``gso``: the largest packet its interface takes
+        for the link to cut (0: none), which bounds a segment of several MSS."""
         overhead = _IP_OVERHEAD[len(self.remote[0]) if self.remote else 4]
+        # room for the largest TCP options (40 bytes) whatever the segment carries
+        self.gso_cap = gso - overhead - 40 if gso > mtu else 0
         adv = max(mtu - overhead, 88)
         if self.maxseg:
             adv = min(adv, self.maxseg)

@@ -74,9 +74,11 @@ class Output(Options):
         return [(s & MASK, e & MASK) for s, e in blocks]
 
     def _xmit(  # type: ignore[misc]
-        self: TcpSocket, seq: int, flags: int, payload: bytes | memoryview, now: float
+        self: TcpSocket, seq: int, flags: int, payload: bytes | memoryview, now: float,
+        gso: int = 0,
     ) -> None:
-        """Emit one segment with ACK/window/timestamp/SACK as the connection stands."""
+        """Emit one segment with ACK/window/timestamp/SACK as the connection stands; ``gso``:
+        it carries several MSS, to be cut at that size (segmentation offload)."""
         win = self._window()
         # (_ts_now, inline: every segment)
         ts = ((int(now * 1000) + self.ts_offset) & MASK, self.ts_recent) if self.ts_ok else None
@@ -135,6 +137,9 @@ class Output(Options):
         # copy (docs/performance.md: copies per byte); TcpStack.emit, inlined
         stack = self.stack
         stack.segments_out += 1
+        if gso:
+            stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload, gso)
+            return
         stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
 
     def _emit(self: TcpSocket, hdr: bytes, payload: bytes | memoryview) -> None:  # type: ignore[misc]
@@ -287,6 +292,12 @@ class Output(Options):
             # SACK blocks ride on data too: keep header + payload within the MTU
             blocks = min(len(self.ooo.ranges) + (self.dsack is not None), 3 if self.ts_ok else 4)
             mss -= 4 + 8 * blocks
+        # segmentation offload: new data goes in segments of several MSS where the route's
+        # interface cuts them (not in urgent mode, whose pointer is per segment)
+        limit = mss
+        cap = self.gso_cap
+        if cap > 2 * mss and not self.snd_up:
+            limit = cap - cap % mss
         una = self.snd_una
         sndq = self.sndq
         data_end = una + sndq.size
@@ -332,18 +343,21 @@ class Output(Options):
                 seq = board.skip_sacked(seq)
                 self.snd_nxt = seq
             avail = data_end - seq
-            fin_now = fin_seq is not None and seq <= fin_seq and avail <= mss
+            most = limit if seq >= self.snd_max else mss  # (what was sent goes again by MSS)
+            fin_now = fin_seq is not None and seq <= fin_seq and avail <= most
             if avail <= 0 and not fin_now:
                 break
             budget = cwnd - pipe
             room = wnd_edge - seq
             n = avail
-            if n > mss:
-                n = mss
+            if n > most:
+                n = most
             if n > room:
                 n = max(room, 0)
             if n > budget:
                 n = max(budget, 0)
+            if n > mss and n < avail:
+                n -= n % mss  # cut by the window: whole MSS pieces, the rest waits
             if n < avail:
                 fin_now = False
             if n <= 0 and not fin_now:
@@ -367,7 +381,7 @@ class Output(Options):
                 flags |= PSH
             if fin_now:
                 flags |= FIN
-            self._send_data(seq, n, now, flags)
+            self._send_data(seq, n, now, flags, mss if n > mss else 0)
             pipe += n
             sent_any = True
             if flags & FIN:
@@ -383,15 +397,23 @@ class Output(Options):
             self._arm_loss_timer(now)  # new data out: the probe timer (RFC 8985 §7.2)
 
     def _send_data(  # type: ignore[misc]
-        self: TcpSocket, seq: int, n: int, now: float, flags: int = ACK
+        self: TcpSocket, seq: int, n: int, now: float, flags: int = ACK, gso: int = 0
     ) -> None:
+        """Send ``n`` bytes from ``seq``; ``gso``: they are several MSS, cut at that size."""
         payload: bytes | memoryview = self.sndq.peek(seq - self.snd_una, n) if n else b""
         end = seq + n + (1 if flags & FIN else 0)
         snd_max = self.snd_max
         retrans = seq < snd_max
-        self._xmit(seq, flags, payload, now)
+        self._xmit(seq, flags, payload, now, gso)
         if n:
-            self.data_segs_out += 1
+            if gso:
+                # counted as the segments the link cuts it into, as Linux counts tcp_skb_pcount
+                pieces = -(-n // gso)
+                self.data_segs_out += pieces
+                self.segs_out += pieces - 1
+                self.stack.segments_out += pieces - 1
+            else:
+                self.data_segs_out += 1
         if retrans:
             self.total_retrans += 1
             self.bytes_retrans += n

@@ -55,9 +55,12 @@ class TcpHost(Protocol):
     def tcp_output(
         self, src: bytes, dst: bytes, segment: bytes | bytearray | memoryview,
         ttl: int | None = None, tos: int = 0, payload: bytes | memoryview = b"",
+        gso: int = 0,
     ) -> None:
-        """Send ``segment`` (+ ``payload``, when the header and data come apart)."""
+        """Send ``segment`` (+ ``payload``, when the header and data come apart); ``gso``:
+        cut the payload at this size (a segment of several MSS, see ``route_gso``)."""
     def route_mtu(self, dst: bytes) -> int | None: ...
+    def route_gso(self, dst: bytes) -> int: ...
     def select_source(self, dst: bytes) -> bytes | None: ...
     def is_local_address(self, addr: bytes) -> bool: ...
 
@@ -396,7 +399,7 @@ class TcpStack:
         child.remote = (src, hdr.src_port)
         child.created = now
         mtu = self.host.route_mtu(src)
-        child._init_mss(mtu if mtu is not None else 576)
+        child._init_mss(mtu if mtu is not None else 576, self.host.route_gso(src))
         return child
 
     def _find_listener(self, dst: bytes, dport: int, src: bytes, sport: int) -> TcpSocket | None:
