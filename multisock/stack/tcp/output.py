@@ -296,7 +296,7 @@ class Output(Options):
         # interface cuts them (not in urgent mode, whose pointer is per segment)
         limit = mss
         cap = self.gso_cap
-        if cap > 2 * mss and not self.snd_up:
+        if cap and cap > 2 * mss and not self.snd_up:
             limit = cap - cap % mss
         una = self.snd_una
         sndq = self.sndq
@@ -343,15 +343,16 @@ class Output(Options):
                 seq = board.skip_sacked(seq)
                 self.snd_nxt = seq
             avail = data_end - seq
-            most = limit if seq >= self.snd_max else mss  # (what was sent goes again by MSS)
-            fin_now = fin_seq is not None and seq <= fin_seq and avail <= most
+            fin_now = fin_seq is not None and seq <= fin_seq and avail <= limit
             if avail <= 0 and not fin_now:
                 break
             budget = cwnd - pipe
             room = wnd_edge - seq
             n = avail
-            if n > most:
-                n = most
+            if n > mss:
+                n = mss
+                if limit > mss and seq >= self.snd_max:  # (what was sent goes again by MSS)
+                    n = avail if avail < limit else limit
             if n > room:
                 n = max(room, 0)
             if n > budget:
