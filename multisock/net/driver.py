@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import select as _select_module
 import selectors
 import sys
 import threading
@@ -48,6 +49,19 @@ def _kernel_selector_class() -> type[selectors.BaseSelector]:
 
 
 _KernelSelector = _kernel_selector_class()
+
+
+def _kernel_poll() -> Callable[[], Any]:
+    """``select.poll`` as the kernel gives it, taken at import like the selector class
+    (activation and gevent replace the module's; gevent removes ``poll``)."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    if gevent_monkey is not None and gevent_monkey.is_module_patched("select"):
+        original: Callable[[], Any] = gevent_monkey.get_original("select", "poll")
+        return original
+    return _select_module.poll
+
+
+_new_poll: Final = _kernel_poll()
 
 
 class Timed(Protocol):
@@ -74,6 +88,8 @@ _current_pid: Final = [os.getpid()]
 
 def _after_fork_in_child() -> None:
     _current_pid[0] = os.getpid()
+    # the forking thread's wake-up eventfd is shared with the parent's thread: a new one
+    _waiters.__dict__.clear()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -92,30 +108,103 @@ class _Operation:
         self.release: Callable[[], Any] = driver.lock.release
 
     def __enter__(self) -> None:
-        if _current_pid[0] != self.driver.pid:
+        driver = self.driver
+        if _current_pid[0] != driver.pid:
             raise OSError(
                 "multisock: this virtual network belongs to the parent process; its driver "
                 "does not survive fork() (use threads, or create a new Network in the child)"
             )
         self.acquire()
+        driver.depth += 1
 
     def __exit__(self, *exc: object) -> None:
+        driver = self.driver
         try:
-            self.driver.drain()
+            driver.drain()
         finally:
-            self.release()
+            depth = driver.depth - 1
+            driver.depth = depth
+            if depth or not driver.wakes:
+                self.release()
+            else:
+                # the threads this operation made ready are woken once the lock is free,
+                # each by a system call that releases the GIL: a woken thread finds both free
+                wakes = driver.wakes
+                driver.wakes = []
+                self.release()
+                for waiter in wakes:
+                    waiter.wake()
+
+
+_Class = TypeVar("_Class", bound=type)
+
+
+def _python_class(cls: _Class) -> _Class:
+    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
+
+    mypyc compiles a class with a decorator it does not know as a non-native class (its
+    methods compiled, its instances plain objects): for the simulation's exception classes,
+    which programs catch and subclass like any exception."""
+    return cls
 
 
 _waiters = threading.local()
+_NO_WAKES: Final[list[Any]] = []  # only ever iterated
 
 
-def _thread_waiter() -> Any:
-    """This thread's waiter lock, kept *held* while nobody has signalled it (reused by every
-    wait of the thread: no lock is allocated per wait, as ``threading.Condition`` does)."""
-    waiter = getattr(_waiters, "lock", None)
+@_python_class
+class _Waiter:
+    """A thread's wake-up: an eventfd it blocks on in ``os.eventfd_read`` (reused by every
+    wait of the thread). The waker's ``os.eventfd_write`` releases the GIL for its system
+    call, so the woken thread can take the GIL at once - where releasing a
+    ``threading.Lock`` keeps it, and a woken thread's first act is to block on the GIL."""
+
+    __slots__ = ("fd", "poll")
+
+    def __init__(self) -> None:
+        self.fd = os.eventfd(0, os.EFD_CLOEXEC)
+        self.poll: Any = None  # made by the first wait with a timeout
+
+    def wake(self) -> None:
+        try:
+            os.eventfd_write(self.fd, 1)
+        except OSError:
+            pass  # closed under us (the thread ended): nobody to wake
+
+    def wait(self, timeout: float | None) -> bool:
+        """Until woken (True) or ``timeout`` seconds passed (False); 0: only a pending one."""
+        if timeout is None:
+            os.eventfd_read(self.fd)
+            return True
+        if not self.pending(timeout):
+            return False
+        os.eventfd_read(self.fd)
+        return True
+
+    def pending(self, timeout: float = 0.0) -> bool:
+        """Is a wake-up there (waiting up to ``timeout`` seconds for one)? Not consumed."""
+        poll = self.poll
+        if poll is None:
+            poll = self.poll = _new_poll()
+            poll.register(self.fd, _select_module.POLLIN)
+        return bool(poll.poll(max(timeout, 0.0) * 1000.0))
+
+    def consume(self) -> None:
+        """Take the wake-up a waker has committed to (blocks until it lands)."""
+        os.eventfd_read(self.fd)
+
+    def __del__(self) -> None:
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+
+
+def _thread_waiter() -> _Waiter:
+    """This thread's waiter."""
+    waiter: _Waiter | None = getattr(_waiters, "event", None)
     if waiter is None:
-        waiter = _waiters.lock = threading.Lock()
-        waiter.acquire()
+        waiter = _waiters.event = _Waiter()
     return waiter
 
 
@@ -129,51 +218,56 @@ class WaitQueue:
     callers loop on their own predicate.
     """
 
-    __slots__ = ("_lock", "_waiters")
+    __slots__ = ("_lock", "_waiters", "_driver")
 
-    def __init__(self, lock: Any) -> None:
+    def __init__(self, lock: Any, driver: Driver) -> None:
         self._lock = lock  # the driver's RLock, held by every caller
-        self._waiters: list[Any] = []
+        self._waiters: list[_Waiter] = []
+        self._driver = driver
 
     def wait(self, timeout: float | None = None) -> bool:
         waiter = _thread_waiter()
         self._waiters.append(waiter)
+        driver = self._driver
+        # the lock is let go for the wait, this operation's part in it too: wakes it owes
+        # go now, and whoever takes the lock meanwhile owes its own
+        depth = driver.depth
+        driver.depth = 0
+        wakes = driver.wakes
+        if wakes:
+            driver.wakes = []
+        else:
+            wakes = _NO_WAKES  # (not the driver's list, which others fill once the lock is free)
         saved = self._lock._release_save()
         got = False
         try:
-            if timeout is None:
-                got = waiter.acquire()
-            elif timeout > 0:
-                got = waiter.acquire(True, timeout)
-            else:
-                got = waiter.acquire(False)
+            for other in wakes:
+                other.wake()
+            got = waiter.wait(timeout)
         finally:
             self._lock._acquire_restore(saved)
+            driver.depth = depth
             if not got:
+                # timed out, but maybe notified meanwhile: the signal is taken back, so
+                # no wait of this thread's returns early because of this one
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                elif waiter in driver.wakes:
+                    driver.wakes.remove(waiter)  # owed by an operation still running
                 else:
-                    waiter.acquire(False)  # signalled after the timeout: take it back
+                    waiter.consume()  # written, or being written once a lock was let go
         return got
 
     def notify_all(self) -> None:
         waiters = self._waiters
         if waiters:
             self._waiters = []
-            for waiter in waiters:
-                waiter.release()
-
-
-_Class = TypeVar("_Class", bound=type)
-
-
-def _python_class(cls: _Class) -> _Class:
-    """Keeps a class an ordinary Python class in the compiled build; identity at run time.
-
-    mypyc compiles a class with a decorator it does not know as a non-native class (its
-    methods compiled, its instances plain objects): for the simulation's exception classes,
-    which programs catch and subclass like any exception."""
-    return cls
+            driver = self._driver
+            if driver.depth:
+                driver.wakes.extend(waiters)  # woken when the operation lets the lock go
+            else:
+                for waiter in waiters:
+                    waiter.wake()
 
 
 class Driver:
@@ -211,6 +305,10 @@ class Driver:
         # equal when they bind the same function to the same object)
         self._after_drain: dict[Callable[[], None], None] = {}
         self._operation = _Operation(self)
+        # nesting of operations() holding the lock, and the waiters they made ready, woken
+        # once the outermost lets it go (_Operation.__exit__)
+        self.depth = 0
+        self.wakes: list[_Waiter] = []
         self.errors: list[BaseException] = []
         self.pid = os.getpid()  # a forked child gets a dead copy: see operation()
         self.origin = clock()  # the network's time 0: ``Network.at`` and ``Link.down(at=)``
@@ -302,7 +400,7 @@ class Driver:
         """What a socket core blocks on: a :class:`WaitQueue` on this driver's lock.
 
         A cooperative driver (``net.gevent_driver``) returns a greenlet-friendly equivalent."""
-        return WaitQueue(self.lock)
+        return WaitQueue(self.lock, self)
 
     def after_drain(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once after the ready queue empties (e.g. re-arm a host's timer)."""
@@ -412,15 +510,21 @@ class Driver:
             with self.lock:
                 if self._closed:
                     return
-                self.passes += 1
-                if self._ready or self._after_drain:
-                    self.drain()  # one budget of what a drain left (the lock is freed below)
-                deadline = self.run_due()
-                backlog = self.backlog
-                if backlog:
-                    self._sleeping_until = float("-inf")  # no wake-up needed: not sleeping
-                else:
-                    self._sleeping_until = deadline if deadline is not None else float("inf")
+                self.depth += 1  # (the wakes it owes go once the lock is let go)
+                try:
+                    self.passes += 1
+                    if self._ready or self._after_drain:
+                        self.drain()  # one budget of what a drain left (the lock is freed below)
+                    deadline = self.run_due()
+                    backlog = self.backlog
+                    if backlog:
+                        self._sleeping_until = float("-inf")  # no wake-up needed: not sleeping
+                    else:
+                        self._sleeping_until = deadline if deadline is not None else float("inf")
+                finally:
+                    wakes = self._take_wakes()
+            for waiter in wakes:
+                waiter.wake()
             if backlog:
                 timeout: float | None = 0.0
             else:
@@ -433,26 +537,45 @@ class Driver:
                 self._sleeping_until = None
                 if self._closed:
                     return
-                for key, mask in events:
-                    fd = key.fd
-                    if fd == wake_r:
-                        try:
-                            while os.read(wake_r, 4096):
-                                pass
-                        except BlockingIOError:
-                            pass
-                        continue
-                    # (the selector reports an error or hang-up as both, masked by interest)
-                    if mask & selectors.EVENT_WRITE:
-                        callback = self._writers.get(fd)
-                        if callback is not None:
-                            self._guarded(callback)
-                            self.drain()
-                    if mask & selectors.EVENT_READ:
-                        callback = self._readers.get(fd)
-                        if callback is not None:
-                            self._guarded(callback)
-                            self.drain()
+                self.depth += 1
+                try:
+                    self._dispatch(events, wake_r)
+                finally:
+                    wakes = self._take_wakes()
+            for waiter in wakes:
+                waiter.wake()
+
+    def _take_wakes(self) -> list[_Waiter]:
+        """End of the driver thread's locked pass: the wakes it owes, for after the lock."""
+        self.depth -= 1
+        wakes = self.wakes
+        if not wakes:
+            return _NO_WAKES
+        self.wakes = []
+        return wakes
+
+    def _dispatch(self, events: list[tuple[Any, int]], wake_r: int) -> None:
+        """The fds the selector reported (lock held): the wake-up pipe, readers, writers."""
+        for key, mask in events:
+            fd = key.fd
+            if fd == wake_r:
+                try:
+                    while os.read(wake_r, 4096):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
+            # (the selector reports an error or hang-up as both, masked by interest)
+            if mask & selectors.EVENT_WRITE:
+                callback = self._writers.get(fd)
+                if callback is not None:
+                    self._guarded(callback)
+                    self.drain()
+            if mask & selectors.EVENT_READ:
+                callback = self._readers.get(fd)
+                if callback is not None:
+                    self._guarded(callback)
+                    self.drain()
 
     def close(self) -> None:
         with self.lock:

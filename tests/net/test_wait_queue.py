@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 import time
 
-from multisock.net.driver import WaitQueue, _thread_waiter
+from multisock.net.driver import Driver, WaitQueue, _thread_waiter
+
+
+def _queue() -> tuple[threading.RLock, WaitQueue, Driver]:
+    driver = Driver()
+    return driver.lock, WaitQueue(driver.lock, driver), driver
 
 
 def test_notify_all_wakes_every_waiter_and_the_lock_is_held_again() -> None:
-    lock = threading.RLock()
-    queue = WaitQueue(lock)
+    lock, queue, _driver = _queue()
     woke: list[tuple[bool, bool]] = []
 
     def waiter() -> None:
@@ -33,14 +37,13 @@ def test_notify_all_wakes_every_waiter_and_the_lock_is_held_again() -> None:
 
 
 def test_a_timeout_returns_false_and_leaves_no_trace() -> None:
-    lock = threading.RLock()
-    queue = WaitQueue(lock)
+    lock, queue, _driver = _queue()
     with lock, lock:  # re-entrant holds are restored whole
         assert queue.wait(0.01) is False
         assert queue.wait(0) is False
         assert queue._waiters == []
         assert lock._is_owned()  # type: ignore[attr-defined]
-    assert _thread_waiter().locked()  # ready for the next wait: no stale signal
+    assert not _thread_waiter().pending()  # ready for the next wait: no stale signal
     with lock:
         start = time.monotonic()
         assert queue.wait(0.05) is False  # blocks for its whole timeout, not woken at once
@@ -48,10 +51,9 @@ def test_a_timeout_returns_false_and_leaves_no_trace() -> None:
 
 
 def test_signals_racing_timeouts_never_leave_a_waiter_released() -> None:
-    """Waiters time out while another thread keeps notifying: whichever wins, each thread's
-    waiter lock ends held (no spurious wake-up carried over, no release of an unlocked lock)."""
-    lock = threading.RLock()
-    queue = WaitQueue(lock)
+    """Waiters time out while another thread keeps notifying: whichever wins, no thread is
+    left with a wake-up pending (none carried over into its next wait)."""
+    lock, queue, _driver = _queue()
     stop = threading.Event()
     errors: list[BaseException] = []
     states: list[bool] = []
@@ -61,7 +63,7 @@ def test_signals_racing_timeouts_never_leave_a_waiter_released() -> None:
             for _ in range(300):
                 with lock:
                     queue.wait(0.0005)
-            states.append(_thread_waiter().locked())
+            states.append(not _thread_waiter().pending())
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
@@ -81,3 +83,55 @@ def test_signals_racing_timeouts_never_leave_a_waiter_released() -> None:
     noisy.join(10)
     assert errors == []
     assert states == [True] * 4
+
+
+def test_an_operation_wakes_its_waiters_once_it_lets_the_lock_go() -> None:
+    """Notified inside ``driver.operation()``, a waiter is woken when the operation ends (it
+    would otherwise wake only to block on the lock); a waiter the operation's own thread
+    wakes before waiting itself is woken before that thread sleeps."""
+    lock, queue, driver = _queue()
+    ready = threading.Event()
+    woke: list[float] = []
+
+    def waiter() -> None:
+        with lock:
+            ready.set()
+            queue.wait(10)
+            woke.append(time.monotonic())
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    ready.wait(10)
+    while True:
+        with lock:
+            if queue._waiters:
+                break
+        time.sleep(0.001)
+    with driver.operation():
+        queue.notify_all()
+        assert driver.wakes  # owed, not done: the lock is still held
+        time.sleep(0.05)
+        assert not woke
+        left = time.monotonic()
+    thread.join(10)
+    assert woke and woke[0] >= left
+    assert driver.wakes == [] and driver.depth == 0
+    # inside an operation that then waits itself: the owed wake goes before it sleeps
+    other = WaitQueue(lock, driver)
+    ready.clear()
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    ready.wait(10)
+    while True:
+        with lock:
+            if queue._waiters:
+                break
+        time.sleep(0.001)
+    with driver.operation():
+        queue.notify_all()
+        assert other.wait(0.3) is False  # (this thread's own wait, on another queue)
+        assert driver.depth == 1
+        assert len(woke) == 2  # woken while this thread slept, not when its operation ended
+    thread.join(10)
+    assert len(woke) == 2
+    driver.close()
