@@ -173,12 +173,9 @@ class _Waiter:
 
     def wait(self, timeout: float | None) -> bool:
         """Until woken (True) or ``timeout`` seconds passed (False); 0: only a pending one."""
-        if timeout is None:
-            os.eventfd_read(self.fd)
-            return True
-        if not self.pending(timeout):
+        if timeout is not None and not self.pending(timeout):
             return False
-        os.eventfd_read(self.fd)
+        self.consume()
         return True
 
     def pending(self, timeout: float = 0.0) -> bool:
@@ -190,8 +187,15 @@ class _Waiter:
         return bool(poll.poll(max(timeout, 0.0) * 1000.0))
 
     def consume(self) -> None:
-        """Take the wake-up a waker has committed to (blocks until it lands)."""
-        os.eventfd_read(self.fd)
+        """Take the wake-up (blocks until one lands). A signal's handler runs and the read
+        goes on, as a lock's acquire does (PEP 475): ``os.eventfd_read`` alone raises
+        InterruptedError instead, which a blocked ``sendall`` would pass to its caller."""
+        while True:
+            try:
+                os.eventfd_read(self.fd)
+                return
+            except InterruptedError:
+                continue
 
     def __del__(self) -> None:
         try:

@@ -135,3 +135,37 @@ def test_an_operation_wakes_its_waiters_once_it_lets_the_lock_go() -> None:
     thread.join(10)
     assert len(woke) == 2
     driver.close()
+
+
+def test_a_signal_runs_its_handler_and_the_wait_goes_on() -> None:
+    """A blocked socket call's wait survives a signal whose handler returns (PEP 475, as a
+    lock's acquire does): CPython's test_socketserver.SocketWriterTest.test_write signals
+    a thread blocked in ``sendall``."""
+    import signal
+
+    lock, queue, driver = _queue()
+    handled: list[int] = []
+    previous = signal.signal(signal.SIGUSR1, lambda *_: handled.append(1))
+    main = threading.get_ident()
+
+    def poke() -> None:
+        time.sleep(0.05)
+        for _ in range(5):  # while the main thread sleeps in its wait
+            signal.pthread_kill(main, signal.SIGUSR1)
+            time.sleep(0.02)
+        with lock:
+            queue.notify_all()
+
+    try:
+        thread = threading.Thread(target=poke)
+        try:
+            with lock:
+                thread.start()
+                woken = queue.wait()  # not InterruptedError
+        finally:
+            thread.join(10)  # (its signals all sent before the handler goes)
+        assert woken is True
+        assert len(handled) == 5
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        driver.close()
