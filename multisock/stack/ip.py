@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from multisock.stack import addresses as A
 from multisock.stack.fragments import Reassembler, fragment_sizes
-from multisock.stack.gso import tcp_pieces
 from multisock.stack.hooks import (
     FORWARD,
     INPUT,
@@ -1183,6 +1182,8 @@ class IPStack:
                              dst if gateway is None else gateway, self.now)
                 return
         self.counters["out_gso_split"] += 1
+        from multisock.stack.gso import tcp_pieces  # (off the import path: rarely needed)
+
         for head, piece in tcp_pieces(bytes(segment), payload, gso):
             self.tcp_output(src, dst, head, ttl, tos, piece)
 
