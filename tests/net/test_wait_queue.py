@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 from multisock.net.driver import Driver, WaitQueue, _thread_waiter
 
@@ -85,28 +86,30 @@ def test_signals_racing_timeouts_never_leave_a_waiter_released() -> None:
     assert states == [True] * 4
 
 
+def _asleep(target: Any, lock: threading.RLock, queue: WaitQueue) -> threading.Thread:
+    """``target`` started in a thread, returned once it waits on ``queue``."""
+    thread = threading.Thread(target=target)
+    thread.start()
+    while True:
+        with lock:
+            if queue._waiters:
+                return thread
+        time.sleep(0.001)
+
+
 def test_an_operation_wakes_its_waiters_once_it_lets_the_lock_go() -> None:
     """Notified inside ``driver.operation()``, a waiter is woken when the operation ends (it
     would otherwise wake only to block on the lock); a waiter the operation's own thread
     wakes before waiting itself is woken before that thread sleeps."""
     lock, queue, driver = _queue()
-    ready = threading.Event()
     woke: list[float] = []
 
     def waiter() -> None:
         with lock:
-            ready.set()
             queue.wait(10)
             woke.append(time.monotonic())
 
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    ready.wait(10)
-    while True:
-        with lock:
-            if queue._waiters:
-                break
-        time.sleep(0.001)
+    thread = _asleep(waiter, lock, queue)
     with driver.operation():
         queue.notify_all()
         assert driver.wakes  # owed, not done: the lock is still held
@@ -118,15 +121,7 @@ def test_an_operation_wakes_its_waiters_once_it_lets_the_lock_go() -> None:
     assert driver.wakes == [] and driver.depth == 0
     # inside an operation that then waits itself: the owed wake goes before it sleeps
     other = WaitQueue(lock, driver)
-    ready.clear()
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    ready.wait(10)
-    while True:
-        with lock:
-            if queue._waiters:
-                break
-        time.sleep(0.001)
+    thread = _asleep(waiter, lock, queue)
     with driver.operation():
         queue.notify_all()
         assert other.wait(0.3) is False  # (this thread's own wait, on another queue)
