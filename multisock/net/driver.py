@@ -144,7 +144,8 @@ def _python_class(cls: _Class) -> _Class:
 
     mypyc compiles a class with a decorator it does not know as a non-native class (its
     methods compiled, its instances plain objects): for the simulation's exception classes,
-    which programs catch and subclass like any exception."""
+    which programs catch and subclass like any exception, and for ``_Waiter``, whose
+    ``__del__`` closes its eventfd when its thread's locals go."""
     return cls
 
 
