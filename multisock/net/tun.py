@@ -147,7 +147,7 @@ class TunLink:
         os.set_blocking(self.fd, False)
         # offload: one buffer that every read fills (a fresh 64 KiB object per read would
         # be page-faulted in each time), and the bytes handed on are copied out of it
-        self._buffer = bytearray(VNET_HDR_LEN + GSO_MAX_SIZE + 64)
+        self._buffer = bytearray(VNET_HDR_LEN + GSO_MAX_SIZE + 64 if self.offload else 0)
         self._view = memoryview(self._buffer)
         _ip("link", "set", "dev", name, "mtu", str(mtu))
         prefix_of = {}
@@ -205,28 +205,15 @@ class TunLink:
             for packet in split_packet(b"".join((head, payload)), size):
                 self._transmit(packet, next_hop, now)
             return
-        fixed = bytearray(head)
-        v4 = head[0] >> 4 == 4
-        ihl = 20 if v4 else 40
-        if v4:
-            fixed[10:12] = internet_checksum(fixed[:20]).to_bytes(2, "big")
-            src, dst = head[12:16], head[16:20]
-        else:
-            src, dst = head[8:24], head[24:40]
-        length = len(head) - ihl + len(payload)
-        fixed[ihl + 16 : ihl + 18] = pseudo_header_sum(src, dst, 6, length).to_bytes(2, "big")
-        kind = GSO_TCPV4 if v4 else GSO_TCPV6
-        if head[ihl + 13] & 0x80:  # CWR: the kernel keeps it on the first piece only
-            kind |= GSO_ECN
-        vnet = VNET_HDR.pack(F_NEEDS_CSUM, kind, len(head), size, ihl, 16)
+        vnet, fixed = _complete_checksums(head, len(head) + len(payload), size)
         try:
-            os.writev(self.fd, [vnet, fixed, payload])
+            os.writev(self.fd, [vnet, fixed, memoryview(head)[len(fixed):], payload])
             self.counters["tx_packets"] += 1
             self.counters["tx_gso"] += 1
         except OSError:
             self.counters["tx_errors"] += 1
 
-    def _deliver_later(self, packet: bytes, verify: bool = False) -> None:
+    def _deliver_later(self, packet: bytes, verify: bool) -> None:
         self.host.receive(packet, self.interface, self.host.driver.now(), verify)
 
     def capture(self, writer: Any) -> None:
@@ -251,7 +238,7 @@ class TunLink:
         written and the transport checksum left for the kernel to complete."""
         for tap in self.taps:
             tap(packet)  # as the stack built it: the capture writer fills zero checksums
-        vnet, head = _complete_checksums(packet)
+        vnet, head = _complete_checksums(packet, len(packet))
         try:
             os.writev(self.fd, [vnet, head, memoryview(packet)[len(head):]])
             self.counters["tx_packets"] += 1
@@ -277,11 +264,15 @@ class TunLink:
             if self.inbound.is_ideal:
                 receive(packet, iface, now)
                 continue
-            for when, copy in self.inbound.offer(packet, now):
-                if when <= now:
-                    receive(copy, iface, now)
-                else:
-                    self.host.driver.call_at(when, self._deliver_later, copy)
+            self._arrive_impaired(packet, now, False)
+
+    def _arrive_impaired(self, packet: bytes, now: float, verify: bool) -> None:
+        """One packet from the kernel through this link's inbound impairment."""
+        for when, copy in self.inbound.offer(packet, now):
+            if when <= now:
+                self.host.receive(copy, self.interface, now, verify)
+            else:
+                self.host.driver.call_at(when, self._deliver_later, copy, verify)
 
     def _readable_offload(self) -> None:
         """``_readable`` with virtio-net headers: a packet the kernel built or checked goes
@@ -328,11 +319,7 @@ class TunLink:
             for piece in pieces:
                 for tap in self.taps:
                     tap(piece)
-                for when, copy in self.inbound.offer(piece, now):
-                    if when <= now:
-                        receive(copy, iface, now, verify)
-                    else:
-                        self.host.driver.call_at(when, self._deliver_later, copy, verify)
+                self._arrive_impaired(piece, now, verify)
 
     def close(self) -> None:
         self.host.driver.remove_reader(self.fd)
@@ -342,11 +329,14 @@ class TunLink:
         self._device.close()
 
 
-def _complete_checksums(packet: bytes) -> tuple[bytes, bytearray]:
-    """The virtio-net header for one whole packet and its first bytes, fixed: the IPv4
-    header checksum written, and for TCP, UDP, ICMP and ICMPv6 outside a fragment the
-    transport checksum set to the pseudo-header sum (0 for ICMP, which has none) with the
-    header asking the kernel to complete it. Anything else goes as it is."""
+def _complete_checksums(packet: bytes, size: int, gso: int = 0) -> tuple[bytes, bytearray]:
+    """The virtio-net header for one packet of ``size`` bytes and its first bytes, fixed:
+    the IPv4 header checksum written, and for TCP, UDP, ICMP and ICMPv6 outside a fragment
+    the transport checksum set to the pseudo-header sum (0 for ICMP, which has none) with
+    the header asking the kernel to complete it. Anything else goes as it is.
+
+    ``packet`` may hold only the headers, the payload following apart; ``gso``: a TCP
+    segment of several MSS, for the kernel to cut at that size."""
     if not packet:
         return _PLAIN_HEADER, bytearray()
     version = packet[0] >> 4
@@ -356,10 +346,10 @@ def _complete_checksums(packet: bytes) -> tuple[bytes, bytearray]:
         head[10:12] = b"\0\0"
         head[10:12] = internet_checksum(head).to_bytes(2, "big")
         total = int.from_bytes(packet[2:4], "big")
-        if (packet[6] & 0x3F) or packet[7] or total > len(packet):
+        if (packet[6] & 0x3F) or packet[7] or total > size:
             return _PLAIN_HEADER, head  # a fragment: IP filled its checksum (or none has one)
         return _transport_partial(packet, head, ihl, packet[9], packet[12:16], packet[16:20],
-                                  total - ihl)
+                                  total - ihl, size, gso)
     if version == 6 and len(packet) >= 40:
         proto = packet[6]
         at = 40
@@ -373,17 +363,23 @@ def _complete_checksums(packet: bytes) -> tuple[bytes, bytearray]:
             return _PLAIN_HEADER, bytearray()  # a fragment (IP filled its checksum) or AH
         length = 40 + int.from_bytes(packet[4:6], "big") - at
         return _transport_partial(packet, bytearray(packet[:at]), at, proto, packet[8:24],
-                                  packet[24:40], length)
+                                  packet[24:40], length, size, gso)
     return _PLAIN_HEADER, bytearray()
 
 
 def _transport_partial(packet: bytes, head: bytearray, at: int, proto: int, src: bytes,
-                       dst: bytes, length: int) -> tuple[bytes, bytearray]:
+                       dst: bytes, length: int, size: int, gso: int) -> tuple[bytes, bytearray]:
     where = _CSUM_AT.get(proto)
-    if where is None or length < where[0] + 2 or at + length > len(packet):
+    if where is None or length < where[0] + 2 or at + length > size:
         return _PLAIN_HEADER, head
     offset, pseudo = where
     head += packet[at : at + offset + 2]
     value = pseudo_header_sum(src, dst, proto, length) if pseudo else 0
     head[at + offset : at + offset + 2] = value.to_bytes(2, "big")
-    return VNET_HDR.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, at, offset), head
+    if not gso or proto != 6:
+        return VNET_HDR.pack(F_NEEDS_CSUM, GSO_NONE, 0, 0, at, offset), head
+    kind = GSO_TCPV4 if len(src) == 4 else GSO_TCPV6
+    if packet[at + 13] & 0x80:  # CWR: the kernel keeps it on the first piece only
+        kind |= GSO_ECN
+    headers = at + (packet[at + 12] >> 4) * 4
+    return VNET_HDR.pack(F_NEEDS_CSUM, kind, headers, gso, at, offset), head
