@@ -238,11 +238,7 @@ class WaitQueue:
         # go now, and whoever takes the lock meanwhile owes its own
         depth = driver.depth
         driver.depth = 0
-        wakes = driver.wakes
-        if wakes:
-            driver.wakes = []
-        else:
-            wakes = _NO_WAKES  # (not the driver's list, which others fill once the lock is free)
+        wakes = driver.owed_wakes()
         saved = self._lock._release_save()
         got = False
         try:
@@ -527,7 +523,8 @@ class Driver:
                     else:
                         self._sleeping_until = deadline if deadline is not None else float("inf")
                 finally:
-                    wakes = self._take_wakes()
+                    self.depth -= 1
+                    wakes = self.owed_wakes()
             for waiter in wakes:
                 waiter.wake()
             if backlog:
@@ -546,13 +543,14 @@ class Driver:
                 try:
                     self._dispatch(events, wake_r)
                 finally:
-                    wakes = self._take_wakes()
+                    self.depth -= 1
+                    wakes = self.owed_wakes()
             for waiter in wakes:
                 waiter.wake()
 
-    def _take_wakes(self) -> list[_Waiter]:
-        """End of the driver thread's locked pass: the wakes it owes, for after the lock."""
-        self.depth -= 1
+    def owed_wakes(self) -> list[_Waiter]:
+        """The waiters made ready while the lock is held, taken (lock held) to be woken once
+        it is let go: never the list that others fill once it is free."""
         wakes = self.wakes
         if not wakes:
             return _NO_WAKES

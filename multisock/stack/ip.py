@@ -83,6 +83,17 @@ def _oserror(code: int) -> OSError:
     return OSError(code, os.strerror(code))
 
 
+
+def _checksum_here(iface: Interface, dst: bytes, header: bytes,
+                   payload: bytes | memoryview, mtu: int) -> bool:
+    """Must IP fill the transport checksum of a message leaving by ``iface``? On an
+    untrusted interface, always; on one whose link completes whole packets' checksums,
+    when the message will be fragmented (the link never sees the datagram whole)."""
+    if not iface.trusted:
+        return True
+    return iface.completes_checksums and (
+        len(header) + len(payload) + (20 if len(dst) == 4 else 40) > mtu)
+
 class IPStack:
     """IPv4 + IPv6 for one host, with ICMP, and slots for the transports above it.
 
@@ -419,10 +430,8 @@ class IPStack:
             raise _oserror(errno.EPERM)  # what Linux's send() says when OUTPUT drops
         if ttl is None:
             ttl = self.default_ttl if not A.is_multicast(dst) else 1
-        if csum_offset is None or (iface.trusted and not (
-                iface.completes_checksums
-                and len(header) + len(payload) + (20 if len(dst) == 4 else 40)
-                > route.path_mtu())):
+        if csum_offset is None or not _checksum_here(iface, dst, header, payload,
+                                                     route.path_mtu()):
             # the payload stays apart: _send copies it once, next to the IP header
             self._send(route, src, dst, proto, header, ttl, tos, df, payload)
             return
@@ -457,9 +466,7 @@ class IPStack:
         if ttl is None:
             ttl = 1
         segment: bytes | memoryview = header
-        if csum_offset is not None and (not iface.trusted or (
-                iface.completes_checksums
-                and len(header) + len(payload) + (20 if len(dst) == 4 else 40) > iface.mtu)):
+        if csum_offset is not None and _checksum_here(iface, dst, header, payload, iface.mtu):
             buf = bytearray(header)
             buf += payload
             value = transport_checksum(src, dst, proto, buf)

@@ -137,10 +137,7 @@ class Output(Options):
         # copy (docs/performance.md: copies per byte); TcpStack.emit, inlined
         stack = self.stack
         stack.segments_out += 1
-        if gso:
-            stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload, gso)
-            return
-        stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload)
+        stack.host.tcp_output(local[0], remote[0], hdr, self.ttl, self.tos, payload, gso)
 
     def _emit(self: TcpSocket, hdr: bytes, payload: bytes | memoryview) -> None:  # type: ignore[misc]
         """_xmit's tail for a header built elsewhere (the urgent path)."""
