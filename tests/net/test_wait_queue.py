@@ -87,14 +87,16 @@ def test_signals_racing_timeouts_never_leave_a_waiter_released() -> None:
 
 
 def _asleep(target: Any, lock: threading.RLock, queue: WaitQueue) -> threading.Thread:
-    """``target`` started in a thread, returned once it waits on ``queue``."""
+    """``target`` started in a thread, returned once it waits on ``queue`` (within 10 s)."""
     thread = threading.Thread(target=target)
     thread.start()
-    while True:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
         with lock:
             if queue._waiters:
                 return thread
         time.sleep(0.001)
+    raise AssertionError("the waiter never went to sleep on the queue")
 
 
 def test_an_operation_wakes_its_waiters_once_it_lets_the_lock_go() -> None:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from test_split_packets import _connected
 
 import multisock
 from multisock.net.host import Host
@@ -56,12 +57,7 @@ def _hosts(net: Network) -> tuple[Host, Host]:
 
 
 def _transfer(a: Host, b: Host, data: bytes, during: Any = None) -> bytes:
-    listener = b.socket()
-    listener.bind((B_ADDR, 0))
-    listener.listen()
-    client = a.socket()
-    client.connect((B_ADDR, listener.getsockname()[1]))
-    server, _ = listener.accept()
+    listener, client, server = _connected(a, b, B_ADDR)
     got = bytearray()
 
     def receive() -> None:
