@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -29,7 +30,13 @@ def test_bench_quick_mode_runs(tmp_path: Path) -> None:
         assert expected in names
     assert any(n.startswith("RSS per idle connection") for n in names)
     assert any(n.endswith("parallel flows, Jain index") for n in names)
-    assert all(r["multisock_median"] > 0 for r in rows)
+    # every figure is positive but the one row that is a difference of differences: the
+    # wake-up path beyond the hand-off (two-thread less one-thread CPU, less the hand-off's
+    # own CPU) reads below zero when the hand-off microbenchmark's wake costs more than the
+    # socket path's (the compiled build's eventfd wake, measured -0.8 µs): finite, not > 0
+    beyond = "costs: wake-up path beyond the hand-off, CPU per direction"
+    assert all(r["multisock_median"] > 0 for r in rows if r["scenario"] != beyond)
+    assert all(math.isfinite(r["multisock_median"]) for r in rows if r["scenario"] == beyond)
     # the default quick run builds no namespaces: the loss rows' kernel cell says so
     loss = next(r for r in rows if r["scenario"] == "TCP goodput, 1 % loss, 20 ms RTT")
     assert loss["kernel_missing"].startswith("not measured: quick mode builds no namespaces")
@@ -64,4 +71,10 @@ def test_bench_quick_tun_rows_run(tmp_path: Path) -> None:
     for mtu in (1500, 65535):
         assert f"TUN MTU {mtu}: kernel downloads from multisock" in names
         assert f"TUN MTU {mtu}: multisock downloads from kernel" in names
-    assert all(r["multisock_median"] > 0 for r in rows)
+    # every figure is positive but the one row that is a difference of differences: the
+    # wake-up path beyond the hand-off (two-thread less one-thread CPU, less the hand-off's
+    # own CPU) reads below zero when the hand-off microbenchmark's wake costs more than the
+    # socket path's (the compiled build's eventfd wake, measured -0.8 µs): finite, not > 0
+    beyond = "costs: wake-up path beyond the hand-off, CPU per direction"
+    assert all(r["multisock_median"] > 0 for r in rows if r["scenario"] != beyond)
+    assert all(math.isfinite(r["multisock_median"]) for r in rows if r["scenario"] == beyond)
